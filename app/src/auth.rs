@@ -1,0 +1,126 @@
+//! Accounts and sessions: who is looking at the page, and the server
+//! functions that sign people up, in and out.
+//!
+//! Identity always comes from the server-side session (tower-sessions); the
+//! browser only ever holds an opaque, HttpOnly cookie.
+
+use crate::error::ApiError;
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "ssr")]
+pub mod ssr;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSummary {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestSummary {
+    pub id: String,
+    pub display_name: String,
+}
+
+/// The person behind the current session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Viewer {
+    User(UserSummary),
+    Guest(GuestSummary),
+}
+
+impl Viewer {
+    pub fn display_name(&self) -> &str {
+        match self {
+            Viewer::User(user) => &user.display_name,
+            Viewer::Guest(guest) => &guest.display_name,
+        }
+    }
+
+    pub fn is_guest(&self) -> bool {
+        matches!(self, Viewer::Guest(_))
+    }
+
+    pub fn user(&self) -> Option<&UserSummary> {
+        match self {
+            Viewer::User(user) => Some(user),
+            Viewer::Guest(_) => None,
+        }
+    }
+}
+
+/// Who is signed in (or which guest), if anyone.
+#[server(endpoint = "current_viewer")]
+pub async fn current_viewer() -> Result<Option<Viewer>, ApiError> {
+    let cx = ssr::RequestCx::new().await?;
+    cx.viewer().await
+}
+
+#[server(endpoint = "sign_up")]
+pub async fn sign_up(
+    username: String,
+    display_name: String,
+    email: String,
+    password: String,
+    next: Option<String>,
+) -> Result<(), ApiError> {
+    let cx = ssr::RequestCx::new().await?;
+    let form = ssr::SignUpForm {
+        username,
+        display_name,
+        email,
+        password,
+    };
+    let result = cx.sign_up(form).await;
+    cx.finish(result, next.as_deref())
+}
+
+#[server(endpoint = "sign_in")]
+pub async fn sign_in(
+    username: String,
+    password: String,
+    next: Option<String>,
+) -> Result<(), ApiError> {
+    let cx = ssr::RequestCx::new().await?;
+    let result = cx.sign_in(&username, &password).await;
+    cx.finish(result, next.as_deref())
+}
+
+#[server(endpoint = "sign_out")]
+pub async fn sign_out() -> Result<(), ApiError> {
+    let cx = ssr::RequestCx::new().await?;
+    let result = cx.sign_out().await;
+    cx.finish(result, Some("/"))
+}
+
+/// Becomes a guest with a display name (or renames the current guest).
+#[server(endpoint = "continue_as_guest")]
+pub async fn continue_as_guest(
+    display_name: String,
+    next: Option<String>,
+) -> Result<(), ApiError> {
+    let cx = ssr::RequestCx::new().await?;
+    let result = cx.continue_as_guest(&display_name).await;
+    cx.finish(result, next.as_deref())
+}
+
+#[server(endpoint = "update_profile")]
+pub async fn update_profile(display_name: String) -> Result<(), ApiError> {
+    let cx = ssr::RequestCx::new().await?;
+    let result = cx.update_display_name(&display_name).await;
+    cx.finish(result, None)
+}
+
+/// Changes the password and ends every other session of this user.
+#[server(endpoint = "change_password")]
+pub async fn change_password(
+    current_password: String,
+    new_password: String,
+) -> Result<(), ApiError> {
+    let cx = ssr::RequestCx::new().await?;
+    let result = cx.change_password(&current_password, &new_password).await;
+    cx.finish(result, None)
+}

@@ -1,0 +1,97 @@
+//! The error type of every server function: it crosses the wire as JSON, so the
+//! browser can show a precise, translated message next to the right field,
+//! and it never carries internal details (database errors stay in the logs).
+
+use leptos::server_fn::{
+    codec::JsonEncoding,
+    error::{FromServerFnError, ServerFnErrorErr},
+};
+use serde::{Deserialize, Serialize};
+
+/// Why a single form field was refused. The client turns the code into text
+/// in the reader's language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FieldProblem {
+    Required,
+    TooShort,
+    TooLong,
+    InvalidChars,
+    ControlChars,
+    UsernameTaken,
+    EmailTaken,
+    EmailInvalid,
+    WrongCurrentPassword,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// The form field's `name`.
+    pub field: String,
+    pub problem: FieldProblem,
+}
+
+impl FieldError {
+    pub fn new(field: &str, problem: FieldProblem) -> Self {
+        Self {
+            field: field.to_string(),
+            problem,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    /// The one answer for "no such user" and "wrong password".
+    #[error("incorrect username or password")]
+    BadCredentials,
+    #[error("too many attempts; retry in {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u64 },
+    #[error("sign-in required")]
+    Unauthenticated,
+    #[error("not allowed")]
+    Forbidden,
+    #[error("not found")]
+    NotFound,
+    #[error("internal error")]
+    Internal,
+    /// The request never produced an answer of ours (network, decoding).
+    #[error("request failed: {0}")]
+    Transport(String),
+}
+
+impl ApiError {
+    pub fn field_problem(&self, field: &str) -> Option<FieldProblem> {
+        match self {
+            ApiError::Invalid(errors) => errors
+                .iter()
+                .find(|e| e.field == field)
+                .map(|e| e.problem),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status a server function answers with for this error.
+    pub fn status(&self) -> http::StatusCode {
+        use http::StatusCode;
+        match self {
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadCredentials | ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Internal | ApiError::Transport(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl FromServerFnError for ApiError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        ApiError::Transport(value.to_string())
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,96 @@
+//! moim's shared application: the page shell, routes, pages, server
+//! functions and the types that travel between server and browser.
+#![recursion_limit = "256"]
+
+include!(concat!(env!("OUT_DIR"), "/i18n/mod.rs"));
+
+pub mod auth;
+pub mod components;
+pub mod error;
+pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod state;
+#[cfg(feature = "ssr")]
+pub mod throttle;
+pub mod validate;
+
+use crate::components::Header;
+use crate::i18n::*;
+use crate::pages::{
+    GuestPage, HomePage, MeetingsPage, NotFound, ProfilePage, SignInPage, SignUpPage,
+};
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path, SsrMode,
+};
+
+/// The HTML document around the app, rendered on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="color-scheme" content="light dark" />
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/moim.css" />
+        <Link rel="icon" type_="image/svg+xml" href="/favicon.svg" />
+        <Meta name="description" content="moim: self-hosted video meetings" />
+        <Title formatter=|text: String| {
+            if text.is_empty() { "moim".to_string() } else { format!("{text} · moim") }
+        } />
+        <I18nContextProvider>
+            <AppBody />
+        </I18nContextProvider>
+    }
+}
+
+#[component]
+fn AppBody() -> impl IntoView {
+    let i18n = use_i18n();
+    components::provide_auth_context();
+    // Marks the page as interactive once the wasm has taken over, so tests
+    // (and curious people) can tell a hydrated page from server HTML.
+    Effect::new(move |_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+
+    view! {
+        <Router>
+            <a class="skip-link" href="#main">
+                {t!(i18n, skip_to_content)}
+            </a>
+            <Header />
+            <main id="main" tabindex="-1">
+                <Routes fallback=|| view! { <NotFound /> }>
+                    <Route path=path!("/") view=HomePage />
+                    <Route path=path!("/signin") view=SignInPage />
+                    <Route path=path!("/signup") view=SignUpPage />
+                    <Route path=path!("/guest") view=GuestPage />
+                    <Route path=path!("/profile") view=ProfilePage ssr=SsrMode::Async />
+                    <Route path=path!("/meetings") view=MeetingsPage ssr=SsrMode::Async />
+                </Routes>
+            </main>
+        </Router>
+    }
+}

@@ -1,0 +1,263 @@
+//! Sign in, sign up, guest entry and the profile page.
+
+use super::RequireUser;
+use crate::auth::Viewer;
+use crate::components::{use_auth, Field, FormError};
+use crate::error::ApiError;
+use crate::i18n::*;
+use crate::validate;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::A;
+use leptos_router::hooks::use_query_map;
+
+/// The `next` query parameter, checked to be a local path.
+fn use_next() -> Signal<String> {
+    let query = use_query_map();
+    Signal::derive(move || {
+        validate::safe_next(&query.read().get("next").unwrap_or_else(|| "/".to_string()))
+    })
+}
+
+fn error_of<S, O>(value: S) -> Signal<Option<ApiError>>
+where
+    S: Get<Value = Option<Result<O, ApiError>>> + Send + Sync + 'static,
+    O: 'static,
+{
+    Signal::derive(move || value.get().and_then(|r| r.err()))
+}
+
+fn text(f: impl Fn() -> String + Send + Sync + 'static) -> Signal<String> {
+    Signal::derive(f)
+}
+
+#[component]
+pub fn SignInPage() -> impl IntoView {
+    let i18n = use_i18n();
+    let action = use_auth().sign_in;
+    let next = use_next();
+    let error = error_of(action.value());
+    view! {
+        <Title text=move || t_string!(i18n, sign_in_title).to_string() />
+        <section class="narrow auth-card">
+            <h1>{t!(i18n, sign_in_title)}</h1>
+            <p class="muted">{t!(i18n, sign_in_lead)}</p>
+            <ActionForm action=action attr:novalidate=true attr:data-testid="sign-in-form">
+                <input type="hidden" name="next" prop:value=move || next.get() />
+                <Field
+                    name="username"
+                    label=text(move || t_string!(i18n, field_username).to_string())
+                    autocomplete="username"
+                    required=true
+                    error=error
+                />
+                <Field
+                    name="password"
+                    input_type="password"
+                    label=text(move || t_string!(i18n, field_password).to_string())
+                    autocomplete="current-password"
+                    required=true
+                    error=error
+                />
+                <FormError error=error />
+                <button type="submit" class="button" disabled=move || action.pending().get()>
+                    {move || if action.pending().get() {
+                        t_string!(i18n, submitting).to_string()
+                    } else {
+                        t_string!(i18n, submit_sign_in).to_string()
+                    }}
+                </button>
+            </ActionForm>
+            <p class="switch-auth">
+                {t!(i18n, no_account)} " "
+                <A href=move || format!("/signup?next={}", validate::encode_query_value(&next.get()))>
+                    {t!(i18n, nav_sign_up)}
+                </A>
+            </p>
+        </section>
+    }
+}
+
+#[component]
+pub fn SignUpPage() -> impl IntoView {
+    let i18n = use_i18n();
+    let action = use_auth().sign_up;
+    let next = use_next();
+    let error = error_of(action.value());
+    view! {
+        <Title text=move || t_string!(i18n, sign_up_title).to_string() />
+        <section class="narrow auth-card">
+            <h1>{t!(i18n, sign_up_title)}</h1>
+            <p class="muted">{t!(i18n, sign_up_lead)}</p>
+            <ActionForm action=action attr:novalidate=true attr:data-testid="sign-up-form">
+                <input type="hidden" name="next" prop:value=move || next.get() />
+                <Field
+                    name="username"
+                    label=text(move || t_string!(i18n, field_username).to_string())
+                    hint=text(move || t_string!(i18n, field_username_hint).to_string())
+                    autocomplete="username"
+                    required=true
+                    maxlength=validate::USERNAME_MAX
+                    error=error
+                />
+                <Field
+                    name="display_name"
+                    label=text(move || t_string!(i18n, field_display_name).to_string())
+                    hint=text(move || t_string!(i18n, field_display_name_hint).to_string())
+                    autocomplete="name"
+                    required=true
+                    maxlength=validate::DISPLAY_NAME_MAX
+                    error=error
+                />
+                <Field
+                    name="email"
+                    input_type="email"
+                    label=text(move || t_string!(i18n, field_email).to_string())
+                    autocomplete="email"
+                    maxlength=validate::EMAIL_MAX
+                    error=error
+                />
+                <Field
+                    name="password"
+                    input_type="password"
+                    label=text(move || t_string!(i18n, field_password).to_string())
+                    hint=text(move || t_string!(i18n, field_password_hint).to_string())
+                    autocomplete="new-password"
+                    required=true
+                    maxlength=validate::PASSWORD_MAX
+                    error=error
+                />
+                <FormError error=error />
+                <button type="submit" class="button" disabled=move || action.pending().get()>
+                    {move || if action.pending().get() {
+                        t_string!(i18n, submitting).to_string()
+                    } else {
+                        t_string!(i18n, submit_sign_up).to_string()
+                    }}
+                </button>
+            </ActionForm>
+            <p class="switch-auth">
+                {t!(i18n, have_account)} " "
+                <A href=move || format!("/signin?next={}", validate::encode_query_value(&next.get()))>
+                    {t!(i18n, nav_sign_in)}
+                </A>
+            </p>
+        </section>
+    }
+}
+
+#[component]
+pub fn GuestPage() -> impl IntoView {
+    let i18n = use_i18n();
+    let auth = use_auth();
+    let action = auth.guest;
+    let viewer = auth.viewer;
+    let next = use_next();
+    let error = error_of(action.value());
+    let current_guest = Signal::derive(move || match viewer.get() {
+        Some(Ok(Some(Viewer::Guest(guest)))) => Some(guest.display_name),
+        _ => None,
+    });
+    view! {
+        <Title text=move || t_string!(i18n, guest_title).to_string() />
+        <section class="narrow auth-card">
+            <h1>{t!(i18n, guest_title)}</h1>
+            <p class="muted">{t!(i18n, guest_lead)}</p>
+            <Transition fallback=|| ()>
+                {move || current_guest.get().map(|name| view! {
+                    <p data-testid="guest-current">{t!(i18n, guest_current)} " " <strong>{name}</strong></p>
+                })}
+            </Transition>
+            <ActionForm action=action attr:novalidate=true attr:data-testid="guest-form">
+                <input type="hidden" name="next" prop:value=move || next.get() />
+                <Field
+                    name="display_name"
+                    label=text(move || t_string!(i18n, field_display_name).to_string())
+                    hint=text(move || t_string!(i18n, field_display_name_hint).to_string())
+                    autocomplete="name"
+                    required=true
+                    maxlength=validate::DISPLAY_NAME_MAX
+                    error=error
+                />
+                <FormError error=error />
+                <button type="submit" class="button" disabled=move || action.pending().get()>
+                    {t!(i18n, guest_continue)}
+                </button>
+            </ActionForm>
+        </section>
+    }
+}
+
+#[component]
+pub fn ProfilePage() -> impl IntoView {
+    let i18n = use_i18n();
+    view! {
+        <Title text=move || t_string!(i18n, profile_title).to_string() />
+        <RequireUser content=move |user| view! { <ProfileForms user /> } />
+    }
+}
+
+#[component]
+fn ProfileForms(user: crate::auth::UserSummary) -> impl IntoView {
+    let i18n = use_i18n();
+    let auth = use_auth();
+    let update = auth.update_profile;
+    let change = auth.change_password;
+    let update_error = error_of(update.value());
+    let change_error = error_of(change.value());
+    let update_ok = move || matches!(update.value().get(), Some(Ok(())));
+    let change_ok = move || matches!(change.value().get(), Some(Ok(())));
+    let display_name = user.display_name.clone();
+    view! {
+        <section class="narrow">
+            <h1>{t!(i18n, profile_title)}</h1>
+            <p class="muted">
+                {t!(i18n, profile_signed_in_as)} " " <strong data-testid="profile-username">{user.username.clone()}</strong>
+            </p>
+            <div class="card">
+                <h2>{t!(i18n, profile_name_section)}</h2>
+                <ActionForm action=update attr:novalidate=true attr:data-testid="profile-form">
+                    <Field
+                        name="display_name"
+                        label=text(move || t_string!(i18n, field_display_name).to_string())
+                        autocomplete="name"
+                        required=true
+                        maxlength=validate::DISPLAY_NAME_MAX
+                        value=Signal::stored(display_name)
+                        error=update_error
+                    />
+                    <FormError error=update_error />
+                    <p class="form-ok" role="status">{move || update_ok().then(|| t_string!(i18n, saved).to_string())}</p>
+                    <button type="submit" class="button">{t!(i18n, save)}</button>
+                </ActionForm>
+            </div>
+            <div class="card">
+                <h2>{t!(i18n, profile_password_section)}</h2>
+                <p class="muted">{t!(i18n, profile_password_note)}</p>
+                <ActionForm action=change attr:novalidate=true attr:data-testid="password-form">
+                    <Field
+                        name="current_password"
+                        input_type="password"
+                        label=text(move || t_string!(i18n, field_current_password).to_string())
+                        autocomplete="current-password"
+                        required=true
+                        error=change_error
+                    />
+                    <Field
+                        name="new_password"
+                        input_type="password"
+                        label=text(move || t_string!(i18n, field_new_password).to_string())
+                        hint=text(move || t_string!(i18n, field_password_hint).to_string())
+                        autocomplete="new-password"
+                        required=true
+                        maxlength=validate::PASSWORD_MAX
+                        error=change_error
+                    />
+                    <FormError error=change_error />
+                    <p class="form-ok" role="status">{move || change_ok().then(|| t_string!(i18n, password_changed).to_string())}</p>
+                    <button type="submit" class="button">{t!(i18n, change_password)}</button>
+                </ActionForm>
+            </div>
+        </section>
+    }
+}

@@ -1,0 +1,159 @@
+//! Settings, from command-line flags or environment variables. Every setting
+//! has a documented default so `moim` runs with none at all.
+
+use clap::{Parser, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "moim", version, about = "moim: self-hosted video meetings")]
+pub struct Config {
+    /// Address and port to listen on.
+    #[arg(long, env = "MOIM_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// The URL people use to reach moim (scheme, host, port). Used for the
+    /// Origin check and to decide on Secure cookies. Default: http://<listen>.
+    #[arg(long, env = "MOIM_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<Url>,
+
+    /// Directory for the SQLite database when DATABASE_URL is not set.
+    #[arg(long, env = "MOIM_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// sqlite://path or postgres://user:pass@host/db. Default: SQLite file
+    /// `moim.db` in the data directory.
+    #[arg(long, env = "DATABASE_URL", value_parser = parse_database_url)]
+    pub database_url: Option<String>,
+
+    /// redis://host:port for fan-out across instances (multi-instance setup).
+    #[arg(long, env = "REDIS_URL", value_parser = parse_redis_url)]
+    pub redis_url: Option<Url>,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `moim=debug,info`.
+    #[arg(long, env = "MOIM_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Log line format.
+    #[arg(long, env = "MOIM_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Directory with the built site (JS, wasm, CSS, public files), as
+    /// written by cargo-leptos.
+    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+
+    /// Sign a session out after this many minutes without activity.
+    #[arg(long, env = "MOIM_SESSION_IDLE_MINUTES", default_value_t = 720, value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_idle_minutes: u64,
+
+    /// Sign a session out this many hours after sign-in, however active.
+    #[arg(long, env = "MOIM_SESSION_MAX_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_max_hours: u64,
+
+    /// On SIGTERM or Ctrl-C, wait at most this many seconds for open
+    /// requests to finish.
+    #[arg(long, env = "MOIM_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
+    pub shutdown_grace_seconds: u64,
+}
+
+fn parse_public_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        _ => Err("must be an http:// or https:// URL with a host".to_string()),
+    }
+}
+
+fn parse_database_url(raw: &str) -> Result<String, String> {
+    let scheme = raw.split(':').next().unwrap_or_default();
+    match scheme {
+        "sqlite" | "postgres" | "postgresql" => Ok(raw.to_string()),
+        _ => Err("must start with sqlite:// or postgres://".to_string()),
+    }
+}
+
+fn parse_redis_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
+    match url.scheme() {
+        "redis" | "rediss" => Ok(url),
+        _ => Err("must start with redis:// or rediss://".to_string()),
+    }
+}
+
+impl Config {
+    /// A configuration with every default, for tests and embedding.
+    pub fn defaults() -> Self {
+        Self::parse_from(["moim"])
+    }
+
+    pub fn public_url(&self) -> Url {
+        match &self.public_url {
+            Some(url) => url.clone(),
+            None => {
+                let url = format!("http://{}", self.listen);
+                // A SocketAddr always formats as a valid authority.
+                Url::parse(&url).unwrap_or_else(|_| Url::parse("http://127.0.0.1:3000").expect("literal URL"))
+            }
+        }
+    }
+
+    /// The web origin (`scheme://host[:port]`) browsers send in `Origin`.
+    pub fn public_origin(&self) -> String {
+        self.public_url().origin().ascii_serialization()
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url().scheme() == "https"
+    }
+
+    pub fn session_idle(&self) -> Duration {
+        Duration::from_secs(self.session_idle_minutes * 60)
+    }
+
+    pub fn session_max(&self) -> Duration {
+        Duration::from_secs(self.session_max_hours * 3600)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_run_on_loopback_with_sqlite() {
+        let config = Config::defaults();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.public_origin(), "http://127.0.0.1:3000");
+        assert!(config.database_url.is_none());
+        assert!(!config.secure_cookies());
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_setting_named() {
+        let err = Config::try_parse_from(["moim", "--listen", "nonsense"]).unwrap_err();
+        assert!(err.to_string().contains("--listen"), "{err}");
+        let err = Config::try_parse_from(["moim", "--database-url", "mysql://x"]).unwrap_err();
+        assert!(err.to_string().contains("--database-url"), "{err}");
+        let err = Config::try_parse_from(["moim", "--public-url", "ftp://x"]).unwrap_err();
+        assert!(err.to_string().contains("--public-url"), "{err}");
+    }
+
+    #[test]
+    fn https_public_url_means_secure_cookies() {
+        let config =
+            Config::try_parse_from(["moim", "--public-url", "https://meet.example.org"]).unwrap();
+        assert!(config.secure_cookies());
+        assert_eq!(config.public_origin(), "https://meet.example.org");
+    }
+}

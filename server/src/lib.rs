@@ -1,0 +1,167 @@
+//! The moim server: configuration, database, HTTP, sessions and security.
+//! `Application::build` wires everything; `main` only parses settings and
+//! reports start-up errors.
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod security;
+pub mod session_store;
+pub mod telemetry;
+
+use crate::config::Config;
+use crate::error::StartupError;
+use crate::http::HttpSettings;
+use crate::security::OriginPolicy;
+use crate::session_store::DbSessionStore;
+use app::state::{AppState, AuthSettings};
+use app::throttle::LoginThrottle;
+use leptos::config::LeptosOptions;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// A built, bound, not yet serving moim instance.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    local_addr: SocketAddr,
+    state: AppState,
+    shutdown_grace: Duration,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let database_url = db::database_url(&config)?;
+        let (pool, db_kind) = db::connect(&database_url).await?;
+        tracing::info!(database = %db::redact(&database_url), "database ready");
+        if config.redis_url.is_some() {
+            tracing::warn!("REDIS_URL is set, but cross-instance fan-out is not part of this build yet; running single-instance");
+        }
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| StartupError::Listen {
+                addr: config.listen.to_string(),
+                reason: e.to_string(),
+            })?;
+        let local_addr = listener.local_addr().map_err(|e| StartupError::Listen {
+            addr: config.listen.to_string(),
+            reason: e.to_string(),
+        })?;
+
+        let leptos_options = LeptosOptions::builder()
+            .output_name("moim")
+            .site_root(config.site_root.display().to_string())
+            .site_pkg_dir("pkg")
+            .site_addr(local_addr)
+            .build();
+
+        let state = AppState {
+            leptos_options,
+            db: pool.clone(),
+            db_kind,
+            auth: AuthSettings {
+                absolute_lifetime: config.session_max(),
+                ..AuthSettings::default()
+            },
+            login_throttle: Arc::new(LoginThrottle::default()),
+            hashing_permits: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
+            )),
+        };
+
+        let store = DbSessionStore::new(pool);
+        store.spawn_cleanup(Duration::from_secs(300));
+        let router = http::app(
+            state.clone(),
+            store,
+            HttpSettings {
+                origin: OriginPolicy {
+                    public_origin: config.public_origin(),
+                },
+                secure_cookies: config.secure_cookies(),
+                session_idle: config.session_idle(),
+            },
+        );
+
+        Ok(Self {
+            listener,
+            router,
+            local_addr,
+            state,
+            shutdown_grace: Duration::from_secs(config.shutdown_grace_seconds),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then lets open requests finish for
+    /// at most the grace period.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let grace = self.shutdown_grace;
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let mut graceful_rx = stop_rx.clone();
+        let server = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = graceful_rx.wait_for(|stop| *stop).await;
+            tracing::info!("shutting down: no new connections, draining open requests");
+        });
+        let mut deadline_rx = stop_rx;
+        tokio::select! {
+            result = server => result,
+            _ = async move {
+                let _ = deadline_rx.wait_for(|stop| *stop).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(grace_seconds = grace.as_secs(), "drain deadline passed; closing remaining connections");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("received Ctrl-C"),
+        _ = terminate => tracing::info!("received SIGTERM"),
+    }
+}

@@ -1,0 +1,32 @@
+use clap::Parser;
+use moim_server::config::Config;
+use moim_server::{shutdown_signal, telemetry, Application};
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // Bad flags or variables: clap prints one message naming the setting.
+    let config = Config::parse();
+    if let Err(err) = telemetry::init(&config) {
+        eprintln!("moim: {err}");
+        return ExitCode::FAILURE;
+    }
+    let app = match Application::build(config).await {
+        Ok(app) => app,
+        Err(err) => {
+            eprintln!("moim: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(address = %app.local_addr(), "moim is listening on http://{}", app.local_addr());
+    match app.run_until(shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!("moim stopped");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("moim: server error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

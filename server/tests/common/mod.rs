@@ -1,0 +1,240 @@
+//! `spawn_app`: a real moim instance on a random port with a fresh
+//! database (a temporary SQLite file, or a new PostgreSQL database).
+#![allow(dead_code)]
+
+use moim_server::config::Config;
+use moim_server::Application;
+use reqwest::header::{HeaderMap, HeaderValue, ORIGIN};
+use sqlx::Connection;
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server tests create their databases on. `scripts/test.sh`
+/// sets it (starting a throwaway server when none runs); tests never skip
+/// when it is unreachable, they fail.
+pub fn postgres_admin_url() -> String {
+    std::env::var("MOIM_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub backend: Backend,
+    pub state: app::state::AppState,
+    pub database_url: String,
+    _data_dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    postgres_db: Option<String>,
+}
+
+pub struct Spawn {
+    pub backend: Backend,
+    pub public_url: Option<String>,
+}
+
+impl Spawn {
+    pub fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            public_url: None,
+        }
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_with(Spawn::new(backend)).await
+}
+
+pub async fn spawn_with(spawn: Spawn) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let (database_url, postgres_db) = match spawn.backend {
+        Backend::Sqlite => (
+            format!("sqlite://{}/moim.db?mode=rwc", data_dir.path().display()),
+            None,
+        ),
+        Backend::Postgres => {
+            let admin = postgres_admin_url();
+            let name = format!("moim_test_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                panic!("PostgreSQL is not reachable at {admin} ({e}); run scripts/test.sh, which starts one")
+            });
+            sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let url = match admin.rsplit_once('/') {
+                Some((server, _)) => format!("{server}/{name}"),
+                None => panic!("bad MOIM_TEST_POSTGRES_URL {admin}"),
+            };
+            (url, Some(name))
+        }
+    };
+    let mut args = vec![
+        "moim".to_string(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--database-url".into(),
+        database_url.clone(),
+        "--data-dir".into(),
+        data_dir.path().display().to_string(),
+        "--log".into(),
+        "warn".into(),
+    ];
+    if let Some(url) = &spawn.public_url {
+        args.push("--public-url".into());
+        args.push(url.clone());
+    }
+    let config = <Config as clap::Parser>::parse_from(args);
+    let app = Application::build(config).await.expect("app builds");
+    let addr = app.local_addr();
+    let state = app.state().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        backend: spawn.backend,
+        state,
+        database_url,
+        _data_dir: data_dir,
+        stop: Some(stop),
+        postgres_db,
+    }
+}
+
+impl TestApp {
+    /// A browser-like client: keeps cookies, sends our Origin, does not
+    /// follow redirects (so tests can see them).
+    pub fn client(&self) -> reqwest::Client {
+        let mut headers = HeaderMap::new();
+        headers.insert(ORIGIN, HeaderValue::from_str(&self.base).expect("origin"));
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Calls a server function with form fields, as the browser does.
+    pub async fn call(
+        &self,
+        client: &reqwest::Client,
+        function: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        client
+            .post(self.url(&format!("/api/{function}")))
+            .form(fields)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn sign_up(&self, client: &reqwest::Client, username: &str, password: &str) -> reqwest::Response {
+        self.call(
+            client,
+            "sign_up",
+            &[
+                ("username", username),
+                ("display_name", &format!("{username} Display")),
+                ("email", ""),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+
+    pub async fn sign_in(&self, client: &reqwest::Client, username: &str, password: &str) -> reqwest::Response {
+        self.call(client, "sign_in", &[("username", username), ("password", password)])
+            .await
+    }
+
+    /// The viewer as the server sees this client.
+    pub async fn viewer(&self, client: &reqwest::Client) -> serde_json::Value {
+        let response = self.call(client, "current_viewer", &[]).await;
+        assert_eq!(response.status(), 200, "current_viewer failed");
+        response.json().await.expect("json")
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&self.state.db)
+            .await
+            .expect("count");
+        n
+    }
+
+    /// Drops the database out from under the running app (PostgreSQL) or
+    /// closes its pool (SQLite): the database becomes unreachable.
+    pub async fn make_database_unreachable(&self) {
+        match &self.postgres_db {
+            Some(name) => {
+                let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
+                    .await
+                    .expect("admin connection");
+                sqlx::query(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("drop database");
+            }
+            None => self.state.db.close().await,
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(name) = self.postgres_db.take() {
+            // Best effort, on a thread of its own: Drop cannot be async.
+            let admin = postgres_admin_url();
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                if let Ok(runtime) = runtime {
+                    runtime.block_on(async {
+                        if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                                .execute(&mut conn)
+                                .await;
+                        }
+                    });
+                }
+            })
+            .join();
+        }
+    }
+}
+
+/// Runs one async test body against SQLite and against PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
