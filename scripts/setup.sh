@@ -83,7 +83,7 @@ install_wasm_opt() {
 }
 
 install_test_tools() {
-  apt_install chromium fonts-noto-cjk postgresql redis-server
+  apt_install chromium postgresql
   if [ ! -d end2end/node_modules/@playwright/test ]; then
     command -v npm >/dev/null || apt_install nodejs npm
     log "installing end-to-end test packages (npm, browser download off)"

@@ -98,10 +98,7 @@ pub async fn sign_out() -> Result<(), ApiError> {
 
 /// Becomes a guest with a display name (or renames the current guest).
 #[server(endpoint = "continue_as_guest")]
-pub async fn continue_as_guest(
-    display_name: String,
-    next: Option<String>,
-) -> Result<(), ApiError> {
+pub async fn continue_as_guest(display_name: String, next: Option<String>) -> Result<(), ApiError> {
     let cx = ssr::RequestCx::new().await?;
     let result = cx.continue_as_guest(&display_name).await;
     cx.finish(result, next.as_deref())

@@ -7,8 +7,8 @@ use crate::auth::{
 use crate::error::{ApiError, FieldProblem};
 use crate::i18n::*;
 use leptos::either::Either;
-use leptos_i18n::I18nContext;
 use leptos::prelude::*;
+use leptos_i18n::I18nContext;
 use leptos_router::components::A;
 
 pub type ViewerResource = Resource<Result<Option<Viewer>, ApiError>>;

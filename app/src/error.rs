@@ -64,10 +64,9 @@ pub enum ApiError {
 impl ApiError {
     pub fn field_problem(&self, field: &str) -> Option<FieldProblem> {
         match self {
-            ApiError::Invalid(errors) => errors
-                .iter()
-                .find(|e| e.field == field)
-                .map(|e| e.problem),
+            ApiError::Invalid(errors) => {
+                errors.iter().find(|e| e.field == field).map(|e| e.problem)
+            }
             _ => None,
         }
     }

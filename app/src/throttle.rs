@@ -159,10 +159,14 @@ mod tests {
             assert!(limiter.check("alice", t0 + Duration::from_secs(i)).is_ok());
         }
         limiter.record_failure("alice", t0 + Duration::from_secs(2));
-        let retry = limiter.check("alice", t0 + Duration::from_secs(3)).unwrap_err();
+        let retry = limiter
+            .check("alice", t0 + Duration::from_secs(3))
+            .unwrap_err();
         assert_eq!(retry, Duration::from_secs(299));
         assert!(limiter.check("bob", t0).is_ok());
-        assert!(limiter.check("alice", t0 + Duration::from_secs(303)).is_ok());
+        assert!(limiter
+            .check("alice", t0 + Duration::from_secs(303))
+            .is_ok());
     }
 
     #[test]

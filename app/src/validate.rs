@@ -155,8 +155,14 @@ mod tests {
     #[test]
     fn usernames() {
         assert_eq!(username("u", "  Alice_1 ").unwrap(), "Alice_1");
-        assert_eq!(username("u", "").unwrap_err().problem, FieldProblem::Required);
-        assert_eq!(username("u", "ab").unwrap_err().problem, FieldProblem::TooShort);
+        assert_eq!(
+            username("u", "").unwrap_err().problem,
+            FieldProblem::Required
+        );
+        assert_eq!(
+            username("u", "ab").unwrap_err().problem,
+            FieldProblem::TooShort
+        );
         assert_eq!(
             username("u", &"a".repeat(33)).unwrap_err().problem,
             FieldProblem::TooLong
@@ -179,7 +185,10 @@ mod tests {
     #[test]
     fn display_names() {
         assert_eq!(display_name("d", "  김   민수 ").unwrap(), "김 민수");
-        assert_eq!(display_name("d", "   ").unwrap_err().problem, FieldProblem::Required);
+        assert_eq!(
+            display_name("d", "   ").unwrap_err().problem,
+            FieldProblem::Required
+        );
         assert_eq!(
             display_name("d", "evil\u{202E}txt").unwrap_err().problem,
             FieldProblem::ControlChars
@@ -210,8 +219,14 @@ mod tests {
     #[test]
     fn passwords() {
         assert!(new_password("p", "12345678").is_ok());
-        assert_eq!(new_password("p", "1234567").unwrap_err().problem, FieldProblem::TooShort);
-        assert_eq!(new_password("p", "").unwrap_err().problem, FieldProblem::Required);
+        assert_eq!(
+            new_password("p", "1234567").unwrap_err().problem,
+            FieldProblem::TooShort
+        );
+        assert_eq!(
+            new_password("p", "").unwrap_err().problem,
+            FieldProblem::Required
+        );
         assert_eq!(
             new_password("p", &"x".repeat(257)).unwrap_err().problem,
             FieldProblem::TooLong
@@ -222,7 +237,13 @@ mod tests {
     fn next_paths_stay_on_site() {
         assert_eq!(safe_next("/profile"), "/profile");
         assert_eq!(safe_next("/m/abc?x=1"), "/m/abc?x=1");
-        for bad in ["https://evil.example", "//evil.example", "/\\evil.example", "", "profile"] {
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "",
+            "profile",
+        ] {
             assert_eq!(safe_next(bad), "/", "{bad}");
         }
     }

@@ -103,7 +103,8 @@ impl Config {
             None => {
                 let url = format!("http://{}", self.listen);
                 // A SocketAddr always formats as a valid authority.
-                Url::parse(&url).unwrap_or_else(|_| Url::parse("http://127.0.0.1:3000").expect("literal URL"))
+                Url::parse(&url)
+                    .unwrap_or_else(|_| Url::parse("http://127.0.0.1:3000").expect("literal URL"))
             }
         }
     }

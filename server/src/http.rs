@@ -57,10 +57,10 @@ pub fn app(state: AppState, store: DbSessionStore, settings: HttpSettings) -> Ro
             let options = state.leptos_options.clone();
             move || shell(options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(
-            provide_state,
-            shell,
-        ))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(provide_state, shell))
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             touch_active_session(request, next, touch_interval_ms)
         }))

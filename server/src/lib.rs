@@ -42,12 +42,13 @@ impl Application {
             tracing::warn!("REDIS_URL is set, but cross-instance fan-out is not part of this build yet; running single-instance");
         }
 
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| StartupError::Listen {
-                addr: config.listen.to_string(),
-                reason: e.to_string(),
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|e| StartupError::Listen {
+                    addr: config.listen.to_string(),
+                    reason: e.to_string(),
+                })?;
         let local_addr = listener.local_addr().map_err(|e| StartupError::Listen {
             addr: config.listen.to_string(),
             reason: e.to_string(),

@@ -58,12 +58,13 @@ impl SessionStore for DbSessionStore {
         // Ids are 128 random bits; a collision is a theoretical event, but it
         // must never hand someone another person's session.
         for _ in 0..4 {
-            let result = sqlx::query("INSERT INTO sessions (id, data, expiry_ms) VALUES ($1, $2, $3)")
-                .bind(record.id.to_string())
-                .bind(&data)
-                .bind(expiry_ms(record))
-                .execute(&self.pool)
-                .await;
+            let result =
+                sqlx::query("INSERT INTO sessions (id, data, expiry_ms) VALUES ($1, $2, $3)")
+                    .bind(record.id.to_string())
+                    .bind(&data)
+                    .bind(expiry_ms(record))
+                    .execute(&self.pool)
+                    .await;
             match result {
                 Ok(_) => return Ok(()),
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
@@ -104,8 +105,8 @@ impl SessionStore for DbSessionStore {
         let Some((data, expiry)) = row else {
             return Ok(None);
         };
-        let data = serde_json::from_str(&data)
-            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        let data =
+            serde_json::from_str(&data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
         let expiry_date = OffsetDateTime::from_unix_timestamp_nanos(i128::from(expiry) * 1_000_000)
             .map_err(|e| session_store::Error::Decode(e.to_string()))?;
         Ok(Some(Record {

@@ -8,6 +8,9 @@ use serde_json::Value;
 
 const PASSWORD: &str = "correct horse battery";
 
+/// Form fields, or (field, problem) pairs.
+type Fields<'a> = &'a [(&'a str, &'a str)];
+
 fn session_cookie(response: &reqwest::Response) -> Option<String> {
     response
         .headers()
@@ -100,7 +103,11 @@ async fn cookie_replayed_after_sign_out_is_refused(backend: Backend) {
     assert!(app.count("sessions").await >= 1);
 
     assert_eq!(app.call(&client, "sign_out", &[]).await.status(), 200);
-    assert_eq!(app.count("sessions").await, 0, "sign-out deletes the server-side session");
+    assert_eq!(
+        app.count("sessions").await,
+        0,
+        "sign-out deletes the server-side session"
+    );
 
     let replay = reqwest::Client::new()
         .post(app.url("/api/current_viewer"))
@@ -153,13 +160,20 @@ async fn cross_origin_requests_are_refused(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(cross_site.status(), 403);
-    let no_origin = bare.post(app.url("/api/sign_up")).form(&form).send().await.unwrap();
+    let no_origin = bare
+        .post(app.url("/api/sign_up"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(no_origin.status(), 403);
     assert_eq!(app.count("users").await, 0, "nothing stored");
 
     // State-changing server functions are not reachable by GET.
     let get = bare
-        .get(app.url("/api/sign_up?username=mallory&display_name=M&email=&password=correct+horse+battery"))
+        .get(app.url(
+            "/api/sign_up?username=mallory&display_name=M&email=&password=correct+horse+battery",
+        ))
         .header(ORIGIN, &app.base)
         .send()
         .await
@@ -203,7 +217,12 @@ async fn failed_sign_ins_are_throttled_with_one_answer(backend: Backend) {
     let locked = app.sign_in(&client, "dave", PASSWORD).await;
     assert_eq!(locked.status(), 429);
     let body: Value = locked.json().await.unwrap();
-    assert!(body["TooManyAttempts"]["retry_after_secs"].as_u64().unwrap() > 0);
+    assert!(
+        body["TooManyAttempts"]["retry_after_secs"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     assert_eq!(app.viewer(&client).await, Value::Null);
 }
 
@@ -231,14 +250,32 @@ async fn passwords_are_never_stored_in_clear(backend: Backend) {
 async fn bad_input_is_refused_and_nothing_stored(backend: Backend) {
     let app = spawn_app(backend).await;
     let client = app.client();
-    let cases: &[(&[(&str, &str)], &[(&str, &str)])] = &[
+    let cases: &[(Fields, Fields)] = &[
         (
-            &[("username", ""), ("display_name", ""), ("email", ""), ("password", "")],
-            &[("username", "Required"), ("display_name", "Required"), ("password", "Required")],
+            &[
+                ("username", ""),
+                ("display_name", ""),
+                ("email", ""),
+                ("password", ""),
+            ],
+            &[
+                ("username", "Required"),
+                ("display_name", "Required"),
+                ("password", "Required"),
+            ],
         ),
         (
-            &[("username", "x y"), ("display_name", "ok"), ("email", "not-an-email"), ("password", "short")],
-            &[("username", "InvalidChars"), ("email", "EmailInvalid"), ("password", "TooShort")],
+            &[
+                ("username", "x y"),
+                ("display_name", "ok"),
+                ("email", "not-an-email"),
+                ("password", "short"),
+            ],
+            &[
+                ("username", "InvalidChars"),
+                ("email", "EmailInvalid"),
+                ("password", "TooShort"),
+            ],
         ),
     ];
     for (fields, expected) in cases {
@@ -248,7 +285,9 @@ async fn bad_input_is_refused_and_nothing_stored(backend: Backend) {
         let errors = body["Invalid"].as_array().expect("field errors");
         for (field, problem) in *expected {
             assert!(
-                errors.iter().any(|e| e["field"] == *field && e["problem"] == *problem),
+                errors
+                    .iter()
+                    .any(|e| e["field"] == *field && e["problem"] == *problem),
                 "{field}: {problem} missing in {body}"
             );
         }
@@ -258,7 +297,12 @@ async fn bad_input_is_refused_and_nothing_stored(backend: Backend) {
         .call(
             &client,
             "sign_up",
-            &[("username", "frank"), ("display_name", &long_name), ("email", ""), ("password", PASSWORD)],
+            &[
+                ("username", "frank"),
+                ("display_name", &long_name),
+                ("email", ""),
+                ("password", PASSWORD),
+            ],
         )
         .await;
     assert_eq!(response.status(), 422);
@@ -277,7 +321,11 @@ async fn bad_input_is_refused_and_nothing_stored(backend: Backend) {
     // A body over the size limit is refused before it reaches any handler.
     let huge = "x".repeat(200 * 1024);
     let response = app
-        .call(&other, "sign_in", &[("username", "frank"), ("password", &huge)])
+        .call(
+            &other,
+            "sign_in",
+            &[("username", "frank"), ("password", &huge)],
+        )
         .await;
     assert_eq!(response.status(), 413);
 }
@@ -291,27 +339,62 @@ async fn changing_password_ends_other_sessions(backend: Backend) {
     assert_eq!(username_of(&app.viewer(&phone).await), Some("gina"));
 
     let wrong = app
-        .call(&laptop, "change_password", &[("current_password", "nope-nope"), ("new_password", "a brand new secret")])
+        .call(
+            &laptop,
+            "change_password",
+            &[
+                ("current_password", "nope-nope"),
+                ("new_password", "a brand new secret"),
+            ],
+        )
         .await;
     assert_eq!(wrong.status(), 422);
-    assert_eq!(username_of(&app.viewer(&phone).await), Some("gina"), "a failed change ends nothing");
+    assert_eq!(
+        username_of(&app.viewer(&phone).await),
+        Some("gina"),
+        "a failed change ends nothing"
+    );
 
     let changed = app
-        .call(&laptop, "change_password", &[("current_password", PASSWORD), ("new_password", "a brand new secret")])
+        .call(
+            &laptop,
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", "a brand new secret"),
+            ],
+        )
         .await;
     assert_eq!(changed.status(), 200);
-    assert_eq!(username_of(&app.viewer(&laptop).await), Some("gina"), "this session goes on");
-    assert_eq!(app.viewer(&phone).await, Value::Null, "the other session is over");
+    assert_eq!(
+        username_of(&app.viewer(&laptop).await),
+        Some("gina"),
+        "this session goes on"
+    );
+    assert_eq!(
+        app.viewer(&phone).await,
+        Value::Null,
+        "the other session is over"
+    );
 
     let fresh = app.client();
     assert_eq!(app.sign_in(&fresh, "gina", PASSWORD).await.status(), 401);
-    assert_eq!(app.sign_in(&fresh, "gina", "a brand new secret").await.status(), 200);
+    assert_eq!(
+        app.sign_in(&fresh, "gina", "a brand new secret")
+            .await
+            .status(),
+        200
+    );
 
-    let renamed = app.call(&fresh, "update_profile", &[("display_name", "  Gina   K ")]).await;
+    let renamed = app
+        .call(&fresh, "update_profile", &[("display_name", "  Gina   K ")])
+        .await;
     assert_eq!(renamed.status(), 200);
     assert_eq!(app.viewer(&fresh).await["User"]["display_name"], "Gina K");
     let anonymous = app.client();
-    let refused = app.call(&anonymous, "update_profile", &[("display_name", "x")]).await;
+    let refused = app
+        .call(&anonymous, "update_profile", &[("display_name", "x")])
+        .await;
     assert_eq!(refused.status(), 401);
 }
 
@@ -319,21 +402,32 @@ async fn guests_get_an_identity_in_the_session(backend: Backend) {
     let app = spawn_app(backend).await;
     let client = app.client();
     let response = app
-        .call(&client, "continue_as_guest", &[("display_name", "<b>Kim</b>")])
+        .call(
+            &client,
+            "continue_as_guest",
+            &[("display_name", "<b>Kim</b>")],
+        )
         .await;
     assert_eq!(response.status(), 200);
     let viewer = app.viewer(&client).await;
     assert_eq!(viewer["Guest"]["display_name"], "<b>Kim</b>");
-    assert!(viewer["Guest"]["id"].as_str().unwrap().starts_with("guest-"));
+    assert!(viewer["Guest"]["id"]
+        .as_str()
+        .unwrap()
+        .starts_with("guest-"));
     assert_eq!(app.count("users").await, 0, "a guest is not an account");
 
-    let empty = app.call(&client, "continue_as_guest", &[("display_name", "  ")]).await;
+    let empty = app
+        .call(&client, "continue_as_guest", &[("display_name", "  ")])
+        .await;
     assert_eq!(empty.status(), 422);
 
     // A signed-in user does not become a guest.
     let user = app.client();
     app.sign_up(&user, "hana", PASSWORD).await;
-    let refused = app.call(&user, "continue_as_guest", &[("display_name", "Hana")]).await;
+    let refused = app
+        .call(&user, "continue_as_guest", &[("display_name", "Hana")])
+        .await;
     assert_eq!(refused.status(), 403);
 }
 
@@ -372,13 +466,37 @@ async fn expired_sessions_are_refused(backend: Backend) {
 async fn readiness_follows_the_database(backend: Backend) {
     let app = spawn_app(backend).await;
     let client = reqwest::Client::new();
-    assert_eq!(client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
-    assert_eq!(client.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     app.make_database_unreachable().await;
     let ready = client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     assert!(ready.text().await.unwrap().contains("database"));
-    assert_eq!(client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -390,7 +508,10 @@ async fn session_cookie_attributes() {
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
     assert!(cookie.contains("Max-Age=43200"), "idle expiry: {cookie}");
-    assert!(!cookie.contains("Secure"), "plain http must not set Secure: {cookie}");
+    assert!(
+        !cookie.contains("Secure"),
+        "plain http must not set Secure: {cookie}"
+    );
 
     let https = spawn_with(Spawn {
         backend: Backend::Sqlite,
@@ -400,7 +521,12 @@ async fn session_cookie_attributes() {
     let response = reqwest::Client::new()
         .post(https.url("/api/sign_up"))
         .header(ORIGIN, "https://meet.example.org")
-        .form(&[("username", "joan"), ("display_name", "Jo"), ("email", ""), ("password", PASSWORD)])
+        .form(&[
+            ("username", "joan"),
+            ("display_name", "Jo"),
+            ("email", ""),
+            ("password", PASSWORD),
+        ])
         .send()
         .await
         .unwrap();
@@ -417,10 +543,16 @@ async fn pages_render_on_the_server() {
     assert_eq!(home.status(), 200);
     let headers = home.headers().clone();
     let html = home.text().await.unwrap();
-    assert!(html.contains("<h1 data-testid=\"home-title\">"), "server-rendered heading");
+    assert!(
+        html.contains("<h1 data-testid=\"home-title\">"),
+        "server-rendered heading"
+    );
     assert!(html.contains("/pkg/moim.js"), "hydration script");
     assert_eq!(headers["x-content-type-options"], "nosniff");
-    assert!(headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
 
     let missing = client.get(app.url("/no/such/page")).send().await.unwrap();
     assert_eq!(missing.status(), 404);

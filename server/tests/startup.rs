@@ -10,7 +10,10 @@ fn run(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
         .env_remove("MOIM_LISTEN")
         .output()
         .expect("run moim");
-    (output.status.success(), String::from_utf8_lossy(&output.stderr).to_string())
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
 }
 
 #[test]
@@ -25,7 +28,12 @@ fn unparsable_listen_address_names_the_setting() {
 fn unreachable_database_names_the_setting() {
     let dir = tempfile::tempdir().unwrap();
     let (ok, stderr) = run(
-        &["--listen", "127.0.0.1:0", "--data-dir", &dir.path().display().to_string()],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &dir.path().display().to_string(),
+        ],
         // Port 9 (discard) on loopback: nothing listens there.
         &[("DATABASE_URL", "postgres://moim:secret@127.0.0.1:9/moim")],
     );

@@ -53,7 +53,10 @@ pub fn internal(err: impl std::fmt::Display) -> ApiError {
 /// Pushes an identified session's idle deadline forward, writing at most once
 /// per `interval`. Called by the HTTP layer on page loads and server-function
 /// calls (and, later, by live meetings), so activity keeps a session alive.
-pub async fn touch_session(session: &Session, interval_ms: i64) -> Result<(), tower_sessions::session::Error> {
+pub async fn touch_session(
+    session: &Session,
+    interval_ms: i64,
+) -> Result<(), tower_sessions::session::Error> {
     if session.is_empty().await {
         return Ok(());
     }
@@ -142,9 +145,7 @@ fn verify_blocking(password: &str, hash: &str) -> bool {
 /// username does not exist so both failures take the same time.
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| {
-        hash_blocking("moim: no such user, compare anyway").unwrap_or_default()
-    })
+    DUMMY.get_or_init(|| hash_blocking("moim: no such user, compare anyway").unwrap_or_default())
 }
 
 async fn hash_password(state: &AppState, password: String) -> ApiResult<String> {
@@ -157,7 +158,11 @@ async fn hash_password(state: &AppState, password: String) -> ApiResult<String> 
 
 /// `hash` None means "no such user": a dummy hash is checked instead and the
 /// answer is always false.
-async fn verify_password(state: &AppState, password: String, hash: Option<String>) -> ApiResult<bool> {
+async fn verify_password(
+    state: &AppState,
+    password: String,
+    hash: Option<String>,
+) -> ApiResult<bool> {
     let _permit = state.hashing_permits.acquire().await.map_err(internal)?;
     tokio::task::spawn_blocking(move || match hash {
         Some(hash) => verify_blocking(&password, &hash),
@@ -222,7 +227,9 @@ impl RequestCx {
                 }
             }
             Err(err) => {
-                if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+                if let Some(response) =
+                    leptos::prelude::use_context::<leptos_axum::ResponseOptions>()
+                {
                     response.set_status(err.status());
                 }
             }
@@ -326,10 +333,17 @@ impl RequestCx {
             validate::display_name("display_name", &form.display_name),
         );
         let email = collect(&mut errors, validate::optional_email("email", &form.email));
-        collect(&mut errors, validate::new_password("password", &form.password));
+        collect(
+            &mut errors,
+            validate::new_password("password", &form.password),
+        );
         let db = &self.state.db;
         if let Some(username) = &username {
-            if find_user_by_username(db, username).await.map_err(internal)?.is_some() {
+            if find_user_by_username(db, username)
+                .await
+                .map_err(internal)?
+                .is_some()
+            {
                 errors.push(FieldError::new("username", FieldProblem::UsernameTaken));
             }
         }
@@ -375,7 +389,11 @@ impl RequestCx {
             Ok(_) => {}
             // Two sign-ups raced past the checks above: the unique index decides.
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                let field = if e.message().contains("email") { "email" } else { "username" };
+                let field = if e.message().contains("email") {
+                    "email"
+                } else {
+                    "username"
+                };
                 let problem = if field == "email" {
                     FieldProblem::EmailTaken
                 } else {

@@ -143,7 +143,12 @@ impl TestApp {
             .expect("request")
     }
 
-    pub async fn sign_up(&self, client: &reqwest::Client, username: &str, password: &str) -> reqwest::Response {
+    pub async fn sign_up(
+        &self,
+        client: &reqwest::Client,
+        username: &str,
+        password: &str,
+    ) -> reqwest::Response {
         self.call(
             client,
             "sign_up",
@@ -157,9 +162,18 @@ impl TestApp {
         .await
     }
 
-    pub async fn sign_in(&self, client: &reqwest::Client, username: &str, password: &str) -> reqwest::Response {
-        self.call(client, "sign_in", &[("username", username), ("password", password)])
-            .await
+    pub async fn sign_in(
+        &self,
+        client: &reqwest::Client,
+        username: &str,
+        password: &str,
+    ) -> reqwest::Response {
+        self.call(
+            client,
+            "sign_in",
+            &[("username", username), ("password", password)],
+        )
+        .await
     }
 
     /// The viewer as the server sees this client.
@@ -204,13 +218,17 @@ impl Drop for TestApp {
             // Best effort, on a thread of its own: Drop cannot be async.
             let admin = postgres_admin_url();
             let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
                 if let Ok(runtime) = runtime {
                     runtime.block_on(async {
                         if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                                .execute(&mut conn)
-                                .await;
+                            let _ = sqlx::query(&format!(
+                                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                            ))
+                            .execute(&mut conn)
+                            .await;
                         }
                     });
                 }

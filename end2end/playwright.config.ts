@@ -1,0 +1,52 @@
+import { defineConfig } from "@playwright/test";
+import * as path from "node:path";
+import * as fs from "node:fs";
+import * as os from "node:os";
+
+// scripts/test.sh builds moim and says where the binary and site are; the
+// defaults fit a plain `cargo leptos build` in the repository.
+const root = path.resolve(__dirname, "..");
+const bin = process.env.MOIM_BIN ?? path.join(root, "target/debug/moim");
+const siteRoot = process.env.MOIM_SITE_ROOT ?? path.join(root, "target/site");
+const port = Number(process.env.MOIM_E2E_PORT ?? 3100);
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "moim-e2e-"));
+const chromium = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+
+export const baseURL = `http://127.0.0.1:${port}`;
+
+export default defineConfig({
+  testDir: "./tests",
+  timeout: 30_000,
+  expect: { timeout: 10_000 },
+  fullyParallel: false,
+  workers: 1,
+  forbidOnly: !!process.env.CI,
+  retries: 0,
+  reporter: [["list"]],
+  use: {
+    baseURL,
+    trace: "retain-on-failure",
+    launchOptions: {
+      executablePath: chromium,
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+      ],
+    },
+  },
+  webServer: {
+    command: `"${bin}" --listen 127.0.0.1:${port} --data-dir "${dataDir}" --site-root "${siteRoot}" --log warn`,
+    url: `${baseURL}/healthz`,
+    reuseExistingServer: false,
+    timeout: 60_000,
+    stdout: "pipe",
+    stderr: "pipe",
+  },
+});

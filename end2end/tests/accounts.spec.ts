@@ -1,0 +1,76 @@
+import { test, expect, hydrated, uniqueName } from "./fixtures";
+
+const PASSWORD = "a long enough password";
+
+test("sign up, see your name, sign out, sign in again, and come back to a protected page", async ({ page }) => {
+  const username = uniqueName("ann");
+  const displayName = `Ann ${username.slice(-4)}`;
+
+  // A protected page sends a stranger to sign in, remembering where to return.
+  await page.goto("/meetings");
+  await expect(page).toHaveURL(/\/signin\?next=\/meetings$/);
+  await hydrated(page);
+
+  await page.getByRole("link", { name: "Sign up" }).last().click();
+  await expect(page).toHaveURL(/\/signup\?next=\/meetings$/);
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Display name").fill(displayName);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Create account" }).click();
+
+  await expect(page).toHaveURL(/\/meetings$/);
+  await expect(page.getByTestId("meetings-title")).toBeVisible();
+  await expect(page.getByTestId("viewer-name")).toHaveText(displayName);
+
+  await page.getByTestId("sign-out").click();
+  await expect(page.getByTestId("nav-sign-in")).toBeVisible();
+  await expect(page.getByTestId("viewer-name")).toHaveCount(0);
+
+  // The profile page needs a user: sign in, then land back on it.
+  await page.goto("/profile");
+  await expect(page).toHaveURL(/\/signin\?next=\/profile$/);
+  await hydrated(page);
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill("not the password");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page.getByTestId("form-error")).toHaveText("Incorrect username or password.");
+
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page).toHaveURL(/\/profile$/);
+  await expect(page.getByTestId("profile-username")).toHaveText(username);
+  await expect(page.getByTestId("viewer-name")).toHaveText(displayName);
+
+  // A reload keeps the session (server-side, cookie only).
+  await page.reload();
+  await expect(page.getByTestId("profile-username")).toHaveText(username);
+  const cookies = await page.context().cookies();
+  const session = cookies.find((c) => c.name === "moim.sid");
+  expect(session?.httpOnly).toBe(true);
+  expect(session?.sameSite).toBe("Lax");
+});
+
+test("bad sign-up input is explained next to each field", async ({ page }) => {
+  await page.goto("/signup");
+  await hydrated(page);
+  await page.getByLabel("Username").fill("x y");
+  await page.getByLabel("Display name").fill("   ");
+  await page.getByLabel("Password").fill("short");
+  await page.getByRole("button", { name: "Create account" }).click();
+
+  await expect(page.locator('[data-field-error="username"]')).toContainText("Use only letters");
+  await expect(page.locator('[data-field-error="display_name"]')).toHaveText("This field is required.");
+  await expect(page.locator('[data-field-error="password"]')).toHaveText("This is too short.");
+  await expect(page.getByLabel("Username")).toHaveAttribute("aria-invalid", "true");
+  await expect(page).toHaveURL(/\/signup$/);
+});
+
+test("a guest gets a name and is marked as a guest; markup in it stays text", async ({ page }) => {
+  await page.goto("/guest");
+  await hydrated(page);
+  await page.getByLabel("Display name").fill("<img src=x onerror=alert(1)>Kim");
+  await page.getByRole("button", { name: "Continue as guest" }).click();
+  await expect(page.getByTestId("viewer-name")).toContainText("<img src=x onerror=alert(1)>Kim");
+  await expect(page.getByTestId("viewer-name")).toContainText("guest");
+  await expect(page.locator(".site-header img")).toHaveCount(0);
+});

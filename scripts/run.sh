@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Builds moim (release) and runs it on http://127.0.0.1:3000 with a SQLite
+# file in ./data. Any flag is passed to moim (see `--help`), e.g.
+#   scripts/run.sh --listen 0.0.0.0:3000 --public-url https://meet.example.org
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moim/target}"
+scripts/setup.sh --run
+cargo leptos build --release
+exec "$CARGO_TARGET_DIR/release/moim" --site-root "$PWD/target/site" "$@"

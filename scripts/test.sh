@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Runs every test of moim: formatting, lints, Rust unit and integration
+# tests (SQLite and PostgreSQL), and the end-to-end tests in Chromium.
+# Installs what is missing first (scripts/setup.sh) and starts a throwaway
+# PostgreSQL when none answers. Nothing is skipped: a missing service fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Builds are reused across clones and runs (CI clones afresh every time).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moim/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+started=$(date +%s)
+step() { printf '\n\033[1m==> %s\033[0m (%ss)\n' "$*" "$(( $(date +%s) - started ))"; }
+
+step "setting up tools"
+scripts/setup.sh --test
+
+step "rustfmt"
+cargo fmt --all -- --check
+
+step "clippy: server and shared app (ssr)"
+cargo clippy --locked -p moim-server -p app --all-targets -- -D warnings
+step "clippy: browser bundle (wasm32, hydrate)"
+cargo clippy --locked -p frontend --target wasm32-unknown-unknown -- -D warnings
+
+# ---------------------------------------------------------------- PostgreSQL
+pg_tmp=""
+cleanup() {
+  if [ -n "$pg_tmp" ]; then
+    run_as_pg "$pg_bin/pg_ctl" -D "$pg_tmp/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$pg_tmp"
+  fi
+}
+trap cleanup EXIT
+run_as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+postgres_answers() { psql "$1" -Atqc 'SELECT 1' >/dev/null 2>&1; }
+
+if [ -n "${MOIM_TEST_POSTGRES_URL:-}" ]; then
+  postgres_answers "$MOIM_TEST_POSTGRES_URL" || { echo "MOIM_TEST_POSTGRES_URL does not answer" >&2; exit 1; }
+elif postgres_answers "postgres://postgres@127.0.0.1:5432/postgres"; then
+  export MOIM_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:5432/postgres"
+else
+  step "starting a throwaway PostgreSQL"
+  pg_bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)"
+  pg_tmp="$(mktemp -d /tmp/moim-pg.XXXXXX)"
+  pg_port=55432
+  [ "$(id -u)" -eq 0 ] && chown postgres "$pg_tmp"
+  run_as_pg "$pg_bin/initdb" -D "$pg_tmp/data" -A trust -U postgres >/dev/null
+  run_as_pg "$pg_bin/pg_ctl" -D "$pg_tmp/data" -l "$pg_tmp/log" -w \
+    -o "-p $pg_port -k $pg_tmp -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+  export MOIM_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
+  postgres_answers "$MOIM_TEST_POSTGRES_URL" || { cat "$pg_tmp/log" >&2; exit 1; }
+fi
+echo "PostgreSQL for tests: $MOIM_TEST_POSTGRES_URL"
+
+step "Rust unit and integration tests (SQLite and PostgreSQL)"
+cargo test --locked -p app -p moim-server
+
+step "building the site (cargo leptos build)"
+cargo leptos build
+
+step "end-to-end tests in Chromium (Playwright)"
+export MOIM_BIN="$CARGO_TARGET_DIR/debug/moim"
+export MOIM_SITE_ROOT="$PWD/target/site"
+(cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npx playwright test)
+
+step "all tests passed"
