@@ -52,6 +52,16 @@ pub async fn connect(url: &str) -> Result<(AnyPool, DbKind), StartupError> {
         url: redact(url),
         reason,
     };
+    // One direct attempt first: a pool only reports "timed out", while the
+    // operator needs the cause (refused, unknown host, bad password).
+    use sqlx::Connection;
+    match tokio::time::timeout(Duration::from_secs(10), sqlx::AnyConnection::connect(url)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+        }
+        Ok(Err(e)) => return Err(failed(e.to_string())),
+        Err(_) => return Err(failed("no answer within 10 seconds".to_string())),
+    }
     let pool = AnyPoolOptions::new()
         .max_connections(match kind {
             DbKind::Sqlite => 8,
