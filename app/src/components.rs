@@ -75,6 +75,12 @@ pub fn field_problem_text(i18n: I18nContext<Locale>, problem: FieldProblem) -> S
         FieldProblem::WrongCurrentPassword => {
             t_string!(i18n, err_wrong_current_password).to_string()
         }
+        FieldProblem::OutOfRange => t_string!(i18n, err_out_of_range).to_string(),
+        FieldProblem::InThePast => t_string!(i18n, err_in_the_past).to_string(),
+        FieldProblem::UnknownInvitees(names) => {
+            let names = names.join(", ");
+            t_string!(i18n, err_unknown_invitees, names = names).to_string()
+        }
     }
 }
 

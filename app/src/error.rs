@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// Why a single form field was refused. The client turns the code into text
 /// in the reader's language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FieldProblem {
     Required,
     TooShort,
@@ -21,6 +21,12 @@ pub enum FieldProblem {
     EmailTaken,
     EmailInvalid,
     WrongCurrentPassword,
+    /// A number or time outside what is allowed.
+    OutOfRange,
+    /// A start time that has already passed.
+    InThePast,
+    /// Usernames or addresses that match nobody.
+    UnknownInvitees(Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,7 +71,7 @@ impl ApiError {
     pub fn field_problem(&self, field: &str) -> Option<FieldProblem> {
         match self {
             ApiError::Invalid(errors) => {
-                errors.iter().find(|e| e.field == field).map(|e| e.problem)
+                errors.iter().find(|e| e.field == field).map(|e| e.problem.clone())
             }
             _ => None,
         }

@@ -7,17 +7,20 @@ include!(concat!(env!("OUT_DIR"), "/i18n/mod.rs"));
 pub mod auth;
 pub mod components;
 pub mod error;
+pub mod meetings;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod state;
 #[cfg(feature = "ssr")]
 pub mod throttle;
+pub mod time;
 pub mod validate;
 
 use crate::components::Header;
 use crate::i18n::*;
 use crate::pages::{
-    GuestPage, HomePage, MeetingsPage, NotFound, ProfilePage, SignInPage, SignUpPage,
+    EditMeetingPage, GuestPage, HomePage, JoinPage, MeetingPage, MeetingsPage, NewMeetingPage,
+    NotFound, ProfilePage, SignInPage, SignUpPage,
 };
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title};
@@ -89,6 +92,10 @@ fn AppBody() -> impl IntoView {
                     <Route path=path!("/guest") view=GuestPage />
                     <Route path=path!("/profile") view=ProfilePage ssr=SsrMode::Async />
                     <Route path=path!("/meetings") view=MeetingsPage ssr=SsrMode::Async />
+                    <Route path=path!("/meetings/new") view=NewMeetingPage ssr=SsrMode::Async />
+                    <Route path=path!("/m/:code") view=MeetingPage ssr=SsrMode::Async />
+                    <Route path=path!("/m/:code/edit") view=EditMeetingPage ssr=SsrMode::Async />
+                    <Route path=path!("/m/:code/join") view=JoinPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

@@ -6,7 +6,7 @@ mod not_found;
 
 pub use account::{GuestPage, ProfilePage, SignInPage, SignUpPage};
 pub use home::HomePage;
-pub use meetings::MeetingsPage;
+pub use meetings::{EditMeetingPage, JoinPage, MeetingPage, MeetingsPage, NewMeetingPage};
 pub use not_found::NotFound;
 
 use crate::auth::Viewer;

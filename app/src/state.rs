@@ -2,7 +2,7 @@
 //! in-memory guards. Built once in `server`, reached from server functions
 //! through Leptos context and from axum handlers through `State`.
 
-use crate::throttle::LoginThrottle;
+use crate::throttle::{FailureLimiter, LoginThrottle, ThrottlePolicy};
 use axum::extract::FromRef;
 use leptos::prelude::LeptosOptions;
 use std::sync::Arc;
@@ -39,9 +39,23 @@ pub struct AppState {
     pub db_kind: DbKind,
     pub auth: AuthSettings,
     pub login_throttle: Arc<LoginThrottle>,
+    /// Counts meeting-code misses per client, so links cannot be guessed.
+    pub meeting_lookups: Arc<FailureLimiter>,
+    /// The URL people use to reach moim, for links in calendar files.
+    pub public_url: String,
     /// Bounds concurrent argon2 work so a burst of sign-ins cannot starve
     /// the blocking pool.
     pub hashing_permits: Arc<tokio::sync::Semaphore>,
+}
+
+/// 30 unknown meeting codes from one address in 10 minutes lock that
+/// address out of meeting look-ups for 10 minutes.
+pub fn meeting_lookup_policy() -> ThrottlePolicy {
+    ThrottlePolicy {
+        max_failures: 30,
+        window: Duration::from_secs(10 * 60),
+        lockout: Duration::from_secs(10 * 60),
+    }
 }
 
 impl FromRef<AppState> for LeptosOptions {

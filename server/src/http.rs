@@ -1,6 +1,6 @@
 //! The whole HTTP surface, built in one place.
 
-use crate::health;
+use crate::{calendar, health};
 use crate::security::{self, OriginPolicy};
 use app::state::AppState;
 use app::{shell, App};
@@ -53,6 +53,7 @@ pub fn app(state: AppState, store: DbSessionStore, settings: HttpSettings) -> Ro
     let mut router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/m/{code}/invite.ics", get(calendar::invite_ics))
         .leptos_routes_with_context(&state, routes, provide_state.clone(), {
             let options = state.leptos_options.clone();
             move || shell(options.clone())

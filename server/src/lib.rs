@@ -2,6 +2,7 @@
 //! `Application::build` wires everything; `main` only parses settings and
 //! reports start-up errors.
 
+pub mod calendar;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -17,7 +18,7 @@ use crate::http::HttpSettings;
 use crate::security::OriginPolicy;
 use crate::session_store::DbSessionStore;
 use app::state::{AppState, AuthSettings};
-use app::throttle::LoginThrottle;
+use app::throttle::{FailureLimiter, LoginThrottle};
 use leptos::config::LeptosOptions;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,6 +55,13 @@ impl Application {
             reason: e.to_string(),
         })?;
 
+        // Without a configured public URL, the address actually bound (port 0
+        // becomes a real port).
+        let public_url = match &config.public_url {
+            Some(url) => url.origin().ascii_serialization(),
+            None => format!("http://{local_addr}"),
+        };
+
         let leptos_options = LeptosOptions::builder()
             .output_name("moim")
             .site_root(config.site_root.display().to_string())
@@ -70,6 +78,8 @@ impl Application {
                 ..AuthSettings::default()
             },
             login_throttle: Arc::new(LoginThrottle::default()),
+            meeting_lookups: Arc::new(FailureLimiter::new(app::state::meeting_lookup_policy())),
+            public_url: public_url.clone(),
             hashing_permits: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             )),
@@ -82,7 +92,7 @@ impl Application {
             store,
             HttpSettings {
                 origin: OriginPolicy {
-                    public_origin: config.public_origin(),
+                    public_origin: public_url,
                 },
                 secure_cookies: config.secure_cookies(),
                 session_idle: config.session_idle(),

@@ -217,6 +217,11 @@ impl RequestCx {
         })
     }
 
+    /// The caller's network address (for throttling).
+    pub fn client(&self) -> &str {
+        &self.client
+    }
+
     /// Ends a mutating call: on success optionally redirects to a local
     /// path; on failure sets the HTTP status that matches the error.
     pub fn finish(&self, result: ApiResult<()>, next: Option<&str>) -> ApiResult<()> {

@@ -1,19 +1,507 @@
-use super::RequireUser;
+//! The meetings list, the schedule and edit forms, and a meeting's page.
+
+use super::{NotFound, RequireUser};
+use crate::components::{field_problem_text, form_error_text, Field, FormError};
+use crate::error::ApiError;
 use crate::i18n::*;
+use crate::meetings::{
+    CancelMeeting, Meeting, Role, ScheduleMeeting, SetCohosts, UpdateMeeting,
+    PARTICIPANTS_DEFAULT, PARTICIPANTS_MAX, PARTICIPANTS_MIN,
+};
+use crate::time::{now_ms, LocalTime};
+use leptos::either::{Either, EitherOf3};
 use leptos::prelude::*;
 use leptos_meta::Title;
+use leptos_router::components::A;
+use leptos_router::hooks::use_params_map;
 
-/// The meetings page; scheduling lands here in the meetings release. For now
-/// it is the signed-in landing place.
+fn error_of<S, O>(value: S) -> Signal<Option<ApiError>>
+where
+    S: Get<Value = Option<Result<O, ApiError>>> + Send + Sync + 'static,
+    O: 'static,
+{
+    Signal::derive(move || value.get().and_then(|r| r.err()))
+}
+
+fn text(f: impl Fn() -> String + Send + Sync + 'static) -> Signal<String> {
+    Signal::derive(f)
+}
+
 #[component]
 pub fn MeetingsPage() -> impl IntoView {
     let i18n = use_i18n();
     view! {
         <Title text=move || t_string!(i18n, meetings_title).to_string() />
+        <RequireUser content=move |_user| view! { <MeetingLists /> } />
+    }
+}
+
+#[component]
+fn MeetingLists() -> impl IntoView {
+    let i18n = use_i18n();
+    let lists = Resource::new(|| (), |_| crate::meetings::list_meetings());
+    let instant = ServerAction::<ScheduleMeeting>::new();
+    let instant_error = error_of(instant.value());
+    view! {
+        <section>
+            <div class="page-head">
+                <h1 data-testid="meetings-title">{t!(i18n, meetings_title)}</h1>
+                <div class="page-actions">
+                    <ActionForm action=instant attr:class="inline-form">
+                        <input type="hidden" name="title" prop:value=move || t_string!(i18n, meetings_instant_title).to_string() />
+                        <input type="hidden" name="instant" value="1" />
+                        <input type="hidden" name="waiting_room" value="on" />
+                        <input type="hidden" name="allow_guests" value="on" />
+                        <button type="submit" class="button button-secondary" data-testid="instant-meeting">
+                            {t!(i18n, meetings_instant)}
+                        </button>
+                    </ActionForm>
+                    <A href="/meetings/new" attr:class="button" attr:data-testid="schedule-link">{t!(i18n, meetings_schedule)}</A>
+                </div>
+            </div>
+            <FormError error=instant_error />
+            <Suspense fallback=move || view! { <p class="muted">{t!(i18n, loading)}</p> }>
+                {move || Suspend::new(async move {
+                    match lists.await {
+                        Ok(lists) => Either::Left(view! {
+                            <h2>{t!(i18n, meetings_upcoming)}</h2>
+                            {if lists.upcoming.is_empty() {
+                                Either::Left(view! { <p class="muted">{t!(i18n, meetings_empty_upcoming)}</p> })
+                            } else {
+                                Either::Right(view! {
+                                    <ul class="meeting-list" data-testid="upcoming">
+                                        {lists.upcoming.into_iter().map(|m| view! { <MeetingCard meeting=m now=lists.now_ms /> }).collect_view()}
+                                    </ul>
+                                })
+                            }}
+                            <h2>{t!(i18n, meetings_past)}</h2>
+                            {if lists.past.is_empty() {
+                                Either::Left(view! { <p class="muted">{t!(i18n, meetings_empty_past)}</p> })
+                            } else {
+                                Either::Right(view! {
+                                    <ul class="meeting-list" data-testid="past">
+                                        {lists.past.into_iter().map(|m| view! { <MeetingCard meeting=m now=lists.now_ms /> }).collect_view()}
+                                    </ul>
+                                })
+                            }}
+                        }),
+                        Err(err) => Either::Right(view! {
+                            <p class="form-error" role="alert">{form_error_text(i18n, &err)}</p>
+                        }),
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+#[component]
+fn RoleBadge(role: Role) -> impl IntoView {
+    let i18n = use_i18n();
+    match role {
+        Role::Host => Some(view! { <span class="badge">{t!(i18n, meeting_role_host)}</span> }.into_any()),
+        Role::CoHost => Some(view! { <span class="badge">{t!(i18n, meeting_role_cohost)}</span> }.into_any()),
+        Role::Invitee => Some(view! { <span class="badge">{t!(i18n, meeting_role_invitee)}</span> }.into_any()),
+        Role::Visitor => None,
+    }
+}
+
+#[component]
+fn JoinButton(meeting: Meeting, now: i64) -> impl IntoView {
+    let i18n = use_i18n();
+    let path = format!("{}/join", meeting.path());
+    if meeting.joinable_at(now) {
+        EitherOf3::A(view! { <A href=path attr:class="button" attr:data-testid="join">{t!(i18n, meeting_join)}</A> })
+    } else if now >= meeting.ends_at_ms() {
+        EitherOf3::B(view! { <span class="muted small">{t!(i18n, meeting_over)}</span> })
+    } else {
+        EitherOf3::C(view! {
+            <span class="join-later">
+                <button type="button" class="button" disabled=true data-testid="join">{t!(i18n, meeting_join)}</button>
+                <span class="muted small">{t!(i18n, meeting_join_later)}</span>
+            </span>
+        })
+    }
+}
+
+#[component]
+fn MeetingCard(meeting: Meeting, now: i64) -> impl IntoView {
+    let i18n = use_i18n();
+    let minutes = meeting.duration_minutes;
+    let cancelled = meeting.cancelled;
+    let path = meeting.path();
+    let title = meeting.title.clone();
+    let join = (!cancelled).then(|| view! { <JoinButton meeting=meeting.clone() now /> });
+    view! {
+        <li class="card meeting-card" class:cancelled=cancelled data-testid="meeting-card">
+            <div class="meeting-main">
+                <h3>
+                    {if cancelled {
+                        Either::Left(view! { <span>{title}</span> })
+                    } else {
+                        Either::Right(view! { <A href=path>{title}</A> })
+                    }}
+                </h3>
+                <p class="meeting-meta">
+                    <LocalTime ms=meeting.starts_at_ms />
+                    " · " {t!(i18n, meeting_duration, minutes = minutes)}
+                    " · " {t!(i18n, meeting_host)} ": " {meeting.host_name.clone()}
+                    " " <RoleBadge role=meeting.role />
+                    {cancelled.then(|| view! { " " <span class="badge badge-danger">{t!(i18n, meeting_cancelled)}</span> })}
+                </p>
+            </div>
+            {join}
+        </li>
+    }
+}
+
+#[component]
+pub fn NewMeetingPage() -> impl IntoView {
+    let i18n = use_i18n();
+    view! {
+        <Title text=move || t_string!(i18n, meeting_new_title).to_string() />
         <RequireUser content=move |_user| view! {
             <section class="narrow">
-                <h1 data-testid="meetings-title">{t!(i18n, meetings_title)}</h1>
-                <p>{t!(i18n, meetings_coming)}</p>
+                <h1>{t!(i18n, meeting_new_title)}</h1>
+                <MeetingEditor existing=None />
+            </section>
+        } />
+    }
+}
+
+/// The schedule form, or the edit form when `existing` is given.
+#[component]
+fn MeetingEditor(existing: Option<Meeting>) -> impl IntoView {
+    let i18n = use_i18n();
+    let schedule = ServerAction::<ScheduleMeeting>::new();
+    let update = ServerAction::<UpdateMeeting>::new();
+    let error = Signal::derive(move || {
+        error_of(schedule.value()).get().or_else(|| error_of(update.value()).get())
+    });
+    let pending = Signal::derive(move || schedule.pending().get() || update.pending().get());
+
+    // The start as UTC milliseconds, kept in step with the local-time input.
+    let starts_at_ms = RwSignal::new(
+        existing
+            .as_ref()
+            .map(|m| m.starts_at_ms.to_string())
+            .unwrap_or_default(),
+    );
+    let local_value = RwSignal::new(String::new());
+    #[cfg(feature = "hydrate")]
+    {
+        let initial = existing.as_ref().map(|m| m.starts_at_ms);
+        Effect::new(move |_| {
+            let ms = initial.unwrap_or_else(|| {
+                // Next full hour from now.
+                let hour = 3_600_000;
+                (now_ms() / hour + 1) * hour
+            });
+            local_value.set(crate::time::ms_to_local_input(ms));
+            starts_at_ms.set(ms.to_string());
+        });
+    }
+    let on_local_input = move |ev: leptos::ev::Event| {
+        let value = event_target_value(&ev);
+        local_value.set(value.clone());
+        #[cfg(feature = "hydrate")]
+        starts_at_ms.set(
+            crate::time::local_input_to_ms(&value)
+                .map(|ms| ms.to_string())
+                .unwrap_or_default(),
+        );
+    };
+    let starts_problem = move || error.get().and_then(|e| e.field_problem("starts_at_ms"));
+    let description_problem = move || error.get().and_then(|e| e.field_problem("description"));
+
+    let title = existing.as_ref().map(|m| m.title.clone()).unwrap_or_default();
+    let description = existing.as_ref().map(|m| m.description.clone()).unwrap_or_default();
+    let duration = existing.as_ref().map_or(60, |m| m.duration_minutes).to_string();
+    let invitees = existing.as_ref().map(|m| m.invitees.join(", ")).unwrap_or_default();
+    let waiting_room = existing.as_ref().is_none_or(|m| m.waiting_room);
+    let allow_guests = existing.as_ref().is_none_or(|m| m.allow_guests);
+    let max_participants = existing
+        .as_ref()
+        .map_or(PARTICIPANTS_DEFAULT, |m| m.max_participants)
+        .to_string();
+    let code = existing.as_ref().map(|m| m.code.clone());
+    let is_edit = code.is_some();
+
+    let fields = view! {
+        {code.map(|code| view! { <input type="hidden" name="code" value=code /> })}
+        <Field
+            name="title"
+            label=text(move || t_string!(i18n, field_title).to_string())
+            required=true
+            maxlength=crate::meetings::TITLE_MAX
+            value=Signal::stored(title)
+            error=error
+        />
+        <div class="field" class:field-invalid=move || description_problem().is_some()>
+            <label for="field-description">{t!(i18n, field_description)}</label>
+            <textarea id="field-description" name="description" rows="3" maxlength=crate::meetings::DESCRIPTION_MAX>{description}</textarea>
+            <p class="field-error" role="alert" data-field-error="description">
+                {move || description_problem().map(|p| field_problem_text(i18n, p))}
+            </p>
+        </div>
+        <div class="field" class:field-invalid=move || starts_problem().is_some()>
+            <label for="field-starts">{t!(i18n, field_starts)}</label>
+            <input
+                id="field-starts"
+                type="datetime-local"
+                required=true
+                prop:value=move || local_value.get()
+                on:input=on_local_input
+                aria-describedby="field-starts-error"
+                aria-invalid=move || if starts_problem().is_some() { "true" } else { "false" }
+            />
+            <input type="hidden" name="starts_at_ms" prop:value=move || starts_at_ms.get() />
+            <p class="field-error" id="field-starts-error" role="alert" data-field-error="starts_at_ms">
+                {move || starts_problem().map(|p| field_problem_text(i18n, p))}
+            </p>
+        </div>
+        <Field
+            name="duration_minutes"
+            input_type="number"
+            label=text(move || t_string!(i18n, field_duration).to_string())
+            required=true
+            value=Signal::stored(duration)
+            error=error
+        />
+        <Field
+            name="invitees"
+            label=text(move || t_string!(i18n, meeting_invitees).to_string())
+            hint=text(move || t_string!(i18n, meeting_invitees_hint).to_string())
+            value=Signal::stored(invitees)
+            error=error
+        />
+        <fieldset class="settings">
+            <legend>{t!(i18n, meeting_settings)}</legend>
+            <label class="check">
+                <input type="checkbox" name="waiting_room" checked=waiting_room />
+                {t!(i18n, meeting_waiting_room)}
+            </label>
+            <label class="check">
+                <input type="checkbox" name="allow_guests" checked=allow_guests />
+                {t!(i18n, meeting_allow_guests)}
+            </label>
+            <Field
+                name="max_participants"
+                input_type="number"
+                label=text(move || t_string!(i18n, meeting_max_participants).to_string())
+                hint=text(move || format!("{PARTICIPANTS_MIN}–{PARTICIPANTS_MAX}"))
+                value=Signal::stored(max_participants)
+                error=error
+            />
+        </fieldset>
+        <FormError error=error />
+        <button type="submit" class="button" disabled=move || pending.get() data-testid="meeting-submit">
+            {move || if is_edit {
+                t_string!(i18n, update_submit).to_string()
+            } else {
+                t_string!(i18n, schedule_submit).to_string()
+            }}
+        </button>
+    };
+    if is_edit {
+        Either::Left(view! { <ActionForm action=update attr:novalidate=true attr:data-testid="meeting-form">{fields}</ActionForm> })
+    } else {
+        Either::Right(view! { <ActionForm action=schedule attr:novalidate=true attr:data-testid="meeting-form">{fields}</ActionForm> })
+    }
+}
+
+fn use_code() -> Signal<String> {
+    let params = use_params_map();
+    Signal::derive(move || params.read().get("code").unwrap_or_default())
+}
+
+/// Renders `content` for a live meeting, or the not-found page (the same
+/// for a wrong, guessed or cancelled code).
+#[component]
+fn WithMeeting<F, V>(content: F) -> impl IntoView
+where
+    F: Fn(Meeting) -> V + Clone + Send + Sync + 'static,
+    V: IntoView + 'static,
+{
+    let i18n = use_i18n();
+    let code = use_code();
+    let meeting = Resource::new(move || code.get(), crate::meetings::get_meeting);
+    view! {
+        <Suspense fallback=move || view! { <p class="muted">{t!(i18n, loading)}</p> }>
+            {move || {
+                let content = content.clone();
+                Suspend::new(async move {
+                    match meeting.await {
+                        Ok(m) => EitherOf3::A(content(m)),
+                        Err(ApiError::NotFound) => EitherOf3::B(view! { <NotFound /> }),
+                        Err(err) => EitherOf3::C(view! {
+                            <p class="form-error" role="alert">{form_error_text(i18n, &err)}</p>
+                        }),
+                    }
+                })
+            }}
+        </Suspense>
+    }
+}
+
+#[component]
+pub fn MeetingPage() -> impl IntoView {
+    view! { <WithMeeting content=|m| view! { <MeetingDetails meeting=m /> } /> }
+}
+
+#[component]
+fn MeetingDetails(meeting: Meeting) -> impl IntoView {
+    let i18n = use_i18n();
+    let copied = RwSignal::new(false);
+    #[cfg(feature = "hydrate")]
+    let link = meeting.link.clone();
+    let copy = move |_| {
+        #[cfg(feature = "hydrate")]
+        {
+            use wasm_bindgen::JsCast;
+            let window = web_sys::window();
+            let write = window
+                .and_then(|w| js_sys::Reflect::get(&w, &"navigator".into()).ok())
+                .and_then(|n| js_sys::Reflect::get(&n, &"clipboard".into()).ok())
+                .and_then(|c| {
+                    let f = js_sys::Reflect::get(&c, &"writeText".into()).ok()?;
+                    Some((c, f.dyn_into::<js_sys::Function>().ok()?))
+                });
+            if let Some((clipboard, write_text)) = write {
+                let _ = write_text.call1(&clipboard, &link.clone().into());
+                copied.set(true);
+            }
+        }
+    };
+    let minutes = meeting.duration_minutes;
+    let on_off = move |on: bool| {
+        if on {
+            t_string!(i18n, meeting_on).to_string()
+        } else {
+            t_string!(i18n, meeting_off).to_string()
+        }
+    };
+    let cancel = ServerAction::<CancelMeeting>::new();
+    let set_cohosts = ServerAction::<SetCohosts>::new();
+    let cohost_error = error_of(set_cohosts.value());
+    let cohost_saved = move || matches!(set_cohosts.value().get(), Some(Ok(())));
+    let title = meeting.title.clone();
+    let is_host = meeting.role == Role::Host;
+    let can_edit = meeting.can_edit();
+    let code = meeting.code.clone();
+    let cancel_code = meeting.code.clone();
+    let cohosts = meeting.cohosts.join(", ");
+    let edit_path = format!("{}/edit", meeting.path());
+    view! {
+        <Title text=title />
+        <section class="narrow meeting-page">
+            <p class="eyebrow">
+                <RoleBadge role=meeting.role />
+            </p>
+            <h1 data-testid="meeting-title">{meeting.title.clone()}</h1>
+            <p class="meeting-meta">
+                <LocalTime ms=meeting.starts_at_ms />
+                " · " {t!(i18n, meeting_duration, minutes = minutes)}
+                " · " {t!(i18n, meeting_host)} ": " <span data-testid="meeting-host">{meeting.host_name.clone()}</span>
+            </p>
+            {(!meeting.description.is_empty()).then(|| view! {
+                <p class="meeting-description" data-testid="meeting-description">{meeting.description.clone()}</p>
+            })}
+            <div class="join-row">
+                <JoinButton meeting=meeting.clone() now=now_ms() />
+                <a class="button button-secondary" href=format!("{}/invite.ics", meeting.path()) download="meeting.ics" rel="nofollow">
+                    {t!(i18n, meeting_ics)}
+                </a>
+            </div>
+            <div class="card">
+                <label for="meeting-link"><strong>{t!(i18n, meeting_link_label)}</strong></label>
+                <div class="link-row">
+                    <input id="meeting-link" readonly=true value=meeting.link.clone() data-testid="meeting-link" />
+                    <button type="button" class="button button-secondary" on:click=copy>{t!(i18n, meeting_copy_link)}</button>
+                </div>
+                <p class="form-ok" role="status">{move || copied.get().then(|| t_string!(i18n, meeting_link_copied).to_string())}</p>
+            </div>
+            <div class="card">
+                <h2>{t!(i18n, meeting_settings)}</h2>
+                <dl class="facts">
+                    <dt>{t!(i18n, meeting_waiting_room)}</dt><dd>{on_off(meeting.waiting_room)}</dd>
+                    <dt>{t!(i18n, meeting_allow_guests)}</dt><dd>{on_off(meeting.allow_guests)}</dd>
+                    <dt>{t!(i18n, meeting_max_participants)}</dt><dd>{meeting.max_participants}</dd>
+                    <dt>{t!(i18n, meeting_invitees)}</dt><dd data-testid="meeting-invitees">{meeting.invitees.join(", ")}</dd>
+                    <dt>{t!(i18n, meeting_cohosts)}</dt><dd data-testid="meeting-cohosts">{meeting.cohosts.join(", ")}</dd>
+                </dl>
+            </div>
+            {is_host.then(|| view! {
+                <div class="card">
+                    <h2>{t!(i18n, meeting_cohosts)}</h2>
+                    <ActionForm action=set_cohosts attr:novalidate=true attr:data-testid="cohosts-form">
+                        <input type="hidden" name="code" value=code.clone() />
+                        <Field
+                            name="cohosts"
+                            label=text(move || t_string!(i18n, meeting_cohosts).to_string())
+                            hint=text(move || t_string!(i18n, meeting_cohosts_hint).to_string())
+                            value=Signal::stored(cohosts.clone())
+                            error=cohost_error
+                        />
+                        <FormError error=cohost_error />
+                        <p class="form-ok" role="status">{move || cohost_saved().then(|| t_string!(i18n, saved).to_string())}</p>
+                        <button type="submit" class="button button-secondary">{t!(i18n, meeting_save_cohosts)}</button>
+                    </ActionForm>
+                </div>
+            })}
+            {can_edit.then(|| view! {
+                <div class="owner-actions">
+                    <A href=edit_path.clone() attr:class="button button-secondary" attr:data-testid="edit-meeting">
+                        {t!(i18n, meeting_edit)}
+                    </A>
+                    <details class="danger-zone">
+                        <summary>{t!(i18n, meeting_cancel)}</summary>
+                        <p>{t!(i18n, meeting_cancel_confirm)}</p>
+                        <ActionForm action=cancel>
+                            <input type="hidden" name="code" value=cancel_code.clone() />
+                            <button type="submit" class="button button-danger" data-testid="cancel-meeting">{t!(i18n, meeting_cancel)}</button>
+                        </ActionForm>
+                    </details>
+                </div>
+            })}
+        </section>
+    }
+}
+
+#[component]
+pub fn EditMeetingPage() -> impl IntoView {
+    let i18n = use_i18n();
+    view! {
+        <Title text=move || t_string!(i18n, meeting_edit_title).to_string() />
+        <RequireUser content=move |_user| view! {
+            <WithMeeting content=move |m| {
+                if m.can_edit() {
+                    Either::Left(view! {
+                        <section class="narrow">
+                            <h1>{t!(i18n, meeting_edit_title)}</h1>
+                            <MeetingEditor existing=Some(m) />
+                        </section>
+                    })
+                } else {
+                    Either::Right(view! { <p class="form-error" role="alert">{t!(i18n, err_forbidden)}</p> })
+                }
+            } />
+        } />
+    }
+}
+
+/// Where "Join" leads. The pre-join lobby, waiting room and call are the
+/// next pieces of work; until they land this page says so plainly.
+#[component]
+pub fn JoinPage() -> impl IntoView {
+    let i18n = use_i18n();
+    view! {
+        <Title text=move || t_string!(i18n, join_title).to_string() />
+        <WithMeeting content=move |m| view! {
+            <section class="narrow">
+                <h1>{m.title.clone()}</h1>
+                <p data-testid="join-coming">{t!(i18n, join_coming)}</p>
+                <A href=m.path() attr:class="button button-secondary">{t!(i18n, back_to_meeting)}</A>
             </section>
         } />
     }

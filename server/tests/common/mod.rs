@@ -52,6 +52,11 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_with(spawn: Spawn) -> TestApp {
+    // Server logs go through the test harness (shown for failing tests).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("MOIM_TEST_LOG").unwrap_or_else(|_| "warn".to_string()))
+        .with_test_writer()
+        .try_init();
     let data_dir = tempfile::tempdir().expect("temp dir");
     let (database_url, postgres_db) = match spawn.backend {
         Backend::Sqlite => (

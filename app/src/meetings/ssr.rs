@@ -1,0 +1,627 @@
+//! Server-only half of meetings: storage, rules and the calendar file.
+
+use super::{Meeting, MeetingLists, Role};
+use crate::auth::ssr::{internal, now_ms, RequestCx};
+use crate::auth::Viewer;
+use crate::error::{ApiError, ApiResult, FieldError, FieldProblem};
+use crate::state::AppState;
+use crate::validate;
+use sqlx::AnyPool;
+use std::time::Instant;
+
+/// Letters and digits that cannot be mistaken for one another.
+const CODE_ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
+/// 26 symbols of 5 bits: 130 random bits.
+const CODE_LEN: usize = 26;
+/// A scheduled start may lie this far in the past (a form filled slowly).
+const START_SLACK_MS: i64 = 5 * 60 * 1000;
+
+pub fn new_code() -> String {
+    use rand::Rng;
+    let mut rng = rand::rngs::OsRng;
+    (0..CODE_LEN)
+        .map(|_| CODE_ALPHABET[rng.gen_range(0..CODE_ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Whether a string could be a meeting code at all (checked before any
+/// database work).
+pub fn is_code_shaped(code: &str) -> bool {
+    code.len() == CODE_LEN && code.bytes().all(|b| CODE_ALPHABET.contains(&b))
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MeetingRow {
+    pub id: String,
+    pub code: String,
+    pub host_id: String,
+    pub host_name: String,
+    pub title: String,
+    pub description: String,
+    pub starts_at: i64,
+    pub duration_minutes: i64,
+    /// 0 or 1 (see the migration).
+    pub waiting_room: i64,
+    pub allow_guests: i64,
+    pub max_participants: i64,
+    pub revision: i64,
+    pub cancelled_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+const MEETING_SELECT: &str = "SELECT m.id, m.code, m.host_id, u.display_name AS host_name, m.title, \
+     m.description, m.starts_at, m.duration_minutes, m.waiting_room, m.allow_guests, \
+     m.max_participants, m.revision, m.cancelled_at, m.updated_at \
+     FROM meetings m JOIN users u ON u.id = m.host_id";
+
+/// A live (not cancelled) meeting by code, or None: missing, malformed and
+/// cancelled look the same from here on.
+pub async fn find_live_by_code(db: &AnyPool, code: &str) -> sqlx::Result<Option<MeetingRow>> {
+    if !is_code_shaped(code) {
+        return Ok(None);
+    }
+    sqlx::query_as::<_, MeetingRow>(&format!(
+        "{MEETING_SELECT} WHERE m.code = $1 AND m.cancelled_at IS NULL"
+    ))
+    .bind(code)
+    .fetch_optional(db)
+    .await
+}
+
+async fn invitee_labels(db: &AnyPool, meeting_id: &str) -> sqlx::Result<Vec<String>> {
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT label FROM meeting_invitees WHERE meeting_id = $1 ORDER BY label")
+            .bind(meeting_id)
+            .fetch_all(db)
+            .await?;
+    Ok(rows.into_iter().map(|(l,)| l).collect())
+}
+
+async fn cohost_usernames(db: &AnyPool, meeting_id: &str) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as(
+        "SELECT u.id, u.username FROM meeting_cohosts c JOIN users u ON u.id = c.user_id \
+         WHERE c.meeting_id = $1 ORDER BY u.username",
+    )
+    .bind(meeting_id)
+    .fetch_all(db)
+    .await
+}
+
+async fn is_invited(db: &AnyPool, meeting_id: &str, user_id: &str, email_key: Option<&str>) -> sqlx::Result<bool> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT label FROM meeting_invitees WHERE meeting_id = $1 \
+         AND (user_id = $2 OR (email_key IS NOT NULL AND email_key = $3)) LIMIT 1",
+    )
+    .bind(meeting_id)
+    .bind(user_id)
+    .bind(email_key.unwrap_or(""))
+    .fetch_optional(db)
+    .await?;
+    Ok(row.is_some())
+}
+
+pub fn meeting_link(public_url: &str, code: &str) -> String {
+    format!("{}/m/{code}", public_url.trim_end_matches('/'))
+}
+
+/// The parsed form of a meeting, before checks.
+pub struct MeetingForm {
+    pub title: String,
+    pub description: String,
+    pub starts_at_ms: String,
+    pub duration_minutes: String,
+    pub invitees: String,
+    pub waiting_room: bool,
+    pub allow_guests: bool,
+    pub max_participants: String,
+}
+
+/// A meeting's fields after every check.
+struct ValidMeeting {
+    title: String,
+    description: String,
+    starts_at: i64,
+    duration_minutes: i64,
+    waiting_room: bool,
+    allow_guests: bool,
+    max_participants: i64,
+    invitees: Vec<Invitee>,
+}
+
+#[derive(Debug, Clone)]
+struct Invitee {
+    label: String,
+    user_id: Option<String>,
+    email_key: Option<String>,
+}
+
+fn parse_int(field: &str, raw: &str, errors: &mut Vec<FieldError>) -> Option<i64> {
+    match raw.trim().parse::<i64>() {
+        Ok(v) => Some(v),
+        Err(_) if raw.trim().is_empty() => {
+            errors.push(FieldError::new(field, FieldProblem::Required));
+            None
+        }
+        Err(_) => {
+            errors.push(FieldError::new(field, FieldProblem::OutOfRange));
+            None
+        }
+    }
+}
+
+/// Splits an invitee list on commas, semicolons and whitespace.
+pub fn split_list(raw: &str) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    raw.split(|c: char| c == ',' || c == ';' || c.is_whitespace())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .filter(|s| seen.insert(s.to_lowercase()))
+        .map(str::to_string)
+        .collect()
+}
+
+async fn resolve_invitees(db: &AnyPool, raw: &str, errors: &mut Vec<FieldError>) -> ApiResult<Vec<Invitee>> {
+    let entries = split_list(raw);
+    if entries.len() > super::INVITEES_MAX {
+        errors.push(FieldError::new("invitees", FieldProblem::TooLong));
+        return Ok(Vec::new());
+    }
+    let mut invitees = Vec::new();
+    let mut unknown = Vec::new();
+    for entry in entries {
+        if entry.contains('@') {
+            match validate::optional_email("invitees", &entry) {
+                Ok(Some(email)) => {
+                    let key = validate::email_key(&email);
+                    let user: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE email_key = $1")
+                        .bind(&key)
+                        .fetch_optional(db)
+                        .await
+                        .map_err(internal)?;
+                    invitees.push(Invitee {
+                        label: email,
+                        user_id: user.map(|(id,)| id),
+                        email_key: Some(key),
+                    });
+                }
+                _ => unknown.push(entry),
+            }
+        } else {
+            match crate::auth::ssr::find_user_by_username(db, &entry).await.map_err(internal)? {
+                Some(user) => invitees.push(Invitee {
+                    label: user.username.clone(),
+                    user_id: Some(user.id),
+                    email_key: user.email.as_deref().map(validate::email_key),
+                }),
+                None => unknown.push(entry),
+            }
+        }
+    }
+    if !unknown.is_empty() {
+        errors.push(FieldError {
+            field: "invitees".to_string(),
+            problem: FieldProblem::UnknownInvitees(unknown),
+        });
+    }
+    Ok(invitees)
+}
+
+async fn validate_meeting(db: &AnyPool, form: MeetingForm, instant: bool, now: i64) -> ApiResult<ValidMeeting> {
+    let mut errors = Vec::new();
+    let title = form.title.split_whitespace().collect::<Vec<_>>().join(" ");
+    if title.is_empty() {
+        errors.push(FieldError::new("title", FieldProblem::Required));
+    } else if title.chars().count() > super::TITLE_MAX {
+        errors.push(FieldError::new("title", FieldProblem::TooLong));
+    } else if title.chars().any(char::is_control) {
+        errors.push(FieldError::new("title", FieldProblem::ControlChars));
+    }
+    let description = form.description.trim().to_string();
+    if description.chars().count() > super::DESCRIPTION_MAX {
+        errors.push(FieldError::new("description", FieldProblem::TooLong));
+    }
+    let starts_at = if instant {
+        Some(now)
+    } else {
+        match parse_int("starts_at_ms", &form.starts_at_ms, &mut errors) {
+            Some(t) if t < now - START_SLACK_MS => {
+                errors.push(FieldError::new("starts_at_ms", FieldProblem::InThePast));
+                None
+            }
+            // Year 9999 and later are not dates anyone means.
+            Some(t) if t > 253_402_300_799_000 => {
+                errors.push(FieldError::new("starts_at_ms", FieldProblem::OutOfRange));
+                None
+            }
+            other => other,
+        }
+    };
+    let duration_minutes = if instant && form.duration_minutes.trim().is_empty() {
+        Some(60)
+    } else {
+        match parse_int("duration_minutes", &form.duration_minutes, &mut errors) {
+            Some(d) if !(1..=super::DURATION_MAX_MINUTES).contains(&d) => {
+                errors.push(FieldError::new("duration_minutes", FieldProblem::OutOfRange));
+                None
+            }
+            other => other,
+        }
+    };
+    let max_participants = if form.max_participants.trim().is_empty() {
+        Some(super::PARTICIPANTS_DEFAULT)
+    } else {
+        match parse_int("max_participants", &form.max_participants, &mut errors) {
+            Some(n) if !(super::PARTICIPANTS_MIN..=super::PARTICIPANTS_MAX).contains(&n) => {
+                errors.push(FieldError::new("max_participants", FieldProblem::OutOfRange));
+                None
+            }
+            other => other,
+        }
+    };
+    let invitees = resolve_invitees(db, &form.invitees, &mut errors).await?;
+    match (starts_at, duration_minutes, max_participants) {
+        (Some(starts_at), Some(duration_minutes), Some(max_participants)) if errors.is_empty() => {
+            Ok(ValidMeeting {
+                title,
+                description,
+                starts_at,
+                duration_minutes,
+                waiting_room: form.waiting_room,
+                allow_guests: form.allow_guests,
+                max_participants,
+                invitees,
+            })
+        }
+        _ => Err(ApiError::Invalid(errors)),
+    }
+}
+
+async fn write_invitees(tx: &mut sqlx::Transaction<'_, sqlx::Any>, meeting_id: &str, invitees: &[Invitee]) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM meeting_invitees WHERE meeting_id = $1")
+        .bind(meeting_id)
+        .execute(&mut **tx)
+        .await?;
+    for invitee in invitees {
+        sqlx::query("INSERT INTO meeting_invitees (meeting_id, user_id, email_key, label) VALUES ($1, $2, $3, $4)")
+            .bind(meeting_id)
+            .bind(invitee.user_id.clone())
+            .bind(invitee.email_key.clone())
+            .bind(&invitee.label)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// One meeting request: the caller and the app state.
+pub struct MeetingCx {
+    auth: RequestCx,
+    state: AppState,
+}
+
+impl MeetingCx {
+    pub async fn new() -> ApiResult<Self> {
+        Ok(Self {
+            auth: RequestCx::new().await?,
+            state: AppState::from_context()?,
+        })
+    }
+
+    fn status(&self, err: &ApiError) {
+        if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(err.status());
+        }
+    }
+
+    /// For reads used by pages as well as calls: sets the status on errors.
+    pub fn finish_query<T>(&self, result: ApiResult<T>) -> ApiResult<T> {
+        if let Err(err) = &result {
+            self.status(err);
+        }
+        result
+    }
+
+    pub fn finish(&self, result: ApiResult<()>) -> ApiResult<()> {
+        self.auth.finish(result, None)
+    }
+
+    /// On success goes to `path`.
+    pub fn finish_to(&self, result: ApiResult<()>, path: &str) -> ApiResult<()> {
+        self.auth.finish(result, Some(path))
+    }
+
+    /// On success goes to the meeting's page.
+    pub fn finish_redirect(&self, result: ApiResult<String>) -> ApiResult<String> {
+        match &result {
+            Ok(code) => leptos_axum::redirect(&format!("/m/{code}")),
+            Err(err) => self.status(err),
+        }
+        result
+    }
+
+    async fn user(&self) -> ApiResult<crate::auth::UserSummary> {
+        match self.auth.viewer().await? {
+            Some(Viewer::User(user)) => Ok(user),
+            _ => Err(ApiError::Unauthenticated),
+        }
+    }
+
+    async fn role_of(&self, row: &MeetingRow, viewer: Option<&Viewer>) -> ApiResult<Role> {
+        let Some(Viewer::User(user)) = viewer else {
+            return Ok(Role::Visitor);
+        };
+        if row.host_id == user.id {
+            return Ok(Role::Host);
+        }
+        let db = &self.state.db;
+        let cohosts = cohost_usernames(db, &row.id).await.map_err(internal)?;
+        if cohosts.iter().any(|(id, _)| *id == user.id) {
+            return Ok(Role::CoHost);
+        }
+        let email_key = user.email.as_deref().map(validate::email_key);
+        if is_invited(db, &row.id, &user.id, email_key.as_deref()).await.map_err(internal)? {
+            return Ok(Role::Invitee);
+        }
+        Ok(Role::Visitor)
+    }
+
+    async fn to_meeting(&self, row: MeetingRow, role: Role) -> ApiResult<Meeting> {
+        let db = &self.state.db;
+        let invitees = invitee_labels(db, &row.id).await.map_err(internal)?;
+        let cohosts = cohost_usernames(db, &row.id).await.map_err(internal)?;
+        Ok(Meeting {
+            code: row.code.clone(),
+            title: row.title,
+            description: row.description,
+            starts_at_ms: row.starts_at,
+            duration_minutes: row.duration_minutes,
+            host_name: row.host_name,
+            waiting_room: row.waiting_room != 0,
+            allow_guests: row.allow_guests != 0,
+            max_participants: row.max_participants,
+            invitees,
+            cohosts: cohosts.into_iter().map(|(_, name)| name).collect(),
+            cancelled: row.cancelled_at.is_some(),
+            role,
+            link: meeting_link(&self.state.public_url, &row.code),
+        })
+    }
+
+    /// The live meeting behind a code, counting misses per client so codes
+    /// cannot be guessed at speed. Every kind of miss gives `NotFound`.
+    async fn live_meeting(&self, code: &str) -> ApiResult<MeetingRow> {
+        let limiter = &self.state.meeting_lookups;
+        let client = self.auth.client();
+        if let Err(retry_after) = limiter.check(client, Instant::now()) {
+            return Err(ApiError::TooManyAttempts {
+                retry_after_secs: retry_after.as_secs().max(1),
+            });
+        }
+        match find_live_by_code(&self.state.db, code).await.map_err(internal)? {
+            Some(row) => Ok(row),
+            None => {
+                limiter.record_failure(client, Instant::now());
+                Err(ApiError::NotFound)
+            }
+        }
+    }
+
+    pub async fn get(&self, code: &str) -> ApiResult<Meeting> {
+        let row = self.live_meeting(code).await?;
+        let viewer = self.auth.viewer().await?;
+        let role = self.role_of(&row, viewer.as_ref()).await?;
+        self.to_meeting(row, role).await
+    }
+
+    pub async fn list(&self) -> ApiResult<MeetingLists> {
+        let user = self.user().await?;
+        let db = &self.state.db;
+        let email_key = user.email.as_deref().map(validate::email_key).unwrap_or_default();
+        let rows = sqlx::query_as::<_, MeetingRow>(&format!(
+            "{MEETING_SELECT} WHERE m.host_id = $1 \
+             OR m.id IN (SELECT meeting_id FROM meeting_cohosts WHERE user_id = $1) \
+             OR m.id IN (SELECT meeting_id FROM meeting_invitees WHERE user_id = $1 \
+                         OR (email_key IS NOT NULL AND email_key = $2)) \
+             ORDER BY m.starts_at"
+        ))
+        .bind(&user.id)
+        .bind(email_key)
+        .fetch_all(db)
+        .await
+        .map_err(internal)?;
+        let now = now_ms();
+        let viewer = Some(Viewer::User(user));
+        let mut lists = MeetingLists {
+            upcoming: Vec::new(),
+            past: Vec::new(),
+            now_ms: now,
+        };
+        for row in rows {
+            let role = self.role_of(&row, viewer.as_ref()).await?;
+            let meeting = self.to_meeting(row, role).await?;
+            if meeting.ends_at_ms() > now {
+                lists.upcoming.push(meeting);
+            } else {
+                lists.past.push(meeting);
+            }
+        }
+        lists.past.reverse();
+        Ok(lists)
+    }
+
+    pub async fn schedule(&self, form: MeetingForm, instant: bool) -> ApiResult<String> {
+        let user = self.user().await?;
+        let now = now_ms();
+        let valid = validate_meeting(&self.state.db, form, instant, now).await?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let code = new_code();
+        let mut tx = self.state.db.begin().await.map_err(internal)?;
+        sqlx::query(
+            "INSERT INTO meetings (id, code, host_id, title, description, starts_at, duration_minutes, \
+             waiting_room, allow_guests, max_participants, revision, cancelled_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, NULL, $11, $11)",
+        )
+        .bind(&id)
+        .bind(&code)
+        .bind(&user.id)
+        .bind(&valid.title)
+        .bind(&valid.description)
+        .bind(valid.starts_at)
+        .bind(valid.duration_minutes)
+        .bind(i64::from(valid.waiting_room))
+        .bind(i64::from(valid.allow_guests))
+        .bind(valid.max_participants)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(internal)?;
+        write_invitees(&mut tx, &id, &valid.invitees).await.map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        tracing::info!(meeting = %id, host = %user.id, "meeting scheduled");
+        Ok(code)
+    }
+
+    /// The meeting, if the caller may change it (host or co-host); others,
+    /// signed in or not, get the same answer as for a missing meeting only
+    /// when they could not see it at all.
+    async fn editable(&self, code: &str) -> ApiResult<MeetingRow> {
+        let user = self.user().await?;
+        let row = self.live_meeting(code).await?;
+        let role = self.role_of(&row, Some(&Viewer::User(user))).await?;
+        match role {
+            Role::Host | Role::CoHost => Ok(row),
+            _ => Err(ApiError::Forbidden),
+        }
+    }
+
+    pub async fn update(&self, code: &str, form: MeetingForm) -> ApiResult<String> {
+        let row = self.editable(code).await?;
+        let now = now_ms();
+        // An already running meeting may keep its start time.
+        let keeps_start = form.starts_at_ms.trim() == row.starts_at.to_string();
+        let form = if keeps_start {
+            MeetingForm {
+                starts_at_ms: now.max(row.starts_at).to_string(),
+                ..form
+            }
+        } else {
+            form
+        };
+        let mut valid = validate_meeting(&self.state.db, form, false, now).await?;
+        if keeps_start {
+            valid.starts_at = row.starts_at;
+        }
+        let mut tx = self.state.db.begin().await.map_err(internal)?;
+        sqlx::query(
+            "UPDATE meetings SET title = $1, description = $2, starts_at = $3, duration_minutes = $4, \
+             waiting_room = $5, allow_guests = $6, max_participants = $7, revision = revision + 1, \
+             updated_at = $8 WHERE id = $9",
+        )
+        .bind(&valid.title)
+        .bind(&valid.description)
+        .bind(valid.starts_at)
+        .bind(valid.duration_minutes)
+        .bind(i64::from(valid.waiting_room))
+        .bind(i64::from(valid.allow_guests))
+        .bind(valid.max_participants)
+        .bind(now)
+        .bind(&row.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(internal)?;
+        write_invitees(&mut tx, &row.id, &valid.invitees).await.map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        Ok(row.code)
+    }
+
+    pub async fn cancel(&self, code: &str) -> ApiResult<()> {
+        let row = self.editable(code).await?;
+        let now = now_ms();
+        sqlx::query("UPDATE meetings SET cancelled_at = $1, revision = revision + 1, updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(&row.id)
+            .execute(&self.state.db)
+            .await
+            .map_err(internal)?;
+        tracing::info!(meeting = %row.id, "meeting cancelled");
+        Ok(())
+    }
+
+    pub async fn set_cohosts(&self, code: &str, raw: &str) -> ApiResult<()> {
+        let user = self.user().await?;
+        let row = self.live_meeting(code).await?;
+        if row.host_id != user.id {
+            return Err(ApiError::Forbidden);
+        }
+        let db = &self.state.db;
+        let mut ids = Vec::new();
+        let mut unknown = Vec::new();
+        for name in split_list(raw) {
+            match crate::auth::ssr::find_user_by_username(db, &name).await.map_err(internal)? {
+                Some(found) if found.id != user.id => ids.push(found.id),
+                Some(_) => {}
+                None => unknown.push(name),
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(ApiError::Invalid(vec![FieldError {
+                field: "cohosts".to_string(),
+                problem: FieldProblem::UnknownInvitees(unknown),
+            }]));
+        }
+        let mut tx = db.begin().await.map_err(internal)?;
+        sqlx::query("DELETE FROM meeting_cohosts WHERE meeting_id = $1")
+            .bind(&row.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?;
+        for id in ids {
+            sqlx::query("INSERT INTO meeting_cohosts (meeting_id, user_id) VALUES ($1, $2)")
+                .bind(&row.id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+        }
+        tx.commit().await.map_err(internal)?;
+        Ok(())
+    }
+}
+
+/// The RFC 5545 calendar file for a meeting, built with the `icalendar`
+/// crate (escaping, folding and CRLF handled there).
+pub fn ics(row: &MeetingRow, public_url: &str) -> String {
+    use icalendar::{Calendar, Component, Event, EventLike, Property};
+    let link = meeting_link(public_url, &row.code);
+    let host = url::Url::parse(public_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| "moim".to_string());
+    let to_utc = |ms: i64| chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).unwrap_or_default();
+    let description = if row.description.is_empty() {
+        format!("Join: {link}")
+    } else {
+        format!("{}\n\nJoin: {link}", row.description)
+    };
+    // The host's own address stays private: anyone with the link can fetch
+    // this file. The organizer is named, with a no-reply address.
+    let organizer = format!("mailto:noreply@{host}");
+    let mut organizer_prop = Property::new("ORGANIZER", organizer);
+    organizer_prop.add_parameter("CN", &row.host_name);
+    let event = Event::new()
+        .uid(&format!("{}@{host}", row.id))
+        .summary(&row.title)
+        .description(&description)
+        .starts(to_utc(row.starts_at))
+        .ends(to_utc(row.starts_at + row.duration_minutes * 60_000))
+        .timestamp(to_utc(row.updated_at))
+        .url(&link)
+        .location(&link)
+        .append_property(organizer_prop)
+        .add_property("SEQUENCE", row.revision.to_string())
+        .done();
+    let mut calendar = Calendar::new();
+    calendar.name(&row.title).push(event);
+    calendar.append_property(Property::new("METHOD", "PUBLISH"));
+    calendar.done().to_string()
+}
