@@ -70,9 +70,10 @@ pub enum ApiError {
 impl ApiError {
     pub fn field_problem(&self, field: &str) -> Option<FieldProblem> {
         match self {
-            ApiError::Invalid(errors) => {
-                errors.iter().find(|e| e.field == field).map(|e| e.problem.clone())
-            }
+            ApiError::Invalid(errors) => errors
+                .iter()
+                .find(|e| e.field == field)
+                .map(|e| e.problem.clone()),
             _ => None,
         }
     }

@@ -18,7 +18,10 @@ pub async fn invite_ics(
     if let Err(retry_after) = state.meeting_lookups.check(&client, Instant::now()) {
         return (
             StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, retry_after.as_secs().max(1).to_string())],
+            [(
+                header::RETRY_AFTER,
+                retry_after.as_secs().max(1).to_string(),
+            )],
             "too many attempts\n",
         )
             .into_response();
@@ -27,14 +30,19 @@ pub async fn invite_ics(
         Ok(Some(meeting)) => (
             [
                 (header::CONTENT_TYPE, "text/calendar; charset=utf-8"),
-                (header::CONTENT_DISPOSITION, "attachment; filename=\"meeting.ics\""),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"meeting.ics\"",
+                ),
                 (header::CACHE_CONTROL, "private, no-store"),
             ],
             ics(&meeting, &state.public_url),
         )
             .into_response(),
         Ok(None) => {
-            state.meeting_lookups.record_failure(&client, Instant::now());
+            state
+                .meeting_lookups
+                .record_failure(&client, Instant::now());
             (StatusCode::NOT_FOUND, "not found\n").into_response()
         }
         Err(err) => {

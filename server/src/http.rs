@@ -1,7 +1,7 @@
 //! The whole HTTP surface, built in one place.
 
-use crate::{calendar, health};
 use crate::security::{self, OriginPolicy};
+use crate::{calendar, health};
 use app::state::AppState;
 use app::{shell, App};
 use axum::extract::Request;

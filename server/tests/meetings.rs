@@ -23,7 +23,12 @@ async fn user(app: &TestApp, name: &str, email: &str) -> Client {
         .call(
             &client,
             "sign_up",
-            &[("username", name), ("display_name", name), ("email", email), ("password", PASSWORD)],
+            &[
+                ("username", name),
+                ("display_name", name),
+                ("email", email),
+                ("password", PASSWORD),
+            ],
         )
         .await;
     assert_eq!(response.status(), 200, "sign up {name}");
@@ -109,10 +114,19 @@ async fn scheduling_and_lists(backend: Backend) {
     assert_eq!(meeting["waiting_room"], true);
     assert_eq!(meeting["allow_guests"], false);
     assert_eq!(meeting["link"], format!("{}/m/{code}", app.base));
-    assert_eq!(meeting["invitees"], serde_json::json!(["invitee", "later@example.org"]));
+    assert_eq!(
+        meeting["invitees"],
+        serde_json::json!(["invitee", "later@example.org"])
+    );
 
-    assert_eq!(lists(&app, &invitee).await["upcoming"][0]["role"], "Invitee");
-    assert_eq!(lists(&app, &outsider).await["upcoming"], serde_json::json!([]));
+    assert_eq!(
+        lists(&app, &invitee).await["upcoming"][0]["role"],
+        "Invitee"
+    );
+    assert_eq!(
+        lists(&app, &outsider).await["upcoming"],
+        serde_json::json!([])
+    );
     // Someone invited by address sees it once they have an account with it.
     let later = user(&app, "latecomer", "Later@Example.org").await;
     assert_eq!(lists(&app, &later).await["upcoming"][0]["role"], "Invitee");
@@ -126,14 +140,22 @@ async fn scheduling_and_lists(backend: Backend) {
     let response = schedule(
         &app,
         &host,
-        &[("title", "Quick call"), ("instant", "1"), ("waiting_room", "on"), ("allow_guests", "on")],
+        &[
+            ("title", "Quick call"),
+            ("instant", "1"),
+            ("waiting_room", "on"),
+            ("allow_guests", "on"),
+        ],
     )
     .await;
     assert_eq!(response.status(), 200);
     let instant: String = response.json().await.unwrap();
     let meeting: Value = get(&app, &host, &instant).await.json().await.unwrap();
     let starts = meeting["starts_at_ms"].as_i64().unwrap();
-    assert!((now_ms() - starts).abs() < 60_000, "instant meeting starts now");
+    assert!(
+        (now_ms() - starts).abs() < 60_000,
+        "instant meeting starts now"
+    );
     assert_eq!(meeting["duration_minutes"], 60);
     assert_eq!(meeting["allow_guests"], true);
 
@@ -142,7 +164,10 @@ async fn scheduling_and_lists(backend: Backend) {
     let refused = schedule(&app, &anonymous, &[("title", "x"), ("instant", "1")]).await;
     let status = refused.status();
     assert_eq!(status, 401, "{}", refused.text().await.unwrap());
-    assert_eq!(app.call(&anonymous, "list_meetings", &[]).await.status(), 401);
+    assert_eq!(
+        app.call(&anonymous, "list_meetings", &[]).await.status(),
+        401
+    );
 }
 
 async fn bad_input_stores_nothing(backend: Backend) {
@@ -152,19 +177,77 @@ async fn bad_input_stores_nothing(backend: Backend) {
     let past = (now_ms() - 2 * HOUR_MS).to_string();
     let long_title = "t".repeat(121);
     let cases: Vec<(Vec<(&str, &str)>, &str, Value)> = vec![
-        (vec![("title", "Past"), ("starts_at_ms", &past), ("duration_minutes", "30")], "starts_at_ms", "InThePast".into()),
-        (vec![("title", "Zero"), ("starts_at_ms", &future), ("duration_minutes", "0")], "duration_minutes", "OutOfRange".into()),
-        (vec![("title", "Huge"), ("starts_at_ms", &future), ("duration_minutes", "100000")], "duration_minutes", "OutOfRange".into()),
-        (vec![("title", "NaN"), ("starts_at_ms", "soon"), ("duration_minutes", "30")], "starts_at_ms", "OutOfRange".into()),
-        (vec![("title", &long_title), ("starts_at_ms", &future), ("duration_minutes", "30")], "title", "TooLong".into()),
-        (vec![("title", "  "), ("starts_at_ms", &future), ("duration_minutes", "30")], "title", "Required".into()),
         (
-            vec![("title", "Ghosts"), ("starts_at_ms", &future), ("duration_minutes", "30"), ("invitees", "ghost, nope@")],
+            vec![
+                ("title", "Past"),
+                ("starts_at_ms", &past),
+                ("duration_minutes", "30"),
+            ],
+            "starts_at_ms",
+            "InThePast".into(),
+        ),
+        (
+            vec![
+                ("title", "Zero"),
+                ("starts_at_ms", &future),
+                ("duration_minutes", "0"),
+            ],
+            "duration_minutes",
+            "OutOfRange".into(),
+        ),
+        (
+            vec![
+                ("title", "Huge"),
+                ("starts_at_ms", &future),
+                ("duration_minutes", "100000"),
+            ],
+            "duration_minutes",
+            "OutOfRange".into(),
+        ),
+        (
+            vec![
+                ("title", "NaN"),
+                ("starts_at_ms", "soon"),
+                ("duration_minutes", "30"),
+            ],
+            "starts_at_ms",
+            "OutOfRange".into(),
+        ),
+        (
+            vec![
+                ("title", &long_title),
+                ("starts_at_ms", &future),
+                ("duration_minutes", "30"),
+            ],
+            "title",
+            "TooLong".into(),
+        ),
+        (
+            vec![
+                ("title", "  "),
+                ("starts_at_ms", &future),
+                ("duration_minutes", "30"),
+            ],
+            "title",
+            "Required".into(),
+        ),
+        (
+            vec![
+                ("title", "Ghosts"),
+                ("starts_at_ms", &future),
+                ("duration_minutes", "30"),
+                ("invitees", "ghost, nope@"),
+            ],
             "invitees",
             serde_json::json!({"UnknownInvitees": ["ghost", "nope@"]}),
         ),
         (
-            vec![("title", "Crowd"), ("starts_at_ms", &future), ("duration_minutes", "30"), ("max_participants", "100000")],
+            vec![
+                ("title", "Crowd"),
+                ("starts_at_ms", &future),
+                ("duration_minutes", "30"),
+                ("max_participants", "100000"),
+            ],
             "max_participants",
             "OutOfRange".into(),
         ),
@@ -175,7 +258,9 @@ async fn bad_input_stores_nothing(backend: Backend) {
         let body: Value = response.json().await.unwrap();
         let errors = body["Invalid"].as_array().unwrap();
         assert!(
-            errors.iter().any(|e| e["field"] == field && e["problem"] == problem),
+            errors
+                .iter()
+                .any(|e| e["field"] == field && e["problem"] == problem),
             "{field} {problem} not in {body}"
         );
     }
@@ -208,30 +293,84 @@ async fn only_hosts_and_cohosts_change_a_meeting(backend: Backend) {
     };
 
     for (who, client) in [("invitee", &invitee), ("outsider", &outsider)] {
-        assert_eq!(update(client, "Hijacked").await.status(), 403, "{who} edits");
-        assert_eq!(app.call(client, "cancel_meeting", &[("code", &code)]).await.status(), 403, "{who} cancels");
-        assert_eq!(app.call(client, "set_cohosts", &[("code", &code), ("cohosts", "stranger")]).await.status(), 403);
+        assert_eq!(
+            update(client, "Hijacked").await.status(),
+            403,
+            "{who} edits"
+        );
+        assert_eq!(
+            app.call(client, "cancel_meeting", &[("code", &code)])
+                .await
+                .status(),
+            403,
+            "{who} cancels"
+        );
+        assert_eq!(
+            app.call(
+                client,
+                "set_cohosts",
+                &[("code", &code), ("cohosts", "stranger")]
+            )
+            .await
+            .status(),
+            403
+        );
     }
     assert_eq!(update(&anonymous, "Hijacked").await.status(), 401);
-    assert_eq!(app.call(&anonymous, "cancel_meeting", &[("code", &code)]).await.status(), 401);
+    assert_eq!(
+        app.call(&anonymous, "cancel_meeting", &[("code", &code)])
+            .await
+            .status(),
+        401
+    );
 
     // The host names a co-host; the co-host may edit but not name others.
-    let named = app.call(&host, "set_cohosts", &[("code", &code), ("cohosts", "helper")]).await;
+    let named = app
+        .call(
+            &host,
+            "set_cohosts",
+            &[("code", &code), ("cohosts", "helper")],
+        )
+        .await;
     assert_eq!(named.status(), 200);
-    assert_eq!(get(&app, &cohost, &code).await.json::<Value>().await.unwrap()["role"], "CoHost");
+    assert_eq!(
+        get(&app, &cohost, &code)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["role"],
+        "CoHost"
+    );
     assert_eq!(update(&cohost, "Planning, moved").await.status(), 200);
     let seen: Value = get(&app, &invitee, &code).await.json().await.unwrap();
     assert_eq!(seen["title"], "Planning, moved", "invitees see the change");
     assert_eq!(seen["starts_at_ms"].as_i64().unwrap().to_string(), later);
     assert_eq!(
-        app.call(&cohost, "set_cohosts", &[("code", &code), ("cohosts", "stranger")]).await.status(),
+        app.call(
+            &cohost,
+            "set_cohosts",
+            &[("code", &code), ("cohosts", "stranger")]
+        )
+        .await
+        .status(),
         403
     );
-    let unknown = app.call(&host, "set_cohosts", &[("code", &code), ("cohosts", "nobody")]).await;
+    let unknown = app
+        .call(
+            &host,
+            "set_cohosts",
+            &[("code", &code), ("cohosts", "nobody")],
+        )
+        .await;
     assert_eq!(unknown.status(), 422);
 
     // Cancelling: the link stops working, and invitees see it cancelled.
-    assert_eq!(app.call(&cohost, "cancel_meeting", &[("code", &code)]).await.status(), 200);
+    assert_eq!(
+        app.call(&cohost, "cancel_meeting", &[("code", &code)])
+            .await
+            .status(),
+        200
+    );
     assert_eq!(get(&app, &host, &code).await.status(), 404);
     let listed = lists(&app, &invitee).await;
     assert_eq!(listed["upcoming"][0]["cancelled"], true);
@@ -242,11 +381,21 @@ async fn every_miss_answers_like_a_missing_meeting(backend: Backend) {
     let app = spawn_app(backend).await;
     let host = user(&app, "keeper", "").await;
     let cancelled = schedule_ok(&app, &host, "Old", "").await;
-    assert_eq!(app.call(&host, "cancel_meeting", &[("code", &cancelled)]).await.status(), 200);
+    assert_eq!(
+        app.call(&host, "cancel_meeting", &[("code", &cancelled)])
+            .await
+            .status(),
+        200
+    );
     let live = schedule_ok(&app, &host, "Live", "").await;
     // Same length and alphabet as a real code, but never issued.
     let guessed: String = live.chars().rev().collect();
-    let misses = [guessed.as_str(), cancelled.as_str(), "short", "NOT-a-code-and-far-too-long-0123456789"];
+    let misses = [
+        guessed.as_str(),
+        cancelled.as_str(),
+        "short",
+        "NOT-a-code-and-far-too-long-0123456789",
+    ];
 
     let visitor = app.client();
     let mut api = Vec::new();
@@ -255,14 +404,25 @@ async fn every_miss_answers_like_a_missing_meeting(backend: Backend) {
     for code in misses {
         let response = get(&app, &visitor, code).await;
         api.push((response.status(), response.text().await.unwrap()));
-        let page = visitor.get(app.url(&format!("/m/{code}"))).send().await.unwrap();
+        let page = visitor
+            .get(app.url(&format!("/m/{code}")))
+            .send()
+            .await
+            .unwrap();
         pages.push((page.status(), page.text().await.unwrap()));
-        let file = visitor.get(app.url(&format!("/m/{code}/invite.ics"))).send().await.unwrap();
+        let file = visitor
+            .get(app.url(&format!("/m/{code}/invite.ics")))
+            .send()
+            .await
+            .unwrap();
         files.push((file.status(), file.text().await.unwrap()));
     }
     // Pages carry a fresh script nonce each time; nothing else may differ.
     let without_nonce = |(status, body): &(reqwest::StatusCode, String)| {
-        (*status, strip_attr(&strip_attr(body, "nonce"), "crossorigin"))
+        (
+            *status,
+            strip_attr(&strip_attr(body, "nonce"), "crossorigin"),
+        )
     };
     for answers in [&api[..], &pages[..], &files[..]] {
         let first = without_nonce(&answers[0]);
@@ -273,7 +433,11 @@ async fn every_miss_answers_like_a_missing_meeting(backend: Backend) {
     }
     // The live one is found, by page and by call.
     assert_eq!(get(&app, &visitor, &live).await.status(), 200);
-    let page = visitor.get(app.url(&format!("/m/{live}"))).send().await.unwrap();
+    let page = visitor
+        .get(app.url(&format!("/m/{live}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("Live"));
 
@@ -284,7 +448,10 @@ async fn every_miss_answers_like_a_missing_meeting(backend: Backend) {
         let code = format!("{}{:02}", &guessed[..24], i);
         statuses.push(get(&app, &guesser, &code).await.status().as_u16());
     }
-    assert!(statuses.iter().all(|s| *s == 404 || *s == 429), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 404 || *s == 429),
+        "{statuses:?}"
+    );
     let refused = get(&app, &guesser, &live).await;
     assert_eq!(refused.status(), 429, "even a right code waits once locked");
 }
@@ -297,9 +464,14 @@ async fn calendar_file_is_valid_icalendar(backend: Backend) {
     let meeting: Value = get(&app, &host, &code).await.json().await.unwrap();
     let starts = meeting["starts_at_ms"].as_i64().unwrap();
 
-    let response = reqwest::get(app.url(&format!("/m/{code}/invite.ics"))).await.unwrap();
+    let response = reqwest::get(app.url(&format!("/m/{code}/invite.ics")))
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/calendar"));
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/calendar"));
     let text = response.text().await.unwrap();
     assert!(text.contains("\r\n"), "RFC 5545 lines end in CRLF");
 
@@ -336,10 +508,18 @@ async fn calendar_file_is_valid_icalendar(backend: Backend) {
     assert_eq!(unescape(prop(event, "SUMMARY")), title);
     let link = format!("{}/m/{code}", app.base);
     let description = unescape(prop(event, "DESCRIPTION"));
-    assert!(description.contains("Weekly sync, agenda in the doc"), "{description}");
+    assert!(
+        description.contains("Weekly sync, agenda in the doc"),
+        "{description}"
+    );
     assert!(description.contains(&link), "{description}");
     assert!(prop(event, "ORGANIZER").starts_with("mailto:"));
     let organizer = event.iter().find(|p| p.name == "ORGANIZER").unwrap();
     let params = organizer.params.clone().unwrap_or_default();
-    assert!(params.iter().any(|(k, v)| k == "CN" && v.iter().any(|v| v.contains("organizer"))), "{params:?}");
+    assert!(
+        params
+            .iter()
+            .any(|(k, v)| k == "CN" && v.iter().any(|v| v.contains("organizer"))),
+        "{params:?}"
+    );
 }

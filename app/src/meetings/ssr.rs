@@ -49,7 +49,8 @@ pub struct MeetingRow {
     pub updated_at: i64,
 }
 
-const MEETING_SELECT: &str = "SELECT m.id, m.code, m.host_id, u.display_name AS host_name, m.title, \
+const MEETING_SELECT: &str =
+    "SELECT m.id, m.code, m.host_id, u.display_name AS host_name, m.title, \
      m.description, m.starts_at, m.duration_minutes, m.waiting_room, m.allow_guests, \
      m.max_participants, m.revision, m.cancelled_at, m.updated_at \
      FROM meetings m JOIN users u ON u.id = m.host_id";
@@ -87,7 +88,12 @@ async fn cohost_usernames(db: &AnyPool, meeting_id: &str) -> sqlx::Result<Vec<(S
     .await
 }
 
-async fn is_invited(db: &AnyPool, meeting_id: &str, user_id: &str, email_key: Option<&str>) -> sqlx::Result<bool> {
+async fn is_invited(
+    db: &AnyPool,
+    meeting_id: &str,
+    user_id: &str,
+    email_key: Option<&str>,
+) -> sqlx::Result<bool> {
     let row: Option<(String,)> = sqlx::query_as(
         "SELECT label FROM meeting_invitees WHERE meeting_id = $1 \
          AND (user_id = $2 OR (email_key IS NOT NULL AND email_key = $3)) LIMIT 1",
@@ -160,7 +166,11 @@ pub fn split_list(raw: &str) -> Vec<String> {
         .collect()
 }
 
-async fn resolve_invitees(db: &AnyPool, raw: &str, errors: &mut Vec<FieldError>) -> ApiResult<Vec<Invitee>> {
+async fn resolve_invitees(
+    db: &AnyPool,
+    raw: &str,
+    errors: &mut Vec<FieldError>,
+) -> ApiResult<Vec<Invitee>> {
     let entries = split_list(raw);
     if entries.len() > super::INVITEES_MAX {
         errors.push(FieldError::new("invitees", FieldProblem::TooLong));
@@ -173,11 +183,12 @@ async fn resolve_invitees(db: &AnyPool, raw: &str, errors: &mut Vec<FieldError>)
             match validate::optional_email("invitees", &entry) {
                 Ok(Some(email)) => {
                     let key = validate::email_key(&email);
-                    let user: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE email_key = $1")
-                        .bind(&key)
-                        .fetch_optional(db)
-                        .await
-                        .map_err(internal)?;
+                    let user: Option<(String,)> =
+                        sqlx::query_as("SELECT id FROM users WHERE email_key = $1")
+                            .bind(&key)
+                            .fetch_optional(db)
+                            .await
+                            .map_err(internal)?;
                     invitees.push(Invitee {
                         label: email,
                         user_id: user.map(|(id,)| id),
@@ -187,7 +198,10 @@ async fn resolve_invitees(db: &AnyPool, raw: &str, errors: &mut Vec<FieldError>)
                 _ => unknown.push(entry),
             }
         } else {
-            match crate::auth::ssr::find_user_by_username(db, &entry).await.map_err(internal)? {
+            match crate::auth::ssr::find_user_by_username(db, &entry)
+                .await
+                .map_err(internal)?
+            {
                 Some(user) => invitees.push(Invitee {
                     label: user.username.clone(),
                     user_id: Some(user.id),
@@ -206,7 +220,12 @@ async fn resolve_invitees(db: &AnyPool, raw: &str, errors: &mut Vec<FieldError>)
     Ok(invitees)
 }
 
-async fn validate_meeting(db: &AnyPool, form: MeetingForm, instant: bool, now: i64) -> ApiResult<ValidMeeting> {
+async fn validate_meeting(
+    db: &AnyPool,
+    form: MeetingForm,
+    instant: bool,
+    now: i64,
+) -> ApiResult<ValidMeeting> {
     let mut errors = Vec::new();
     let title = form.title.split_whitespace().collect::<Vec<_>>().join(" ");
     if title.is_empty() {
@@ -241,7 +260,10 @@ async fn validate_meeting(db: &AnyPool, form: MeetingForm, instant: bool, now: i
     } else {
         match parse_int("duration_minutes", &form.duration_minutes, &mut errors) {
             Some(d) if !(1..=super::DURATION_MAX_MINUTES).contains(&d) => {
-                errors.push(FieldError::new("duration_minutes", FieldProblem::OutOfRange));
+                errors.push(FieldError::new(
+                    "duration_minutes",
+                    FieldProblem::OutOfRange,
+                ));
                 None
             }
             other => other,
@@ -252,7 +274,10 @@ async fn validate_meeting(db: &AnyPool, form: MeetingForm, instant: bool, now: i
     } else {
         match parse_int("max_participants", &form.max_participants, &mut errors) {
             Some(n) if !(super::PARTICIPANTS_MIN..=super::PARTICIPANTS_MAX).contains(&n) => {
-                errors.push(FieldError::new("max_participants", FieldProblem::OutOfRange));
+                errors.push(FieldError::new(
+                    "max_participants",
+                    FieldProblem::OutOfRange,
+                ));
                 None
             }
             other => other,
@@ -276,7 +301,11 @@ async fn validate_meeting(db: &AnyPool, form: MeetingForm, instant: bool, now: i
     }
 }
 
-async fn write_invitees(tx: &mut sqlx::Transaction<'_, sqlx::Any>, meeting_id: &str, invitees: &[Invitee]) -> sqlx::Result<()> {
+async fn write_invitees(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    meeting_id: &str,
+    invitees: &[Invitee],
+) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM meeting_invitees WHERE meeting_id = $1")
         .bind(meeting_id)
         .execute(&mut **tx)
@@ -359,7 +388,10 @@ impl MeetingCx {
             return Ok(Role::CoHost);
         }
         let email_key = user.email.as_deref().map(validate::email_key);
-        if is_invited(db, &row.id, &user.id, email_key.as_deref()).await.map_err(internal)? {
+        if is_invited(db, &row.id, &user.id, email_key.as_deref())
+            .await
+            .map_err(internal)?
+        {
             return Ok(Role::Invitee);
         }
         Ok(Role::Visitor)
@@ -397,7 +429,10 @@ impl MeetingCx {
                 retry_after_secs: retry_after.as_secs().max(1),
             });
         }
-        match find_live_by_code(&self.state.db, code).await.map_err(internal)? {
+        match find_live_by_code(&self.state.db, code)
+            .await
+            .map_err(internal)?
+        {
             Some(row) => Ok(row),
             None => {
                 limiter.record_failure(client, Instant::now());
@@ -416,7 +451,11 @@ impl MeetingCx {
     pub async fn list(&self) -> ApiResult<MeetingLists> {
         let user = self.user().await?;
         let db = &self.state.db;
-        let email_key = user.email.as_deref().map(validate::email_key).unwrap_or_default();
+        let email_key = user
+            .email
+            .as_deref()
+            .map(validate::email_key)
+            .unwrap_or_default();
         let rows = sqlx::query_as::<_, MeetingRow>(&format!(
             "{MEETING_SELECT} WHERE m.host_id = $1 \
              OR m.id IN (SELECT meeting_id FROM meeting_cohosts WHERE user_id = $1) \
@@ -475,7 +514,9 @@ impl MeetingCx {
         .execute(&mut *tx)
         .await
         .map_err(internal)?;
-        write_invitees(&mut tx, &id, &valid.invitees).await.map_err(internal)?;
+        write_invitees(&mut tx, &id, &valid.invitees)
+            .await
+            .map_err(internal)?;
         tx.commit().await.map_err(internal)?;
         tracing::info!(meeting = %id, host = %user.id, "meeting scheduled");
         Ok(code)
@@ -529,7 +570,9 @@ impl MeetingCx {
         .execute(&mut *tx)
         .await
         .map_err(internal)?;
-        write_invitees(&mut tx, &row.id, &valid.invitees).await.map_err(internal)?;
+        write_invitees(&mut tx, &row.id, &valid.invitees)
+            .await
+            .map_err(internal)?;
         tx.commit().await.map_err(internal)?;
         Ok(row.code)
     }
@@ -557,7 +600,10 @@ impl MeetingCx {
         let mut ids = Vec::new();
         let mut unknown = Vec::new();
         for name in split_list(raw) {
-            match crate::auth::ssr::find_user_by_username(db, &name).await.map_err(internal)? {
+            match crate::auth::ssr::find_user_by_username(db, &name)
+                .await
+                .map_err(internal)?
+            {
                 Some(found) if found.id != user.id => ids.push(found.id),
                 Some(_) => {}
                 None => unknown.push(name),
@@ -597,7 +643,8 @@ pub fn ics(row: &MeetingRow, public_url: &str) -> String {
         .ok()
         .and_then(|u| u.host_str().map(str::to_string))
         .unwrap_or_else(|| "moim".to_string());
-    let to_utc = |ms: i64| chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).unwrap_or_default();
+    let to_utc =
+        |ms: i64| chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).unwrap_or_default();
     let description = if row.description.is_empty() {
         format!("Join: {link}")
     } else {

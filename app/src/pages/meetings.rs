@@ -5,8 +5,8 @@ use crate::components::{field_problem_text, form_error_text, Field, FormError};
 use crate::error::ApiError;
 use crate::i18n::*;
 use crate::meetings::{
-    CancelMeeting, Meeting, Role, ScheduleMeeting, SetCohosts, UpdateMeeting,
-    PARTICIPANTS_DEFAULT, PARTICIPANTS_MAX, PARTICIPANTS_MIN,
+    CancelMeeting, Meeting, Role, ScheduleMeeting, SetCohosts, UpdateMeeting, PARTICIPANTS_DEFAULT,
+    PARTICIPANTS_MAX, PARTICIPANTS_MIN,
 };
 use crate::time::{now_ms, LocalTime};
 use leptos::either::{Either, EitherOf3};
@@ -99,9 +99,15 @@ fn MeetingLists() -> impl IntoView {
 fn RoleBadge(role: Role) -> impl IntoView {
     let i18n = use_i18n();
     match role {
-        Role::Host => Some(view! { <span class="badge">{t!(i18n, meeting_role_host)}</span> }.into_any()),
-        Role::CoHost => Some(view! { <span class="badge">{t!(i18n, meeting_role_cohost)}</span> }.into_any()),
-        Role::Invitee => Some(view! { <span class="badge">{t!(i18n, meeting_role_invitee)}</span> }.into_any()),
+        Role::Host => {
+            Some(view! { <span class="badge">{t!(i18n, meeting_role_host)}</span> }.into_any())
+        }
+        Role::CoHost => {
+            Some(view! { <span class="badge">{t!(i18n, meeting_role_cohost)}</span> }.into_any())
+        }
+        Role::Invitee => {
+            Some(view! { <span class="badge">{t!(i18n, meeting_role_invitee)}</span> }.into_any())
+        }
         Role::Visitor => None,
     }
 }
@@ -111,7 +117,9 @@ fn JoinButton(meeting: Meeting, now: i64) -> impl IntoView {
     let i18n = use_i18n();
     let path = format!("{}/join", meeting.path());
     if meeting.joinable_at(now) {
-        EitherOf3::A(view! { <A href=path attr:class="button" attr:data-testid="join">{t!(i18n, meeting_join)}</A> })
+        EitherOf3::A(
+            view! { <A href=path attr:class="button" attr:data-testid="join">{t!(i18n, meeting_join)}</A> },
+        )
     } else if now >= meeting.ends_at_ms() {
         EitherOf3::B(view! { <span class="muted small">{t!(i18n, meeting_over)}</span> })
     } else {
@@ -176,7 +184,9 @@ fn MeetingEditor(existing: Option<Meeting>) -> impl IntoView {
     let schedule = ServerAction::<ScheduleMeeting>::new();
     let update = ServerAction::<UpdateMeeting>::new();
     let error = Signal::derive(move || {
-        error_of(schedule.value()).get().or_else(|| error_of(update.value()).get())
+        error_of(schedule.value())
+            .get()
+            .or_else(|| error_of(update.value()).get())
     });
     let pending = Signal::derive(move || schedule.pending().get() || update.pending().get());
 
@@ -214,10 +224,22 @@ fn MeetingEditor(existing: Option<Meeting>) -> impl IntoView {
     let starts_problem = move || error.get().and_then(|e| e.field_problem("starts_at_ms"));
     let description_problem = move || error.get().and_then(|e| e.field_problem("description"));
 
-    let title = existing.as_ref().map(|m| m.title.clone()).unwrap_or_default();
-    let description = existing.as_ref().map(|m| m.description.clone()).unwrap_or_default();
-    let duration = existing.as_ref().map_or(60, |m| m.duration_minutes).to_string();
-    let invitees = existing.as_ref().map(|m| m.invitees.join(", ")).unwrap_or_default();
+    let title = existing
+        .as_ref()
+        .map(|m| m.title.clone())
+        .unwrap_or_default();
+    let description = existing
+        .as_ref()
+        .map(|m| m.description.clone())
+        .unwrap_or_default();
+    let duration = existing
+        .as_ref()
+        .map_or(60, |m| m.duration_minutes)
+        .to_string();
+    let invitees = existing
+        .as_ref()
+        .map(|m| m.invitees.join(", "))
+        .unwrap_or_default();
     let waiting_room = existing.as_ref().is_none_or(|m| m.waiting_room);
     let allow_guests = existing.as_ref().is_none_or(|m| m.allow_guests);
     let max_participants = existing
@@ -304,9 +326,13 @@ fn MeetingEditor(existing: Option<Meeting>) -> impl IntoView {
         </button>
     };
     if is_edit {
-        Either::Left(view! { <ActionForm action=update attr:novalidate=true attr:data-testid="meeting-form">{fields}</ActionForm> })
+        Either::Left(
+            view! { <ActionForm action=update attr:novalidate=true attr:data-testid="meeting-form">{fields}</ActionForm> },
+        )
     } else {
-        Either::Right(view! { <ActionForm action=schedule attr:novalidate=true attr:data-testid="meeting-form">{fields}</ActionForm> })
+        Either::Right(
+            view! { <ActionForm action=schedule attr:novalidate=true attr:data-testid="meeting-form">{fields}</ActionForm> },
+        )
     }
 }
 
