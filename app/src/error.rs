@@ -60,6 +60,9 @@ pub enum ApiError {
     Forbidden,
     #[error("not found")]
     NotFound,
+    /// The meeting cannot be entered yet (or any more).
+    #[error("meeting not open")]
+    NotOpen { opens_at_ms: i64 },
     #[error("internal error")]
     Internal,
     /// The request never produced an answer of ours (network, decoding).
@@ -87,6 +90,7 @@ impl ApiError {
             ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotOpen { .. } => StatusCode::CONFLICT,
             ApiError::Internal | ApiError::Transport(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -336,7 +336,11 @@ impl MeetingCx {
         })
     }
 
-    fn status(&self, err: &ApiError) {
+    pub fn auth(&self) -> &RequestCx {
+        &self.auth
+    }
+
+    pub fn set_status(&self, err: &ApiError) {
         if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
             response.set_status(err.status());
         }
@@ -345,7 +349,7 @@ impl MeetingCx {
     /// For reads used by pages as well as calls: sets the status on errors.
     pub fn finish_query<T>(&self, result: ApiResult<T>) -> ApiResult<T> {
         if let Err(err) = &result {
-            self.status(err);
+            self.set_status(err);
         }
         result
     }
@@ -363,7 +367,7 @@ impl MeetingCx {
     pub fn finish_redirect(&self, result: ApiResult<String>) -> ApiResult<String> {
         match &result {
             Ok(code) => leptos_axum::redirect(&format!("/m/{code}")),
-            Err(err) => self.status(err),
+            Err(err) => self.set_status(err),
         }
         result
     }
@@ -375,7 +379,7 @@ impl MeetingCx {
         }
     }
 
-    async fn role_of(&self, row: &MeetingRow, viewer: Option<&Viewer>) -> ApiResult<Role> {
+    pub async fn role_of(&self, row: &MeetingRow, viewer: Option<&Viewer>) -> ApiResult<Role> {
         let Some(Viewer::User(user)) = viewer else {
             return Ok(Role::Visitor);
         };
@@ -421,7 +425,7 @@ impl MeetingCx {
 
     /// The live meeting behind a code, counting misses per client so codes
     /// cannot be guessed at speed. Every kind of miss gives `NotFound`.
-    async fn live_meeting(&self, code: &str) -> ApiResult<MeetingRow> {
+    pub async fn live_meeting(&self, code: &str) -> ApiResult<MeetingRow> {
         let limiter = &self.state.meeting_lookups;
         let client = self.auth.client();
         if let Err(retry_after) = limiter.check(client, Instant::now()) {

@@ -1,0 +1,108 @@
+//! The way into a meeting: the waiting room. Admission is decided and
+//! remembered on the server per meeting and participant (a user, or the
+//! guest identity of one session). Hosts and co-hosts go straight in, and
+//! so do invitees; everyone else, and every guest, knocks when the waiting
+//! room is on. Nobody gets in by arriving before the host: a knock waits for
+//! a host's decision.
+
+use crate::error::ApiError;
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "ssr")]
+pub mod ssr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Admission {
+    Admitted,
+    Waiting,
+    Denied,
+    Removed,
+}
+
+impl Admission {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Admission::Admitted => "admitted",
+            Admission::Waiting => "waiting",
+            Admission::Denied => "denied",
+            Admission::Removed => "removed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "admitted" => Admission::Admitted,
+            "waiting" => Admission::Waiting,
+            "denied" => Admission::Denied,
+            "removed" => Admission::Removed,
+            _ => return None,
+        })
+    }
+}
+
+/// Someone waiting at the door, as hosts see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Knock {
+    pub participant_id: String,
+    pub display_name: String,
+    pub is_guest: bool,
+    pub knocked_at_ms: i64,
+}
+
+/// Where the viewer stands with a meeting's door.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoorStatus {
+    /// None until the viewer has asked to enter.
+    pub admission: Option<Admission>,
+    /// Whether the viewer may let others in.
+    pub is_moderator: bool,
+}
+
+#[server(endpoint = "door_state")]
+pub async fn door_state(code: String) -> Result<DoorStatus, ApiError> {
+    let cx = ssr::LobbyCx::new(&code).await?;
+    let result = cx.door_state().await;
+    cx.finish(result)
+}
+
+/// Asks to enter: admitted at once, or waiting for a host. A visitor
+/// without an identity gives a display name and becomes a guest.
+#[server(endpoint = "enter_meeting")]
+pub async fn enter_meeting(
+    code: String,
+    display_name: Option<String>,
+) -> Result<Admission, ApiError> {
+    let cx = ssr::LobbyCx::new(&code).await?;
+    let result = cx.enter(display_name.as_deref()).await;
+    cx.finish(result)
+}
+
+/// The people waiting, oldest first. Hosts and co-hosts only.
+#[server(endpoint = "list_knocks")]
+pub async fn list_knocks(code: String) -> Result<Vec<Knock>, ApiError> {
+    let cx = ssr::LobbyCx::new(&code).await?;
+    let result = cx.knocks().await;
+    cx.finish(result)
+}
+
+/// Admits (`decision` = "admit") or denies ("deny") one waiting person, or
+/// everyone waiting when `participant_id` is "*". Hosts and co-hosts only.
+#[server(endpoint = "decide_knock")]
+pub async fn decide_knock(
+    code: String,
+    participant_id: String,
+    decision: String,
+) -> Result<u64, ApiError> {
+    let cx = ssr::LobbyCx::new(&code).await?;
+    let result = cx.decide(&participant_id, &decision).await;
+    cx.finish(result)
+}
+
+/// Removes someone from the meeting; they cannot come straight back.
+#[server(endpoint = "remove_participant")]
+pub async fn remove_participant(code: String, participant_id: String) -> Result<(), ApiError> {
+    let cx = ssr::LobbyCx::new(&code).await?;
+    let result = cx.remove(&participant_id).await;
+    cx.finish(result)
+}

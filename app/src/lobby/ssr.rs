@@ -1,0 +1,238 @@
+//! Server half of the waiting room.
+
+use super::{Admission, DoorStatus, Knock};
+use crate::auth::ssr::{internal, now_ms, RequestCx};
+use crate::auth::Viewer;
+use crate::error::{ApiError, ApiResult, FieldError, FieldProblem};
+use crate::meetings::ssr::{MeetingCx, MeetingRow};
+use crate::meetings::Role;
+use crate::state::AppState;
+
+/// One request about one meeting's door.
+pub struct LobbyCx {
+    meetings: MeetingCx,
+    state: AppState,
+    meeting: MeetingRow,
+}
+
+impl LobbyCx {
+    /// Every miss (wrong, guessed, cancelled code) is `NotFound`, as for the
+    /// meeting page.
+    pub async fn new(code: &str) -> ApiResult<Self> {
+        let meetings = MeetingCx::new().await?;
+        let state = AppState::from_context()?;
+        let meeting = match meetings.live_meeting(code).await {
+            Ok(meeting) => meeting,
+            Err(err) => {
+                meetings.set_status(&err);
+                return Err(err);
+            }
+        };
+        Ok(Self {
+            meetings,
+            state,
+            meeting,
+        })
+    }
+
+    pub fn finish<T>(&self, result: ApiResult<T>) -> ApiResult<T> {
+        self.meetings.finish_query(result)
+    }
+
+    fn auth(&self) -> &RequestCx {
+        self.meetings.auth()
+    }
+
+    async fn role(&self, viewer: Option<&Viewer>) -> ApiResult<Role> {
+        self.meetings.role_of(&self.meeting, viewer).await
+    }
+
+    async fn stored(&self, participant_id: &str) -> ApiResult<Option<Admission>> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT state FROM meeting_admissions WHERE meeting_id = $1 AND participant_id = $2",
+        )
+        .bind(&self.meeting.id)
+        .bind(participant_id)
+        .fetch_optional(&self.state.db)
+        .await
+        .map_err(internal)?;
+        Ok(row.and_then(|(s,)| Admission::parse(&s)))
+    }
+
+    /// Records a state, keeping the first knock time.
+    async fn store(&self, viewer: &Viewer, admission: Admission) -> ApiResult<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO meeting_admissions (meeting_id, participant_id, display_name, is_guest, state, knocked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (meeting_id, participant_id) DO UPDATE SET state = excluded.state, \
+             display_name = excluded.display_name",
+        )
+        .bind(&self.meeting.id)
+        .bind(participant_id(viewer))
+        .bind(viewer.display_name())
+        .bind(i64::from(viewer.is_guest()))
+        .bind(admission.as_str())
+        .bind(now)
+        .execute(&self.state.db)
+        .await
+        .map_err(internal)?;
+        Ok(())
+    }
+
+    pub async fn door_state(&self) -> ApiResult<DoorStatus> {
+        let viewer = self.auth().viewer().await?;
+        let role = self.role(viewer.as_ref()).await?;
+        let admission = match &viewer {
+            Some(viewer) => self.stored(&participant_id(viewer)).await?,
+            None => None,
+        };
+        Ok(DoorStatus {
+            admission,
+            is_moderator: matches!(role, Role::Host | Role::CoHost),
+        })
+    }
+
+    pub async fn enter(&self, display_name: Option<&str>) -> ApiResult<Admission> {
+        let meeting = &self.meeting;
+        let now = now_ms();
+        let opens = meeting.starts_at - crate::meetings::JOIN_EARLY_MS;
+        let ends = meeting.starts_at + meeting.duration_minutes * 60_000;
+        let mut viewer = self.auth().viewer().await?;
+        if viewer.is_none() || viewer.as_ref().is_some_and(Viewer::is_guest) {
+            if meeting.allow_guests == 0 {
+                return Err(ApiError::Unauthenticated);
+            }
+            // A guest may give (or change) the name others will see.
+            if let Some(name) = display_name.filter(|n| !n.trim().is_empty()) {
+                self.auth().continue_as_guest(name).await?;
+                viewer = self.auth().viewer().await?;
+            }
+        }
+        let Some(viewer) = viewer else {
+            return Err(ApiError::Invalid(vec![FieldError::new(
+                "display_name",
+                FieldProblem::Required,
+            )]));
+        };
+        let role = self.role(Some(&viewer)).await?;
+        if matches!(role, Role::Host | Role::CoHost) {
+            self.store(&viewer, Admission::Admitted).await?;
+            return Ok(Admission::Admitted);
+        }
+        if now < opens || now >= ends {
+            return Err(ApiError::NotOpen { opens_at_ms: opens });
+        }
+        match self.stored(&participant_id(&viewer)).await? {
+            // Decisions stand: a denied or removed person stays out.
+            Some(decided @ (Admission::Denied | Admission::Removed | Admission::Admitted)) => {
+                return Ok(decided)
+            }
+            _ => {}
+        }
+        let admission = if role == Role::Invitee || meeting.waiting_room == 0 {
+            Admission::Admitted
+        } else {
+            Admission::Waiting
+        };
+        self.store(&viewer, admission).await?;
+        Ok(admission)
+    }
+
+    async fn require_moderator(&self) -> ApiResult<Viewer> {
+        let viewer = self
+            .auth()
+            .viewer()
+            .await?
+            .ok_or(ApiError::Unauthenticated)?;
+        match self.role(Some(&viewer)).await? {
+            Role::Host | Role::CoHost => Ok(viewer),
+            _ => Err(ApiError::Forbidden),
+        }
+    }
+
+    pub async fn knocks(&self) -> ApiResult<Vec<Knock>> {
+        self.require_moderator().await?;
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT participant_id, display_name, is_guest, knocked_at FROM meeting_admissions \
+             WHERE meeting_id = $1 AND state = 'waiting' ORDER BY knocked_at, participant_id",
+        )
+        .bind(&self.meeting.id)
+        .fetch_all(&self.state.db)
+        .await
+        .map_err(internal)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(participant_id, display_name, is_guest, knocked_at)| Knock {
+                    participant_id,
+                    display_name,
+                    is_guest: is_guest != 0,
+                    knocked_at_ms: knocked_at,
+                },
+            )
+            .collect())
+    }
+
+    /// Returns how many knocks were decided.
+    pub async fn decide(&self, participant: &str, decision: &str) -> ApiResult<u64> {
+        let moderator = self.require_moderator().await?;
+        let state = match decision {
+            "admit" => Admission::Admitted,
+            "deny" => Admission::Denied,
+            _ => {
+                return Err(ApiError::Invalid(vec![FieldError::new(
+                    "decision",
+                    FieldProblem::OutOfRange,
+                )]))
+            }
+        };
+        let all = participant == "*";
+        let result = sqlx::query(
+            "UPDATE meeting_admissions SET state = $1, decided_at = $2, decided_by = $3 \
+             WHERE meeting_id = $4 AND state = 'waiting' AND ($5 = 1 OR participant_id = $6)",
+        )
+        .bind(state.as_str())
+        .bind(now_ms())
+        .bind(participant_id(&moderator))
+        .bind(&self.meeting.id)
+        .bind(i64::from(all))
+        .bind(participant)
+        .execute(&self.state.db)
+        .await
+        .map_err(internal)?;
+        if !all && result.rows_affected() == 0 {
+            return Err(ApiError::NotFound);
+        }
+        Ok(result.rows_affected())
+    }
+
+    pub async fn remove(&self, participant: &str) -> ApiResult<()> {
+        let moderator = self.require_moderator().await?;
+        if participant == self.meeting.host_id {
+            return Err(ApiError::Forbidden);
+        }
+        let result = sqlx::query(
+            "UPDATE meeting_admissions SET state = 'removed', decided_at = $1, decided_by = $2 \
+             WHERE meeting_id = $3 AND participant_id = $4",
+        )
+        .bind(now_ms())
+        .bind(participant_id(&moderator))
+        .bind(&self.meeting.id)
+        .bind(participant)
+        .execute(&self.state.db)
+        .await
+        .map_err(internal)?;
+        if result.rows_affected() == 0 {
+            return Err(ApiError::NotFound);
+        }
+        Ok(())
+    }
+}
+
+pub fn participant_id(viewer: &Viewer) -> String {
+    match viewer {
+        Viewer::User(user) => user.id.clone(),
+        Viewer::Guest(guest) => guest.id.clone(),
+    }
+}

@@ -1,0 +1,302 @@
+//! The waiting room: who goes straight in, who knocks, and who decides.
+
+mod common;
+
+use common::{spawn_app, Backend, TestApp};
+use reqwest::Client;
+use serde_json::Value;
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn user(app: &TestApp, name: &str) -> Client {
+    let client = app.client();
+    let response = app
+        .call(
+            &client,
+            "sign_up",
+            &[
+                ("username", name),
+                ("display_name", name),
+                ("email", ""),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    client
+}
+
+async fn instant(app: &TestApp, host: &Client, extra: &[(&str, &str)]) -> String {
+    let mut fields = vec![("title", "Stand-up"), ("instant", "1")];
+    fields.extend_from_slice(extra);
+    let response = app.call(host, "schedule_meeting", &fields).await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+async fn enter(app: &TestApp, client: &Client, code: &str, name: &str) -> reqwest::Response {
+    app.call(
+        client,
+        "enter_meeting",
+        &[("code", code), ("display_name", name)],
+    )
+    .await
+}
+
+async fn admission(app: &TestApp, client: &Client, code: &str) -> Value {
+    let response = app.call(client, "door_state", &[("code", code)]).await;
+    assert_eq!(response.status(), 200);
+    response.json::<Value>().await.unwrap()["admission"].clone()
+}
+
+async fn knocks(app: &TestApp, client: &Client, code: &str) -> Vec<Value> {
+    let response = app.call(client, "list_knocks", &[("code", code)]).await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+on_both_databases!(knock_admit_deny_remove, guests_and_opening_hours);
+
+async fn knock_admit_deny_remove(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let host = user(&app, "chair").await;
+    let invitee = user(&app, "member").await;
+    let outsider = user(&app, "passerby").await;
+    let guest = app.client();
+    let code = instant(
+        &app,
+        &host,
+        &[
+            ("waiting_room", "on"),
+            ("allow_guests", "on"),
+            ("invitees", "member"),
+        ],
+    )
+    .await;
+
+    // The guest arrives before the host: they wait, and keep waiting when
+    // the host arrives. Nobody is let in by timing.
+    let knocked = enter(&app, &guest, &code, "Visiting <i>Kim</i>").await;
+    assert_eq!(knocked.status(), 200);
+    assert_eq!(knocked.json::<Value>().await.unwrap(), "Waiting");
+    assert_eq!(
+        enter(&app, &host, &code, "")
+            .await
+            .json::<Value>()
+            .await
+            .unwrap(),
+        "Admitted"
+    );
+    assert_eq!(admission(&app, &guest, &code).await, "Waiting");
+
+    // Invitees go straight in; other signed-in people knock.
+    assert_eq!(
+        enter(&app, &invitee, &code, "")
+            .await
+            .json::<Value>()
+            .await
+            .unwrap(),
+        "Admitted"
+    );
+    assert_eq!(
+        enter(&app, &outsider, &code, "")
+            .await
+            .json::<Value>()
+            .await
+            .unwrap(),
+        "Waiting"
+    );
+
+    let waiting = knocks(&app, &host, &code).await;
+    let names: Vec<&str> = waiting
+        .iter()
+        .map(|k| k["display_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Visiting <i>Kim</i>", "passerby"]);
+    assert_eq!(waiting[0]["is_guest"], true);
+
+    // Only hosts and co-hosts see and decide knocks.
+    for client in [&guest, &invitee, &outsider] {
+        assert_eq!(
+            app.call(client, "list_knocks", &[("code", &code)])
+                .await
+                .status(),
+            403
+        );
+        let decided = app
+            .call(
+                client,
+                "decide_knock",
+                &[
+                    ("code", &code),
+                    ("participant_id", "*"),
+                    ("decision", "admit"),
+                ],
+            )
+            .await;
+        assert_eq!(decided.status(), 403);
+    }
+    assert_eq!(
+        admission(&app, &guest, &code).await,
+        "Waiting",
+        "nothing changed"
+    );
+
+    let guest_id = waiting[0]["participant_id"].as_str().unwrap().to_string();
+    let outsider_id = waiting[1]["participant_id"].as_str().unwrap().to_string();
+    let admit = app
+        .call(
+            &host,
+            "decide_knock",
+            &[
+                ("code", &code),
+                ("participant_id", &guest_id),
+                ("decision", "admit"),
+            ],
+        )
+        .await;
+    assert_eq!(admit.status(), 200);
+    assert_eq!(admission(&app, &guest, &code).await, "Admitted");
+    let deny = app
+        .call(
+            &host,
+            "decide_knock",
+            &[
+                ("code", &code),
+                ("participant_id", &outsider_id),
+                ("decision", "deny"),
+            ],
+        )
+        .await;
+    assert_eq!(deny.status(), 200);
+    assert_eq!(admission(&app, &outsider, &code).await, "Denied");
+    // A decision stands: knocking again does not put them back in line.
+    assert_eq!(
+        enter(&app, &outsider, &code, "")
+            .await
+            .json::<Value>()
+            .await
+            .unwrap(),
+        "Denied"
+    );
+    assert!(knocks(&app, &host, &code).await.is_empty());
+
+    // Removed people cannot come straight back.
+    let removed = app
+        .call(
+            &host,
+            "remove_participant",
+            &[("code", &code), ("participant_id", &guest_id)],
+        )
+        .await;
+    assert_eq!(removed.status(), 200);
+    assert_eq!(
+        enter(&app, &guest, &code, "Kim again")
+            .await
+            .json::<Value>()
+            .await
+            .unwrap(),
+        "Removed"
+    );
+
+    // A co-host decides for everyone waiting at once.
+    app.call(
+        &host,
+        "set_cohosts",
+        &[("code", &code), ("cohosts", "member")],
+    )
+    .await;
+    let late = [app.client(), app.client()];
+    for (i, client) in late.iter().enumerate() {
+        let name = format!("Late {i}");
+        assert_eq!(
+            enter(&app, client, &code, &name)
+                .await
+                .json::<Value>()
+                .await
+                .unwrap(),
+            "Waiting"
+        );
+    }
+    let all = app
+        .call(
+            &invitee,
+            "decide_knock",
+            &[
+                ("code", &code),
+                ("participant_id", "*"),
+                ("decision", "admit"),
+            ],
+        )
+        .await;
+    assert_eq!(all.json::<Value>().await.unwrap(), 2);
+    for client in &late {
+        assert_eq!(admission(&app, client, &code).await, "Admitted");
+    }
+}
+
+async fn guests_and_opening_hours(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let host = user(&app, "organiser").await;
+
+    // Guests not allowed: a visitor without an account must sign in.
+    let members_only = instant(&app, &host, &[("waiting_room", "on")]).await;
+    let stranger = app.client();
+    assert_eq!(
+        enter(&app, &stranger, &members_only, "Anon").await.status(),
+        401
+    );
+    // A guest name is required where guests are allowed.
+    let open = instant(&app, &host, &[("allow_guests", "on")]).await;
+    assert_eq!(enter(&app, &stranger, &open, "  ").await.status(), 422);
+    // Waiting room off: guests go straight in.
+    assert_eq!(
+        enter(&app, &stranger, &open, "Quick guest")
+            .await
+            .json::<Value>()
+            .await
+            .unwrap(),
+        "Admitted"
+    );
+
+    // A meeting tomorrow cannot be entered yet, except by its host.
+    let tomorrow = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 24 * 3_600_000)
+        .to_string();
+    let response = app
+        .call(
+            &host,
+            "schedule_meeting",
+            &[
+                ("title", "Tomorrow"),
+                ("starts_at_ms", &tomorrow),
+                ("duration_minutes", "30"),
+                ("allow_guests", "on"),
+            ],
+        )
+        .await;
+    let later: String = response.json().await.unwrap();
+    let early = enter(&app, &app.client(), &later, "Early bird").await;
+    assert_eq!(early.status(), 409);
+    assert!(
+        early.json::<Value>().await.unwrap()["NotOpen"]["opens_at_ms"]
+            .as_i64()
+            .is_some()
+    );
+    assert_eq!(
+        enter(&app, &host, &later, "")
+            .await
+            .json::<Value>()
+            .await
+            .unwrap(),
+        "Admitted"
+    );
+
+    // Wrong codes answer like missing meetings here too.
+    let missing = enter(&app, &app.client(), "abcdefghijkmnpqrstuvwxyz23", "X").await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.text().await.unwrap(), "\"NotFound\"");
+}
