@@ -8,6 +8,7 @@ pub mod auth;
 pub mod components;
 pub mod error;
 pub mod lobby;
+pub mod media;
 pub mod meetings;
 pub mod pages;
 #[cfg(feature = "ssr")]
@@ -20,8 +21,8 @@ pub mod validate;
 use crate::components::Header;
 use crate::i18n::*;
 use crate::pages::{
-    EditMeetingPage, GuestPage, HomePage, JoinPage, MeetingPage, MeetingsPage, NewMeetingPage,
-    NotFound, ProfilePage, SignInPage, SignUpPage,
+    EditMeetingPage, GuestPage, HomePage, LobbyPage, MeetingPage, MeetingsPage, NewMeetingPage,
+    NotFound, ProfilePage, RoomPage, SignInPage, SignUpPage,
 };
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title};
@@ -96,7 +97,8 @@ fn AppBody() -> impl IntoView {
                     <Route path=path!("/meetings/new") view=NewMeetingPage ssr=SsrMode::Async />
                     <Route path=path!("/m/:code") view=MeetingPage ssr=SsrMode::Async />
                     <Route path=path!("/m/:code/edit") view=EditMeetingPage ssr=SsrMode::Async />
-                    <Route path=path!("/m/:code/join") view=JoinPage ssr=SsrMode::Async />
+                    <Route path=path!("/m/:code/join") view=LobbyPage ssr=SsrMode::Async />
+                    <Route path=path!("/m/:code/room") view=RoomPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

@@ -1,12 +1,14 @@
 //! One module per page.
 mod account;
 mod home;
+mod lobby;
 mod meetings;
 mod not_found;
 
 pub use account::{GuestPage, ProfilePage, SignInPage, SignUpPage};
 pub use home::HomePage;
-pub use meetings::{EditMeetingPage, JoinPage, MeetingPage, MeetingsPage, NewMeetingPage};
+pub use lobby::{KnockPanel, LobbyPage, RoomPage};
+pub use meetings::{EditMeetingPage, MeetingPage, MeetingsPage, NewMeetingPage};
 pub use not_found::NotFound;
 
 use crate::auth::Viewer;

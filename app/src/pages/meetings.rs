@@ -344,7 +344,7 @@ fn use_code() -> Signal<String> {
 /// Renders `content` for a live meeting, or the not-found page (the same
 /// for a wrong, guessed or cancelled code).
 #[component]
-fn WithMeeting<F, V>(content: F) -> impl IntoView
+pub(super) fn WithMeeting<F, V>(content: F) -> impl IntoView
 where
     F: Fn(Meeting) -> V + Clone + Send + Sync + 'static,
     V: IntoView + 'static,
@@ -457,6 +457,7 @@ fn MeetingDetails(meeting: Meeting) -> impl IntoView {
                     <dt>{t!(i18n, meeting_cohosts)}</dt><dd data-testid="meeting-cohosts">{meeting.cohosts.join(", ")}</dd>
                 </dl>
             </div>
+            {can_edit.then(|| view! { <super::KnockPanel code=code.clone() /> })}
             {is_host.then(|| view! {
                 <div class="card">
                     <h2>{t!(i18n, meeting_cohosts)}</h2>
@@ -512,23 +513,6 @@ pub fn EditMeetingPage() -> impl IntoView {
                     Either::Right(view! { <p class="form-error" role="alert">{t!(i18n, err_forbidden)}</p> })
                 }
             } />
-        } />
-    }
-}
-
-/// Where "Join" leads. The pre-join lobby, waiting room and call are the
-/// next pieces of work; until they land this page says so plainly.
-#[component]
-pub fn JoinPage() -> impl IntoView {
-    let i18n = use_i18n();
-    view! {
-        <Title text=move || t_string!(i18n, join_title).to_string() />
-        <WithMeeting content=move |m| view! {
-            <section class="narrow">
-                <h1>{m.title.clone()}</h1>
-                <p data-testid="join-coming">{t!(i18n, join_coming)}</p>
-                <A href=m.path() attr:class="button button-secondary">{t!(i18n, back_to_meeting)}</A>
-            </section>
         } />
     }
 }

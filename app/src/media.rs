@@ -1,0 +1,221 @@
+//! Camera and microphone in the browser: opening them, listing devices,
+//! and measuring the microphone level. Browser-only (`hydrate`); the server
+//! renders the lobby without media and the browser fills it in.
+
+/// Why media could not be opened, as the lobby explains it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaProblem {
+    /// The person or the browser refused access.
+    Denied,
+    /// No camera or microphone exists.
+    NoDevice,
+    /// Anything else (device busy, hardware error).
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub id: String,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Devices {
+    pub cameras: Vec<Device>,
+    pub microphones: Vec<Device>,
+    pub speakers: Vec<Device>,
+}
+
+#[cfg(feature = "hydrate")]
+pub use browser::*;
+
+#[cfg(feature = "hydrate")]
+mod browser {
+    use super::{Device, Devices, MediaProblem};
+    use wasm_bindgen::{JsCast, JsValue};
+    use wasm_bindgen_futures::JsFuture;
+    use web_sys::{
+        AnalyserNode, AudioContext, DomException, MediaDeviceInfo, MediaDeviceKind, MediaStream,
+        MediaStreamConstraints, MediaStreamTrack,
+    };
+
+    fn media_devices() -> Result<web_sys::MediaDevices, MediaProblem> {
+        web_sys::window()
+            .ok_or(MediaProblem::Failed)?
+            .navigator()
+            .media_devices()
+            // No mediaDevices at all: an insecure origin or a browser without
+            // cameras; to the person it is "no device".
+            .map_err(|_| MediaProblem::NoDevice)
+    }
+
+    fn classify(err: &JsValue) -> MediaProblem {
+        match err.dyn_ref::<DomException>().map(|e| e.name()) {
+            Some(name) if name == "NotAllowedError" || name == "SecurityError" => {
+                MediaProblem::Denied
+            }
+            Some(name) if name == "NotFoundError" || name == "OverconstrainedError" => {
+                MediaProblem::NoDevice
+            }
+            _ => MediaProblem::Failed,
+        }
+    }
+
+    /// `true`, or `{ deviceId: { exact: id } }` for a chosen device.
+    fn constraint(device: Option<&str>) -> JsValue {
+        match device {
+            Some(id) if !id.is_empty() => {
+                let exact = js_sys::Object::new();
+                let _ = js_sys::Reflect::set(&exact, &"exact".into(), &id.into());
+                let outer = js_sys::Object::new();
+                let _ = js_sys::Reflect::set(&outer, &"deviceId".into(), &exact);
+                outer.into()
+            }
+            _ => JsValue::TRUE,
+        }
+    }
+
+    async fn open(video: JsValue, audio: JsValue) -> Result<MediaStream, MediaProblem> {
+        let constraints = MediaStreamConstraints::new();
+        constraints.set_video(&video);
+        constraints.set_audio(&audio);
+        let promise = media_devices()?
+            .get_user_media_with_constraints(&constraints)
+            .map_err(|e| classify(&e))?;
+        let stream = JsFuture::from(promise).await.map_err(|e| classify(&e))?;
+        stream
+            .dyn_into::<MediaStream>()
+            .map_err(|_| MediaProblem::Failed)
+    }
+
+    /// Opens camera and microphone; with only one of them present, opens
+    /// that one.
+    pub async fn open_media(
+        camera: Option<&str>,
+        microphone: Option<&str>,
+    ) -> Result<MediaStream, MediaProblem> {
+        match open(constraint(camera), constraint(microphone)).await {
+            Err(MediaProblem::NoDevice) => {}
+            other => return other,
+        }
+        match open(JsValue::FALSE, constraint(microphone)).await {
+            Err(MediaProblem::NoDevice) => open(constraint(camera), JsValue::FALSE).await,
+            other => other,
+        }
+    }
+
+    pub fn stop(stream: &MediaStream) {
+        for track in stream.get_tracks().iter() {
+            if let Ok(track) = track.dyn_into::<MediaStreamTrack>() {
+                track.stop();
+            }
+        }
+    }
+
+    pub fn set_enabled(stream: &MediaStream, kind: &str, enabled: bool) {
+        let tracks = if kind == "video" {
+            stream.get_video_tracks()
+        } else {
+            stream.get_audio_tracks()
+        };
+        for track in tracks.iter() {
+            if let Ok(track) = track.dyn_into::<MediaStreamTrack>() {
+                track.set_enabled(enabled);
+            }
+        }
+    }
+
+    /// The id of the device a stream's first track of `kind` uses.
+    pub fn current_device(stream: &MediaStream, kind: &str) -> Option<String> {
+        let tracks = if kind == "video" {
+            stream.get_video_tracks()
+        } else {
+            stream.get_audio_tracks()
+        };
+        let track = tracks.get(0).dyn_into::<MediaStreamTrack>().ok()?;
+        let settings = track.get_settings();
+        js_sys::Reflect::get(&settings, &"deviceId".into())
+            .ok()
+            .and_then(|v| v.as_string())
+    }
+
+    pub async fn list_devices() -> Devices {
+        let mut devices = Devices::default();
+        let Ok(media) = media_devices() else {
+            return devices;
+        };
+        let Ok(promise) = media.enumerate_devices() else {
+            return devices;
+        };
+        let Ok(list) = JsFuture::from(promise).await else {
+            return devices;
+        };
+        for (index, info) in js_sys::Array::from(&list).iter().enumerate() {
+            let Ok(info) = info.dyn_into::<MediaDeviceInfo>() else {
+                continue;
+            };
+            let label = if info.label().is_empty() {
+                format!("#{}", index + 1)
+            } else {
+                info.label()
+            };
+            let device = Device {
+                id: info.device_id(),
+                label,
+            };
+            match info.kind() {
+                MediaDeviceKind::Videoinput => devices.cameras.push(device),
+                MediaDeviceKind::Audioinput => devices.microphones.push(device),
+                MediaDeviceKind::Audiooutput => devices.speakers.push(device),
+                _ => {}
+            }
+        }
+        devices
+    }
+
+    /// Measures a stream's microphone loudness.
+    pub struct LevelMeter {
+        context: AudioContext,
+        analyser: AnalyserNode,
+        buffer: Vec<u8>,
+    }
+
+    impl LevelMeter {
+        pub fn new(stream: &MediaStream) -> Option<Self> {
+            if stream.get_audio_tracks().length() == 0 {
+                return None;
+            }
+            let context = AudioContext::new().ok()?;
+            let source = context.create_media_stream_source(stream).ok()?;
+            let analyser = context.create_analyser().ok()?;
+            analyser.set_fft_size(512);
+            source.connect_with_audio_node(&analyser).ok()?;
+            let buffer = vec![0; analyser.fft_size() as usize];
+            Some(Self {
+                context,
+                analyser,
+                buffer,
+            })
+        }
+
+        /// Loudness now, 0 (silence) to 100.
+        pub fn level(&mut self) -> u32 {
+            self.analyser.get_byte_time_domain_data(&mut self.buffer);
+            let sum: f64 = self
+                .buffer
+                .iter()
+                .map(|&b| {
+                    let v = (f64::from(b) - 128.0) / 128.0;
+                    v * v
+                })
+                .sum();
+            let rms = (sum / self.buffer.len().max(1) as f64).sqrt();
+            // Speech sits around 0.05-0.3 RMS; scale so it fills the meter.
+            ((rms * 300.0).min(100.0)) as u32
+        }
+
+        pub fn close(&self) {
+            let _ = self.context.close();
+        }
+    }
+}

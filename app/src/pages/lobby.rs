@@ -1,0 +1,457 @@
+//! The pre-join lobby (preview, devices, name, knock), the host's list of
+//! knocks, and the room page an admitted person reaches.
+
+use super::meetings::WithMeeting;
+use crate::auth::Viewer;
+use crate::components::{field_problem_text, form_error_text, use_auth};
+use crate::error::ApiError;
+use crate::i18n::*;
+use crate::lobby::{Admission, DecideKnock, EnterMeeting};
+use crate::meetings::Meeting;
+use leptos::either::{Either, EitherOf4};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::Redirect;
+use leptos_router::hooks::use_navigate;
+
+/// How often waiting screens ask the server again.
+#[cfg(feature = "hydrate")]
+const POLL_MS: u64 = 1500;
+
+/// A counter that ticks every `POLL_MS` in the browser (never on the
+/// server), to refresh resources that follow someone else's decisions.
+fn use_ticker() -> ReadSignal<u64> {
+    let (tick, set_tick) = signal(0u64);
+    #[cfg(feature = "hydrate")]
+    {
+        let handle = set_interval_with_handle(
+            move || set_tick.update(|t| *t += 1),
+            std::time::Duration::from_millis(POLL_MS),
+        );
+        if let Ok(handle) = handle {
+            on_cleanup(move || handle.clear());
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = set_tick;
+    tick
+}
+
+#[component]
+pub fn LobbyPage() -> impl IntoView {
+    let i18n = use_i18n();
+    view! {
+        <Title text=move || t_string!(i18n, lobby_title).to_string() />
+        <WithMeeting content=|m| view! { <Lobby meeting=m /> } />
+    }
+}
+
+#[component]
+fn Lobby(meeting: Meeting) -> impl IntoView {
+    let i18n = use_i18n();
+    let viewer = use_auth().viewer;
+    let enter = ServerAction::<EnterMeeting>::new();
+    let mic_on = RwSignal::new(true);
+    let cam_on = RwSignal::new(true);
+    let code = meeting.code.clone();
+    let knocks_first = meeting.waiting_room;
+    let room_path = format!("{}/room", meeting.path());
+    let waiting =
+        Signal::derive(move || matches!(enter.value().get(), Some(Ok(Admission::Waiting))));
+
+    // While waiting, ask the server for the decision.
+    let tick = use_ticker();
+    let door = Resource::new(
+        {
+            let code = code.clone();
+            move || (waiting.get(), tick.get(), code.clone())
+        },
+        |(waiting, _, code)| async move {
+            if waiting {
+                crate::lobby::door_state(code)
+                    .await
+                    .ok()
+                    .and_then(|d| d.admission)
+            } else {
+                None
+            }
+        },
+    );
+    let admission = Signal::derive(move || {
+        door.get()
+            .flatten()
+            .or_else(|| enter.value().get().and_then(|r| r.ok()))
+    });
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if admission.get() == Some(Admission::Admitted) {
+            let query = format!(
+                "?mic={}&cam={}",
+                u8::from(mic_on.get_untracked()),
+                u8::from(cam_on.get_untracked())
+            );
+            navigate(&format!("{room_path}{query}"), Default::default());
+        }
+    });
+
+    let error = Signal::derive(move || enter.value().get().and_then(|r| r.err()));
+    let name_problem = move || error.get().and_then(|e| e.field_problem("display_name"));
+    let guest_name = Signal::derive(move || match viewer.get() {
+        Some(Ok(Some(Viewer::Guest(g)))) => Some(g.display_name),
+        _ => None,
+    });
+    let user_name = Signal::derive(move || match viewer.get() {
+        Some(Ok(Some(Viewer::User(u)))) => Some(u.display_name),
+        _ => None,
+    });
+
+    view! {
+        <section class="lobby">
+            <div class="lobby-preview">
+                <MediaPreview mic_on cam_on />
+            </div>
+            <div class="lobby-side">
+                <p class="eyebrow">{meeting.title.clone()}</p>
+                <h1>{t!(i18n, lobby_title)}</h1>
+                {move || match admission.get() {
+                    Some(Admission::Waiting) => EitherOf4::A(view! {
+                        <p class="status-waiting" role="status" data-testid="lobby-waiting">
+                            <span class="spinner" aria-hidden="true"></span>
+                            {t!(i18n, lobby_waiting)}
+                        </p>
+                    }),
+                    Some(Admission::Denied) => EitherOf4::B(view! {
+                        <p class="form-error" role="alert" data-testid="lobby-denied">{t!(i18n, lobby_denied_entry)}</p>
+                    }),
+                    Some(Admission::Removed) => EitherOf4::C(view! {
+                        <p class="form-error" role="alert" data-testid="lobby-removed">{t!(i18n, lobby_removed)}</p>
+                    }),
+                    _ => EitherOf4::D({
+                        let code = code.clone();
+                        view! {
+                        <ActionForm action=enter attr:novalidate=true attr:data-testid="lobby-form">
+                            <input type="hidden" name="code" value=code />
+                            <Transition fallback=|| ()>
+                                {move || match user_name.get() {
+                                    Some(name) => Either::Left(view! {
+                                        <p>{t!(i18n, lobby_your_name)} ": " <strong>{name}</strong></p>
+                                    }),
+                                    None => Either::Right(view! {
+                                        <div class="field" class:field-invalid=move || name_problem().is_some()>
+                                            <label for="lobby-name">{t!(i18n, lobby_your_name)}</label>
+                                            <input
+                                                id="lobby-name"
+                                                name="display_name"
+                                                autocomplete="name"
+                                                maxlength=crate::validate::DISPLAY_NAME_MAX
+                                                prop:value=move || guest_name.get().unwrap_or_default()
+                                                aria-invalid=move || if name_problem().is_some() { "true" } else { "false" }
+                                            />
+                                            <p class="field-error" role="alert" data-field-error="display_name">
+                                                {move || name_problem().map(|p| field_problem_text(i18n, p))}
+                                            </p>
+                                        </div>
+                                    }),
+                                }}
+                            </Transition>
+                            <p class="form-error" role="alert" data-testid="form-error">
+                                {move || error.get().and_then(|e| match e {
+                                    ApiError::Unauthenticated => Some(t_string!(i18n, lobby_sign_in_needed).to_string()),
+                                    e => form_error_text(i18n, &e),
+                                })}
+                            </p>
+                            <button type="submit" class="button" data-testid="lobby-enter" disabled=move || enter.pending().get()>
+                                {move || if knocks_first {
+                                    t_string!(i18n, lobby_ask).to_string()
+                                } else {
+                                    t_string!(i18n, lobby_join_now).to_string()
+                                }}
+                            </button>
+                        </ActionForm>
+                    }}),
+                }}
+            </div>
+        </section>
+    }
+}
+
+/// The camera preview with device choice, a microphone meter and the
+/// mic/camera switches. Everything happens in the browser.
+#[component]
+fn MediaPreview(mic_on: RwSignal<bool>, cam_on: RwSignal<bool>) -> impl IntoView {
+    let i18n = use_i18n();
+    let video_ref = NodeRef::<leptos::html::Video>::new();
+    // None while starting; Some(Ok) when live; Some(Err) with the problem.
+    let status = RwSignal::new(None::<Result<(), crate::media::MediaProblem>>);
+    let level = RwSignal::new(0u32);
+    let devices = RwSignal::new(crate::media::Devices::default());
+    let camera = RwSignal::new(String::new());
+    let microphone = RwSignal::new(String::new());
+    let speaker = RwSignal::new(String::new());
+
+    #[cfg(feature = "hydrate")]
+    {
+        use crate::media;
+        let stream = StoredValue::new_local(None::<web_sys::MediaStream>);
+        let meter = StoredValue::new_local(None::<media::LevelMeter>);
+        let release = move || {
+            stream.update_value(|s| {
+                if let Some(s) = s.take() {
+                    media::stop(&s);
+                }
+            });
+            meter.update_value(|m| {
+                if let Some(m) = m.take() {
+                    m.close();
+                }
+            });
+        };
+        // (Re)open media whenever the chosen devices change.
+        Effect::new(move |_| {
+            let cam = camera.get();
+            let mic = microphone.get();
+            release();
+            status.set(None);
+            leptos::task::spawn_local(async move {
+                let cam = (!cam.is_empty()).then_some(cam);
+                let mic = (!mic.is_empty()).then_some(mic);
+                match media::open_media(cam.as_deref(), mic.as_deref()).await {
+                    Ok(s) => {
+                        media::set_enabled(&s, "audio", mic_on.get_untracked());
+                        media::set_enabled(&s, "video", cam_on.get_untracked());
+                        if let Some(video) = video_ref.get_untracked() {
+                            video.set_src_object(Some(&s));
+                            let _ = video.play();
+                        }
+                        devices.set(media::list_devices().await);
+                        if let Some(id) = media::current_device(&s, "video") {
+                            camera.update_untracked(|c| *c = id);
+                        }
+                        if let Some(id) = media::current_device(&s, "audio") {
+                            microphone.update_untracked(|m| *m = id);
+                        }
+                        meter.set_value(media::LevelMeter::new(&s));
+                        stream.set_value(Some(s));
+                        status.set(Some(Ok(())));
+                    }
+                    Err(problem) => status.set(Some(Err(problem))),
+                }
+            });
+        });
+        Effect::new(move |_| {
+            let on = mic_on.get();
+            stream.with_value(|s| {
+                if let Some(s) = s {
+                    media::set_enabled(s, "audio", on);
+                }
+            });
+        });
+        Effect::new(move |_| {
+            let on = cam_on.get();
+            stream.with_value(|s| {
+                if let Some(s) = s {
+                    media::set_enabled(s, "video", on);
+                }
+            });
+        });
+        // Speaker choice where the browser supports setSinkId.
+        Effect::new(move |_| {
+            let id = speaker.get();
+            if let Some(video) = video_ref.get() {
+                let video: &web_sys::HtmlMediaElement = &video;
+                if let Ok(set_sink) = js_sys::Reflect::get(video, &"setSinkId".into()) {
+                    if let Ok(f) = wasm_bindgen::JsCast::dyn_into::<js_sys::Function>(set_sink) {
+                        let _ = f.call1(video, &id.into());
+                    }
+                }
+            }
+        });
+        if let Ok(handle) = set_interval_with_handle(
+            move || {
+                let now = meter
+                    .try_update_value(|m| m.as_mut().map(|m| m.level()))
+                    .flatten();
+                level.set(if mic_on.get_untracked() {
+                    now.unwrap_or(0)
+                } else {
+                    0
+                });
+            },
+            std::time::Duration::from_millis(100),
+        ) {
+            on_cleanup(move || handle.clear());
+        }
+        on_cleanup(release);
+    }
+
+    let problem_text = move || match status.get() {
+        Some(Err(crate::media::MediaProblem::Denied)) => {
+            Some(t_string!(i18n, lobby_denied).to_string())
+        }
+        Some(Err(crate::media::MediaProblem::NoDevice)) => {
+            Some(t_string!(i18n, lobby_no_device).to_string())
+        }
+        Some(Err(crate::media::MediaProblem::Failed)) => {
+            Some(t_string!(i18n, lobby_media_error).to_string())
+        }
+        _ => None,
+    };
+    let device_select = move |label: Signal<String>,
+                              id: &'static str,
+                              options: Signal<Vec<crate::media::Device>>,
+                              chosen: RwSignal<String>| {
+        view! {
+            <div class="field">
+                <label for=id>{move || label.get()}</label>
+                <select id=id on:change=move |ev| chosen.set(event_target_value(&ev)) prop:value=move || chosen.get()>
+                    {move || options.get().into_iter().map(|d| view! { <option value=d.id.clone()>{d.label.clone()}</option> }).collect_view()}
+                </select>
+            </div>
+        }
+    };
+    view! {
+        <div class="preview-frame" class:camera-off=move || !cam_on.get()>
+            <video
+                node_ref=video_ref
+                autoplay=true
+                muted=true
+                playsinline=true
+                aria-label=move || t_string!(i18n, lobby_preview_label).to_string()
+                data-testid="preview-video"
+            ></video>
+            {move || status.get().is_none().then(|| view! { <p class="preview-note">{t!(i18n, lobby_starting)}</p> })}
+        </div>
+        <p class="form-error" role="alert" data-testid="media-problem">{problem_text}</p>
+        <div class="meter" role="meter" aria-valuemin="0" aria-valuemax="100"
+            aria-valuenow=move || level.get().to_string()
+            aria-label=move || t_string!(i18n, lobby_mic_level).to_string()
+            data-testid="mic-level">
+            <span class="meter-fill" style:width=move || format!("{}%", level.get())></span>
+        </div>
+        <div class="toggles">
+            <label class="check">
+                <input type="checkbox" prop:checked=move || mic_on.get() on:change=move |ev| mic_on.set(event_target_checked(&ev)) data-testid="mic-toggle" />
+                {t!(i18n, lobby_mic_on)}
+            </label>
+            <label class="check">
+                <input type="checkbox" prop:checked=move || cam_on.get() on:change=move |ev| cam_on.set(event_target_checked(&ev)) data-testid="cam-toggle" />
+                {t!(i18n, lobby_camera_on)}
+            </label>
+        </div>
+        <div class="device-choice">
+            {device_select(Signal::derive(move || t_string!(i18n, lobby_camera).to_string()), "device-camera", Signal::derive(move || devices.get().cameras), camera)}
+            {device_select(Signal::derive(move || t_string!(i18n, lobby_microphone).to_string()), "device-microphone", Signal::derive(move || devices.get().microphones), microphone)}
+            {move || (!devices.get().speakers.is_empty()).then(|| device_select(Signal::derive(move || t_string!(i18n, lobby_speaker).to_string()), "device-speaker", Signal::derive(move || devices.get().speakers), speaker))}
+        </div>
+    }
+}
+
+/// People waiting at the door, for hosts and co-hosts, refreshed while
+/// shown.
+#[component]
+pub fn KnockPanel(code: String) -> impl IntoView {
+    let i18n = use_i18n();
+    let tick = use_ticker();
+    let decide = ServerAction::<DecideKnock>::new();
+    let knocks = Resource::new(
+        {
+            let code = code.clone();
+            move || (tick.get(), decide.version().get(), code.clone())
+        },
+        |(_, _, code)| crate::lobby::list_knocks(code),
+    );
+    let decide_form = move |code: String,
+                            participant: String,
+                            decision: &'static str,
+                            label: String,
+                            testid: String| {
+        view! {
+            <ActionForm action=decide attr:class="inline-form">
+                <input type="hidden" name="code" value=code />
+                <input type="hidden" name="participant_id" value=participant />
+                <input type="hidden" name="decision" value=decision />
+                <button type="submit" class=if decision == "admit" { "button button-small" } else { "button button-small button-secondary" } data-testid=testid>{label}</button>
+            </ActionForm>
+        }
+    };
+    view! {
+        <section class="card knocks" aria-live="polite" data-testid="knock-panel">
+            <h2>{t!(i18n, knocks_title)}</h2>
+            <Transition fallback=|| ()>
+                {move || {
+                    let code = code.clone();
+                    Suspend::new(async move {
+                        match knocks.await {
+                            Ok(list) if list.is_empty() => Either::Left(view! { <p class="muted">{t!(i18n, knocks_none)}</p> }.into_any()),
+                            Ok(list) => Either::Left(view! {
+                                <ul class="knock-list">
+                                    {list.into_iter().map(|k| {
+                                        let code = code.clone();
+                                        view! {
+                                            <li class="knock" data-testid="knock">
+                                                <span class="knock-name">{k.display_name.clone()}</span>
+                                                {k.is_guest.then(|| view! { <span class="badge">{t!(i18n, guest_badge)}</span> })}
+                                                <span class="knock-actions">
+                                                    {decide_form(code.clone(), k.participant_id.clone(), "admit", t_string!(i18n, knock_admit).to_string(), "admit".to_string())}
+                                                    {decide_form(code.clone(), k.participant_id.clone(), "deny", t_string!(i18n, knock_deny).to_string(), "deny".to_string())}
+                                                </span>
+                                            </li>
+                                        }
+                                    }).collect_view()}
+                                </ul>
+                                <div class="knock-all">
+                                    {decide_form(code.clone(), "*".to_string(), "admit", t_string!(i18n, knock_admit_all).to_string(), "admit-all".to_string())}
+                                    {decide_form(code.clone(), "*".to_string(), "deny", t_string!(i18n, knock_deny_all).to_string(), "deny-all".to_string())}
+                                </div>
+                            }.into_any()),
+                            Err(err) => Either::Right(view! { <p class="form-error">{form_error_text(i18n, &err)}</p> }),
+                        }
+                    })
+                }}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+pub fn RoomPage() -> impl IntoView {
+    let i18n = use_i18n();
+    view! {
+        <Title text=move || t_string!(i18n, room_title).to_string() />
+        <WithMeeting content=|m| view! { <Room meeting=m /> } />
+    }
+}
+
+/// The room an admitted person reaches. The call itself (signaling and
+/// media) is the next piece of work; the door logic is complete here.
+#[component]
+fn Room(meeting: Meeting) -> impl IntoView {
+    let i18n = use_i18n();
+    let code = meeting.code.clone();
+    let door = Resource::new(move || code.clone(), crate::lobby::door_state);
+    let join_path = format!("{}/join", meeting.path());
+    let title = meeting.title.clone();
+    let code = meeting.code.clone();
+    view! {
+        <Suspense fallback=move || view! { <p class="muted">{t!(i18n, loading)}</p> }>
+            {move || {
+                let join_path = join_path.clone();
+                let title = title.clone();
+                let code = code.clone();
+                Suspend::new(async move {
+                    match door.await {
+                        Ok(door) if door.admission == Some(Admission::Admitted) => Either::Left(view! {
+                            <section class="room" data-testid="room">
+                                <h1>{title}</h1>
+                                <p class="status-ok" role="status">{t!(i18n, room_joined)}</p>
+                                <p class="muted">{t!(i18n, room_call_coming)}</p>
+                                {door.is_moderator.then(|| view! { <KnockPanel code=code.clone() /> })}
+                            </section>
+                        }),
+                        _ => Either::Right(view! { <Redirect path=join_path /> }),
+                    }
+                })
+            }}
+        </Suspense>
+    }
+}

@@ -1,0 +1,96 @@
+import { test, expect, hydrated, uniqueName, watchConsole } from "./fixtures";
+import type { Browser, Page } from "@playwright/test";
+
+const PASSWORD = "a long enough password";
+
+async function hostWithInstantMeeting(page: Page): Promise<string> {
+  await page.goto("/");
+  const origin = new URL(page.url()).origin;
+  const username = uniqueName("chair");
+  const signUp = await page.request.post("/api/sign_up", {
+    headers: { origin },
+    form: { username, display_name: "Chair Person", email: "", password: PASSWORD },
+  });
+  expect(signUp.status()).toBe(200);
+  const schedule = await page.request.post("/api/schedule_meeting", {
+    headers: { origin },
+    form: { title: "Door test", instant: "1", waiting_room: "on", allow_guests: "on" },
+  });
+  expect(schedule.status()).toBe(200);
+  return `/m/${await schedule.json()}`;
+}
+
+async function guestPage(browser: Browser): Promise<{ page: Page; errors: string[]; close: () => Promise<void> }> {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = watchConsole(page);
+  return { page, errors, close: () => context.close() };
+}
+
+/** The preview shows live camera frames (fake device): size known, time advancing. */
+async function expectLivePreview(page: Page): Promise<void> {
+  const video = page.getByTestId("preview-video");
+  await expect.poll(() => video.evaluate((v: HTMLVideoElement) => v.videoWidth)).toBeGreaterThan(0);
+  const t0 = await video.evaluate((v: HTMLVideoElement) => v.currentTime);
+  await expect.poll(() => video.evaluate((v: HTMLVideoElement) => v.currentTime)).toBeGreaterThan(t0);
+}
+
+test("a guest previews, knocks, is admitted by the host and reaches the room", async ({ page, browser }) => {
+  const meetingPath = await hostWithInstantMeeting(page);
+  await page.goto(meetingPath);
+  await hydrated(page);
+  const panel = page.getByTestId("knock-panel");
+  await expect(panel).toContainText("Nobody is waiting.");
+
+  const guest = await guestPage(browser);
+  await guest.page.goto(meetingPath);
+  await hydrated(guest.page);
+  await guest.page.getByTestId("join").click();
+  await expect(guest.page).toHaveURL(new RegExp(`${meetingPath}/join$`));
+  await hydrated(guest.page);
+  await expectLivePreview(guest.page);
+  await expect(guest.page.getByTestId("device-camera").or(guest.page.locator("#device-camera"))).toBeVisible();
+  await expect.poll(() => guest.page.locator("#device-camera option").count()).toBeGreaterThan(0);
+
+  await guest.page.getByLabel("Your name").fill("Guest <script>x</script> Lee");
+  await guest.page.getByTestId("lobby-enter").click();
+  await expect(guest.page.getByTestId("lobby-waiting")).toBeVisible();
+
+  // The knock reaches the host without a reload.
+  const knock = panel.getByTestId("knock");
+  await expect(knock).toHaveCount(1);
+  await expect(knock).toContainText("Guest <script>x</script> Lee");
+  await expect(knock).toContainText("guest");
+  await knock.getByTestId("admit").click();
+
+  await expect(guest.page).toHaveURL(new RegExp(`${meetingPath}/room\\?mic=1&cam=1$`));
+  await expect(guest.page.getByTestId("room")).toContainText("You are in the meeting.");
+  await expect(panel).toContainText("Nobody is waiting.");
+  expect(guest.errors).toEqual([]);
+  await guest.close();
+});
+
+test("a denied guest is told so", async ({ page, browser }) => {
+  const meetingPath = await hostWithInstantMeeting(page);
+  await page.goto(meetingPath);
+  await hydrated(page);
+
+  const guest = await guestPage(browser);
+  await guest.page.goto(`${meetingPath}/join`);
+  await hydrated(guest.page);
+  await guest.page.getByLabel("Your name").fill("Uninvited");
+  await guest.page.getByTestId("lobby-enter").click();
+  await expect(guest.page.getByTestId("lobby-waiting")).toBeVisible();
+
+  const knock = page.getByTestId("knock-panel").getByTestId("knock");
+  await expect(knock).toContainText("Uninvited");
+  await knock.getByTestId("deny").click();
+
+  await expect(guest.page.getByTestId("lobby-denied")).toHaveText("A host did not let you in to this meeting.");
+  await expect(guest.page).toHaveURL(new RegExp(`${meetingPath}/join$`));
+  // Going to the room directly does not help.
+  await guest.page.goto(`${meetingPath}/room`);
+  await expect(guest.page).toHaveURL(new RegExp(`${meetingPath}/join$`));
+  expect(guest.errors).toEqual([]);
+  await guest.close();
+});
