@@ -10,6 +10,8 @@ use serde_json::Value;
 const PASSWORD: &str = "correct horse battery";
 const HOUR_MS: i64 = 3_600_000;
 
+type BadCase<'a> = (Vec<(&'a str, &'a str)>, &'a str, Value);
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -176,7 +178,8 @@ async fn bad_input_stores_nothing(backend: Backend) {
     let future = (now_ms() + HOUR_MS).to_string();
     let past = (now_ms() - 2 * HOUR_MS).to_string();
     let long_title = "t".repeat(121);
-    let cases: Vec<(Vec<(&str, &str)>, &str, Value)> = vec![
+    // (form fields, the field refused, the problem named)
+    let cases: Vec<BadCase> = vec![
         (
             vec![
                 ("title", "Past"),

@@ -123,12 +123,11 @@ impl LobbyCx {
         if now < opens || now >= ends {
             return Err(ApiError::NotOpen { opens_at_ms: opens });
         }
-        match self.stored(&participant_id(&viewer)).await? {
-            // Decisions stand: a denied or removed person stays out.
-            Some(decided @ (Admission::Denied | Admission::Removed | Admission::Admitted)) => {
-                return Ok(decided)
-            }
-            _ => {}
+        // Decisions stand: a denied or removed person stays out.
+        if let Some(decided @ (Admission::Denied | Admission::Removed | Admission::Admitted)) =
+            self.stored(&participant_id(&viewer)).await?
+        {
+            return Ok(decided);
         }
         let admission = if role == Role::Invitee || meeting.waiting_room == 0 {
             Admission::Admitted
