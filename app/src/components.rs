@@ -103,6 +103,20 @@ pub fn form_error_text(i18n: I18nContext<Locale>, err: &ApiError) -> Option<Stri
     })
 }
 
+/// The error of an action's last run, if it failed.
+pub fn error_of<S, O>(value: S) -> Signal<Option<ApiError>>
+where
+    S: Get<Value = Option<Result<O, ApiError>>> + Send + Sync + 'static,
+    O: 'static,
+{
+    Signal::derive(move || value.get().and_then(|r| r.err()))
+}
+
+/// A text that follows the language (for component props).
+pub fn text(f: impl Fn() -> String + Send + Sync + 'static) -> Signal<String> {
+    Signal::derive(f)
+}
+
 /// A labelled input with its hint and its error, wired for screen readers.
 #[component]
 pub fn Field(

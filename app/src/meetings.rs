@@ -110,16 +110,16 @@ pub async fn schedule_meeting(
     instant: Option<String>,
 ) -> Result<String, ApiError> {
     let cx = ssr::MeetingCx::new().await?;
-    let form = ssr::MeetingForm {
+    let form = ssr::MeetingForm::from_fields(
         title,
-        description: description.unwrap_or_default(),
-        starts_at_ms: starts_at_ms.unwrap_or_default(),
-        duration_minutes: duration_minutes.unwrap_or_default(),
-        invitees: invitees.unwrap_or_default(),
-        waiting_room: waiting_room.is_some(),
-        allow_guests: allow_guests.is_some(),
-        max_participants: max_participants.unwrap_or_default(),
-    };
+        description,
+        starts_at_ms,
+        duration_minutes,
+        invitees,
+        waiting_room,
+        allow_guests,
+        max_participants,
+    );
     let result = cx.schedule(form, instant.is_some()).await;
     cx.finish_redirect(result)
 }
@@ -137,16 +137,16 @@ pub async fn update_meeting(
     max_participants: Option<String>,
 ) -> Result<String, ApiError> {
     let cx = ssr::MeetingCx::new().await?;
-    let form = ssr::MeetingForm {
+    let form = ssr::MeetingForm::from_fields(
         title,
-        description: description.unwrap_or_default(),
-        starts_at_ms: starts_at_ms.unwrap_or_default(),
-        duration_minutes: duration_minutes.unwrap_or_default(),
-        invitees: invitees.unwrap_or_default(),
-        waiting_room: waiting_room.is_some(),
-        allow_guests: allow_guests.is_some(),
-        max_participants: max_participants.unwrap_or_default(),
-    };
+        description,
+        starts_at_ms,
+        duration_minutes,
+        invitees,
+        waiting_room,
+        allow_guests,
+        max_participants,
+    );
     let result = cx.update(&code, form).await;
     cx.finish_redirect(result)
 }

@@ -122,6 +122,33 @@ pub struct MeetingForm {
     pub max_participants: String,
 }
 
+impl MeetingForm {
+    /// From the form's fields as they arrive: absent text is empty, a
+    /// checkbox is on when present.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_fields(
+        title: String,
+        description: Option<String>,
+        starts_at_ms: Option<String>,
+        duration_minutes: Option<String>,
+        invitees: Option<String>,
+        waiting_room: Option<String>,
+        allow_guests: Option<String>,
+        max_participants: Option<String>,
+    ) -> Self {
+        Self {
+            title,
+            description: description.unwrap_or_default(),
+            starts_at_ms: starts_at_ms.unwrap_or_default(),
+            duration_minutes: duration_minutes.unwrap_or_default(),
+            invitees: invitees.unwrap_or_default(),
+            waiting_room: waiting_room.is_some(),
+            allow_guests: allow_guests.is_some(),
+            max_participants: max_participants.unwrap_or_default(),
+        }
+    }
+}
+
 /// A meeting's fields after every check.
 struct ValidMeeting {
     title: String,

@@ -2,8 +2,7 @@
 
 use super::RequireUser;
 use crate::auth::Viewer;
-use crate::components::{use_auth, Field, FormError};
-use crate::error::ApiError;
+use crate::components::{error_of, text, use_auth, Field, FormError};
 use crate::i18n::*;
 use crate::validate;
 use leptos::prelude::*;
@@ -17,18 +16,6 @@ fn use_next() -> Signal<String> {
     Signal::derive(move || {
         validate::safe_next(&query.read().get("next").unwrap_or_else(|| "/".to_string()))
     })
-}
-
-fn error_of<S, O>(value: S) -> Signal<Option<ApiError>>
-where
-    S: Get<Value = Option<Result<O, ApiError>>> + Send + Sync + 'static,
-    O: 'static,
-{
-    Signal::derive(move || value.get().and_then(|r| r.err()))
-}
-
-fn text(f: impl Fn() -> String + Send + Sync + 'static) -> Signal<String> {
-    Signal::derive(f)
 }
 
 #[component]

@@ -1,7 +1,7 @@
 //! The meetings list, the schedule and edit forms, and a meeting's page.
 
 use super::{NotFound, RequireUser};
-use crate::components::{field_problem_text, form_error_text, Field, FormError};
+use crate::components::{error_of, field_problem_text, form_error_text, text, Field, FormError};
 use crate::error::ApiError;
 use crate::i18n::*;
 use crate::meetings::{
@@ -14,18 +14,6 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
-
-fn error_of<S, O>(value: S) -> Signal<Option<ApiError>>
-where
-    S: Get<Value = Option<Result<O, ApiError>>> + Send + Sync + 'static,
-    O: 'static,
-{
-    Signal::derive(move || value.get().and_then(|r| r.err()))
-}
-
-fn text(f: impl Fn() -> String + Send + Sync + 'static) -> Signal<String> {
-    Signal::derive(f)
-}
 
 #[component]
 pub fn MeetingsPage() -> impl IntoView {
