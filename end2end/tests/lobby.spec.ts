@@ -94,3 +94,26 @@ test("a denied guest is told so", async ({ page, browser }) => {
   expect(guest.errors).toEqual([]);
   await guest.close();
 });
+
+test("when the camera is refused or missing, the lobby says so and still lets you in", async ({ page, browser }) => {
+  const meetingPath = await hostWithInstantMeeting(page);
+  for (const [name, message] of [
+    ["NotAllowedError", "was not allowed to use your camera or microphone"],
+    ["NotFoundError", "No camera or microphone was found"],
+  ]) {
+    const context = await browser.newContext();
+    await context.addInitScript((errorName: string) => {
+      navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException("refused", errorName));
+    }, name);
+    const guest = await context.newPage();
+    const errors = watchConsole(guest);
+    await guest.goto(`${meetingPath}/join`);
+    await hydrated(guest);
+    await expect(guest.getByTestId("media-problem")).toContainText(message);
+    await guest.getByLabel("Your name").fill(`No media ${name}`);
+    await guest.getByTestId("lobby-enter").click();
+    await expect(guest.getByTestId("lobby-waiting")).toBeVisible();
+    expect(errors).toEqual([]);
+    await context.close();
+  }
+});
