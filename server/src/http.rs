@@ -13,6 +13,7 @@ use axum::Router;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::sync::Arc;
+use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -74,7 +75,11 @@ pub fn app(state: AppState, store: DbSessionStore, settings: HttpSettings) -> Ro
     for (name, value) in security::security_headers() {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }
-    router.layer(TraceLayer::new_for_http()).with_state(state)
+    // gzip: the wasm bundle shrinks to about a third on the wire.
+    router
+        .layer(CompressionLayer::new())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
 }
 
 /// Page loads and server-function calls count as activity and push the

@@ -558,6 +558,15 @@ async fn pages_render_on_the_server() {
     assert_eq!(missing.status(), 404);
     assert!(missing.text().await.unwrap().contains("404"));
 
+    // Responses are compressed for clients that accept it.
+    let compressed = client
+        .get(app.url("/"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(compressed.headers()["content-encoding"], "gzip");
+
     // Korean is chosen from the browser's language.
     let korean = client
         .get(app.url("/"))

@@ -223,7 +223,13 @@ fn MediaPreview(mic_on: RwSignal<bool>, cam_on: RwSignal<bool>) -> impl IntoView
                             video.set_src_object(Some(&s));
                             let _ = video.play();
                         }
-                        devices.set(media::list_devices().await);
+                        let list = media::list_devices().await;
+                        if speaker.get_untracked().is_empty() {
+                            if let Some(first) = list.speakers.first() {
+                                speaker.set(first.id.clone());
+                            }
+                        }
+                        devices.set(list);
                         if let Some(id) = media::current_device(&s, "video") {
                             camera.update_untracked(|c| *c = id);
                         }

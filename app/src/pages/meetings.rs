@@ -324,6 +324,14 @@ fn MeetingEditor(existing: Option<Meeting>) -> impl IntoView {
     }
 }
 
+fn or_dash(text: String) -> String {
+    if text.is_empty() {
+        "—".to_string()
+    } else {
+        text
+    }
+}
+
 fn use_code() -> Signal<String> {
     let params = use_params_map();
     Signal::derive(move || params.read().get("code").unwrap_or_default())
@@ -441,8 +449,8 @@ fn MeetingDetails(meeting: Meeting) -> impl IntoView {
                     <dt>{t!(i18n, meeting_waiting_room)}</dt><dd>{on_off(meeting.waiting_room)}</dd>
                     <dt>{t!(i18n, meeting_allow_guests)}</dt><dd>{on_off(meeting.allow_guests)}</dd>
                     <dt>{t!(i18n, meeting_max_participants)}</dt><dd>{meeting.max_participants}</dd>
-                    <dt>{t!(i18n, meeting_invitees)}</dt><dd data-testid="meeting-invitees">{meeting.invitees.join(", ")}</dd>
-                    <dt>{t!(i18n, meeting_cohosts)}</dt><dd data-testid="meeting-cohosts">{meeting.cohosts.join(", ")}</dd>
+                    <dt>{t!(i18n, meeting_invitees)}</dt><dd data-testid="meeting-invitees">{or_dash(meeting.invitees.join(", "))}</dd>
+                    <dt>{t!(i18n, meeting_cohosts)}</dt><dd data-testid="meeting-cohosts">{or_dash(meeting.cohosts.join(", "))}</dd>
                 </dl>
             </div>
             {can_edit.then(|| view! { <super::KnockPanel code=code.clone() /> })}
