@@ -6,24 +6,8 @@ use common::{spawn_app, Backend, TestApp};
 use reqwest::Client;
 use serde_json::Value;
 
-const PASSWORD: &str = "correct horse battery";
-
 async fn user(app: &TestApp, name: &str) -> Client {
-    let client = app.client();
-    let response = app
-        .call(
-            &client,
-            "sign_up",
-            &[
-                ("username", name),
-                ("display_name", name),
-                ("email", ""),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    client
+    app.signed_up_client(name, "").await
 }
 
 async fn instant(app: &TestApp, host: &Client, extra: &[(&str, &str)]) -> String {

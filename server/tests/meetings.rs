@@ -7,7 +7,6 @@ use common::{spawn_app, Backend, TestApp};
 use reqwest::Client;
 use serde_json::Value;
 
-const PASSWORD: &str = "correct horse battery";
 const HOUR_MS: i64 = 3_600_000;
 
 type BadCase<'a> = (Vec<(&'a str, &'a str)>, &'a str, Value);
@@ -20,21 +19,7 @@ fn now_ms() -> i64 {
 }
 
 async fn user(app: &TestApp, name: &str, email: &str) -> Client {
-    let client = app.client();
-    let response = app
-        .call(
-            &client,
-            "sign_up",
-            &[
-                ("username", name),
-                ("display_name", name),
-                ("email", email),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
-    assert_eq!(response.status(), 200, "sign up {name}");
-    client
+    app.signed_up_client(name, email).await
 }
 
 async fn schedule(app: &TestApp, client: &Client, fields: &[(&str, &str)]) -> reqwest::Response {

@@ -167,6 +167,25 @@ impl TestApp {
         .await
     }
 
+    /// A new account (display name = username), signed in on its own client.
+    pub async fn signed_up_client(&self, username: &str, email: &str) -> reqwest::Client {
+        let client = self.client();
+        let response = self
+            .call(
+                &client,
+                "sign_up",
+                &[
+                    ("username", username),
+                    ("display_name", username),
+                    ("email", email),
+                    ("password", "correct horse battery"),
+                ],
+            )
+            .await;
+        assert_eq!(response.status(), 200, "sign up {username}");
+        client
+    }
+
     pub async fn sign_in(
         &self,
         client: &reqwest::Client,
