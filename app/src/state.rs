@@ -43,6 +43,8 @@ pub struct AppState {
     pub meeting_lookups: Arc<FailureLimiter>,
     /// The URL people use to reach moim, for links in calendar files.
     pub public_url: String,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
     /// Bounds concurrent argon2 work so a burst of sign-ins cannot starve
     /// the blocking pool.
     pub hashing_permits: Arc<tokio::sync::Semaphore>,
@@ -78,5 +80,66 @@ impl AppState {
             tracing::error!("AppState missing from the Leptos context");
             crate::error::ApiError::Internal
         })
+    }
+}
+
+/// The address a request really comes from. Behind a trusted reverse proxy
+/// that is the nearest `X-Forwarded-For` hop that is not itself a trusted
+/// proxy; otherwise the TCP peer. Forwarded headers from anyone else are
+/// ignored, since a client can write whatever it likes there.
+pub fn client_address(
+    peer: std::net::IpAddr,
+    headers: &http::HeaderMap,
+    trusted_proxies: &[std::net::IpAddr],
+) -> std::net::IpAddr {
+    if !trusted_proxies.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse().ok())
+        .collect();
+    hops.into_iter()
+        .rev()
+        .find(|hop| !trusted_proxies.contains(hop))
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_address;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.7".parse().unwrap());
+        let proxy = ip("10.0.0.2");
+        // From the proxy: the hop it saw (the spoofed first entry is ignored).
+        assert_eq!(client_address(proxy, &headers, &[proxy]), ip("203.0.113.7"));
+        // From anyone else: the header is theirs to forge, so the peer counts.
+        assert_eq!(
+            client_address(ip("198.51.100.1"), &headers, &[proxy]),
+            ip("198.51.100.1")
+        );
+        assert_eq!(client_address(proxy, &headers, &[]), proxy);
+        // Chained proxies are skipped.
+        headers.insert("x-forwarded-for", "203.0.113.9, 10.0.0.3".parse().unwrap());
+        assert_eq!(
+            client_address(proxy, &headers, &[proxy, ip("10.0.0.3")]),
+            ip("203.0.113.9")
+        );
+        // No usable header: the proxy itself.
+        assert_eq!(
+            client_address(proxy, &http::HeaderMap::new(), &[proxy]),
+            proxy
+        );
     }
 }

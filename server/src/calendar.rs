@@ -2,9 +2,9 @@
 //! anyone holding the link. Every kind of miss answers the same 404.
 
 use app::meetings::ssr::{find_live_by_code, ics};
-use app::state::AppState;
+use app::state::{client_address, AppState};
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -13,8 +13,9 @@ pub async fn invite_ics(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(code): Path<String>,
+    headers: HeaderMap,
 ) -> Response {
-    let client = peer.ip().to_string();
+    let client = client_address(peer.ip(), &headers, &state.trusted_proxies).to_string();
     if let Err(retry_after) = state.meeting_lookups.check(&client, Instant::now()) {
         return (
             StatusCode::TOO_MANY_REQUESTS,

@@ -40,6 +40,12 @@ pub struct Config {
     #[arg(long, env = "REDIS_URL", value_parser = parse_redis_url)]
     pub redis_url: Option<Url>,
 
+    /// Addresses of reverse proxies in front of moim (comma-separated). Only
+    /// their `X-Forwarded-For` is believed when telling clients apart (for
+    /// sign-in throttling and link-guessing limits).
+    #[arg(long, env = "MOIM_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `moim=debug,info`.
     #[arg(long, env = "MOIM_LOG", default_value = "info")]
     pub log: String,

@@ -80,6 +80,7 @@ impl Application {
             login_throttle: Arc::new(LoginThrottle::default()),
             meeting_lookups: Arc::new(FailureLimiter::new(app::state::meeting_lookup_policy())),
             public_url: public_url.clone(),
+            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
             hashing_permits: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             )),

@@ -514,8 +514,8 @@ async fn session_cookie_attributes() {
     );
 
     let https = spawn_with(Spawn {
-        backend: Backend::Sqlite,
         public_url: Some("https://meet.example.org".to_string()),
+        ..Spawn::new(Backend::Sqlite)
     })
     .await;
     let response = reqwest::Client::new()
@@ -578,4 +578,55 @@ async fn pages_render_on_the_server() {
         .await
         .unwrap();
     assert!(korean.contains("내 서버에서"), "Korean landing page");
+}
+
+/// 30 failed sign-ins (for different accounts) from one address lock that
+/// address; behind a trusted proxy the address is the forwarded one, and
+/// from anyone else a forged `X-Forwarded-For` changes nothing.
+#[tokio::test]
+async fn client_throttling_follows_trusted_proxies_only() {
+    async fn fail_from(app: &common::TestApp, forwarded: &str, attempt: usize) -> u16 {
+        app.client()
+            .post(app.url("/api/sign_in"))
+            .header("x-forwarded-for", forwarded)
+            .form(&[
+                ("username", format!("nobody{attempt}")),
+                ("password", "wrong password".to_string()),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    let behind_proxy = spawn_with(Spawn {
+        trusted_proxies: Some("127.0.0.1".to_string()),
+        ..Spawn::new(Backend::Sqlite)
+    })
+    .await;
+    for attempt in 0..30 {
+        assert_eq!(fail_from(&behind_proxy, "203.0.113.7", attempt).await, 401);
+    }
+    assert_eq!(
+        fail_from(&behind_proxy, "203.0.113.7", 99).await,
+        429,
+        "that client is locked"
+    );
+    assert_eq!(
+        fail_from(&behind_proxy, "203.0.113.8", 99).await,
+        401,
+        "another client is not"
+    );
+
+    let direct = spawn_app(Backend::Sqlite).await;
+    for attempt in 0..30 {
+        let forged = format!("198.51.100.{attempt}");
+        assert_eq!(fail_from(&direct, &forged, attempt).await, 401);
+    }
+    assert_eq!(
+        fail_from(&direct, "198.51.100.250", 99).await,
+        429,
+        "forged headers do not help"
+    );
 }

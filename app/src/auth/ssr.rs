@@ -206,9 +206,15 @@ impl RequestCx {
     pub async fn new() -> ApiResult<Self> {
         let state = AppState::from_context()?;
         let session = leptos_axum::extract::<Session>().await.map_err(internal)?;
+        let headers = leptos::prelude::use_context::<http::request::Parts>()
+            .map(|parts| parts.headers)
+            .unwrap_or_default();
         let client = leptos_axum::extract::<ConnectInfo<SocketAddr>>()
             .await
-            .map(|ConnectInfo(addr)| addr.ip().to_string())
+            .map(|ConnectInfo(addr)| {
+                crate::state::client_address(addr.ip(), &headers, &state.trusted_proxies)
+                    .to_string()
+            })
             .unwrap_or_else(|_| "unknown".to_string());
         Ok(Self {
             state,

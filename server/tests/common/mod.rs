@@ -36,6 +36,7 @@ pub struct TestApp {
 pub struct Spawn {
     pub backend: Backend,
     pub public_url: Option<String>,
+    pub trusted_proxies: Option<String>,
 }
 
 impl Spawn {
@@ -43,6 +44,7 @@ impl Spawn {
         Self {
             backend,
             public_url: None,
+            trusted_proxies: None,
         }
     }
 }
@@ -91,6 +93,10 @@ pub async fn spawn_with(spawn: Spawn) -> TestApp {
         "--log".into(),
         "warn".into(),
     ];
+    if let Some(proxies) = &spawn.trusted_proxies {
+        args.push("--trusted-proxies".into());
+        args.push(proxies.clone());
+    }
     if let Some(url) = &spawn.public_url {
         args.push("--public-url".into());
         args.push(url.clone());
