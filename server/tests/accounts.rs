@@ -461,6 +461,29 @@ async fn expired_sessions_are_refused(backend: Backend) {
 
     let viewers = [app.viewer(&idle).await, app.viewer(&absolute).await];
     assert_eq!(viewers, [Value::Null, Value::Null]);
+
+    // The clean-up task's sweep removes expired records.
+    let fresh = app.client();
+    app.sign_in(&fresh, "ian", PASSWORD).await;
+    sqlx::query("UPDATE sessions SET expiry_ms = 1 WHERE id <> $1")
+        .bind("none")
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let live = app.client();
+    app.sign_in(&live, "ian", PASSWORD).await;
+    assert!(app.count("sessions").await >= 2);
+    use tower_sessions::ExpiredDeletion;
+    moim_server::session_store::DbSessionStore::new(app.state.db.clone())
+        .delete_expired()
+        .await
+        .unwrap();
+    assert_eq!(
+        app.count("sessions").await,
+        1,
+        "only the live session is left"
+    );
+    assert_eq!(username_of(&app.viewer(&live).await), Some("ian"));
 }
 
 async fn readiness_follows_the_database(backend: Backend) {
