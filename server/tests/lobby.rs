@@ -27,6 +27,25 @@ async fn enter(app: &TestApp, client: &Client, code: &str, name: &str) -> reqwes
     .await
 }
 
+async fn decide(
+    app: &TestApp,
+    client: &Client,
+    code: &str,
+    participant: &str,
+    decision: &str,
+) -> reqwest::Response {
+    app.call(
+        client,
+        "decide_knock",
+        &[
+            ("code", code),
+            ("participant_id", participant),
+            ("decision", decision),
+        ],
+    )
+    .await
+}
+
 async fn admission(app: &TestApp, client: &Client, code: &str) -> Value {
     let response = app.call(client, "door_state", &[("code", code)]).await;
     assert_eq!(response.status(), 200);
@@ -107,17 +126,7 @@ async fn knock_admit_deny_remove(backend: Backend) {
                 .status(),
             403
         );
-        let decided = app
-            .call(
-                client,
-                "decide_knock",
-                &[
-                    ("code", &code),
-                    ("participant_id", "*"),
-                    ("decision", "admit"),
-                ],
-            )
-            .await;
+        let decided = decide(&app, client, &code, "*", "admit").await;
         assert_eq!(decided.status(), 403);
     }
     assert_eq!(
@@ -128,30 +137,10 @@ async fn knock_admit_deny_remove(backend: Backend) {
 
     let guest_id = waiting[0]["participant_id"].as_str().unwrap().to_string();
     let outsider_id = waiting[1]["participant_id"].as_str().unwrap().to_string();
-    let admit = app
-        .call(
-            &host,
-            "decide_knock",
-            &[
-                ("code", &code),
-                ("participant_id", &guest_id),
-                ("decision", "admit"),
-            ],
-        )
-        .await;
+    let admit = decide(&app, &host, &code, &guest_id, "admit").await;
     assert_eq!(admit.status(), 200);
     assert_eq!(admission(&app, &guest, &code).await, "Admitted");
-    let deny = app
-        .call(
-            &host,
-            "decide_knock",
-            &[
-                ("code", &code),
-                ("participant_id", &outsider_id),
-                ("decision", "deny"),
-            ],
-        )
-        .await;
+    let deny = decide(&app, &host, &code, &outsider_id, "deny").await;
     assert_eq!(deny.status(), 200);
     assert_eq!(admission(&app, &outsider, &code).await, "Denied");
     // A decision stands: knocking again does not put them back in line.
@@ -202,17 +191,7 @@ async fn knock_admit_deny_remove(backend: Backend) {
             "Waiting"
         );
     }
-    let all = app
-        .call(
-            &invitee,
-            "decide_knock",
-            &[
-                ("code", &code),
-                ("participant_id", "*"),
-                ("decision", "admit"),
-            ],
-        )
-        .await;
+    let all = decide(&app, &invitee, &code, "*", "admit").await;
     assert_eq!(all.json::<Value>().await.unwrap(), 2);
     for client in &late {
         assert_eq!(admission(&app, client, &code).await, "Admitted");
