@@ -7,6 +7,7 @@ include!(concat!(env!("OUT_DIR"), "/i18n/mod.rs"));
 pub mod auth;
 pub mod components;
 pub mod error;
+pub mod ice;
 pub mod lobby;
 pub mod media;
 pub mod meetings;

@@ -43,6 +43,8 @@ pub struct AppState {
     pub meeting_lookups: Arc<FailureLimiter>,
     /// The URL people use to reach moim, for links in calendar files.
     pub public_url: String,
+    /// STUN/TURN servers handed to admitted participants.
+    pub ice: Arc<crate::ice::ssr::IceSettings>,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
     /// Bounds concurrent argon2 work so a burst of sign-ins cannot starve

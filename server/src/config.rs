@@ -46,6 +46,30 @@ pub struct Config {
     #[arg(long, env = "MOIM_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
 
+    /// STUN server URLs for browsers (comma-separated), e.g.
+    /// `stun:stun.example.org:3478`. None are needed on one machine or a LAN.
+    #[arg(long, env = "MOIM_STUN_URLS", value_delimiter = ',')]
+    pub stun_urls: Vec<String>,
+
+    /// TURN server URLs (comma-separated), e.g. `turn:turn.example.org:3478`.
+    /// Needs `--turn-secret`.
+    #[arg(
+        long,
+        env = "MOIM_TURN_URLS",
+        value_delimiter = ',',
+        requires = "turn_secret"
+    )]
+    pub turn_urls: Vec<String>,
+
+    /// coturn's `static-auth-secret` (use-auth-secret), for short-lived
+    /// TURN credentials.
+    #[arg(long, env = "MOIM_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+
+    /// How long TURN credentials stay valid, in seconds.
+    #[arg(long, env = "MOIM_TURN_CREDENTIAL_TTL_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..=86_400))]
+    pub turn_credential_ttl_seconds: u64,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `moim=debug,info`.
     #[arg(long, env = "MOIM_LOG", default_value = "info")]
     pub log: String,
@@ -154,6 +178,9 @@ mod tests {
         assert!(err.to_string().contains("--database-url"), "{err}");
         let err = Config::try_parse_from(["moim", "--public-url", "ftp://x"]).unwrap_err();
         assert!(err.to_string().contains("--public-url"), "{err}");
+        let err =
+            Config::try_parse_from(["moim", "--turn-urls", "turn:t.example:3478"]).unwrap_err();
+        assert!(err.to_string().contains("--turn-secret"), "{err}");
     }
 
     #[test]

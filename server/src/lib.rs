@@ -81,6 +81,12 @@ impl Application {
             meeting_lookups: Arc::new(FailureLimiter::new(app::state::meeting_lookup_policy())),
             public_url: public_url.clone(),
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+            ice: Arc::new(app::ice::ssr::IceSettings {
+                stun_urls: config.stun_urls.clone(),
+                turn_urls: config.turn_urls.clone(),
+                turn_secret: config.turn_secret.clone(),
+                credential_ttl: Duration::from_secs(config.turn_credential_ttl_seconds),
+            }),
             hashing_permits: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             )),

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{spawn_app, Backend, TestApp};
+use common::{spawn_app, spawn_with, Backend, Spawn, TestApp};
 use reqwest::Client;
 use serde_json::Value;
 
@@ -262,4 +262,107 @@ async fn guests_and_opening_hours(backend: Backend) {
     let missing = enter(&app, &app.client(), "abcdefghijkmnpqrstuvwxyz23", "X").await;
     assert_eq!(missing.status(), 404);
     assert_eq!(missing.text().await.unwrap(), "\"NotFound\"");
+}
+
+/// TURN credentials go to admitted participants only, and check out against
+/// the shared secret the way coturn's use-auth-secret checks them.
+#[tokio::test]
+async fn turn_credentials_only_for_admitted_participants() {
+    use base64::Engine;
+    use hmac::Mac;
+
+    let secret = "coturn-shared-secret";
+    let app = spawn_with(Spawn {
+        extra_args: [
+            "--stun-urls",
+            "stun:127.0.0.1:3478",
+            "--turn-urls",
+            "turn:127.0.0.1:3478?transport=udp,turn:127.0.0.1:3478?transport=tcp",
+            "--turn-secret",
+            secret,
+            "--turn-credential-ttl-seconds",
+            "600",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Spawn::new(Backend::Sqlite)
+    })
+    .await;
+    let host = user(&app, "turnhost").await;
+    let code = instant(
+        &app,
+        &host,
+        &[("waiting_room", "on"), ("allow_guests", "on")],
+    )
+    .await;
+    let ice = |client: Client| {
+        let request = client
+            .post(app.url("/api/ice_servers"))
+            .form(&[("code", code.clone())]);
+        async move { request.send().await.unwrap() }
+    };
+
+    assert_eq!(
+        ice(app.client()).await.status(),
+        401,
+        "strangers get nothing"
+    );
+    let guest = app.client();
+    assert_eq!(
+        enter(&app, &guest, &code, "Tess")
+            .await
+            .json::<Value>()
+            .await
+            .unwrap(),
+        "Waiting"
+    );
+    assert_eq!(
+        ice(guest.clone()).await.status(),
+        403,
+        "waiting is not admitted"
+    );
+    assert_eq!(enter(&app, &host, &code, "").await.status(), 200);
+    let guest_id = knocks(&app, &host, &code).await[0]["participant_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        decide(&app, &host, &code, &guest_id, "admit")
+            .await
+            .status(),
+        200
+    );
+
+    let response = ice(guest.clone()).await;
+    assert_eq!(response.status(), 200);
+    let config: Value = response.json().await.unwrap();
+    let servers = config["ice_servers"].as_array().unwrap();
+    assert_eq!(
+        servers[0]["urls"],
+        serde_json::json!(["stun:127.0.0.1:3478"])
+    );
+    assert!(servers[0]["username"].is_null());
+    let turn = &servers[1];
+    assert_eq!(turn["urls"].as_array().unwrap().len(), 2);
+    let username = turn["username"].as_str().unwrap();
+    let (expiry, who) = username.split_once(':').unwrap();
+    assert_eq!(who, guest_id, "credentials name the participant");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let expiry: i64 = expiry.parse().unwrap();
+    assert!(
+        (expiry - (now + 600)).abs() <= 5,
+        "expires in the configured 600 s"
+    );
+    assert_eq!(config["expires_at_ms"].as_i64().unwrap(), expiry * 1000);
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(username.as_bytes());
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    assert_eq!(turn["credential"].as_str().unwrap(), expected);
+    let mut wrong = hmac::Hmac::<sha1::Sha1>::new_from_slice(b"another secret").unwrap();
+    wrong.update(username.as_bytes());
+    let forged = base64::engine::general_purpose::STANDARD.encode(wrong.finalize().into_bytes());
+    assert_ne!(turn["credential"].as_str().unwrap(), forged);
 }

@@ -206,6 +206,20 @@ impl LobbyCx {
         Ok(result.rows_affected())
     }
 
+    /// ICE servers, with fresh TURN credentials, for an admitted participant.
+    pub async fn ice_config(&self) -> ApiResult<crate::ice::IceConfig> {
+        let viewer = self
+            .auth()
+            .viewer()
+            .await?
+            .ok_or(ApiError::Unauthenticated)?;
+        let participant = participant_id(&viewer);
+        if self.stored(&participant).await? != Some(Admission::Admitted) {
+            return Err(ApiError::Forbidden);
+        }
+        Ok(self.state.ice.config_for(&participant, now_ms()))
+    }
+
     pub async fn remove(&self, participant: &str) -> ApiResult<()> {
         let moderator = self.require_moderator().await?;
         if participant == self.meeting.host_id {

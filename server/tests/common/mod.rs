@@ -37,6 +37,8 @@ pub struct Spawn {
     pub backend: Backend,
     pub public_url: Option<String>,
     pub trusted_proxies: Option<String>,
+    /// More command-line flags for moim.
+    pub extra_args: Vec<String>,
 }
 
 impl Spawn {
@@ -45,6 +47,7 @@ impl Spawn {
             backend,
             public_url: None,
             trusted_proxies: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -93,6 +96,7 @@ pub async fn spawn_with(spawn: Spawn) -> TestApp {
         "--log".into(),
         "warn".into(),
     ];
+    args.extend(spawn.extra_args.iter().cloned());
     if let Some(proxies) = &spawn.trusted_proxies {
         args.push("--trusted-proxies".into());
         args.push(proxies.clone());
