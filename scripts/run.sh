@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moim/target}"
+export CARGO_INCREMENTAL=0
 scripts/setup.sh --run
 cargo leptos build --release
 exec "$CARGO_TARGET_DIR/release/moim" --site-root "$PWD/target/site" "$@"

@@ -9,11 +9,27 @@ cd "$(dirname "$0")/.."
 # Builds are reused across clones and runs (CI clones afresh every time).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moim/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Incremental data is keyed by the clone's path, so every fresh clone would
+# add gigabytes of it to the shared cache; whole-crate builds are enough here.
+export CARGO_INCREMENTAL=0
 started=$(date +%s)
 step() { printf '\n\033[1m==> %s\033[0m (%ss)\n' "$*" "$(( $(date +%s) - started ))"; }
 
 step "setting up tools"
 scripts/setup.sh --test
+
+# Artifacts of moim's own crates are keyed by the clone's path too: drop the
+# ones no run has touched for two hours, so the shared cache stays bounded.
+for deps in "$CARGO_TARGET_DIR"/debug/deps "$CARGO_TARGET_DIR"/release/deps \
+            "$CARGO_TARGET_DIR"/front/*/deps "$CARGO_TARGET_DIR"/front/*/*/deps; do
+  [ -d "$deps" ] || continue
+  find "$deps" -maxdepth 1 -mmin +120 \( \
+    -name 'libapp-*' -o -name 'app-*' -o -name 'libmoim_server-*' -o -name 'moim_server-*' \
+    -o -name 'moim-*' -o -name 'libfrontend-*' -o -name 'frontend-*' \
+    -o -name '*accounts-*' -o -name '*meetings-*' -o -name '*lobby-*' -o -name '*startup-*' \) \
+    -delete 2>/dev/null || true
+done
+rm -rf "$CARGO_TARGET_DIR"/debug/incremental "$CARGO_TARGET_DIR"/front/*/debug/incremental
 
 step "rustfmt"
 cargo fmt --all -- --check
