@@ -4,6 +4,8 @@
 #   scripts/run.sh --listen 0.0.0.0:3000 --public-url https://meet.example.org
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# rustup installs cargo and the tools built here into ~/.cargo/bin.
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moim/target}"
 export CARGO_INCREMENTAL=0
 scripts/setup.sh --run

@@ -6,6 +6,8 @@
 #   --test  what `scripts/test.sh` needs (Rust tools, Chromium, Playwright, services)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# rustup installs cargo and the tools built here into ~/.cargo/bin.
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 mode="${1:---test}"
 CARGO_LEPTOS_VERSION="0.3.10"   # 0.3.11 needs rustc 1.96

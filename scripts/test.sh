@@ -5,6 +5,8 @@
 # PostgreSQL when none answers. Nothing is skipped: a missing service fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# rustup installs cargo and the tools built here into ~/.cargo/bin.
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 # Builds are reused across clones and runs (CI clones afresh every time).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moim/target}"
