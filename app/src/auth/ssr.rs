@@ -50,6 +50,13 @@ pub fn internal(err: impl std::fmt::Display) -> ApiError {
     ApiError::Internal
 }
 
+/// Gives the current response the HTTP status that matches `err`.
+pub fn set_error_status(err: &ApiError) {
+    if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(err.status());
+    }
+}
+
 /// Pushes an identified session's idle deadline forward, writing at most once
 /// per `interval`. Called by the HTTP layer on page loads and server-function
 /// calls (and, later, by live meetings), so activity keeps a session alive.
@@ -81,7 +88,7 @@ pub struct UserRow {
 }
 
 impl UserRow {
-    fn summary(&self) -> UserSummary {
+    pub(crate) fn summary(&self) -> UserSummary {
         UserSummary {
             id: self.id.clone(),
             username: self.username.clone(),
@@ -237,13 +244,7 @@ impl RequestCx {
                     leptos_axum::redirect(&validate::safe_next(next));
                 }
             }
-            Err(err) => {
-                if let Some(response) =
-                    leptos::prelude::use_context::<leptos_axum::ResponseOptions>()
-                {
-                    response.set_status(err.status());
-                }
-            }
+            Err(err) => set_error_status(err),
         }
         result
     }
@@ -256,32 +257,41 @@ impl RequestCx {
         self.session.flush().await.map_err(Self::session_error)
     }
 
-    pub async fn viewer(&self) -> ApiResult<Option<Viewer>> {
-        let now = now_ms();
-        let absolute_ms = self.state.auth.absolute_lifetime.as_millis() as i64;
-        let auth = self
-            .session
+    async fn session_auth(&self) -> ApiResult<Option<SessionAuth>> {
+        self.session
             .get::<SessionAuth>(AUTH_KEY)
             .await
-            .map_err(Self::session_error)?;
-        if let Some(auth) = auth {
-            let user = if now - auth.signed_in_at_ms > absolute_ms {
-                None
-            } else {
-                find_user_by_id(&self.state.db, &auth.user_id)
-                    .await
-                    .map_err(internal)?
-            };
-            return match user {
-                Some(user) if user.auth_version == auth.auth_version => {
-                    Ok(Some(Viewer::User(user.summary())))
-                }
-                _ => {
-                    self.end_session().await?;
-                    Ok(None)
-                }
-            };
+            .map_err(Self::session_error)
+    }
+
+    /// The user a session's `auth` names, checked against the absolute
+    /// lifetime and the user's `auth_version`; a session failing either is
+    /// ended (`Ok(None)`).
+    async fn checked_user(&self, auth: SessionAuth, now: i64) -> ApiResult<Option<UserRow>> {
+        let absolute_ms = self.state.auth.absolute_lifetime.as_millis() as i64;
+        let user = if now - auth.signed_in_at_ms > absolute_ms {
+            None
+        } else {
+            find_user_by_id(&self.state.db, &auth.user_id)
+                .await
+                .map_err(internal)?
+        };
+        match user {
+            Some(user) if user.auth_version == auth.auth_version => Ok(Some(user)),
+            _ => {
+                self.end_session().await?;
+                Ok(None)
+            }
         }
+    }
+
+    pub async fn viewer(&self) -> ApiResult<Option<Viewer>> {
+        let now = now_ms();
+        if let Some(auth) = self.session_auth().await? {
+            let user = self.checked_user(auth, now).await?;
+            return Ok(user.map(|user| Viewer::User(user.summary())));
+        }
+        let absolute_ms = self.state.auth.absolute_lifetime.as_millis() as i64;
         let guest = self
             .session
             .get::<SessionGuest>(GUEST_KEY)
@@ -302,14 +312,17 @@ impl RequestCx {
         }
     }
 
-    async fn signed_in_user(&self) -> ApiResult<UserRow> {
-        let Some(Viewer::User(summary)) = self.viewer().await? else {
-            return Err(ApiError::Unauthenticated);
-        };
-        find_user_by_id(&self.state.db, &summary.id)
-            .await
-            .map_err(internal)?
-            .ok_or(ApiError::Unauthenticated)
+    /// The signed-in user, or `Unauthenticated` (guests included).
+    pub async fn signed_in_user(&self) -> ApiResult<UserRow> {
+        match self.session_auth().await? {
+            Some(auth) => self.checked_user(auth, now_ms()).await?,
+            None => None,
+        }
+        .ok_or(ApiError::Unauthenticated)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
     }
 
     /// A fresh session id (no fixation), the guest identity dropped.

@@ -1,17 +1,15 @@
 //! Server half of the waiting room.
 
 use super::{Admission, DoorStatus, Knock};
-use crate::auth::ssr::{internal, now_ms, RequestCx};
+use crate::auth::ssr::{internal, now_ms, set_error_status, RequestCx};
 use crate::auth::Viewer;
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblem};
 use crate::meetings::ssr::{MeetingCx, MeetingRow};
 use crate::meetings::Role;
-use crate::state::AppState;
 
 /// One request about one meeting's door.
 pub struct LobbyCx {
     meetings: MeetingCx,
-    state: AppState,
     meeting: MeetingRow,
 }
 
@@ -20,19 +18,11 @@ impl LobbyCx {
     /// meeting page.
     pub async fn new(code: &str) -> ApiResult<Self> {
         let meetings = MeetingCx::new().await?;
-        let state = AppState::from_context()?;
-        let meeting = match meetings.live_meeting(code).await {
-            Ok(meeting) => meeting,
-            Err(err) => {
-                meetings.set_status(&err);
-                return Err(err);
-            }
-        };
-        Ok(Self {
-            meetings,
-            state,
-            meeting,
-        })
+        let meeting = meetings
+            .live_meeting(code)
+            .await
+            .inspect_err(set_error_status)?;
+        Ok(Self { meetings, meeting })
     }
 
     pub fn finish<T>(&self, result: ApiResult<T>) -> ApiResult<T> {
@@ -53,7 +43,7 @@ impl LobbyCx {
         )
         .bind(&self.meeting.id)
         .bind(participant_id)
-        .fetch_optional(&self.state.db)
+        .fetch_optional(&self.meetings.state().db)
         .await
         .map_err(internal)?;
         Ok(row.and_then(|(s,)| Admission::parse(&s)))
@@ -74,7 +64,7 @@ impl LobbyCx {
         .bind(i64::from(viewer.is_guest()))
         .bind(admission.as_str())
         .bind(now)
-        .execute(&self.state.db)
+        .execute(&self.meetings.state().db)
         .await
         .map_err(internal)?;
         Ok(())
@@ -157,7 +147,7 @@ impl LobbyCx {
              WHERE meeting_id = $1 AND state = 'waiting' ORDER BY knocked_at, participant_id",
         )
         .bind(&self.meeting.id)
-        .fetch_all(&self.state.db)
+        .fetch_all(&self.meetings.state().db)
         .await
         .map_err(internal)?;
         Ok(rows
@@ -197,7 +187,7 @@ impl LobbyCx {
         .bind(&self.meeting.id)
         .bind(i64::from(all))
         .bind(participant)
-        .execute(&self.state.db)
+        .execute(&self.meetings.state().db)
         .await
         .map_err(internal)?;
         if !all && result.rows_affected() == 0 {
@@ -217,7 +207,7 @@ impl LobbyCx {
         if self.stored(&participant).await? != Some(Admission::Admitted) {
             return Err(ApiError::Forbidden);
         }
-        Ok(self.state.ice.config_for(&participant, now_ms()))
+        Ok(self.meetings.state().ice.config_for(&participant, now_ms()))
     }
 
     pub async fn remove(&self, participant: &str) -> ApiResult<()> {
@@ -233,7 +223,7 @@ impl LobbyCx {
         .bind(participant_id(&moderator))
         .bind(&self.meeting.id)
         .bind(participant)
-        .execute(&self.state.db)
+        .execute(&self.meetings.state().db)
         .await
         .map_err(internal)?;
         if result.rows_affected() == 0 {

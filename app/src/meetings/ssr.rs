@@ -1,7 +1,7 @@
 //! Server-only half of meetings: storage, rules and the calendar file.
 
 use super::{Meeting, MeetingLists, Role};
-use crate::auth::ssr::{internal, now_ms, RequestCx};
+use crate::auth::ssr::{internal, now_ms, set_error_status, RequestCx};
 use crate::auth::Viewer;
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblem};
 use crate::state::AppState;
@@ -352,14 +352,12 @@ async fn write_invitees(
 /// One meeting request: the caller and the app state.
 pub struct MeetingCx {
     auth: RequestCx,
-    state: AppState,
 }
 
 impl MeetingCx {
     pub async fn new() -> ApiResult<Self> {
         Ok(Self {
             auth: RequestCx::new().await?,
-            state: AppState::from_context()?,
         })
     }
 
@@ -367,16 +365,14 @@ impl MeetingCx {
         &self.auth
     }
 
-    pub fn set_status(&self, err: &ApiError) {
-        if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
-            response.set_status(err.status());
-        }
+    pub fn state(&self) -> &AppState {
+        self.auth.state()
     }
 
     /// For reads used by pages as well as calls: sets the status on errors.
     pub fn finish_query<T>(&self, result: ApiResult<T>) -> ApiResult<T> {
         if let Err(err) = &result {
-            self.set_status(err);
+            set_error_status(err);
         }
         result
     }
@@ -394,27 +390,36 @@ impl MeetingCx {
     pub fn finish_redirect(&self, result: ApiResult<String>) -> ApiResult<String> {
         match &result {
             Ok(code) => leptos_axum::redirect(&format!("/m/{code}")),
-            Err(err) => self.set_status(err),
+            Err(err) => set_error_status(err),
         }
         result
     }
 
     async fn user(&self) -> ApiResult<crate::auth::UserSummary> {
-        match self.auth.viewer().await? {
-            Some(Viewer::User(user)) => Ok(user),
-            _ => Err(ApiError::Unauthenticated),
-        }
+        Ok(self.auth.signed_in_user().await?.summary())
     }
 
     pub async fn role_of(&self, row: &MeetingRow, viewer: Option<&Viewer>) -> ApiResult<Role> {
+        let cohosts = cohost_usernames(&self.state().db, &row.id)
+            .await
+            .map_err(internal)?;
+        self.role_among(row, viewer, &cohosts).await
+    }
+
+    /// The viewer's role, given the meeting's co-hosts (id, username).
+    async fn role_among(
+        &self,
+        row: &MeetingRow,
+        viewer: Option<&Viewer>,
+        cohosts: &[(String, String)],
+    ) -> ApiResult<Role> {
         let Some(Viewer::User(user)) = viewer else {
             return Ok(Role::Visitor);
         };
         if row.host_id == user.id {
             return Ok(Role::Host);
         }
-        let db = &self.state.db;
-        let cohosts = cohost_usernames(db, &row.id).await.map_err(internal)?;
+        let db = &self.state().db;
         if cohosts.iter().any(|(id, _)| *id == user.id) {
             return Ok(Role::CoHost);
         }
@@ -428,10 +433,12 @@ impl MeetingCx {
         Ok(Role::Visitor)
     }
 
-    async fn to_meeting(&self, row: MeetingRow, role: Role) -> ApiResult<Meeting> {
-        let db = &self.state.db;
+    /// The meeting as `viewer` sees it.
+    async fn to_meeting(&self, row: MeetingRow, viewer: Option<&Viewer>) -> ApiResult<Meeting> {
+        let db = &self.state().db;
         let invitees = invitee_labels(db, &row.id).await.map_err(internal)?;
         let cohosts = cohost_usernames(db, &row.id).await.map_err(internal)?;
+        let role = self.role_among(&row, viewer, &cohosts).await?;
         Ok(Meeting {
             code: row.code.clone(),
             title: row.title,
@@ -446,21 +453,21 @@ impl MeetingCx {
             cohosts: cohosts.into_iter().map(|(_, name)| name).collect(),
             cancelled: row.cancelled_at.is_some(),
             role,
-            link: meeting_link(&self.state.public_url, &row.code),
+            link: meeting_link(&self.state().public_url, &row.code),
         })
     }
 
     /// The live meeting behind a code, counting misses per client so codes
     /// cannot be guessed at speed. Every kind of miss gives `NotFound`.
     pub async fn live_meeting(&self, code: &str) -> ApiResult<MeetingRow> {
-        let limiter = &self.state.meeting_lookups;
+        let limiter = &self.state().meeting_lookups;
         let client = self.auth.client();
         if let Err(retry_after) = limiter.check(client, Instant::now()) {
             return Err(ApiError::TooManyAttempts {
                 retry_after_secs: retry_after.as_secs().max(1),
             });
         }
-        match find_live_by_code(&self.state.db, code)
+        match find_live_by_code(&self.state().db, code)
             .await
             .map_err(internal)?
         {
@@ -475,13 +482,12 @@ impl MeetingCx {
     pub async fn get(&self, code: &str) -> ApiResult<Meeting> {
         let row = self.live_meeting(code).await?;
         let viewer = self.auth.viewer().await?;
-        let role = self.role_of(&row, viewer.as_ref()).await?;
-        self.to_meeting(row, role).await
+        self.to_meeting(row, viewer.as_ref()).await
     }
 
     pub async fn list(&self) -> ApiResult<MeetingLists> {
         let user = self.user().await?;
-        let db = &self.state.db;
+        let db = &self.state().db;
         let email_key = user
             .email
             .as_deref()
@@ -507,8 +513,7 @@ impl MeetingCx {
             now_ms: now,
         };
         for row in rows {
-            let role = self.role_of(&row, viewer.as_ref()).await?;
-            let meeting = self.to_meeting(row, role).await?;
+            let meeting = self.to_meeting(row, viewer.as_ref()).await?;
             if meeting.ends_at_ms() > now {
                 lists.upcoming.push(meeting);
             } else {
@@ -522,10 +527,10 @@ impl MeetingCx {
     pub async fn schedule(&self, form: MeetingForm, instant: bool) -> ApiResult<String> {
         let user = self.user().await?;
         let now = now_ms();
-        let valid = validate_meeting(&self.state.db, form, instant, now).await?;
+        let valid = validate_meeting(&self.state().db, form, instant, now).await?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let code = new_code();
-        let mut tx = self.state.db.begin().await.map_err(internal)?;
+        let mut tx = self.state().db.begin().await.map_err(internal)?;
         sqlx::query(
             "INSERT INTO meetings (id, code, host_id, title, description, starts_at, duration_minutes, \
              waiting_room, allow_guests, max_participants, revision, cancelled_at, created_at, updated_at) \
@@ -579,11 +584,11 @@ impl MeetingCx {
         } else {
             form
         };
-        let mut valid = validate_meeting(&self.state.db, form, false, now).await?;
+        let mut valid = validate_meeting(&self.state().db, form, false, now).await?;
         if keeps_start {
             valid.starts_at = row.starts_at;
         }
-        let mut tx = self.state.db.begin().await.map_err(internal)?;
+        let mut tx = self.state().db.begin().await.map_err(internal)?;
         sqlx::query(
             "UPDATE meetings SET title = $1, description = $2, starts_at = $3, duration_minutes = $4, \
              waiting_room = $5, allow_guests = $6, max_participants = $7, revision = revision + 1, \
@@ -614,7 +619,7 @@ impl MeetingCx {
         sqlx::query("UPDATE meetings SET cancelled_at = $1, revision = revision + 1, updated_at = $1 WHERE id = $2")
             .bind(now)
             .bind(&row.id)
-            .execute(&self.state.db)
+            .execute(&self.state().db)
             .await
             .map_err(internal)?;
         tracing::info!(meeting = %row.id, "meeting cancelled");
@@ -627,7 +632,7 @@ impl MeetingCx {
         if row.host_id != user.id {
             return Err(ApiError::Forbidden);
         }
-        let db = &self.state.db;
+        let db = &self.state().db;
         let mut ids = Vec::new();
         let mut unknown = Vec::new();
         for name in split_list(raw) {
