@@ -43,13 +43,6 @@ impl Viewer {
     pub fn is_guest(&self) -> bool {
         matches!(self, Viewer::Guest(_))
     }
-
-    pub fn user(&self) -> Option<&UserSummary> {
-        match self {
-            Viewer::User(user) => Some(user),
-            Viewer::Guest(_) => None,
-        }
-    }
 }
 
 /// Who is signed in (or which guest), if anyone.

@@ -8,12 +8,6 @@ use leptos::prelude::LeptosOptions;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DbKind {
-    Sqlite,
-    Postgres,
-}
-
 #[derive(Debug, Clone)]
 pub struct AuthSettings {
     /// A signed-in session ends this long after sign-in, however active.
@@ -36,7 +30,6 @@ impl Default for AuthSettings {
 pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub db: sqlx::AnyPool,
-    pub db_kind: DbKind,
     pub auth: AuthSettings,
     pub login_throttle: Arc<LoginThrottle>,
     /// Counts meeting-code misses per client, so links cannot be guessed.

@@ -127,25 +127,20 @@ impl Config {
         Self::parse_from(["moim"])
     }
 
-    pub fn public_url(&self) -> Url {
+    /// The web origin (`scheme://host[:port]`) browsers send in `Origin`:
+    /// the public URL's, or else `http://` and the address moim is bound to
+    /// (which differs from `--listen` when that asks for port 0).
+    pub fn public_origin_at(&self, bound: SocketAddr) -> String {
         match &self.public_url {
-            Some(url) => url.clone(),
-            None => {
-                let url = format!("http://{}", self.listen);
-                // A SocketAddr always formats as a valid authority.
-                Url::parse(&url)
-                    .unwrap_or_else(|_| Url::parse("http://127.0.0.1:3000").expect("literal URL"))
-            }
+            Some(url) => url.origin().ascii_serialization(),
+            None => format!("http://{bound}"),
         }
     }
 
-    /// The web origin (`scheme://host[:port]`) browsers send in `Origin`.
-    pub fn public_origin(&self) -> String {
-        self.public_url().origin().ascii_serialization()
-    }
-
     pub fn secure_cookies(&self) -> bool {
-        self.public_url().scheme() == "https"
+        self.public_url
+            .as_ref()
+            .is_some_and(|url| url.scheme() == "https")
     }
 
     pub fn session_idle(&self) -> Duration {
@@ -165,7 +160,10 @@ mod tests {
     fn defaults_run_on_loopback_with_sqlite() {
         let config = Config::defaults();
         assert_eq!(config.listen.to_string(), "127.0.0.1:3000");
-        assert_eq!(config.public_origin(), "http://127.0.0.1:3000");
+        assert_eq!(
+            config.public_origin_at(config.listen),
+            "http://127.0.0.1:3000"
+        );
         assert!(config.database_url.is_none());
         assert!(!config.secure_cookies());
     }
@@ -188,6 +186,9 @@ mod tests {
         let config =
             Config::try_parse_from(["moim", "--public-url", "https://meet.example.org"]).unwrap();
         assert!(config.secure_cookies());
-        assert_eq!(config.public_origin(), "https://meet.example.org");
+        assert_eq!(
+            config.public_origin_at(config.listen),
+            "https://meet.example.org"
+        );
     }
 }

@@ -4,7 +4,6 @@
 
 use crate::config::Config;
 use crate::error::StartupError;
-use app::state::DbKind;
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 use std::time::Duration;
@@ -23,6 +22,12 @@ pub fn database_url(config: &Config) -> Result<String, StartupError> {
     })?;
     let file = config.data_dir.join("moim.db");
     Ok(format!("sqlite://{}?mode=rwc", file.display()))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    Sqlite,
+    Postgres,
 }
 
 pub fn kind_of(url: &str) -> DbKind {
@@ -45,7 +50,7 @@ pub fn redact(url: &str) -> String {
 }
 
 /// Connects, prepares and migrates the database.
-pub async fn connect(url: &str) -> Result<(AnyPool, DbKind), StartupError> {
+pub async fn connect(url: &str) -> Result<AnyPool, StartupError> {
     sqlx::any::install_default_drivers();
     let kind = kind_of(url);
     let failed = |reason: String| StartupError::Database {
@@ -86,7 +91,7 @@ pub async fn connect(url: &str) -> Result<(AnyPool, DbKind), StartupError> {
         .run(&pool)
         .await
         .map_err(|e| StartupError::Migration(e.to_string()))?;
-    Ok((pool, kind))
+    Ok(pool)
 }
 
 /// Whether the database answers, within `timeout`.

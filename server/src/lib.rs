@@ -37,7 +37,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let database_url = db::database_url(&config)?;
-        let (pool, db_kind) = db::connect(&database_url).await?;
+        let pool = db::connect(&database_url).await?;
         tracing::info!(database = %db::redact(&database_url), "database ready");
         if config.redis_url.is_some() {
             tracing::warn!("REDIS_URL is set, but cross-instance fan-out is not part of this build yet; running single-instance");
@@ -55,12 +55,7 @@ impl Application {
             reason: e.to_string(),
         })?;
 
-        // Without a configured public URL, the address actually bound (port 0
-        // becomes a real port).
-        let public_url = match &config.public_url {
-            Some(url) => url.origin().ascii_serialization(),
-            None => format!("http://{local_addr}"),
-        };
+        let public_url = config.public_origin_at(local_addr);
 
         let leptos_options = LeptosOptions::builder()
             .output_name("moim")
@@ -72,7 +67,6 @@ impl Application {
         let state = AppState {
             leptos_options,
             db: pool.clone(),
-            db_kind,
             auth: AuthSettings {
                 absolute_lifetime: config.session_max(),
                 ..AuthSettings::default()
