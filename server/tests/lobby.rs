@@ -46,6 +46,13 @@ async fn decide(
     .await
 }
 
+/// Enters and returns the admission ("Admitted", "Waiting", …).
+async fn entered(app: &TestApp, client: &Client, code: &str, name: &str) -> Value {
+    let response = enter(app, client, code, name).await;
+    assert_eq!(response.status(), 200, "enter_meeting failed");
+    response.json().await.unwrap()
+}
+
 async fn admission(app: &TestApp, client: &Client, code: &str) -> Value {
     let response = app.call(client, "door_state", &[("code", code)]).await;
     assert_eq!(response.status(), 200);
@@ -82,33 +89,12 @@ async fn knock_admit_deny_remove(backend: Backend) {
     let knocked = enter(&app, &guest, &code, "Visiting <i>Kim</i>").await;
     assert_eq!(knocked.status(), 200);
     assert_eq!(knocked.json::<Value>().await.unwrap(), "Waiting");
-    assert_eq!(
-        enter(&app, &host, &code, "")
-            .await
-            .json::<Value>()
-            .await
-            .unwrap(),
-        "Admitted"
-    );
+    assert_eq!(entered(&app, &host, &code, "").await, "Admitted");
     assert_eq!(admission(&app, &guest, &code).await, "Waiting");
 
     // Invitees go straight in; other signed-in people knock.
-    assert_eq!(
-        enter(&app, &invitee, &code, "")
-            .await
-            .json::<Value>()
-            .await
-            .unwrap(),
-        "Admitted"
-    );
-    assert_eq!(
-        enter(&app, &outsider, &code, "")
-            .await
-            .json::<Value>()
-            .await
-            .unwrap(),
-        "Waiting"
-    );
+    assert_eq!(entered(&app, &invitee, &code, "").await, "Admitted");
+    assert_eq!(entered(&app, &outsider, &code, "").await, "Waiting");
 
     let waiting = knocks(&app, &host, &code).await;
     let names: Vec<&str> = waiting
@@ -144,14 +130,7 @@ async fn knock_admit_deny_remove(backend: Backend) {
     assert_eq!(deny.status(), 200);
     assert_eq!(admission(&app, &outsider, &code).await, "Denied");
     // A decision stands: knocking again does not put them back in line.
-    assert_eq!(
-        enter(&app, &outsider, &code, "")
-            .await
-            .json::<Value>()
-            .await
-            .unwrap(),
-        "Denied"
-    );
+    assert_eq!(entered(&app, &outsider, &code, "").await, "Denied");
     assert!(knocks(&app, &host, &code).await.is_empty());
 
     // Removed people cannot come straight back.
@@ -163,14 +142,7 @@ async fn knock_admit_deny_remove(backend: Backend) {
         )
         .await;
     assert_eq!(removed.status(), 200);
-    assert_eq!(
-        enter(&app, &guest, &code, "Kim again")
-            .await
-            .json::<Value>()
-            .await
-            .unwrap(),
-        "Removed"
-    );
+    assert_eq!(entered(&app, &guest, &code, "Kim again").await, "Removed");
 
     // A co-host decides for everyone waiting at once.
     app.call(
@@ -182,14 +154,7 @@ async fn knock_admit_deny_remove(backend: Backend) {
     let late = [app.client(), app.client()];
     for (i, client) in late.iter().enumerate() {
         let name = format!("Late {i}");
-        assert_eq!(
-            enter(&app, client, &code, &name)
-                .await
-                .json::<Value>()
-                .await
-                .unwrap(),
-            "Waiting"
-        );
+        assert_eq!(entered(&app, client, &code, &name).await, "Waiting");
     }
     let all = decide(&app, &invitee, &code, "*", "admit").await;
     assert_eq!(all.json::<Value>().await.unwrap(), 2);
@@ -214,11 +179,7 @@ async fn guests_and_opening_hours(backend: Backend) {
     assert_eq!(enter(&app, &stranger, &open, "  ").await.status(), 422);
     // Waiting room off: guests go straight in.
     assert_eq!(
-        enter(&app, &stranger, &open, "Quick guest")
-            .await
-            .json::<Value>()
-            .await
-            .unwrap(),
+        entered(&app, &stranger, &open, "Quick guest").await,
         "Admitted"
     );
 
@@ -249,14 +210,7 @@ async fn guests_and_opening_hours(backend: Backend) {
             .as_i64()
             .is_some()
     );
-    assert_eq!(
-        enter(&app, &host, &later, "")
-            .await
-            .json::<Value>()
-            .await
-            .unwrap(),
-        "Admitted"
-    );
+    assert_eq!(entered(&app, &host, &later, "").await, "Admitted");
 
     // Wrong codes answer like missing meetings here too.
     let missing = enter(&app, &app.client(), "abcdefghijkmnpqrstuvwxyz23", "X").await;
@@ -308,14 +262,7 @@ async fn turn_credentials_only_for_admitted_participants() {
         "strangers get nothing"
     );
     let guest = app.client();
-    assert_eq!(
-        enter(&app, &guest, &code, "Tess")
-            .await
-            .json::<Value>()
-            .await
-            .unwrap(),
-        "Waiting"
-    );
+    assert_eq!(entered(&app, &guest, &code, "Tess").await, "Waiting");
     assert_eq!(
         ice(guest.clone()).await.status(),
         403,
