@@ -85,7 +85,9 @@ install_wasm_opt() {
 }
 
 install_test_tools() {
-  apt_install chromium postgresql
+  # coturn: the real TURN server of the relay test; redis-server: the
+  # scale-out tests start a throwaway one when none answers.
+  apt_install chromium postgresql coturn redis-server
   if [ ! -d end2end/node_modules/@playwright/test ]; then
     command -v npm >/dev/null || apt_install nodejs npm
     log "installing end-to-end test packages (npm, browser download off)"

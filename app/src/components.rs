@@ -98,6 +98,7 @@ pub fn form_error_text(i18n: I18nContext<Locale>, err: &ApiError) -> Option<Stri
         ApiError::Forbidden => t_string!(i18n, err_forbidden).to_string(),
         ApiError::NotFound => t_string!(i18n, err_not_found).to_string(),
         ApiError::NotOpen { .. } => t_string!(i18n, err_not_open).to_string(),
+        ApiError::Ended => t_string!(i18n, err_ended).to_string(),
         ApiError::Internal => t_string!(i18n, err_internal).to_string(),
         ApiError::Transport(_) => t_string!(i18n, err_network).to_string(),
     })

@@ -63,6 +63,9 @@ pub enum ApiError {
     /// The meeting cannot be entered yet (or any more).
     #[error("meeting not open")]
     NotOpen { opens_at_ms: i64 },
+    /// A host ended the meeting for everyone.
+    #[error("meeting ended")]
+    Ended,
     #[error("internal error")]
     Internal,
     /// The request never produced an answer of ours (network, decoding).
@@ -91,6 +94,7 @@ impl ApiError {
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::NotOpen { .. } => StatusCode::CONFLICT,
+            ApiError::Ended => StatusCode::GONE,
             ApiError::Internal | ApiError::Transport(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -23,6 +23,9 @@ pub struct IceConfig {
     pub ice_servers: Vec<IceServer>,
     /// When the TURN credentials stop working (unix ms); fetch again before.
     pub expires_at_ms: Option<i64>,
+    /// `iceTransportPolicy: "relay"`: media only through TURN, so peers never
+    /// learn each other's addresses.
+    pub relay_only: bool,
 }
 
 /// STUN/TURN servers for this meeting, for an admitted participant only.

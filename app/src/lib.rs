@@ -5,13 +5,19 @@
 include!(concat!(env!("OUT_DIR"), "/i18n/mod.rs"));
 
 pub mod auth;
+pub mod call;
+pub mod chat;
 pub mod components;
 pub mod error;
+#[cfg(feature = "ssr")]
+pub mod fanout;
 pub mod ice;
+pub mod linkify;
 pub mod lobby;
 pub mod media;
 pub mod meetings;
 pub mod pages;
+pub mod protocol;
 #[cfg(feature = "ssr")]
 pub mod state;
 #[cfg(feature = "ssr")]

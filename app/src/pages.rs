@@ -4,12 +4,14 @@ mod home;
 mod lobby;
 mod meetings;
 mod not_found;
+mod room;
 
 pub use account::{GuestPage, ProfilePage, SignInPage, SignUpPage};
 pub use home::HomePage;
-pub use lobby::{KnockPanel, LobbyPage, RoomPage};
+pub use lobby::{KnockPanel, LobbyPage};
 pub use meetings::{EditMeetingPage, MeetingPage, MeetingsPage, NewMeetingPage};
 pub use not_found::NotFound;
+pub use room::RoomPage;
 
 use crate::auth::Viewer;
 use crate::components::use_auth;

@@ -43,6 +43,8 @@ pub struct AppState {
     /// Bounds concurrent argon2 work so a burst of sign-ins cannot starve
     /// the blocking pool.
     pub hashing_permits: Arc<tokio::sync::Semaphore>,
+    /// Room fan-out (in-process, or Redis across instances).
+    pub bus: Arc<dyn crate::fanout::RoomBus>,
 }
 
 /// 30 unknown meeting codes from one address in 10 minutes lock that

@@ -58,6 +58,20 @@ pub fn local_text(ms: i64, locale: &str) -> String {
     String::from(date.to_locale_string(locale, &options))
 }
 
+/// Hours and minutes of a time, in the viewer's zone in the browser (UTC
+/// on the server, where the zone is unknown).
+pub fn clock_text(ms: i64) -> String {
+    #[cfg(feature = "hydrate")]
+    {
+        let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64));
+        format!("{:02}:{:02}", date.get_hours(), date.get_minutes())
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        utc_iso(ms)[11..16].to_string()
+    }
+}
+
 /// A `datetime-local` input value (`2030-01-15T10:00`, local time) to UTC
 /// milliseconds, as the browser understands the viewer's zone.
 #[cfg(feature = "hydrate")]

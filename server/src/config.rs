@@ -70,6 +70,32 @@ pub struct Config {
     #[arg(long, env = "MOIM_TURN_CREDENTIAL_TTL_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..=86_400))]
     pub turn_credential_ttl_seconds: u64,
 
+    /// `relay` sends all media through TURN, so participants never see each
+    /// other's network addresses; `all` (default) lets browsers connect
+    /// directly when they can.
+    #[arg(
+        long,
+        env = "MOIM_ICE_TRANSPORT_POLICY",
+        value_enum,
+        default_value = "all"
+    )]
+    pub ice_transport_policy: IceTransportPolicy,
+
+    /// Most people in one meeting's call (browsers connect to each other
+    /// directly, so every extra person costs every other person upload).
+    /// A meeting's own limit applies when lower.
+    #[arg(long, env = "MOIM_MESH_MAX_PARTICIPANTS", default_value_t = 6, value_parser = clap::value_parser!(u32).range(2..=50))]
+    pub mesh_max_participants: u32,
+
+    /// Seconds a participant whose connection dropped stays in the room
+    /// (to resume without anyone noticing) before everyone sees them leave.
+    #[arg(long, env = "MOIM_RECONNECT_GRACE_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub reconnect_grace_seconds: u64,
+
+    /// Chat messages one person may send per minute (after a burst of 20).
+    #[arg(long, env = "MOIM_CHAT_MESSAGES_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub chat_messages_per_minute: u32,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `moim=debug,info`.
     #[arg(long, env = "MOIM_LOG", default_value = "info")]
     pub log: String,
@@ -95,6 +121,12 @@ pub struct Config {
     /// requests to finish.
     #[arg(long, env = "MOIM_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IceTransportPolicy {
+    All,
+    Relay,
 }
 
 fn parse_public_url(raw: &str) -> Result<Url, String> {

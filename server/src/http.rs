@@ -1,7 +1,8 @@
 //! The whole HTTP surface, built in one place.
 
 use crate::security::{self, OriginPolicy};
-use crate::{calendar, health};
+use crate::signaling::{self, SignalingState};
+use crate::{calendar, health, transcript};
 use app::state::AppState;
 use app::{shell, App};
 use axum::extract::Request;
@@ -31,7 +32,12 @@ pub struct HttpSettings {
     pub session_idle: std::time::Duration,
 }
 
-pub fn app(state: AppState, store: DbSessionStore, settings: HttpSettings) -> Router {
+pub fn app(
+    state: AppState,
+    store: DbSessionStore,
+    signaling: SignalingState,
+    settings: HttpSettings,
+) -> Router {
     let routes = generate_route_list(App);
     let context_state = state.clone();
     let provide_state = move || provide_context(context_state.clone());
@@ -55,6 +61,12 @@ pub fn app(state: AppState, store: DbSessionStore, settings: HttpSettings) -> Ro
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/m/{code}/invite.ics", get(calendar::invite_ics))
+        .route("/m/{code}/chat.txt", get(transcript::text))
+        .route("/m/{code}/chat.md", get(transcript::markdown))
+        .route(
+            "/m/{code}/ws",
+            get(signaling::upgrade).with_state(signaling),
+        )
         .leptos_routes_with_context(&state, routes, provide_state.clone(), {
             let options = state.leptos_options.clone();
             move || shell(options.clone())

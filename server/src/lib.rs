@@ -3,14 +3,18 @@
 //! reports start-up errors.
 
 pub mod calendar;
+pub mod chat;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod rooms;
 pub mod security;
 pub mod session_store;
+pub mod signaling;
 pub mod telemetry;
+pub mod transcript;
 
 use crate::config::Config;
 use crate::error::StartupError;
@@ -57,6 +61,17 @@ impl Application {
 
         let public_url = config.public_origin_at(local_addr);
 
+        let rooms = rooms::Rooms {
+            bus: Arc::new(rooms::local::LocalBus::default()),
+            presence: Arc::new(rooms::local::LocalPresence::default()),
+            settings: rooms::RoomSettings {
+                max_participants: config.mesh_max_participants,
+                reconnect_grace: Duration::from_secs(config.reconnect_grace_seconds),
+                ..rooms::RoomSettings::default()
+            },
+        };
+        rooms.spawn_reaper();
+
         let leptos_options = LeptosOptions::builder()
             .output_name("moim")
             .site_root(config.site_root.display().to_string())
@@ -80,10 +95,21 @@ impl Application {
                 turn_urls: config.turn_urls.clone(),
                 turn_secret: config.turn_secret.clone(),
                 credential_ttl: Duration::from_secs(config.turn_credential_ttl_seconds),
+                relay_only: config.ice_transport_policy == config::IceTransportPolicy::Relay,
             }),
             hashing_permits: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             )),
+            bus: rooms.bus.clone(),
+        };
+        let origin = OriginPolicy {
+            public_origin: public_url.clone(),
+        };
+        let signaling = signaling::SignalingState {
+            app: state.clone(),
+            rooms,
+            origin: Arc::new(origin.clone()),
+            chat_limits: Arc::new(chat::ChatLimits::new(20, config.chat_messages_per_minute)),
         };
 
         let store = DbSessionStore::new(pool);
@@ -91,10 +117,9 @@ impl Application {
         let router = http::app(
             state.clone(),
             store,
+            signaling,
             HttpSettings {
-                origin: OriginPolicy {
-                    public_origin: public_url,
-                },
+                origin,
                 secure_cookies: config.secure_cookies(),
                 session_idle: config.session_idle(),
             },

@@ -230,6 +230,21 @@ impl RequestCx {
         })
     }
 
+    /// For handlers outside Leptos (the signaling WebSocket), which extract
+    /// the session and address themselves.
+    pub fn from_parts(state: AppState, session: Session, client: String) -> Self {
+        Self {
+            state,
+            session,
+            client,
+        }
+    }
+
+    /// The session, for keeping it alive from a long-lived connection.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
     /// The caller's network address (for throttling).
     pub fn client(&self) -> &str {
         &self.client

@@ -13,6 +13,8 @@ pub struct IceSettings {
     /// coturn `static-auth-secret`; required when `turn_urls` is set.
     pub turn_secret: Option<String>,
     pub credential_ttl: Duration,
+    /// Force media through TURN (`--ice-transport-policy relay`).
+    pub relay_only: bool,
 }
 
 /// coturn REST credentials for `participant`, valid until `now + ttl`.
@@ -59,6 +61,7 @@ impl IceSettings {
         IceConfig {
             ice_servers,
             expires_at_ms,
+            relay_only: self.relay_only,
         }
     }
 }
@@ -83,6 +86,7 @@ mod tests {
             turn_urls: vec!["turn:turn.example.org:3478".into()],
             turn_secret: None,
             credential_ttl: Duration::from_secs(60),
+            relay_only: false,
         };
         let config = settings.config_for("p", 0);
         assert_eq!(config.ice_servers.len(), 1);

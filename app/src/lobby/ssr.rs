@@ -25,6 +25,35 @@ impl LobbyCx {
         Ok(Self { meetings, meeting })
     }
 
+    /// Outside a server function (the signaling endpoint).
+    pub async fn for_request(auth: RequestCx, code: &str) -> ApiResult<Self> {
+        let meetings = MeetingCx::with_auth(auth);
+        let meeting = meetings.live_meeting(code).await?;
+        Ok(Self { meetings, meeting })
+    }
+
+    pub fn meeting(&self) -> &MeetingRow {
+        &self.meeting
+    }
+
+    /// Who may open the call's connection: an admitted viewer of a meeting
+    /// that has not been ended, with their role.
+    pub async fn caller_in_call(&self) -> ApiResult<(Viewer, Role)> {
+        let viewer = self
+            .auth()
+            .viewer()
+            .await?
+            .ok_or(ApiError::Unauthenticated)?;
+        if self.stored(&participant_id(&viewer)).await? != Some(Admission::Admitted) {
+            return Err(ApiError::Forbidden);
+        }
+        let role = self.role(Some(&viewer)).await?;
+        if self.meeting.ended_at.is_some() && !matches!(role, Role::Host | Role::CoHost) {
+            return Err(ApiError::Ended);
+        }
+        Ok((viewer, role))
+    }
+
     pub fn finish<T>(&self, result: ApiResult<T>) -> ApiResult<T> {
         self.meetings.finish_query(result)
     }
@@ -107,8 +136,14 @@ impl LobbyCx {
         };
         let role = self.role(Some(&viewer)).await?;
         if matches!(role, Role::Host | Role::CoHost) {
+            if meeting.ended_at.is_some() {
+                reopen(&self.meetings.state().db, &meeting.id).await?;
+            }
             self.store(&viewer, Admission::Admitted).await?;
             return Ok(Admission::Admitted);
+        }
+        if meeting.ended_at.is_some() {
+            return Err(ApiError::Ended);
         }
         if now < opens || now >= ends {
             return Err(ApiError::NotOpen { opens_at_ms: opens });
@@ -125,6 +160,10 @@ impl LobbyCx {
             Admission::Waiting
         };
         self.store(&viewer, admission).await?;
+        if admission == Admission::Waiting {
+            let state = self.meetings.state();
+            crate::fanout::knocks_changed(state.bus.as_ref(), &meeting.id).await;
+        }
         Ok(admission)
     }
 
@@ -193,6 +232,9 @@ impl LobbyCx {
         if !all && result.rows_affected() == 0 {
             return Err(ApiError::NotFound);
         }
+        // Other hosts' lists change too.
+        let state = self.meetings.state();
+        crate::fanout::knocks_changed(state.bus.as_ref(), &self.meeting.id).await;
         Ok(result.rows_affected())
     }
 
@@ -210,27 +252,110 @@ impl LobbyCx {
         Ok(self.meetings.state().ice.config_for(&participant, now_ms()))
     }
 
-    pub async fn remove(&self, participant: &str) -> ApiResult<()> {
-        let moderator = self.require_moderator().await?;
-        if participant == self.meeting.host_id {
+    /// The chat transcript of a meeting that is over, for the people who
+    /// were let in (and hosts).
+    pub async fn transcript(&self) -> ApiResult<crate::chat::Transcript> {
+        let viewer = self
+            .auth()
+            .viewer()
+            .await?
+            .ok_or(ApiError::Unauthenticated)?;
+        let participant = participant_id(&viewer);
+        let role = self.role(Some(&viewer)).await?;
+        let admitted = self.stored(&participant).await? == Some(Admission::Admitted);
+        if !admitted && !matches!(role, Role::Host | Role::CoHost) {
             return Err(ApiError::Forbidden);
         }
-        let result = sqlx::query(
-            "UPDATE meeting_admissions SET state = 'removed', decided_at = $1, decided_by = $2 \
-             WHERE meeting_id = $3 AND participant_id = $4",
+        let meeting = &self.meeting;
+        let over = meeting.ended_at.is_some()
+            || now_ms() >= meeting.starts_at + meeting.duration_minutes * 60_000;
+        if !over {
+            return Ok(crate::chat::Transcript::NotYet);
+        }
+        let messages = crate::chat::ssr::after(
+            &self.meetings.state().db,
+            &meeting.id,
+            &participant,
+            0,
+            100_000,
         )
-        .bind(now_ms())
-        .bind(participant_id(&moderator))
-        .bind(&self.meeting.id)
-        .bind(participant)
-        .execute(&self.meetings.state().db)
         .await
         .map_err(internal)?;
-        if result.rows_affected() == 0 {
-            return Err(ApiError::NotFound);
-        }
-        Ok(())
+        Ok(crate::chat::Transcript::Ready {
+            messages,
+            viewer_id: participant,
+        })
     }
+
+    pub async fn remove(&self, participant: &str) -> ApiResult<()> {
+        let moderator = self.require_moderator().await?;
+        let state = self.meetings.state();
+        remove_participant(
+            &state.db,
+            state.bus.as_ref(),
+            &self.meeting,
+            participant,
+            &participant_id(&moderator),
+        )
+        .await
+    }
+}
+
+/// Marks `participant` removed (they cannot come straight back) and closes
+/// their connections to the call. The host cannot be removed.
+pub async fn remove_participant(
+    db: &sqlx::AnyPool,
+    bus: &dyn crate::fanout::RoomBus,
+    meeting: &MeetingRow,
+    participant: &str,
+    by: &str,
+) -> ApiResult<()> {
+    if participant == meeting.host_id {
+        return Err(ApiError::Forbidden);
+    }
+    let result = sqlx::query(
+        "UPDATE meeting_admissions SET state = 'removed', decided_at = $1, decided_by = $2 \
+         WHERE meeting_id = $3 AND participant_id = $4",
+    )
+    .bind(now_ms())
+    .bind(by)
+    .bind(&meeting.id)
+    .bind(participant)
+    .execute(db)
+    .await
+    .map_err(internal)?;
+    if result.rows_affected() == 0 {
+        return Err(ApiError::NotFound);
+    }
+    let event = crate::fanout::RoomEvent::Removed {
+        participant_id: participant.to_string(),
+    };
+    if let Err(err) = bus.publish(&meeting.id, event).await {
+        // Stored all the same: their next reconnect is refused.
+        tracing::warn!(error = %err, "could not tell the call about a removal");
+    }
+    Ok(())
+}
+
+/// Ends the meeting for everyone: new joins are refused until a host
+/// enters again.
+pub async fn end_meeting(db: &sqlx::AnyPool, meeting_id: &str) -> ApiResult<()> {
+    sqlx::query("UPDATE meetings SET ended_at = $1 WHERE id = $2")
+        .bind(now_ms())
+        .bind(meeting_id)
+        .execute(db)
+        .await
+        .map_err(internal)?;
+    Ok(())
+}
+
+async fn reopen(db: &sqlx::AnyPool, meeting_id: &str) -> ApiResult<()> {
+    sqlx::query("UPDATE meetings SET ended_at = NULL WHERE id = $1")
+        .bind(meeting_id)
+        .execute(db)
+        .await
+        .map_err(internal)?;
+    Ok(())
 }
 
 pub fn participant_id(viewer: &Viewer) -> String {

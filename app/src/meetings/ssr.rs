@@ -47,12 +47,14 @@ pub struct MeetingRow {
     pub revision: i64,
     pub cancelled_at: Option<i64>,
     pub updated_at: i64,
+    /// Set when a host ended the meeting for everyone.
+    pub ended_at: Option<i64>,
 }
 
 const MEETING_SELECT: &str =
     "SELECT m.id, m.code, m.host_id, u.display_name AS host_name, m.title, \
      m.description, m.starts_at, m.duration_minutes, m.waiting_room, m.allow_guests, \
-     m.max_participants, m.revision, m.cancelled_at, m.updated_at \
+     m.max_participants, m.revision, m.cancelled_at, m.updated_at, m.ended_at \
      FROM meetings m JOIN users u ON u.id = m.host_id";
 
 /// A live (not cancelled) meeting by code, or None: missing, malformed and
@@ -359,6 +361,11 @@ impl MeetingCx {
         Ok(Self {
             auth: RequestCx::new().await?,
         })
+    }
+
+    /// Outside a server function (the signaling endpoint).
+    pub fn with_auth(auth: RequestCx) -> Self {
+        Self { auth }
     }
 
     pub fn auth(&self) -> &RequestCx {

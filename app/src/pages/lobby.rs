@@ -11,29 +11,29 @@ use crate::meetings::Meeting;
 use leptos::either::{Either, EitherOf4};
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::components::Redirect;
 use leptos_router::hooks::use_navigate;
 
 /// How often waiting screens ask the server again.
-#[cfg(feature = "hydrate")]
 const POLL_MS: u64 = 1500;
+/// Polling where pushed updates arrive too.
+const SLOW_POLL_MS: u64 = 15_000;
 
-/// A counter that ticks every `POLL_MS` in the browser (never on the
+/// A counter that ticks every `period_ms` in the browser (never on the
 /// server), to refresh resources that follow someone else's decisions.
-fn use_ticker() -> ReadSignal<u64> {
+fn use_ticker(period_ms: u64) -> ReadSignal<u64> {
     let (tick, set_tick) = signal(0u64);
     #[cfg(feature = "hydrate")]
     {
         let handle = set_interval_with_handle(
             move || set_tick.update(|t| *t += 1),
-            std::time::Duration::from_millis(POLL_MS),
+            std::time::Duration::from_millis(period_ms),
         );
         if let Ok(handle) = handle {
             on_cleanup(move || handle.clear());
         }
     }
     #[cfg(not(feature = "hydrate"))]
-    let _ = set_tick;
+    let _ = (set_tick, period_ms);
     tick
 }
 
@@ -60,7 +60,7 @@ fn Lobby(meeting: Meeting) -> impl IntoView {
         Signal::derive(move || matches!(enter.value().get(), Some(Ok(Admission::Waiting))));
 
     // While waiting, ask the server for the decision.
-    let tick = use_ticker();
+    let tick = use_ticker(POLL_MS);
     let door = Resource::new(
         {
             let code = code.clone();
@@ -354,17 +354,31 @@ fn MediaPreview(mic_on: RwSignal<bool>, cam_on: RwSignal<bool>) -> impl IntoView
 
 /// People waiting at the door, for hosts and co-hosts, refreshed while
 /// shown.
+///
+/// `pushed` changes when the call's connection says the list changed (a
+/// knock or another host's decision); without it the list is polled.
 #[component]
-pub fn KnockPanel(code: String) -> impl IntoView {
+pub fn KnockPanel(
+    code: String,
+    #[prop(optional, into)] pushed: Option<Signal<u64>>,
+) -> impl IntoView {
     let i18n = use_i18n();
-    let tick = use_ticker();
+    // Pushed updates make polling a slow safety net only.
+    let tick = use_ticker(if pushed.is_some() {
+        SLOW_POLL_MS
+    } else {
+        POLL_MS
+    });
     let decide = ServerAction::<DecideKnock>::new();
     let knocks = Resource::new(
         {
             let code = code.clone();
-            move || (tick.get(), decide.version().get(), code.clone())
+            move || {
+                let pushed = pushed.map(|p| p.get()).unwrap_or(0);
+                (tick.get(), pushed, decide.version().get(), code.clone())
+            }
         },
-        |(_, _, code)| crate::lobby::list_knocks(code),
+        |(_, _, _, code)| crate::lobby::list_knocks(code),
     );
     let decide_form = move |code: String,
                             participant: String,
@@ -416,48 +430,5 @@ pub fn KnockPanel(code: String) -> impl IntoView {
                 }}
             </Transition>
         </section>
-    }
-}
-
-#[component]
-pub fn RoomPage() -> impl IntoView {
-    let i18n = use_i18n();
-    view! {
-        <Title text=move || t_string!(i18n, room_title).to_string() />
-        <WithMeeting content=|m| view! { <Room meeting=m /> } />
-    }
-}
-
-/// The room an admitted person reaches. The call itself (signaling and
-/// media) is the next piece of work; the door logic is complete here.
-#[component]
-fn Room(meeting: Meeting) -> impl IntoView {
-    let i18n = use_i18n();
-    let code = meeting.code.clone();
-    let door = Resource::new(move || code.clone(), crate::lobby::door_state);
-    let join_path = format!("{}/join", meeting.path());
-    let title = meeting.title.clone();
-    let code = meeting.code.clone();
-    view! {
-        <Suspense fallback=move || view! { <p class="muted">{t!(i18n, loading)}</p> }>
-            {move || {
-                let join_path = join_path.clone();
-                let title = title.clone();
-                let code = code.clone();
-                Suspend::new(async move {
-                    match door.await {
-                        Ok(door) if door.admission == Some(Admission::Admitted) => Either::Left(view! {
-                            <section class="room" data-testid="room">
-                                <h1>{title}</h1>
-                                <p class="status-ok" role="status">{t!(i18n, room_joined)}</p>
-                                <p class="muted">{t!(i18n, room_call_coming)}</p>
-                                {door.is_moderator.then(|| view! { <KnockPanel code=code.clone() /> })}
-                            </section>
-                        }),
-                        _ => Either::Right(view! { <Redirect path=join_path /> }),
-                    }
-                })
-            }}
-        </Suspense>
     }
 }

@@ -453,6 +453,7 @@ fn MeetingDetails(meeting: Meeting) -> impl IntoView {
                     <dt>{t!(i18n, meeting_cohosts)}</dt><dd data-testid="meeting-cohosts">{or_dash(meeting.cohosts.join(", "))}</dd>
                 </dl>
             </div>
+            <ChatTranscript code=code.clone() path=meeting.path() />
             {can_edit.then(|| view! { <super::KnockPanel code=code.clone() /> })}
             {is_host.then(|| view! {
                 <div class="card">
@@ -510,5 +511,52 @@ pub fn EditMeetingPage() -> impl IntoView {
                 }
             } />
         } />
+    }
+}
+
+/// The chat of a finished meeting, for its participants.
+#[component]
+fn ChatTranscript(code: String, path: String) -> impl IntoView {
+    let i18n = use_i18n();
+    let transcript = Resource::new(move || code.clone(), crate::chat::chat_transcript);
+    view! {
+        <Suspense fallback=|| ()>
+            {move || {
+                let path = path.clone();
+                Suspend::new(async move {
+                    match transcript.await {
+                        Ok(crate::chat::Transcript::Ready { messages, viewer_id }) => Some(view! {
+                            <section class="card transcript" data-testid="transcript">
+                                <h2>{t!(i18n, transcript_title)}</h2>
+                                {messages.is_empty().then(|| view! { <p class="muted">{t!(i18n, transcript_empty)}</p> })}
+                                <ol class="chat-list">
+                                    {messages.into_iter().map(|m| {
+                                        let mine = m.sender_id == viewer_id;
+                                        let entry = crate::call::ChatEntry {
+                                            key: m.key,
+                                            seq: Some(m.seq),
+                                            sender_id: m.sender_id,
+                                            sender_name: m.sender_name,
+                                            text: m.text,
+                                            sent_at_ms: Some(m.sent_at_ms),
+                                            to_id: m.to_id,
+                                            to_name: m.to_name,
+                                            mine,
+                                            status: crate::call::ChatStatus::Sent,
+                                        };
+                                        view! { <super::room::ChatLine entry /> }
+                                    }).collect_view()}
+                                </ol>
+                                <p class="join-row">
+                                    <a class="button button-secondary" href=format!("{path}/chat.txt") download="chat.txt" rel="external" data-testid="transcript-txt">{t!(i18n, transcript_download_txt)}</a>
+                                    <a class="button button-secondary" href=format!("{path}/chat.md") download="chat.md" rel="external" data-testid="transcript-md">{t!(i18n, transcript_download_md)}</a>
+                                </p>
+                            </section>
+                        }),
+                        _ => None,
+                    }
+                })
+            }}
+        </Suspense>
     }
 }

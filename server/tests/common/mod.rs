@@ -33,6 +33,8 @@ pub struct TestApp {
     postgres_db: Option<String>,
 }
 
+pub mod ws;
+
 pub struct Spawn {
     pub backend: Backend,
     pub public_url: Option<String>,
@@ -129,10 +131,21 @@ impl TestApp {
     /// A browser-like client: keeps cookies, sends our Origin, does not
     /// follow redirects (so tests can see them).
     pub fn client(&self) -> reqwest::Client {
+        self.client_with_jar().0
+    }
+
+    /// A client and its cookie jar (to open a WebSocket with the same
+    /// session).
+    pub fn client_with_jar(&self) -> (reqwest::Client, std::sync::Arc<reqwest::cookie::Jar>) {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        (self.client_on(jar.clone()), jar)
+    }
+
+    fn client_on(&self, jar: std::sync::Arc<reqwest::cookie::Jar>) -> reqwest::Client {
         let mut headers = HeaderMap::new();
         headers.insert(ORIGIN, HeaderValue::from_str(&self.base).expect("origin"));
         reqwest::Client::builder()
-            .cookie_store(true)
+            .cookie_provider(jar)
             .default_headers(headers)
             .redirect(reqwest::redirect::Policy::none())
             .build()

@@ -1,0 +1,341 @@
+//! The signaling protocol between the browser and the server, one JSON
+//! object per WebSocket text frame. Written down for people in
+//! `docs/protocol.md`; these types are the source of truth for both sides.
+//!
+//! Every message carries a `type` tag. The first message on a connection is
+//! `join`, which names the protocol version; the server answers `welcome`
+//! (or an `error` and a close). Identity never travels in a message: the
+//! server knows who is on a connection from the session cookie of the
+//! upgrade request.
+
+use crate::ice::IceConfig;
+use serde::{Deserialize, Serialize};
+
+/// Bumped on any change that an older peer could not understand.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest text frame the server reads; a larger one closes the connection
+/// with 1009 (message too big).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Longest chat message, in characters.
+pub const CHAT_MAX_CHARS: usize = 2000;
+/// Longest client-made idempotency key of a chat message.
+pub const CHAT_KEY_MAX: usize = 64;
+/// Most chat messages sent in one answer to `chat_sync` / `chat_history`.
+pub const CHAT_PAGE: usize = 200;
+
+/// Close codes besides the standard ones (1000 normal, 1001 going away,
+/// 1008 policy violation, 1009 message too big, 1011 server error).
+pub mod close {
+    /// Another connection of the same participant took this one's place.
+    pub const REPLACED: u16 = 4001;
+    /// A host removed this participant.
+    pub const REMOVED: u16 = 4003;
+    /// A host ended the meeting for everyone.
+    pub const ENDED: u16 = 4004;
+    /// No `join` within the allowed time, or not admitted (any more).
+    pub const NOT_ADMITTED: u16 = 4005;
+    /// The room is at its size limit.
+    pub const FULL: u16 = 4006;
+    /// The client speaks a protocol version the server does not.
+    pub const VERSION: u16 = 4007;
+}
+
+/// Identifies one presence in a room: made by the server at a fresh join,
+/// kept across reconnects of the same page (resume).
+pub type PeerId = String;
+
+/// What a participant sends and shows, as everyone else sees it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MediaState {
+    pub mic: bool,
+    pub cam: bool,
+    pub screen: bool,
+    pub hand: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerRole {
+    Host,
+    CoHost,
+    Member,
+    Guest,
+}
+
+impl PeerRole {
+    pub fn is_moderator(self) -> bool {
+        matches!(self, PeerRole::Host | PeerRole::CoHost)
+    }
+}
+
+/// One person in the room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub peer_id: PeerId,
+    /// The user id, or the guest id of a session: stable across rejoins.
+    pub participant_id: String,
+    pub display_name: String,
+    pub role: PeerRole,
+    pub media: MediaState,
+    pub joined_at_ms: i64,
+}
+
+/// Session description or ICE candidate, relayed between two peers
+/// untouched (the server never reads SDP).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Signal {
+    Description {
+        /// "offer", "answer", "pranswer" or "rollback".
+        sdp_type: String,
+        sdp: String,
+    },
+    Candidate {
+        candidate: String,
+        sdp_mid: Option<String>,
+        sdp_m_line_index: Option<u16>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// First message. `resume` is the peer id this page had before its
+    /// connection dropped; the server keeps it if the presence still exists.
+    Join {
+        version: u32,
+        resume: Option<PeerId>,
+        media: MediaState,
+    },
+    /// Relay to one other peer of the room.
+    Signal { to: PeerId, signal: Signal },
+    /// My microphone, camera, screen or hand changed.
+    Media { media: MediaState },
+    /// Keep-alive; answered by `pong`.
+    Ping,
+    /// Leaving on purpose: gone from everyone's grid at once.
+    Leave,
+    /// Host/co-host: ask a participant to mute their microphone.
+    AskToMute { peer: PeerId },
+    /// Host/co-host: remove a participant (they cannot come straight back).
+    Remove { peer: PeerId },
+    /// Host/co-host: end the meeting for everyone.
+    EndMeeting,
+    /// Send a chat message; `key` is made by the client, unique per sender,
+    /// so a resend after a lost confirmation stores nothing new. `to` makes
+    /// it private to one peer.
+    ChatSend {
+        key: String,
+        text: String,
+        to: Option<PeerId>,
+    },
+    /// Messages after sequence number `after` (0: from the start), oldest
+    /// first, at most `CHAT_PAGE`; answered by `chat_batch`.
+    ChatSync { after: i64 },
+    /// Messages before sequence number `before`, newest page, for "load
+    /// older"; answered by `chat_batch` with `older: true`.
+    ChatHistory { before: i64 },
+}
+
+/// Why someone left the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    Left,
+    /// Their connection was gone for longer than the grace period.
+    Lost,
+    Removed,
+    /// They joined again from another page.
+    Replaced,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, or a known type with wrong fields.
+    BadMessage,
+    UnknownType,
+    /// Anything but `join` before `join`, or a second `join`.
+    NotJoined,
+    /// Names a peer that is not in the room.
+    UnknownPeer,
+    /// Host actions by someone who is not a host or co-host.
+    Forbidden,
+    RoomFull,
+    RateLimited,
+    VersionUnsupported,
+    ChatEmpty,
+    ChatTooLong,
+    ChatBadKey,
+    Internal,
+}
+
+/// One stored chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Per-room order, assigned when stored.
+    pub seq: i64,
+    pub sender_id: String,
+    pub sender_name: String,
+    /// The sender's idempotency key (lets the sender match its copy).
+    pub key: String,
+    pub text: String,
+    pub sent_at_ms: i64,
+    /// Set on private messages: the recipient's participant id and name.
+    pub to_id: Option<String>,
+    pub to_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Answer to `join`. `resumed` is true when the connection took over an
+    /// existing presence (the other peers saw nothing).
+    Welcome {
+        version: u32,
+        you: PeerInfo,
+        peers: Vec<PeerInfo>,
+        resumed: bool,
+        ice: IceConfig,
+        max_participants: u32,
+        /// The newest chat sequence number the viewer may see.
+        chat_head: i64,
+    },
+    PeerJoined {
+        peer: PeerInfo,
+    },
+    PeerUpdated {
+        peer: PeerInfo,
+    },
+    PeerLeft {
+        peer_id: PeerId,
+        reason: LeaveReason,
+    },
+    Signal {
+        from: PeerId,
+        signal: Signal,
+    },
+    /// A host asks you to mute; the client mutes and says who asked.
+    MuteRequested {
+        by_name: String,
+    },
+    /// You were removed; the connection closes with `close::REMOVED`.
+    Removed,
+    /// The meeting was ended by a host; closes with `close::ENDED`.
+    MeetingEnded,
+    /// Hosts only: the waiting list changed; fetch it again.
+    KnocksChanged,
+    Pong,
+    /// The server is going away; connect again (another instance answers).
+    Reconnect,
+    ChatAck {
+        key: String,
+        seq: i64,
+        sent_at_ms: i64,
+    },
+    Chat {
+        message: ChatMessage,
+    },
+    ChatBatch {
+        messages: Vec<ChatMessage>,
+        older: bool,
+        more: bool,
+    },
+    Error {
+        code: ErrorCode,
+        /// English text for logs and developers; the UI shows its own words.
+        message: String,
+        /// The chat key or peer the error is about, when there is one.
+        about: Option<String>,
+    },
+}
+
+impl ServerMessage {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+            about: None,
+        }
+    }
+}
+
+/// Why a text frame could not be read as a `ClientMessage`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseProblem {
+    Malformed(String),
+    UnknownType(String),
+}
+
+/// Parses one text frame, telling "not our JSON" from "a type we do not
+/// know" so each gets its own error code.
+pub fn parse_client_message(text: &str) -> Result<ClientMessage, ParseProblem> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| ParseProblem::Malformed(e.to_string()))?;
+    let kind = value
+        .get("type")
+        .and_then(|t| t.as_str())
+        .ok_or_else(|| ParseProblem::Malformed("missing \"type\"".to_string()))?
+        .to_string();
+    serde_json::from_value(value).map_err(|e| {
+        if e.to_string().starts_with("unknown variant") {
+            ParseProblem::UnknownType(kind)
+        } else {
+            ParseProblem::Malformed(e.to_string())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_use_snake_case_type_tags() {
+        let json = serde_json::to_string(&ClientMessage::AskToMute { peer: "p1".into() }).unwrap();
+        assert_eq!(json, r#"{"type":"ask_to_mute","peer":"p1"}"#);
+        let json = serde_json::to_string(&ServerMessage::PeerLeft {
+            peer_id: "p".into(),
+            reason: LeaveReason::Lost,
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"peer_left","peer_id":"p","reason":"lost"}"#
+        );
+    }
+
+    #[test]
+    fn signals_round_trip() {
+        let message = ClientMessage::Signal {
+            to: "b".into(),
+            signal: Signal::Candidate {
+                candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host".into(),
+                sdp_mid: Some("0".into()),
+                sdp_m_line_index: Some(0),
+            },
+        };
+        let text = serde_json::to_string(&message).unwrap();
+        assert_eq!(parse_client_message(&text), Ok(message));
+    }
+
+    #[test]
+    fn unknown_types_are_told_apart_from_malformed_json() {
+        assert_eq!(
+            parse_client_message(r#"{"type":"teleport"}"#),
+            Err(ParseProblem::UnknownType("teleport".into()))
+        );
+        assert!(matches!(
+            parse_client_message("{not json"),
+            Err(ParseProblem::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_client_message(r#"{"type":"signal","to":5}"#),
+            Err(ParseProblem::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_client_message(r#"[1,2]"#),
+            Err(ParseProblem::Malformed(_))
+        ));
+    }
+}

@@ -1,0 +1,258 @@
+//! Chat over the signaling connection: validation, the per-person rate
+//! limit, storing (exactly once), confirming to the sender and waking the
+//! room. Storage itself is `app::chat::ssr`.
+
+use crate::signaling::limits::TokenBucket;
+use crate::signaling::{Caller, SignalingState};
+use app::auth::ssr::now_ms;
+use app::chat::ssr::{self as store, NewMessage, Stored};
+use app::fanout::RoomEvent;
+use app::protocol::{ErrorCode, PeerId, ServerMessage, CHAT_KEY_MAX, CHAT_MAX_CHARS, CHAT_PAGE};
+use sqlx::AnyPool;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Chat messages per person: a burst, then a steady rate. Counted per
+/// participant across all their connections on this instance.
+#[derive(Debug)]
+pub struct ChatLimits {
+    burst: u32,
+    per_minute: u32,
+    buckets: Mutex<HashMap<String, TokenBucket>>,
+}
+
+impl ChatLimits {
+    pub fn new(burst: u32, per_minute: u32) -> Self {
+        Self {
+            burst,
+            per_minute,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn allow(&self, participant: &str, now: Instant) -> bool {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() > 10_000 {
+            // Idle people's buckets are full anyway; forgetting them is free.
+            buckets.clear();
+        }
+        buckets
+            .entry(participant.to_string())
+            .or_insert_with(|| TokenBucket::per_minute(self.burst, self.per_minute, now))
+            .try_take(now)
+    }
+}
+
+fn refusal(code: ErrorCode, message: &str, key: &str) -> Vec<ServerMessage> {
+    vec![ServerMessage::Error {
+        code,
+        message: message.to_string(),
+        about: Some(key.chars().take(CHAT_KEY_MAX).collect()),
+    }]
+}
+
+fn key_is_valid(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= CHAT_KEY_MAX
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Control characters other than line breaks and tabs are dropped (NUL
+/// cannot even be stored in PostgreSQL text).
+fn clean(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect()
+}
+
+pub async fn send(
+    state: &SignalingState,
+    caller: &Caller,
+    room: &str,
+    key: String,
+    text: String,
+    to: Option<PeerId>,
+) -> Vec<ServerMessage> {
+    if !key_is_valid(&key) {
+        return refusal(
+            ErrorCode::ChatBadKey,
+            "key: 1-64 letters, digits, - or _",
+            &key,
+        );
+    }
+    let db = &state.app.db;
+    // A resend of something already stored: confirm it again, store
+    // nothing, and do not count it against the rate.
+    match store::find_by_key(db, room, &caller.participant_id, &key).await {
+        Ok(Some(message)) => return vec![ack(&message)],
+        Ok(None) => {}
+        Err(err) => {
+            tracing::error!(error = %err, "chat lookup failed");
+            return refusal(ErrorCode::Internal, "not stored; retry", &key);
+        }
+    }
+    let text = clean(&text);
+    if text.trim().is_empty() {
+        return refusal(ErrorCode::ChatEmpty, "empty message", &key);
+    }
+    if text.chars().count() > CHAT_MAX_CHARS {
+        return refusal(
+            ErrorCode::ChatTooLong,
+            &format!("longer than {CHAT_MAX_CHARS} characters"),
+            &key,
+        );
+    }
+    let recipient = match &to {
+        Some(peer_id) => {
+            let peers = state.rooms.presence.list(room).await.unwrap_or_default();
+            match peers.into_iter().find(|p| &p.peer_id == peer_id) {
+                Some(peer) if peer.participant_id != caller.participant_id => {
+                    Some((peer.participant_id, peer.display_name))
+                }
+                _ => {
+                    return refusal(
+                        ErrorCode::UnknownPeer,
+                        "the recipient is not in this call",
+                        &key,
+                    )
+                }
+            }
+        }
+        None => None,
+    };
+    if !state
+        .chat_limits
+        .allow(&caller.participant_id, Instant::now())
+    {
+        return refusal(
+            ErrorCode::RateLimited,
+            "sending too fast; retry shortly",
+            &key,
+        );
+    }
+    let new = NewMessage {
+        sender_id: caller.participant_id.clone(),
+        sender_name: caller.display_name.clone(),
+        key: key.clone(),
+        text,
+        sent_at_ms: now_ms(),
+        to: recipient.clone(),
+    };
+    let message = match store::store(db, room, new).await {
+        Ok(Stored::New(message)) => message,
+        Ok(Stored::Duplicate(message)) => return vec![ack(&message)],
+        Err(err) => {
+            // A concurrent resend of the same key may have won the race.
+            if let Ok(Some(message)) =
+                store::find_by_key(db, room, &caller.participant_id, &key).await
+            {
+                return vec![ack(&message)];
+            }
+            tracing::error!(error = %err, "chat message not stored");
+            return refusal(ErrorCode::Internal, "not stored; retry", &key);
+        }
+    };
+    // Stored: now wake the room. If this is lost, clients fill the gap from
+    // the database when they see the next sequence number or reconnect.
+    let event = match &recipient {
+        None => RoomEvent::Broadcast {
+            skip: None,
+            message: ServerMessage::Chat {
+                message: message.clone(),
+            },
+        },
+        Some((recipient_id, _)) => RoomEvent::Participants {
+            ids: vec![caller.participant_id.clone(), recipient_id.clone()],
+            message: ServerMessage::Chat {
+                message: message.clone(),
+            },
+        },
+    };
+    if let Err(err) = state.rooms.bus.publish(room, event).await {
+        tracing::warn!(error = %err, "chat stored but not announced");
+    }
+    vec![ack(&message)]
+}
+
+fn ack(message: &app::protocol::ChatMessage) -> ServerMessage {
+    ServerMessage::ChatAck {
+        key: message.key.clone(),
+        seq: message.seq,
+        sent_at_ms: message.sent_at_ms,
+    }
+}
+
+pub async fn head(db: &AnyPool, room: &str, viewer: &str) -> Result<i64, sqlx::Error> {
+    store::head(db, room, viewer).await
+}
+
+pub async fn sync(db: &AnyPool, room: &str, viewer: &str, after: i64) -> Vec<ServerMessage> {
+    match store::after(db, room, viewer, after.max(0), CHAT_PAGE + 1).await {
+        Ok(mut messages) => {
+            let more = messages.len() > CHAT_PAGE;
+            messages.truncate(CHAT_PAGE);
+            vec![ServerMessage::ChatBatch {
+                messages,
+                older: false,
+                more,
+            }]
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "chat sync failed");
+            vec![ServerMessage::error(
+                ErrorCode::Internal,
+                "chat unavailable; retry",
+            )]
+        }
+    }
+}
+
+pub async fn older(db: &AnyPool, room: &str, viewer: &str, before: i64) -> Vec<ServerMessage> {
+    match store::before(db, room, viewer, before, CHAT_PAGE + 1).await {
+        Ok(mut messages) => {
+            let more = messages.len() > CHAT_PAGE;
+            if more {
+                messages.remove(0);
+            }
+            vec![ServerMessage::ChatBatch {
+                messages,
+                older: true,
+                more,
+            }]
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "chat history failed");
+            vec![ServerMessage::error(
+                ErrorCode::Internal,
+                "chat unavailable; retry",
+            )]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_text_are_checked() {
+        assert!(key_is_valid("m-1_abc"));
+        assert!(!key_is_valid(""));
+        assert!(!key_is_valid("has space"));
+        assert!(!key_is_valid(&"k".repeat(CHAT_KEY_MAX + 1)));
+        assert_eq!(clean("a\u{0}b\nc\u{7}"), "ab\nc");
+    }
+
+    #[test]
+    fn chat_limit_is_per_person() {
+        let limits = ChatLimits::new(2, 60);
+        let now = Instant::now();
+        assert!(limits.allow("ann", now));
+        assert!(limits.allow("ann", now));
+        assert!(!limits.allow("ann", now));
+        assert!(limits.allow("bob", now));
+    }
+}

@@ -1,0 +1,186 @@
+//! Room logic: who is in which call, on every instance. Two boundaries, each
+//! with an in-process implementation (`local`) and one shared across
+//! instances through Redis (`redis`):
+//!
+//! - [`app::fanout::RoomBus`] carries events to every connection of a room;
+//! - [`Presence`] remembers who is in a room, with an expiry that the
+//!   connection holding a presence keeps pushing forward. A presence whose
+//!   expiry passes (its connection or its whole instance is gone) is removed
+//!   by whichever instance's reaper sees it first, and everyone is told.
+//!
+//! The signaling connection (`crate::signaling`) uses only these two.
+
+pub mod local;
+
+use app::fanout::{BusError, RoomBus, RoomEvent};
+use app::protocol::{LeaveReason, MediaState, PeerId, PeerInfo, ServerMessage};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One presence as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PresenceEntry {
+    pub peer: PeerInfo,
+    /// The connection that currently holds this presence.
+    pub conn_id: String,
+    /// Unix ms after which the presence counts as lost.
+    pub expires_at_ms: i64,
+}
+
+#[derive(Debug)]
+pub enum JoinOutcome {
+    /// In; `displaced` are older presences of the same participant (another
+    /// tab, a reloaded page) that this one replaced.
+    Joined {
+        displaced: Vec<PeerInfo>,
+    },
+    Full,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PresenceError {
+    #[error("presence store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<BusError> for PresenceError {
+    fn from(err: BusError) -> Self {
+        PresenceError::Unavailable(err.0)
+    }
+}
+
+#[async_trait::async_trait]
+pub trait Presence: Send + Sync + 'static {
+    /// Adds `entry` unless the room already holds `max` other participants.
+    /// Presences of the same participant are replaced, atomically.
+    async fn join(
+        &self,
+        room: &str,
+        entry: PresenceEntry,
+        max: usize,
+    ) -> Result<JoinOutcome, PresenceError>;
+    /// Gives an existing presence of `participant_id` to connection
+    /// `conn_id`; None when it is gone (the caller joins afresh).
+    async fn resume(
+        &self,
+        room: &str,
+        peer_id: &str,
+        participant_id: &str,
+        conn_id: &str,
+        expires_at_ms: i64,
+    ) -> Result<Option<PeerInfo>, PresenceError>;
+    /// Pushes the expiry forward if `conn_id` still holds the presence.
+    async fn refresh(
+        &self,
+        room: &str,
+        peer_id: &str,
+        conn_id: &str,
+        expires_at_ms: i64,
+    ) -> Result<bool, PresenceError>;
+    async fn set_media(
+        &self,
+        room: &str,
+        peer_id: &str,
+        media: MediaState,
+    ) -> Result<Option<PeerInfo>, PresenceError>;
+    /// Removes a presence; Some only for the call that actually removed it.
+    async fn remove(&self, room: &str, peer_id: &str) -> Result<Option<PeerInfo>, PresenceError>;
+    /// Removes a presence only if it is still expired at `now_ms`.
+    async fn remove_expired(
+        &self,
+        room: &str,
+        peer_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<PeerInfo>, PresenceError>;
+    async fn list(&self, room: &str) -> Result<Vec<PeerInfo>, PresenceError>;
+    /// Every presence whose expiry has passed, as (room, peer).
+    async fn expired(&self, now_ms: i64) -> Result<Vec<(String, PeerId)>, PresenceError>;
+    /// Empties a room (meeting ended); returns who was in it.
+    async fn clear(&self, room: &str) -> Result<Vec<PeerInfo>, PresenceError>;
+}
+
+/// Timings of presence and heartbeats.
+#[derive(Debug, Clone)]
+pub struct RoomSettings {
+    /// Most people in a call (the mesh limit); a meeting's own is lower.
+    pub max_participants: u32,
+    /// How long a dropped connection's presence waits for a resume.
+    pub reconnect_grace: Duration,
+    /// How often a connection proves it is alive (WebSocket ping, presence
+    /// refresh).
+    pub heartbeat: Duration,
+    /// A presence not refreshed for this long is lost (its instance died).
+    pub presence_ttl: Duration,
+    /// A connection that sent nothing for this long is dead.
+    pub idle_timeout: Duration,
+}
+
+impl Default for RoomSettings {
+    fn default() -> Self {
+        Self {
+            max_participants: 6,
+            reconnect_grace: Duration::from_secs(5),
+            heartbeat: Duration::from_secs(5),
+            presence_ttl: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// The rooms of this instance: the two boundaries and the timings.
+#[derive(Clone)]
+pub struct Rooms {
+    pub bus: Arc<dyn RoomBus>,
+    pub presence: Arc<dyn Presence>,
+    pub settings: RoomSettings,
+}
+
+impl Rooms {
+    /// Tells the room someone left.
+    pub async fn announce_left(&self, room: &str, peer_id: &str, reason: LeaveReason) {
+        let event = RoomEvent::Broadcast {
+            skip: Some(peer_id.to_string()),
+            message: ServerMessage::PeerLeft {
+                peer_id: peer_id.to_string(),
+                reason,
+            },
+        };
+        if let Err(err) = self.bus.publish(room, event).await {
+            tracing::warn!(error = %err, "could not announce a departure");
+        }
+    }
+
+    /// Removes presences whose connection (or instance) is gone, and tells
+    /// their rooms. Runs on every instance; the store decides who removes.
+    pub async fn reap(&self, now_ms: i64) -> Result<usize, PresenceError> {
+        let mut reaped = 0;
+        for (room, peer_id) in self.presence.expired(now_ms).await? {
+            if self
+                .presence
+                .remove_expired(&room, &peer_id, now_ms)
+                .await?
+                .is_some()
+            {
+                tracing::info!(%room, %peer_id, "participant lost");
+                self.announce_left(&room, &peer_id, LeaveReason::Lost).await;
+                reaped += 1;
+            }
+        }
+        Ok(reaped)
+    }
+
+    /// Reaps once a second until the process ends.
+    pub fn spawn_reaper(&self) {
+        let rooms = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(err) = rooms.reap(app::auth::ssr::now_ms()).await {
+                    tracing::warn!(error = %err, "presence reaper failed; retrying");
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,206 @@
+//! A signaling client for tests: a real WebSocket carrying the session
+//! cookie of a test client, speaking `app::protocol`.
+
+use super::TestApp;
+use app::protocol::{ClientMessage, MediaState, ServerMessage, PROTOCOL_VERSION};
+use futures_util::{SinkExt, StreamExt};
+use reqwest::cookie::CookieStore;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub struct Ws {
+    socket: Socket,
+}
+
+/// How an upgrade attempt ended.
+#[derive(Debug)]
+pub enum Upgrade {
+    Open(Ws),
+    Refused(u16),
+}
+
+impl Upgrade {
+    pub fn open(self) -> Ws {
+        match self {
+            Upgrade::Open(ws) => ws,
+            Upgrade::Refused(status) => panic!("upgrade refused with {status}"),
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Upgrade::Open(_) => 101,
+            Upgrade::Refused(status) => *status,
+        }
+    }
+}
+
+impl std::fmt::Debug for Ws {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ws")
+    }
+}
+
+/// Opens `/m/{code}/ws` with the jar's cookies and the given Origin.
+pub async fn open_with(
+    app: &TestApp,
+    jar: &reqwest::cookie::Jar,
+    code: &str,
+    origin: &str,
+) -> Upgrade {
+    let url = format!("ws://{}/m/{code}/ws", app.addr);
+    let mut request = url.clone().into_client_request().expect("request");
+    let page: url::Url = app.base.parse().expect("base url");
+    if let Some(cookie) = jar.cookies(&page) {
+        request.headers_mut().insert("cookie", cookie);
+    }
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().expect("origin"));
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Upgrade::Open(Ws { socket }),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Upgrade::Refused(response.status().as_u16())
+        }
+        Err(err) => panic!("WebSocket connect failed: {err}"),
+    }
+}
+
+pub async fn open(app: &TestApp, jar: &reqwest::cookie::Jar, code: &str) -> Upgrade {
+    open_with(app, jar, code, &app.base).await
+}
+
+impl Ws {
+    pub async fn send(&mut self, message: &ClientMessage) {
+        let text = serde_json::to_string(message).expect("encode");
+        self.send_text(&text).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.socket
+            .send(Message::text(text.to_string()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn join(&mut self, resume: Option<String>) -> ServerMessage {
+        self.send(&ClientMessage::Join {
+            version: PROTOCOL_VERSION,
+            resume,
+            media: MediaState {
+                mic: true,
+                cam: true,
+                screen: false,
+                hand: false,
+            },
+        })
+        .await;
+        let welcome = self.recv().await;
+        assert!(
+            matches!(welcome, ServerMessage::Welcome { .. }),
+            "expected welcome, got {welcome:?}"
+        );
+        welcome
+    }
+
+    /// The next protocol message (pings skipped); panics after 5 s.
+    pub async fn recv(&mut self) -> ServerMessage {
+        match self.try_recv(Duration::from_secs(5)).await {
+            Some(message) => message,
+            None => panic!("no message within 5 s"),
+        }
+    }
+
+    /// The next protocol message, or None if none comes within `wait` (or
+    /// the connection closes).
+    pub async fn try_recv(&mut self, wait: Duration) -> Option<ServerMessage> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .ok()??;
+            match frame {
+                Ok(Message::Text(text)) => {
+                    return Some(serde_json::from_str(&text).expect("server JSON"))
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// Waits for a message matching `pred`, skipping others.
+    pub async fn recv_until(&mut self, pred: impl Fn(&ServerMessage) -> bool) -> ServerMessage {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.try_recv(left).await {
+                Some(message) if pred(&message) => return message,
+                Some(_) => continue,
+                None => panic!("expected message did not come"),
+            }
+        }
+    }
+
+    /// Sends if the connection still takes it (flood tests).
+    pub async fn try_send(&mut self, message: &ClientMessage) -> bool {
+        let text = serde_json::to_string(message).expect("encode");
+        self.socket.send(Message::text(text)).await.is_ok()
+    }
+
+    /// Every message until the server closes, and the close code.
+    pub async fn drain_until_close(&mut self) -> (Vec<ServerMessage>, u16) {
+        let mut messages = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Err(_) => panic!("connection not closed within 10 s"),
+                Ok(None) | Ok(Some(Err(_))) => return (messages, 1006),
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return (messages, frame.map(|f| u16::from(f.code)).unwrap_or(1005))
+                }
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    messages.push(serde_json::from_str(&text).expect("server JSON"))
+                }
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close code.
+    pub async fn closed_with(&mut self) -> u16 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Err(_) => panic!("connection not closed within 10 s"),
+                Ok(None) => return 1006,
+                Ok(Some(Err(_))) => return 1006,
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return frame.map(|f| u16::from(f.code)).unwrap_or(1005)
+                }
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    /// Closes politely (a browser tab closing).
+    pub async fn close(mut self) {
+        let _ = self
+            .socket
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: CloseCode::Away,
+                reason: "".into(),
+            }))
+            .await;
+    }
+
+    /// Vanishes without a close frame (network gone).
+    pub fn drop_connection(self) {
+        drop(self.socket);
+    }
+}
