@@ -53,6 +53,8 @@ struct Link {
     polite: bool,
     making_offer: Cell<bool>,
     ignore_offer: Cell<bool>,
+    /// Whether our tracks were added to this connection.
+    sending: Cell<bool>,
     stream: MediaStream,
     meter: RefCell<Option<media::LevelMeter>>,
     restart_timer: RefCell<Option<TimeoutHandle>>,
@@ -223,7 +225,8 @@ impl Call {
                 });
             }
         }
-        let outgoing = self.0.outgoing.clone();
+        // `Clone::clone`, not `MediaStream.clone()` (which copies the tracks).
+        let outgoing = Clone::clone(&self.0.outgoing);
         self.0.streams.update_value(|s| {
             s.insert(LOCAL.to_string(), outgoing);
         });
@@ -342,7 +345,8 @@ impl Call {
                 None => {
                     // No video was sent on this connection (joined without a
                     // camera): add it; negotiation follows by itself.
-                    if let Some(track) = track {
+                    // (Links not sending yet pick the track up when they start.)
+                    if let (Some(track), true) = (track, link.sending.get()) {
                         link.pc.add_track_0(track, outgoing);
                     }
                 }
@@ -548,8 +552,10 @@ impl Call {
                         self.drop_link(&id);
                     }
                 }
+                // A newcomer offers to everyone already there; after a
+                // resume, peers that came meanwhile have offered to us.
                 for peer in &peers {
-                    self.ensure_link(&peer.peer_id);
+                    self.ensure_link(&peer.peer_id, !resumed);
                 }
                 view.peers.set(peers);
                 view.phase.set(Phase::Live);
@@ -557,7 +563,8 @@ impl Call {
             }
             ServerMessage::PeerJoined { peer } => {
                 self.drop_link(&peer.peer_id);
-                self.ensure_link(&peer.peer_id);
+                // The newcomer offers; we answer (no glare on first contact).
+                self.ensure_link(&peer.peer_id, false);
                 view.peers.update(|list| {
                     list.retain(|p| p.peer_id != peer.peer_id);
                     list.push(peer);
@@ -767,7 +774,13 @@ impl Call {
 
     // ------------------------------------------------------------ peers
 
-    fn ensure_link(&self, peer_id: &str) -> Option<Rc<Link>> {
+    /// The connection to `peer_id`, made if missing. The side that
+    /// `initiates` adds its tracks now and so sends the first offer; the
+    /// other adds them while answering that offer. Both sides offering at
+    /// once is handled by perfect negotiation, but Chromium sometimes never
+    /// gathers candidates after rolling back a brand-new connection's
+    /// offer, so first contact avoids it.
+    fn ensure_link(&self, peer_id: &str, initiate: bool) -> Option<Rc<Link>> {
         if let Some(link) = self.0.links.borrow().get(peer_id) {
             return Some(link.clone());
         }
@@ -777,20 +790,51 @@ impl Call {
             .links
             .borrow_mut()
             .insert(peer_id.to_string(), link.clone());
-        let stream = link.stream.clone();
+        let stream = Clone::clone(&link.stream);
         self.0.streams.update_value(|s| {
             s.insert(peer_id.to_string(), stream);
         });
         self.view().links.update(|l| {
             l.insert(peer_id.to_string(), LinkState::Connecting);
         });
-        // Adding tracks fires `negotiationneeded`: the offer follows.
+        if initiate {
+            // Adding tracks fires `negotiationneeded`: the offer follows.
+            self.start_sending(&link);
+        }
+        // Still not connected after a while (lost candidates, a stuck
+        // negotiation): restart ICE, which renegotiates from scratch.
+        let weak = self.weak();
+        let id = peer_id.to_string();
+        set_timeout(
+            move || {
+                let Some(link) = Call::from_weak(&weak).and_then(|c| c.link(&id)) else {
+                    return;
+                };
+                if matches!(
+                    link.pc.ice_connection_state(),
+                    RtcIceConnectionState::New | RtcIceConnectionState::Checking
+                ) {
+                    log("moim: peer connection not up after 10 s; restarting ICE");
+                    if !link.sending.get() {
+                        call_start_sending(&weak, &link);
+                    }
+                    restart_ice(&link.pc);
+                }
+            },
+            CONNECT_WATCHDOG,
+        );
+        Some(link)
+    }
+
+    fn start_sending(&self, link: &Link) {
+        if link.sending.replace(true) {
+            return;
+        }
         for track in self.0.outgoing.get_tracks().iter() {
             if let Ok(track) = track.dyn_into::<MediaStreamTrack>() {
                 link.pc.add_track_0(&track, &self.0.outgoing);
             }
         }
-        Some(link)
     }
 
     fn new_link(&self, peer_id: &str, me: &str) -> Option<Link> {
@@ -835,7 +879,7 @@ impl Call {
         callbacks.push(on_candidate);
 
         let weak = self.weak();
-        let remote = stream.clone();
+        let remote = Clone::clone(&stream);
         let on_track = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
             let Ok(event) = event.dyn_into::<RtcTrackEvent>() else {
                 return;
@@ -865,6 +909,7 @@ impl Call {
             polite: me > peer_id,
             making_offer: Cell::new(false),
             ignore_offer: Cell::new(false),
+            sending: Cell::new(false),
             stream,
             meter: RefCell::new(None),
             restart_timer: RefCell::new(None),
@@ -917,7 +962,7 @@ impl Call {
 
     /// Perfect negotiation, receiving side.
     fn on_signal(&self, from: PeerId, signal: Signal) {
-        let Some(link) = self.ensure_link(&from) else {
+        let Some(link) = self.ensure_link(&from, false) else {
             return;
         };
         let call = self.clone();
@@ -941,6 +986,9 @@ impl Call {
                         return;
                     }
                     if is_offer {
+                        // Added now, our tracks take the transceivers the
+                        // offer made, and the answer carries them.
+                        call.start_sending(&link);
                         if set_local_description(&link.pc).await.is_ok() {
                             if let Some(answer) = local_description(&link.pc) {
                                 call.send(&ClientMessage::Signal {
@@ -1242,6 +1290,15 @@ impl Call {
         self.send(&ClientMessage::ChatHistory { before });
     }
 }
+
+fn call_start_sending(weak: &Weak<Inner>, link: &Link) {
+    if let Some(call) = Call::from_weak(weak) {
+        call.start_sending(link);
+    }
+}
+
+/// How long a new peer connection may take before ICE is restarted.
+const CONNECT_WATCHDOG: Duration = Duration::from_secs(10);
 
 /// Above this (0-100) someone counts as speaking.
 const SPEAKING_LEVEL: u32 = 12;

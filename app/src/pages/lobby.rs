@@ -217,8 +217,16 @@ fn MediaPreview(mic_on: RwSignal<bool>, cam_on: RwSignal<bool>) -> impl IntoView
                 let mic = (!mic.is_empty()).then_some(mic);
                 match media::open_media(cam.as_deref(), mic.as_deref()).await {
                     Ok(s) => {
-                        media::set_enabled(&s, "audio", mic_on.get_untracked());
-                        media::set_enabled(&s, "video", cam_on.get_untracked());
+                        // The lobby may be gone by now (the person went on
+                        // into the room): let the devices go.
+                        let (Some(mic), Some(cam)) =
+                            (mic_on.try_get_untracked(), cam_on.try_get_untracked())
+                        else {
+                            media::stop(&s);
+                            return;
+                        };
+                        media::set_enabled(&s, "audio", mic);
+                        media::set_enabled(&s, "video", cam);
                         if let Some(video) = video_ref.get_untracked() {
                             video.set_src_object(Some(&s));
                             let _ = video.play();
