@@ -13,6 +13,13 @@ const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "moim-e2e-"));
 const chromium = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 export const baseURL = `http://127.0.0.1:${port}`;
+// A second moim that sends all media through a real coturn (TURN REST
+// credentials from a shared secret, iceTransportPolicy "relay").
+const relayPort = port + 1;
+const turnPort = Number(process.env.MOIM_E2E_TURN_PORT ?? 3479);
+const turnSecret = "moim-e2e-turn-secret";
+const relayURL = `http://127.0.0.1:${relayPort}`;
+const relayDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "moim-e2e-relay-"));
 
 export default defineConfig({
   testDir: "./tests",
@@ -41,12 +48,37 @@ export default defineConfig({
       ],
     },
   },
-  webServer: {
-    command: `"${bin}" --listen 127.0.0.1:${port} --data-dir "${dataDir}" --site-root "${siteRoot}" --log warn`,
-    url: `${baseURL}/healthz`,
-    reuseExistingServer: false,
-    timeout: 60_000,
-    stdout: "pipe",
-    stderr: "pipe",
-  },
+  webServer: [
+    {
+      command: `"${bin}" --listen 127.0.0.1:${port} --data-dir "${dataDir}" --site-root "${siteRoot}" --log warn`,
+      url: `${baseURL}/healthz`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+    {
+      // coturn from Debian (scripts/setup.sh installs it), on loopback only.
+      command:
+        `turnserver -n --listening-ip=127.0.0.1 --relay-ip=127.0.0.1 --listening-port=${turnPort} ` +
+        `--min-port=49160 --max-port=49400 --use-auth-secret --static-auth-secret=${turnSecret} ` +
+        `--realm=moim.test --userdb="${relayDataDir}/turndb" --no-cli --no-tls --no-dtls ` +
+        `--allow-loopback-peers --no-software-attribute --log-file=stdout --simple-log`,
+      port: turnPort,
+      reuseExistingServer: false,
+      timeout: 30_000,
+      stdout: "ignore",
+      stderr: "pipe",
+    },
+    {
+      command:
+        `"${bin}" --listen 127.0.0.1:${relayPort} --data-dir "${relayDataDir}" --site-root "${siteRoot}" --log warn ` +
+        `--turn-urls "turn:127.0.0.1:${turnPort}?transport=udp" --turn-secret ${turnSecret} --ice-transport-policy relay`,
+      url: `${relayURL}/healthz`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+  ],
 });

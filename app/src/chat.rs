@@ -14,6 +14,8 @@ pub mod ssr;
 pub enum Transcript {
     /// The meeting is still on (or has not started): no transcript yet.
     NotYet,
+    /// The viewer was not in the meeting.
+    NotParticipant,
     Ready {
         /// Every message the viewer may see, oldest first.
         messages: Vec<ChatMessage>,
@@ -26,8 +28,12 @@ pub enum Transcript {
 #[server(endpoint = "chat_transcript")]
 pub async fn chat_transcript(code: String) -> Result<Transcript, ApiError> {
     let cx = crate::lobby::ssr::LobbyCx::new(&code).await?;
-    let result = cx.transcript().await;
-    cx.finish(result)
+    // Part of the meeting page: someone who was not in the meeting simply
+    // sees no transcript (an error here would become the page's status).
+    match cx.transcript().await {
+        Err(ApiError::Unauthenticated | ApiError::Forbidden) => Ok(Transcript::NotParticipant),
+        other => cx.finish(other),
+    }
 }
 
 /// The transcript as plain text or Markdown, for download.

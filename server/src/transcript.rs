@@ -71,6 +71,7 @@ async fn download(
             )
                 .into_response()
         }
+        Ok(Transcript::NotParticipant) => (StatusCode::FORBIDDEN, "not allowed\n").into_response(),
         Ok(Transcript::NotYet) => {
             (StatusCode::CONFLICT, "the meeting is not over yet\n").into_response()
         }
