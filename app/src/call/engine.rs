@@ -1028,7 +1028,9 @@ impl Call {
         let state = link.pc.ice_connection_state();
         let shown = match state {
             RtcIceConnectionState::Connected | RtcIceConnectionState::Completed => {
-                link.restart_timer.borrow_mut().take().map(|t| t.clear());
+                if let Some(timer) = link.restart_timer.borrow_mut().take() {
+                    timer.clear();
+                }
                 LinkState::Connected
             }
             RtcIceConnectionState::Failed => {

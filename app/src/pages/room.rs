@@ -391,7 +391,7 @@ fn Controls(view: CallView, actions: Actions, people_open: RwSignal<bool>) -> im
                 <button class="control control-leave" data-testid="end-button"
                     on:click=move |_| {
                         let confirmed = window()
-                            .confirm_with_message(&t_string!(i18n, call_end_confirm).to_string())
+                            .confirm_with_message(t_string!(i18n, call_end_confirm))
                             .unwrap_or(false);
                         if confirmed {
                             actions.with(|c| { let _ = c; #[cfg(feature = "hydrate")] c.end_meeting(); });
@@ -425,7 +425,7 @@ fn PeoplePanel(view: CallView, actions: Actions) -> impl IntoView {
                         view! {
                             <li class="person" data-testid="person" data-peer=peer.peer_id.clone()>
                                 <span>
-                                    {peer.media.hand.then(|| "✋ ")}
+                                    {peer.media.hand.then_some("✋ ")}
                                     {peer.display_name.clone()}
                                     {(!peer.media.mic).then(|| view! { <span class="badge badge-off">{t!(i18n, call_mic_off)}</span> })}
                                 </span>

@@ -437,7 +437,7 @@ impl Live {
                 return Flow::Stop(Ending::Dropped);
             }
             // One error per refused burst is enough.
-            if self.refused == 1 || self.refused % 20 == 0 {
+            if self.refused == 1 || self.refused.is_multiple_of(20) {
                 let message =
                     ServerMessage::error(ErrorCode::RateLimited, "slow down: message dropped");
                 return self.reply(sink, message).await;

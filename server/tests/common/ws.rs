@@ -20,14 +20,14 @@ pub struct Ws {
 /// How an upgrade attempt ended.
 #[derive(Debug)]
 pub enum Upgrade {
-    Open(Ws),
+    Open(Box<Ws>),
     Refused(u16),
 }
 
 impl Upgrade {
     pub fn open(self) -> Ws {
         match self {
-            Upgrade::Open(ws) => ws,
+            Upgrade::Open(ws) => *ws,
             Upgrade::Refused(status) => panic!("upgrade refused with {status}"),
         }
     }
@@ -63,7 +63,7 @@ pub async fn open_with(
         .headers_mut()
         .insert("origin", origin.parse().expect("origin"));
     match tokio_tungstenite::connect_async(request).await {
-        Ok((socket, _)) => Upgrade::Open(Ws { socket }),
+        Ok((socket, _)) => Upgrade::Open(Box::new(Ws { socket })),
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             Upgrade::Refused(response.status().as_u16())
         }
