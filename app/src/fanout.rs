@@ -34,6 +34,9 @@ pub enum RoomEvent {
     Removed { participant_id: String },
     /// A host ended the meeting: every connection closes.
     Ended,
+    /// Events may have been lost (the cross-instance link was down):
+    /// connections ask their clients to reconnect and resynchronise.
+    Resync,
 }
 
 #[derive(Debug, thiserror::Error)]

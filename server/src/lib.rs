@@ -36,6 +36,8 @@ pub struct Application {
     local_addr: SocketAddr,
     state: AppState,
     shutdown_grace: Duration,
+    /// Tells live calls to move to another instance.
+    drain: tokio::sync::watch::Sender<bool>,
 }
 
 impl Application {
@@ -43,9 +45,6 @@ impl Application {
         let database_url = db::database_url(&config)?;
         let pool = db::connect(&database_url).await?;
         tracing::info!(database = %db::redact(&database_url), "database ready");
-        if config.redis_url.is_some() {
-            tracing::warn!("REDIS_URL is set, but cross-instance fan-out is not part of this build yet; running single-instance");
-        }
 
         let listener =
             TcpListener::bind(config.listen)
@@ -61,9 +60,27 @@ impl Application {
 
         let public_url = config.public_origin_at(local_addr);
 
+        let (bus, presence): (Arc<dyn app::fanout::RoomBus>, Arc<dyn rooms::Presence>) =
+            match &config.redis_url {
+                Some(url) => {
+                    let (bus, presence) =
+                        rooms::redis::connect(url.as_str()).await.map_err(|e| {
+                            StartupError::Redis {
+                                url: db::redact(url.as_str()),
+                                reason: e.to_string(),
+                            }
+                        })?;
+                    tracing::info!(redis = %db::redact(url.as_str()), "rooms shared through Redis");
+                    (bus, presence)
+                }
+                None => (
+                    Arc::new(rooms::local::LocalBus::default()),
+                    Arc::new(rooms::local::LocalPresence::default()),
+                ),
+            };
         let rooms = rooms::Rooms {
-            bus: Arc::new(rooms::local::LocalBus::default()),
-            presence: Arc::new(rooms::local::LocalPresence::default()),
+            bus,
+            presence,
             settings: rooms::RoomSettings {
                 max_participants: config.mesh_max_participants,
                 reconnect_grace: Duration::from_secs(config.reconnect_grace_seconds),
@@ -102,6 +119,7 @@ impl Application {
             )),
             bus: rooms.bus.clone(),
         };
+        let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
         let origin = OriginPolicy {
             public_origin: public_url.clone(),
         };
@@ -110,6 +128,7 @@ impl Application {
             rooms,
             origin: Arc::new(origin.clone()),
             chat_limits: Arc::new(chat::ChatLimits::new(20, config.chat_messages_per_minute)),
+            draining: drain_rx,
         };
 
         let store = DbSessionStore::new(pool);
@@ -131,6 +150,7 @@ impl Application {
             local_addr,
             state,
             shutdown_grace: Duration::from_secs(config.shutdown_grace_seconds),
+            drain: drain_tx,
         })
     }
 
@@ -150,8 +170,11 @@ impl Application {
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let grace = self.shutdown_grace;
+        let drain = self.drain;
         tokio::spawn(async move {
             shutdown.await;
+            // Calls first: clients reconnect elsewhere and resume.
+            let _ = drain.send(true);
             let _ = stop_tx.send(true);
         });
         let mut graceful_rx = stop_rx.clone();

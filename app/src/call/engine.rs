@@ -460,6 +460,11 @@ impl Call {
         if view.phase.get_untracked() != Phase::Connecting {
             view.phase.set(Phase::Reconnecting);
         }
+        // The server asked us to come back (restart, resynchronise): at
+        // once, not after a backoff.
+        if matches!(code, 1012 | 1013) {
+            self.0.attempts.set(0);
+        }
         if code == 1006 || code == close::NOT_ADMITTED {
             self.0
                 .failures_before_open

@@ -11,6 +11,7 @@
 //! The signaling connection (`crate::signaling`) uses only these two.
 
 pub mod local;
+pub mod redis;
 
 use app::fanout::{BusError, RoomBus, RoomEvent};
 use app::protocol::{LeaveReason, MediaState, PeerId, PeerInfo, ServerMessage};

@@ -219,8 +219,24 @@ impl Live {
                 (peer, true)
             }
             None => {
+                // A page whose presence was lost (Redis restarted empty,
+                // reaped during a long stall) keeps its peer id when nobody
+                // holds it: everyone else sees it leave and come back, and
+                // no tile is left behind under an old id.
+                let reusable = match &join.resume {
+                    Some(id) if is_peer_id(id) => rooms
+                        .presence
+                        .list(&room)
+                        .await
+                        .is_ok_and(|peers| peers.iter().all(|p| &p.peer_id != id)),
+                    _ => false,
+                };
+                let peer_id = match (&join.resume, reusable) {
+                    (Some(id), true) => id.clone(),
+                    _ => uuid::Uuid::new_v4().simple().to_string(),
+                };
                 let peer = PeerInfo {
-                    peer_id: uuid::Uuid::new_v4().simple().to_string(),
+                    peer_id,
                     participant_id: caller.participant_id.clone(),
                     display_name: caller.display_name.clone(),
                     role: caller.role,
@@ -337,6 +353,11 @@ impl Live {
 
     async fn serve(&mut self, sink: &mut Sink, stream: &mut Stream, session: &Session) -> Ending {
         let settings = self.rooms.settings.clone();
+        let mut draining = self.state.draining.clone();
+        let drained = async move {
+            let _ = draining.wait_for(|d| *d).await;
+        };
+        tokio::pin!(drained);
         let mut heartbeat = tokio::time::interval(settings.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await;
@@ -380,6 +401,13 @@ impl Live {
                         }
                     }
                 }
+                _ = &mut drained => {
+                    // This instance is shutting down: the client reconnects
+                    // (to another instance) and resumes its presence.
+                    let _ = send(sink, &ServerMessage::Reconnect).await;
+                    let _ = send_close(sink, 1012, "server restarting").await;
+                    return Ending::Dropped;
+                }
                 _ = heartbeat.tick() => {
                     if self.last_inbound.elapsed() > settings.idle_timeout {
                         tracing::info!(peer = %self.peer.peer_id, "connection silent; dropping it");
@@ -389,9 +417,11 @@ impl Live {
                     match self.rooms.presence.refresh(&self.room, &self.peer.peer_id, &self.conn_id, expires).await {
                         Ok(true) => {}
                         Ok(false) => {
-                            // Lost (reaped during a stall) or taken over.
+                            // Lost (reaped during a stall, or Redis came
+                            // back empty): the client reconnects and joins
+                            // again under the same peer id.
                             let _ = send(sink, &ServerMessage::Reconnect).await;
-                            let _ = send_close(sink, close::REPLACED, "presence lost").await;
+                            let _ = send_close(sink, 1013, "presence lost").await;
                             return Ending::Settled;
                         }
                         Err(err) => tracing::warn!(error = %err, "presence refresh failed"),
@@ -487,7 +517,19 @@ impl Live {
                         .await;
                     }
                     Ok(None) => {}
-                    Err(err) => tracing::warn!(error = %err, "could not store media state"),
+                    Err(err) => {
+                        // Not stored, but those who can be reached still
+                        // see it.
+                        tracing::warn!(error = %err, "could not store media state");
+                        self.peer.media = media;
+                        self.publish(RoomEvent::Broadcast {
+                            skip: Some(self.peer.peer_id.clone()),
+                            message: ServerMessage::PeerUpdated {
+                                peer: self.peer.clone(),
+                            },
+                        })
+                        .await;
+                    }
                 }
                 Flow::Continue
             }
@@ -659,6 +701,11 @@ impl Live {
                 let _ = send_close(sink, close::REMOVED, "removed by a host").await;
                 Flow::Stop(Ending::Settled)
             }
+            RoomEvent::Resync => {
+                let _ = send(sink, &ServerMessage::Reconnect).await;
+                let _ = send_close(sink, 1012, "resynchronise").await;
+                Flow::Stop(Ending::Dropped)
+            }
             RoomEvent::Ended => {
                 let _ = send(sink, &ServerMessage::MeetingEnded).await;
                 let _ = send_close(sink, close::ENDED, "meeting ended").await;
@@ -668,12 +715,14 @@ impl Live {
     }
 
     async fn in_room(&self, peer_id: &str) -> bool {
+        // With presence unreachable (Redis down), relay anyway: delivery
+        // only ever reaches connections of this room.
         self.rooms
             .presence
             .list(&self.room)
             .await
             .map(|peers| peers.iter().any(|p| p.peer_id == peer_id))
-            .unwrap_or(false)
+            .unwrap_or(true)
     }
 
     async fn publish(&self, event: RoomEvent) {
@@ -720,6 +769,14 @@ impl Live {
 enum Flow {
     Continue,
     Stop(Ending),
+}
+
+/// Peer ids are 32 lowercase hex digits (a UUID without dashes).
+fn is_peer_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The lower of the meeting's own limit and the server's mesh limit.

@@ -32,6 +32,8 @@ pub struct SignalingState {
     pub rooms: Rooms,
     pub origin: Arc<OriginPolicy>,
     pub chat_limits: Arc<crate::chat::ChatLimits>,
+    /// Set on shutdown: no new joins, open connections sent elsewhere.
+    pub draining: tokio::sync::watch::Receiver<bool>,
 }
 
 pub async fn upgrade(
@@ -48,6 +50,9 @@ pub async fn upgrade(
     if !is_same_origin(&headers, &state.origin) {
         tracing::warn!(origin = ?headers.get("origin"), "refused a cross-site WebSocket");
         return (StatusCode::FORBIDDEN, "cross-site request refused").into_response();
+    }
+    if *state.draining.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down; try again").into_response();
     }
     let Ok(ws) = ws else {
         return (StatusCode::UPGRADE_REQUIRED, "WebSocket upgrade required").into_response();

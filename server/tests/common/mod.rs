@@ -31,8 +31,11 @@ pub struct TestApp {
     _data_dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     postgres_db: Option<String>,
+    kill: Option<std::sync::mpsc::Sender<()>>,
 }
 
+pub mod people;
+pub mod redis_server;
 pub mod ws;
 
 pub struct Spawn {
@@ -41,6 +44,11 @@ pub struct Spawn {
     pub trusted_proxies: Option<String>,
     /// More command-line flags for moim.
     pub extra_args: Vec<String>,
+    /// Share this database with another instance instead of a fresh one.
+    pub database_url: Option<String>,
+    /// Run on a runtime of its own, so `TestApp::kill` can make the
+    /// instance vanish at once (connections, timers and all).
+    pub killable: bool,
 }
 
 impl Spawn {
@@ -50,6 +58,8 @@ impl Spawn {
             public_url: None,
             trusted_proxies: None,
             extra_args: Vec::new(),
+            database_url: None,
+            killable: false,
         }
     }
 }
@@ -65,27 +75,30 @@ pub async fn spawn_with(spawn: Spawn) -> TestApp {
         .with_test_writer()
         .try_init();
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let (database_url, postgres_db) = match spawn.backend {
-        Backend::Sqlite => (
-            format!("sqlite://{}/moim.db?mode=rwc", data_dir.path().display()),
-            None,
-        ),
-        Backend::Postgres => {
-            let admin = postgres_admin_url();
-            let name = format!("moim_test_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+    let (database_url, postgres_db) = match (&spawn.database_url, spawn.backend) {
+        (Some(shared), _) => (shared.clone(), None),
+        (None, backend) => match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}/moim.db?mode=rwc", data_dir.path().display()),
+                None,
+            ),
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let name = format!("moim_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
                 panic!("PostgreSQL is not reachable at {admin} ({e}); run scripts/test.sh, which starts one")
             });
-            sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-                .execute(&mut conn)
-                .await
-                .expect("create test database");
-            let url = match admin.rsplit_once('/') {
-                Some((server, _)) => format!("{server}/{name}"),
-                None => panic!("bad MOIM_TEST_POSTGRES_URL {admin}"),
-            };
-            (url, Some(name))
-        }
+                sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                let url = match admin.rsplit_once('/') {
+                    Some((server, _)) => format!("{server}/{name}"),
+                    None => panic!("bad MOIM_TEST_POSTGRES_URL {admin}"),
+                };
+                (url, Some(name))
+            }
+        },
     };
     let mut args = vec![
         "moim".to_string(),
@@ -108,13 +121,38 @@ pub async fn spawn_with(spawn: Spawn) -> TestApp {
         args.push(url.clone());
     }
     let config = <Config as clap::Parser>::parse_from(args);
-    let app = Application::build(config).await.expect("app builds");
-    let addr = app.local_addr();
-    let state = app.state().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let (addr, state, kill) = if spawn.killable {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (kill_tx, kill_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let app = runtime
+                .block_on(Application::build(config))
+                .expect("app builds");
+            let _ = ready_tx.send((app.local_addr(), app.state().clone()));
+            runtime.spawn(app.run_until(async move {
+                let _ = stopped.await;
+            }));
+            // Dropped or killed: everything on this runtime stops at once.
+            let _ = kill_rx.recv();
+            runtime.shutdown_background();
+        });
+        let (addr, state) = ready_rx.await.expect("instance started");
+        (addr, state, Some(kill_tx))
+    } else {
+        let app = Application::build(config).await.expect("app builds");
+        let addr = app.local_addr();
+        let state = app.state().clone();
+        tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        (addr, state, None)
+    };
     TestApp {
         addr,
         base: format!("http://{addr}"),
@@ -124,10 +162,25 @@ pub async fn spawn_with(spawn: Spawn) -> TestApp {
         _data_dir: data_dir,
         stop: Some(stop),
         postgres_db,
+        kill,
     }
 }
 
 impl TestApp {
+    /// Ends the instance like `kill -9` would: no goodbyes to anyone.
+    pub fn kill(&mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+    }
+
+    /// Asks the instance to stop as on SIGTERM (drain, then close).
+    pub fn terminate(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     /// A browser-like client: keeps cookies, sends our Origin, does not
     /// follow redirects (so tests can see them).
     pub fn client(&self) -> reqwest::Client {
@@ -261,6 +314,7 @@ impl Drop for TestApp {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        self.kill();
         if let Some(name) = self.postgres_db.take() {
             // Best effort, on a thread of its own: Drop cannot be async.
             let admin = postgres_admin_url();

@@ -134,9 +134,18 @@ impl Ws {
         }
     }
 
-    /// Waits for a message matching `pred`, skipping others.
+    /// Waits (up to 10 s) for a message matching `pred`, skipping others.
     pub async fn recv_until(&mut self, pred: impl Fn(&ServerMessage) -> bool) -> ServerMessage {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        self.recv_within(Duration::from_secs(10), pred).await
+    }
+
+    /// Waits up to `wait` for a message matching `pred`, skipping others.
+    pub async fn recv_within(
+        &mut self,
+        wait: Duration,
+        pred: impl Fn(&ServerMessage) -> bool,
+    ) -> ServerMessage {
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.try_recv(left).await {

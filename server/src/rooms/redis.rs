@@ -1,0 +1,509 @@
+//! Rooms shared across instances through Redis (`REDIS_URL`).
+//!
+//! - Fan-out: one pub/sub channel per room (`moim:room:{id}`). Each
+//!   instance subscribes to the rooms it has connections in and hands what
+//!   arrives to its local `Fanout`. The subscriber connection is our own
+//!   loop: it reconnects with backoff and subscribes again to every active
+//!   room; afterwards it asks local connections to resynchronise (events
+//!   published meanwhile are gone; chat comes back from the database).
+//! - Publishing goes through the redis crate's `ConnectionManager`, which
+//!   reconnects by itself. When Redis cannot be reached, events are handed
+//!   to this instance's connections directly, so people on the same
+//!   instance keep talking.
+//! - Presence: three hashes per room (peer info, participant, holding
+//!   connection) and one sorted set of expiries for all rooms, changed only
+//!   by Lua scripts so each step is atomic across instances.
+
+use super::local::Fanout;
+use super::{JoinOutcome, Presence, PresenceEntry, PresenceError};
+use app::fanout::{BusError, RoomBus, RoomEvent};
+use app::protocol::{MediaState, PeerId, PeerInfo};
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+
+const EXPIRY_KEY: &str = "moim:presence:expiry";
+
+fn channel(room: &str) -> String {
+    format!("moim:room:{room}")
+}
+
+fn room_of_channel(channel: &str) -> Option<&str> {
+    channel.strip_prefix("moim:room:")
+}
+
+fn keys(room: &str) -> [String; 4] {
+    [
+        format!("moim:presence:{room}:info"),
+        format!("moim:presence:{room}:who"),
+        format!("moim:presence:{room}:conn"),
+        EXPIRY_KEY.to_string(),
+    ]
+}
+
+fn member(room: &str, peer: &str) -> String {
+    format!("{room}|{peer}")
+}
+
+fn unavailable(err: redis::RedisError) -> PresenceError {
+    PresenceError::Unavailable(err.to_string())
+}
+
+/// Connects (failing start-up if Redis does not answer) and starts the
+/// subscriber loop.
+pub async fn connect(url: &str) -> Result<(Arc<RedisBus>, Arc<RedisPresence>), redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(1000));
+    let manager = ConnectionManager::new_with_config(client.clone(), config).await?;
+    let fanout = Arc::new(Fanout::default());
+    let (subscribe_tx, subscribe_rx) = mpsc::unbounded_channel();
+    let subscribed = Arc::new(AtomicBool::new(false));
+    let publishing = Arc::new(AtomicBool::new(true));
+    tokio::spawn(subscriber_loop(
+        client,
+        fanout.clone(),
+        subscribe_rx,
+        subscribed.clone(),
+        publishing.clone(),
+    ));
+    let bus = Arc::new(RedisBus {
+        manager: manager.clone(),
+        fanout,
+        subscribe_tx,
+        subscribed,
+        publishing,
+    });
+    let presence = Arc::new(RedisPresence::new(manager));
+    Ok((bus, presence))
+}
+
+pub struct RedisBus {
+    manager: ConnectionManager,
+    fanout: Arc<Fanout>,
+    subscribe_tx: mpsc::UnboundedSender<String>,
+    subscribed: Arc<AtomicBool>,
+    publishing: Arc<AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl RoomBus for RedisBus {
+    async fn publish(&self, room: &str, event: RoomEvent) -> Result<(), BusError> {
+        let payload = serde_json::to_string(&event).map_err(|e| BusError(e.to_string()))?;
+        let mut manager = self.manager.clone();
+        let mut sent: redis::RedisResult<i64> = manager.publish(channel(room), &payload).await;
+        if sent.is_err() {
+            // The first command on a connection that Redis dropped fails and
+            // makes the manager reconnect: one more try.
+            sent = manager.publish(channel(room), &payload).await;
+        }
+        if sent.is_ok() {
+            self.publishing.store(true, Ordering::Relaxed);
+        }
+        match sent {
+            Ok(_) if self.subscribed.load(Ordering::Relaxed) => {
+                // Comes back through our own subscription, in the order
+                // every instance sees.
+                Ok(())
+            }
+            Ok(_) => {
+                // Published, but our subscriber is down: deliver here too.
+                self.fanout.deliver(room, Arc::new(event));
+                Ok(())
+            }
+            Err(err) => {
+                if self.publishing.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %err, "Redis unreachable: room events stay on this instance");
+                }
+                self.fanout.deliver(room, Arc::new(event));
+                Ok(())
+            }
+        }
+    }
+
+    async fn subscribe(&self, room: &str) -> Result<broadcast::Receiver<Arc<RoomEvent>>, BusError> {
+        let (receiver, first) = self.fanout.subscribe(room);
+        if first {
+            // The subscriber loop subscribes now, or on its next reconnect.
+            let _ = self.subscribe_tx.send(room.to_string());
+        }
+        Ok(receiver)
+    }
+
+    fn is_healthy(&self) -> bool {
+        self.subscribed.load(Ordering::Relaxed) && self.publishing.load(Ordering::Relaxed)
+    }
+}
+
+async fn subscriber_loop(
+    client: redis::Client,
+    fanout: Arc<Fanout>,
+    mut requests: mpsc::UnboundedReceiver<String>,
+    subscribed: Arc<AtomicBool>,
+    publishing: Arc<AtomicBool>,
+) {
+    let mut backoff = Duration::from_millis(250);
+    let mut was_down = false;
+    loop {
+        let pubsub = match client.get_async_pubsub().await {
+            Ok(pubsub) => pubsub,
+            Err(err) => {
+                if !was_down {
+                    tracing::warn!(error = %err, "Redis subscriber disconnected; retrying");
+                }
+                was_down = true;
+                subscribed.store(false, Ordering::Relaxed);
+                // Drop requests while down: the next connection subscribes
+                // to every active room anyway.
+                while requests.try_recv().is_ok() {}
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        let mut ok = true;
+        for room in fanout.active_rooms() {
+            if sink.subscribe(channel(&room)).await.is_err() {
+                ok = false;
+                break;
+            }
+        }
+        if !ok {
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
+        backoff = Duration::from_millis(250);
+        subscribed.store(true, Ordering::Relaxed);
+        // Redis answers again; the publishing side reconnects by itself.
+        publishing.store(true, Ordering::Relaxed);
+        if was_down {
+            tracing::info!("Redis subscriber back; asking connections to resynchronise");
+            for room in fanout.active_rooms() {
+                fanout.deliver(&room, Arc::new(RoomEvent::Resync));
+            }
+        }
+        loop {
+            tokio::select! {
+                message = stream.next() => {
+                    let Some(message) = message else { break };
+                    let Some(room) = room_of_channel(message.get_channel_name()) else { continue };
+                    match serde_json::from_slice::<RoomEvent>(message.get_payload_bytes()) {
+                        Ok(event) => fanout.deliver(room, Arc::new(event)),
+                        Err(err) => tracing::warn!(error = %err, "unreadable room event"),
+                    }
+                }
+                request = requests.recv() => {
+                    let Some(room) = request else { return };
+                    if sink.subscribe(channel(&room)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::warn!("Redis subscriber disconnected; reconnecting");
+        subscribed.store(false, Ordering::Relaxed);
+        was_down = true;
+    }
+}
+
+pub struct RedisPresence {
+    manager: ConnectionManager,
+    join: Script,
+    resume: Script,
+    refresh: Script,
+    set_info: Script,
+    remove: Script,
+    remove_expired: Script,
+    clear: Script,
+}
+
+impl RedisPresence {
+    fn new(manager: ConnectionManager) -> Self {
+        Self {
+            manager,
+            // KEYS: info, who, conn, expiry. ARGV: peer, participant, conn,
+            // expires, info json, max, room.
+            join: Script::new(
+                r"
+                local who = redis.call('HGETALL', KEYS[2])
+                local others = 0
+                local displaced = {}
+                for i = 1, #who, 2 do
+                  if who[i + 1] == ARGV[2] then table.insert(displaced, who[i]) else others = others + 1 end
+                end
+                if others >= tonumber(ARGV[6]) then return {'full'} end
+                local out = {'joined'}
+                for _, p in ipairs(displaced) do
+                  local info = redis.call('HGET', KEYS[1], p)
+                  if info then table.insert(out, info) end
+                  redis.call('HDEL', KEYS[1], p)
+                  redis.call('HDEL', KEYS[2], p)
+                  redis.call('HDEL', KEYS[3], p)
+                  redis.call('ZREM', KEYS[4], ARGV[7] .. '|' .. p)
+                end
+                redis.call('HSET', KEYS[1], ARGV[1], ARGV[5])
+                redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+                redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+                redis.call('ZADD', KEYS[4], ARGV[4], ARGV[7] .. '|' .. ARGV[1])
+                return out
+                ",
+            ),
+            // ARGV: peer, participant, conn, expires, member.
+            resume: Script::new(
+                r"
+                if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return false end
+                redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+                redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
+                return redis.call('HGET', KEYS[1], ARGV[1])
+                ",
+            ),
+            // ARGV: peer, conn, expires, member.
+            refresh: Script::new(
+                r"
+                if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return 0 end
+                redis.call('ZADD', KEYS[4], ARGV[3], ARGV[4])
+                return 1
+                ",
+            ),
+            // ARGV: peer, info json.
+            set_info: Script::new(
+                r"
+                if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+                redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+                return 1
+                ",
+            ),
+            // ARGV: peer, member.
+            remove: Script::new(
+                r"
+                local info = redis.call('HGET', KEYS[1], ARGV[1])
+                redis.call('ZREM', KEYS[4], ARGV[2])
+                if not info then return false end
+                redis.call('HDEL', KEYS[1], ARGV[1])
+                redis.call('HDEL', KEYS[2], ARGV[1])
+                redis.call('HDEL', KEYS[3], ARGV[1])
+                return info
+                ",
+            ),
+            // ARGV: peer, member, now.
+            remove_expired: Script::new(
+                r"
+                local score = redis.call('ZSCORE', KEYS[4], ARGV[2])
+                if score and tonumber(score) > tonumber(ARGV[3]) then return false end
+                local info = redis.call('HGET', KEYS[1], ARGV[1])
+                redis.call('ZREM', KEYS[4], ARGV[2])
+                if not info then return false end
+                redis.call('HDEL', KEYS[1], ARGV[1])
+                redis.call('HDEL', KEYS[2], ARGV[1])
+                redis.call('HDEL', KEYS[3], ARGV[1])
+                return info
+                ",
+            ),
+            // ARGV: room.
+            clear: Script::new(
+                r"
+                local peers = redis.call('HKEYS', KEYS[1])
+                for _, p in ipairs(peers) do redis.call('ZREM', KEYS[4], ARGV[1] .. '|' .. p) end
+                local infos = redis.call('HVALS', KEYS[1])
+                redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+                return infos
+                ",
+            ),
+        }
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.manager.clone()
+    }
+}
+
+fn parse(info: &str) -> Result<PeerInfo, PresenceError> {
+    serde_json::from_str(info).map_err(|e| PresenceError::Unavailable(e.to_string()))
+}
+
+fn encode(peer: &PeerInfo) -> Result<String, PresenceError> {
+    serde_json::to_string(peer).map_err(|e| PresenceError::Unavailable(e.to_string()))
+}
+
+fn sorted(mut peers: Vec<PeerInfo>) -> Vec<PeerInfo> {
+    peers.sort_by(|a, b| (a.joined_at_ms, &a.peer_id).cmp(&(b.joined_at_ms, &b.peer_id)));
+    peers
+}
+
+#[async_trait::async_trait]
+impl Presence for RedisPresence {
+    async fn join(
+        &self,
+        room: &str,
+        entry: PresenceEntry,
+        max: usize,
+    ) -> Result<JoinOutcome, PresenceError> {
+        let peer = &entry.peer;
+        let result: Vec<String> = self
+            .join
+            .key(&keys(room)[..])
+            .arg(&peer.peer_id)
+            .arg(&peer.participant_id)
+            .arg(&entry.conn_id)
+            .arg(entry.expires_at_ms)
+            .arg(encode(peer)?)
+            .arg(max)
+            .arg(room)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        match result.split_first() {
+            Some((status, displaced)) if status == "joined" => Ok(JoinOutcome::Joined {
+                displaced: displaced
+                    .iter()
+                    .map(|i| parse(i))
+                    .collect::<Result<_, _>>()?,
+            }),
+            _ => Ok(JoinOutcome::Full),
+        }
+    }
+
+    async fn resume(
+        &self,
+        room: &str,
+        peer_id: &str,
+        participant_id: &str,
+        conn_id: &str,
+        expires_at_ms: i64,
+    ) -> Result<Option<PeerInfo>, PresenceError> {
+        let info: Option<String> = self
+            .resume
+            .key(&keys(room)[..])
+            .arg(peer_id)
+            .arg(participant_id)
+            .arg(conn_id)
+            .arg(expires_at_ms)
+            .arg(member(room, peer_id))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        info.as_deref().map(parse).transpose()
+    }
+
+    async fn refresh(
+        &self,
+        room: &str,
+        peer_id: &str,
+        conn_id: &str,
+        expires_at_ms: i64,
+    ) -> Result<bool, PresenceError> {
+        let held: i64 = self
+            .refresh
+            .key(&keys(room)[..])
+            .arg(peer_id)
+            .arg(conn_id)
+            .arg(expires_at_ms)
+            .arg(member(room, peer_id))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(held == 1)
+    }
+
+    async fn set_media(
+        &self,
+        room: &str,
+        peer_id: &str,
+        media: MediaState,
+    ) -> Result<Option<PeerInfo>, PresenceError> {
+        let [info_key, ..] = keys(room);
+        let info: Option<String> = self
+            .conn()
+            .hget(&info_key, peer_id)
+            .await
+            .map_err(unavailable)?;
+        let Some(info) = info else {
+            return Ok(None);
+        };
+        let mut peer = parse(&info)?;
+        peer.media = media;
+        let stored: i64 = self
+            .set_info
+            .key(&keys(room)[..])
+            .arg(peer_id)
+            .arg(encode(&peer)?)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok((stored == 1).then_some(peer))
+    }
+
+    async fn remove(&self, room: &str, peer_id: &str) -> Result<Option<PeerInfo>, PresenceError> {
+        let info: Option<String> = self
+            .remove
+            .key(&keys(room)[..])
+            .arg(peer_id)
+            .arg(member(room, peer_id))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        info.as_deref().map(parse).transpose()
+    }
+
+    async fn remove_expired(
+        &self,
+        room: &str,
+        peer_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<PeerInfo>, PresenceError> {
+        let info: Option<String> = self
+            .remove_expired
+            .key(&keys(room)[..])
+            .arg(peer_id)
+            .arg(member(room, peer_id))
+            .arg(now_ms)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        info.as_deref().map(parse).transpose()
+    }
+
+    async fn list(&self, room: &str) -> Result<Vec<PeerInfo>, PresenceError> {
+        let [info_key, ..] = keys(room);
+        let infos: Vec<String> = self.conn().hvals(&info_key).await.map_err(unavailable)?;
+        Ok(sorted(
+            infos.iter().map(|i| parse(i)).collect::<Result<_, _>>()?,
+        ))
+    }
+
+    async fn expired(&self, now_ms: i64) -> Result<Vec<(String, PeerId)>, PresenceError> {
+        let members: Vec<String> = self
+            .conn()
+            .zrangebyscore(EXPIRY_KEY, "-inf", now_ms)
+            .await
+            .map_err(unavailable)?;
+        Ok(members
+            .into_iter()
+            .filter_map(|m| {
+                m.split_once('|')
+                    .map(|(room, peer)| (room.to_string(), peer.to_string()))
+            })
+            .collect())
+    }
+
+    async fn clear(&self, room: &str) -> Result<Vec<PeerInfo>, PresenceError> {
+        let infos: Vec<String> = self
+            .clear
+            .key(&keys(room)[..])
+            .arg(room)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(sorted(
+            infos.iter().map(|i| parse(i)).collect::<Result<_, _>>()?,
+        ))
+    }
+}
