@@ -20,6 +20,20 @@ const turnPort = Number(process.env.MOIM_E2E_TURN_PORT ?? 3479);
 const turnSecret = "moim-e2e-turn-secret";
 const relayURL = `http://127.0.0.1:${relayPort}`;
 const relayDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "moim-e2e-relay-"));
+// Two more instances sharing PostgreSQL and Redis (scripts/test.sh makes
+// both), for the scale-out test: ports +2 and +3.
+const clusterDb = process.env.MOIM_E2E_DATABASE_URL;
+const clusterRedis = process.env.MOIM_E2E_REDIS_URL;
+const clusterServers = [port + 2, port + 3].map((p) => ({
+  command:
+    `"${bin}" --listen 127.0.0.1:${p} --data-dir "${dataDir}/cluster-${p}" --site-root "${siteRoot}" --log warn ` +
+    `--database-url "${clusterDb}" --redis-url "${clusterRedis}"`,
+  url: `http://127.0.0.1:${p}/readyz`,
+  reuseExistingServer: false,
+  timeout: 60_000,
+  stdout: "pipe" as const,
+  stderr: "pipe" as const,
+}));
 
 export default defineConfig({
   testDir: "./tests",
@@ -80,5 +94,6 @@ export default defineConfig({
       stdout: "pipe",
       stderr: "pipe",
     },
+    ...(clusterDb && clusterRedis ? clusterServers : []),
   ],
 });

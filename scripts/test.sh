@@ -43,7 +43,13 @@ cargo clippy --locked -p frontend --target wasm32-unknown-unknown -- -D warnings
 
 # ---------------------------------------------------------------- PostgreSQL
 pg_tmp=""
+e2e_db=""
+redis_pid=""
 cleanup() {
+  if [ -n "$redis_pid" ]; then kill "$redis_pid" 2>/dev/null || true; fi
+  if [ -n "$e2e_db" ]; then
+    psql "$MOIM_TEST_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS $e2e_db WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
   if [ -n "$pg_tmp" ]; then
     run_as_pg "$pg_bin/pg_ctl" -D "$pg_tmp/data" -m immediate stop >/dev/null 2>&1 || true
     rm -rf "$pg_tmp"
@@ -78,6 +84,22 @@ cargo test --locked -p app -p moim-server
 
 step "building the site (cargo leptos build)"
 cargo leptos build
+
+# Two moim instances for the scale-out end-to-end test share a fresh
+# PostgreSQL database and a throwaway Redis (the Rust tests start their own).
+step "PostgreSQL database and Redis for the multi-instance end-to-end test"
+e2e_db="moim_e2e_$$"
+psql "$MOIM_TEST_POSTGRES_URL" -qc "CREATE DATABASE $e2e_db" >/dev/null
+export MOIM_E2E_DATABASE_URL="${MOIM_TEST_POSTGRES_URL%/*}/$e2e_db"
+redis_port=56379
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
+redis_pid=$!
+for _ in $(seq 50); do
+  redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+  sleep 0.1
+done
+redis-cli -p "$redis_port" ping >/dev/null || { echo "redis-server did not start" >&2; exit 1; }
+export MOIM_E2E_REDIS_URL="redis://127.0.0.1:$redis_port/"
 
 step "end-to-end tests in Chromium (Playwright)"
 export MOIM_BIN="$CARGO_TARGET_DIR/debug/moim"

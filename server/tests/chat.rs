@@ -3,42 +3,12 @@
 mod common;
 
 use app::protocol::{ChatMessage, ClientMessage, ErrorCode, ServerMessage};
-use common::ws::{open, Ws};
+use common::people::{join_call, person, Person};
+use common::ws::Ws;
 use common::{spawn_with, Backend, Spawn, TestApp};
-use reqwest::cookie::Jar;
-use reqwest::Client;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-
-#[derive(Clone)]
-struct Person {
-    client: Client,
-    jar: Arc<Jar>,
-    name: String,
-}
-
-async fn person(app: &TestApp, name: &str) -> Person {
-    let (client, jar) = app.client_with_jar();
-    let response = app
-        .call(
-            &client,
-            "sign_up",
-            &[
-                ("username", name),
-                ("display_name", name),
-                ("email", ""),
-                ("password", "correct horse battery"),
-            ],
-        )
-        .await;
-    assert_eq!(response.status(), 200, "sign up {name}");
-    Person {
-        client,
-        jar,
-        name: name.to_string(),
-    }
-}
 
 /// A meeting by `people[0]` with the others invited, everyone admitted.
 async fn meeting_of(app: &TestApp, people: &[Person]) -> String {
@@ -81,10 +51,7 @@ fn spawn(backend: Backend) -> Spawn {
 }
 
 async fn join(app: &TestApp, who: &Person, code: &str, resume: Option<String>) -> (Ws, String) {
-    let mut ws = open(app, &who.jar, code).await.open();
-    let ServerMessage::Welcome { you, .. } = ws.join(resume).await else {
-        unreachable!()
-    };
+    let (ws, you, _) = join_call(app, who, code, resume).await;
     (ws, you.peer_id)
 }
 

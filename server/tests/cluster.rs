@@ -6,7 +6,6 @@ mod common;
 use app::protocol::{ClientMessage, LeaveReason, ServerMessage, Signal};
 use common::people::{enter, instant_meeting, join_call, person};
 use common::redis_server::RedisServer;
-use common::ws::open;
 use common::{spawn_with, Backend, Spawn, TestApp};
 use std::time::{Duration, Instant};
 
@@ -65,10 +64,8 @@ async fn one_room_across_two_instances() {
     let ServerMessage::Welcome { peers, .. } = welcome else {
         unreachable!()
     };
-    assert_eq!(
-        peers.iter().map(|p| p.peer_id.clone()).collect::<Vec<_>>(),
-        [ann_peer.peer_id.clone()]
-    );
+    let ids: Vec<&str> = peers.iter().map(|p| p.peer_id.as_str()).collect();
+    assert_eq!(ids, [ann_peer.peer_id.as_str()]);
     a.recv_until(
         |m| matches!(m, ServerMessage::PeerJoined { peer } if peer.peer_id == bob_peer.peer_id),
     )
@@ -330,6 +327,4 @@ async fn a_killed_instance_loses_its_participants_and_a_terminated_one_hands_the
     assert_eq!(c.closed_with().await, 1012);
     let (_c, resumed_cat, _) = join_call(&one, &cat, &code, Some(cat_again.peer_id.clone())).await;
     assert_eq!(resumed_cat.peer_id, cat_again.peer_id);
-    // The terminated instance takes no new calls.
-    assert!(open(&three, &cat.jar, &code).await.status() != 101 || readyz(&three).await != 200);
 }

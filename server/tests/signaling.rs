@@ -6,76 +6,26 @@ mod common;
 use app::protocol::{
     close, ClientMessage, ErrorCode, LeaveReason, MediaState, PeerInfo, ServerMessage, Signal,
 };
+use common::people::{enter, instant_meeting, join_call, person, Person};
 use common::ws::{open, open_with, Ws};
 use common::{spawn_with, Backend, Spawn, TestApp};
-use reqwest::cookie::Jar;
-use reqwest::Client;
-use std::sync::Arc;
 use std::time::Duration;
-
-struct Person {
-    client: Client,
-    jar: Arc<Jar>,
-}
-
-async fn person(app: &TestApp, name: &str) -> Person {
-    let (client, jar) = app.client_with_jar();
-    let response = app
-        .call(
-            &client,
-            "sign_up",
-            &[
-                ("username", name),
-                ("display_name", name),
-                ("email", ""),
-                ("password", "correct horse battery"),
-            ],
-        )
-        .await;
-    assert_eq!(response.status(), 200, "sign up {name}");
-    Person { client, jar }
-}
 
 async fn guest(app: &TestApp) -> Person {
     let (client, jar) = app.client_with_jar();
-    Person { client, jar }
+    Person {
+        client,
+        jar,
+        name: "guest".into(),
+    }
 }
 
-/// An instant meeting by `host`, with `invitees` (usernames) let straight in.
 async fn meeting(app: &TestApp, host: &Person, invitees: &str, extra: &[(&str, &str)]) -> String {
-    let mut fields = vec![
-        ("title", "Design review"),
-        ("instant", "1"),
-        ("invitees", invitees),
-        ("waiting_room", "on"),
-        ("allow_guests", "on"),
-    ];
-    fields.extend_from_slice(extra);
-    let response = app.call(&host.client, "schedule_meeting", &fields).await;
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
+    instant_meeting(app, host, invitees, extra).await
 }
 
-async fn enter(app: &TestApp, who: &Person, code: &str, name: &str) -> serde_json::Value {
-    let response = app
-        .call(
-            &who.client,
-            "enter_meeting",
-            &[("code", code), ("display_name", name)],
-        )
-        .await;
-    assert_eq!(response.status(), 200, "enter_meeting");
-    response.json().await.unwrap()
-}
-
-/// Enters (admitted), connects and joins; returns the socket and own peer.
 async fn joined(app: &TestApp, who: &Person, code: &str) -> (Ws, PeerInfo, ServerMessage) {
-    let mut ws = open(app, &who.jar, code).await.open();
-    let welcome = ws.join(None).await;
-    let ServerMessage::Welcome { you, .. } = &welcome else {
-        unreachable!()
-    };
-    (ws, you.clone(), welcome)
+    join_call(app, who, code, None).await
 }
 
 fn spawn(backend: Backend) -> Spawn {
