@@ -137,18 +137,25 @@ pub struct Rooms {
 }
 
 impl Rooms {
-    /// Tells the room someone left.
-    pub async fn announce_left(&self, room: &str, peer_id: &str, reason: LeaveReason) {
+    /// Tells everyone in the room but `about` (best effort: a failure is
+    /// logged; clients resynchronise when they reconnect).
+    pub async fn tell_others(&self, room: &str, about: &str, message: ServerMessage) {
         let event = RoomEvent::Broadcast {
-            skip: Some(peer_id.to_string()),
-            message: ServerMessage::PeerLeft {
-                peer_id: peer_id.to_string(),
-                reason,
-            },
+            skip: Some(about.to_string()),
+            message,
         };
         if let Err(err) = self.bus.publish(room, event).await {
-            tracing::warn!(error = %err, "could not announce a departure");
+            tracing::warn!(error = %err, "could not tell the room");
         }
+    }
+
+    /// Tells the room someone left.
+    pub async fn announce_left(&self, room: &str, peer_id: &str, reason: LeaveReason) {
+        let message = ServerMessage::PeerLeft {
+            peer_id: peer_id.to_string(),
+            reason,
+        };
+        self.tell_others(room, peer_id, message).await;
     }
 
     /// Removes presences whose connection (or instance) is gone, and tells

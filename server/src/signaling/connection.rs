@@ -204,16 +204,8 @@ impl Live {
                         .await
                     {
                         peer = updated;
-                        let _ = rooms
-                            .bus
-                            .publish(
-                                &room,
-                                RoomEvent::Broadcast {
-                                    skip: Some(peer.peer_id.clone()),
-                                    message: ServerMessage::PeerUpdated { peer: peer.clone() },
-                                },
-                            )
-                            .await;
+                        let message = ServerMessage::PeerUpdated { peer: peer.clone() };
+                        rooms.tell_others(&room, &peer.peer_id, message).await;
                     }
                 }
                 (peer, true)
@@ -265,16 +257,8 @@ impl Live {
                                 )
                                 .await;
                         }
-                        let _ = rooms
-                            .bus
-                            .publish(
-                                &room,
-                                RoomEvent::Broadcast {
-                                    skip: Some(peer.peer_id.clone()),
-                                    message: ServerMessage::PeerJoined { peer: peer.clone() },
-                                },
-                            )
-                            .await;
+                        let message = ServerMessage::PeerJoined { peer: peer.clone() };
+                        rooms.tell_others(&room, &peer.peer_id, message).await;
                         (peer, false)
                     }
                     Ok(JoinOutcome::Full) => {
@@ -508,29 +492,20 @@ impl Live {
                     .set_media(&self.room, &self.peer.peer_id, media)
                     .await
                 {
-                    Ok(Some(peer)) => {
-                        self.peer = peer.clone();
-                        self.publish(RoomEvent::Broadcast {
-                            skip: Some(peer.peer_id.clone()),
-                            message: ServerMessage::PeerUpdated { peer },
-                        })
-                        .await;
-                    }
-                    Ok(None) => {}
+                    Ok(Some(peer)) => self.peer = peer,
+                    Ok(None) => return Flow::Continue,
+                    // Not stored, but those who can be reached still see it.
                     Err(err) => {
-                        // Not stored, but those who can be reached still
-                        // see it.
                         tracing::warn!(error = %err, "could not store media state");
                         self.peer.media = media;
-                        self.publish(RoomEvent::Broadcast {
-                            skip: Some(self.peer.peer_id.clone()),
-                            message: ServerMessage::PeerUpdated {
-                                peer: self.peer.clone(),
-                            },
-                        })
-                        .await;
                     }
                 }
+                let message = ServerMessage::PeerUpdated {
+                    peer: self.peer.clone(),
+                };
+                self.rooms
+                    .tell_others(&self.room, &self.peer.peer_id, message)
+                    .await;
                 Flow::Continue
             }
             ClientMessage::Leave => {
