@@ -87,7 +87,9 @@ export default defineConfig({
     {
       command:
         `"${bin}" --listen 127.0.0.1:${relayPort} --data-dir "${relayDataDir}" --site-root "${siteRoot}" --log warn ` +
-        `--turn-urls "turn:127.0.0.1:${turnPort}?transport=udp" --turn-secret ${turnSecret} --ice-transport-policy relay`,
+        `--turn-urls "turn:127.0.0.1:${turnPort}?transport=udp" --turn-secret ${turnSecret} --ice-transport-policy relay ` +
+        // Short-lived credentials, so the test sees them renewed mid-call.
+        `--turn-credential-ttl-seconds 60`,
       url: `${relayURL}/healthz`,
       reuseExistingServer: false,
       timeout: 60_000,

@@ -28,10 +28,37 @@ pub struct IceConfig {
     pub relay_only: bool,
 }
 
+/// How long to wait before fetching fresh TURN credentials that expire at
+/// `expires_at_ms`: ten minutes ahead when there is time, else halfway,
+/// never sooner than five seconds.
+pub fn refresh_in_ms(expires_at_ms: i64, now_ms: i64) -> i64 {
+    let remaining = expires_at_ms - now_ms;
+    let wait = if remaining > 20 * 60_000 {
+        remaining - 10 * 60_000
+    } else {
+        remaining / 2
+    };
+    wait.max(5_000)
+}
+
 /// STUN/TURN servers for this meeting, for an admitted participant only.
 #[server(endpoint = "ice_servers")]
 pub async fn ice_servers(code: String) -> Result<IceConfig, ApiError> {
     let cx = crate::lobby::ssr::LobbyCx::new(&code).await?;
     let result = cx.ice_config().await;
     cx.finish(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refresh_in_ms;
+
+    #[test]
+    fn credentials_are_refreshed_well_before_they_expire() {
+        let hour = 3_600_000;
+        assert_eq!(refresh_in_ms(hour, 0), 50 * 60_000);
+        assert_eq!(refresh_in_ms(60_000, 0), 30_000);
+        assert_eq!(refresh_in_ms(1_000, 0), 5_000);
+        assert_eq!(refresh_in_ms(0, 10_000), 5_000);
+    }
 }

@@ -48,5 +48,17 @@ test("a call relayed through coturn uses relay candidates on both sides", async 
     expect(pair!.remote).toBe("relay");
     expect(pair!.bytes).toBeGreaterThan(0);
   }
+
+  // The credentials last 60 s here: before they run out, the page fetches
+  // new ones and moves its relays to them, and the call goes on.
+  const username = (p: typeof ann) =>
+    p.page.evaluate(() => {
+      const pc = (window as any).__pcs.at(-1) as RTCPeerConnection;
+      return (pc.getConfiguration().iceServers ?? []).map((s) => s.username).join(",");
+    });
+  const before = await username(ann);
+  await expect.poll(() => username(ann), { timeout: 45_000, intervals: [2_000] }).not.toBe(before);
+  await expectPlaying(tileOf(ann.page, bob.name));
+  await expectPlaying(tileOf(bob.page, ann.name));
   await closeAll([ann, bob]);
 });

@@ -111,6 +111,8 @@ pub struct Inner {
     participant_id: RefCell<Option<String>>,
     links: RefCell<HashMap<PeerId, Rc<Link>>>,
     ice: RefCell<Option<IceConfig>>,
+    /// Fetches fresh TURN credentials before the current ones expire.
+    ice_refresh: RefCell<Option<TimeoutHandle>>,
     camera: RefCell<Option<MediaStream>>,
     screen: RefCell<Option<MediaStreamTrack>>,
     /// What is sent to every peer: the microphone and the camera or screen.
@@ -157,6 +159,7 @@ impl Call {
             participant_id: RefCell::new(None),
             links: RefCell::new(HashMap::new()),
             ice: RefCell::new(None),
+            ice_refresh: RefCell::new(None),
             camera: RefCell::new(None),
             screen: RefCell::new(None),
             outgoing,
@@ -547,7 +550,7 @@ impl Call {
                 }
                 *self.0.me.borrow_mut() = Some(you.peer_id.clone());
                 *self.0.participant_id.borrow_mut() = Some(you.participant_id.clone());
-                *self.0.ice.borrow_mut() = Some(ice);
+                self.use_ice(ice, false);
                 view.max_participants.set(max_participants);
                 view.me.set(Some(you));
                 // Reconcile: connect to new peers, forget vanished ones.
@@ -686,6 +689,9 @@ impl Call {
     }
 
     fn release_media(&self) {
+        if let Some(timer) = self.0.ice_refresh.borrow_mut().take() {
+            timer.clear();
+        }
         if let Some(stream) = self.0.camera.borrow_mut().take() {
             media::stop(&stream);
         }
@@ -775,6 +781,44 @@ impl Call {
         if view.speaking.with_untracked(|s| *s != speaking) {
             view.speaking.set(speaking);
         }
+    }
+
+    /// Takes new ICE servers for new and existing connections. With
+    /// `restart`, existing connections gather again, so TURN allocations
+    /// move to the new credentials before the old ones expire.
+    fn use_ice(&self, ice: IceConfig, restart: bool) {
+        let expires = ice.expires_at_ms;
+        let config = rtc_configuration(Some(&ice));
+        *self.0.ice.borrow_mut() = Some(ice);
+        for link in self.0.links.borrow().values() {
+            let _ = link.pc.set_configuration_with_configuration(&config);
+            if restart {
+                restart_ice(&link.pc);
+            }
+        }
+        if let Some(old) = self.0.ice_refresh.borrow_mut().take() {
+            old.clear();
+        }
+        let Some(expires) = expires else {
+            return;
+        };
+        let wait = crate::ice::refresh_in_ms(expires, now() as i64);
+        let weak = self.weak();
+        let timer = set_timeout_with_handle(
+            move || {
+                let Some(call) = Call::from_weak(&weak) else {
+                    return;
+                };
+                leptos::task::spawn_local(async move {
+                    match crate::ice::ice_servers(call.0.code.clone()).await {
+                        Ok(ice) => call.use_ice(ice, true),
+                        Err(_) => log("moim: could not refresh TURN credentials"),
+                    }
+                });
+            },
+            Duration::from_millis(wait.max(0) as u64),
+        );
+        *self.0.ice_refresh.borrow_mut() = timer.ok();
     }
 
     // ------------------------------------------------------------ peers
