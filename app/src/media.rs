@@ -104,6 +104,42 @@ mod browser {
         }
     }
 
+    const CAMERA_KEY: &str = "moim.camera";
+    const MICROPHONE_KEY: &str = "moim.microphone";
+
+    fn session_storage() -> Option<web_sys::Storage> {
+        web_sys::window()?.session_storage().ok().flatten()
+    }
+
+    /// Remembers the devices chosen in the lobby for the room (this tab
+    /// only).
+    pub fn remember_devices(camera: Option<&str>, microphone: Option<&str>) {
+        let Some(storage) = session_storage() else {
+            return;
+        };
+        for (key, value) in [(CAMERA_KEY, camera), (MICROPHONE_KEY, microphone)] {
+            let _ = match value {
+                Some(id) => storage.set_item(key, id),
+                None => storage.remove_item(key),
+            };
+        }
+    }
+
+    /// The devices chosen in the lobby, if any: (camera, microphone).
+    pub fn remembered_devices() -> (Option<String>, Option<String>) {
+        let Some(storage) = session_storage() else {
+            return (None, None);
+        };
+        let get = |key| {
+            storage
+                .get_item(key)
+                .ok()
+                .flatten()
+                .filter(|v| !v.is_empty())
+        };
+        (get(CAMERA_KEY), get(MICROPHONE_KEY))
+    }
+
     pub fn stop(stream: &MediaStream) {
         for track in stream.get_tracks().iter() {
             if let Ok(track) = track.dyn_into::<MediaStreamTrack>() {

@@ -197,7 +197,15 @@ impl Call {
     async fn open_media(&self) {
         let view = self.view();
         let wanted = view.local.get_untracked();
-        match media::open_media(None, None).await {
+        // The devices chosen in the lobby; the defaults if they are gone.
+        let (camera, microphone) = media::remembered_devices();
+        let opened = match media::open_media(camera.as_deref(), microphone.as_deref()).await {
+            Err(_) if camera.is_some() || microphone.is_some() => {
+                media::open_media(None, None).await
+            }
+            other => other,
+        };
+        match opened {
             Ok(stream) => {
                 media::set_enabled(&stream, "audio", wanted.mic);
                 media::set_enabled(&stream, "video", wanted.cam);

@@ -238,10 +238,14 @@ fn MediaPreview(mic_on: RwSignal<bool>, cam_on: RwSignal<bool>) -> impl IntoView
                             }
                         }
                         devices.set(list);
-                        if let Some(id) = media::current_device(&s, "video") {
+                        let cam_id = media::current_device(&s, "video");
+                        let mic_id = media::current_device(&s, "audio");
+                        // The room opens the same devices.
+                        media::remember_devices(cam_id.as_deref(), mic_id.as_deref());
+                        if let Some(id) = cam_id {
                             camera.update_untracked(|c| *c = id);
                         }
-                        if let Some(id) = media::current_device(&s, "audio") {
+                        if let Some(id) = mic_id {
                             microphone.update_untracked(|m| *m = id);
                         }
                         meter.set_value(media::LevelMeter::new(&s));
