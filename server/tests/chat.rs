@@ -240,6 +240,19 @@ async fn many_messages_with_drops_are_stored_once_in_one_order(backend: Backend)
     let keys: std::collections::HashSet<_> =
         stored.iter().map(|m| (&m.sender_id, &m.key)).collect();
     assert_eq!(keys.len(), total);
+    // "Load older": the page before a sequence number, oldest first.
+    ws.send(&ClientMessage::ChatHistory { before: 501 }).await;
+    match ws
+        .recv_until(|m| matches!(m, ServerMessage::ChatBatch { older: true, .. }))
+        .await
+    {
+        ServerMessage::ChatBatch { messages, more, .. } => {
+            let seqs: Vec<i64> = messages.iter().map(|m| m.seq).collect();
+            assert_eq!(seqs, (301..=500).collect::<Vec<_>>());
+            assert!(more, "older messages remain");
+        }
+        _ => unreachable!(),
+    }
     // Per sender, messages keep the order they were sent in.
     for id in 0..people.len() {
         let mine: Vec<usize> = stored

@@ -33,6 +33,8 @@ pub struct Caller {
     pub role: PeerRole,
 }
 
+/// How long a closing connection waits for the client's close reply.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// How long a new connection may take to send `join`.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Signaling messages: a burst (ICE candidates come in bunches), then a
@@ -56,15 +58,26 @@ enum Ending {
 
 pub async fn run(socket: WebSocket, state: SignalingState, caller: Caller, session: Session) {
     let (mut sink, mut stream) = socket.split();
-    let join = match tokio::time::timeout(JOIN_TIMEOUT, first_join(&mut sink, &mut stream)).await {
+    serve_connection(&mut sink, &mut stream, &state, &caller, &session).await;
+    finish_close(sink, stream).await;
+}
+
+async fn serve_connection(
+    sink: &mut Sink,
+    stream: &mut Stream,
+    state: &SignalingState,
+    caller: &Caller,
+    session: &Session,
+) {
+    let join = match tokio::time::timeout(JOIN_TIMEOUT, first_join(sink, stream)).await {
         Ok(Some(join)) => join,
         Ok(None) => return,
         Err(_) => {
-            let _ = send_close(&mut sink, close::NOT_ADMITTED, "join expected").await;
+            let _ = send_close(sink, close::NOT_ADMITTED, "join expected").await;
             return;
         }
     };
-    let Some(mut live) = Live::enter(&state, &caller, &mut sink, join).await else {
+    let Some(mut live) = Live::enter(state, caller, sink, join).await else {
         return;
     };
     tracing::info!(
@@ -73,11 +86,26 @@ pub async fn run(socket: WebSocket, state: SignalingState, caller: Caller, sessi
         participant = %caller.participant_id,
         "joined the call"
     );
-    let ending = live.serve(&mut sink, &mut stream, &session).await;
+    let ending = live.serve(sink, stream, session).await;
     if let Ending::Dropped = ending {
         live.hold_for_resume().await;
     }
+}
+
+/// Ends the WebSocket close handshake: reads (and drops) what the client
+/// still sends until its own close, for a moment, instead of dropping the
+/// socket at once, which could reset the connection before the client has
+/// read our close code.
+async fn finish_close(mut sink: Sink, mut stream: Stream) {
     let _ = sink.close().await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(frame)) = stream.next().await {
+            if matches!(frame, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 struct JoinRequest {
