@@ -3,9 +3,10 @@
 
 mod common;
 
-use app::protocol::{ClientMessage, LeaveReason, ServerMessage, Signal};
+use app::protocol::{ClientMessage, LeaveReason, ServerMessage};
 use common::people::{enter, instant_meeting, join_call, person};
 use common::redis_server::RedisServer;
+use common::ws::expect_relayed;
 use common::{spawn_with, Backend, Spawn, TestApp};
 use std::time::{Duration, Instant};
 
@@ -72,23 +73,8 @@ async fn one_room_across_two_instances() {
     .await;
 
     // Relay both ways.
-    let offer = Signal::Description {
-        sdp_type: "offer".into(),
-        sdp: "v=0\r\n".into(),
-    };
-    a.send(&ClientMessage::Signal {
-        to: bob_peer.peer_id.clone(),
-        signal: offer.clone(),
-    })
-    .await;
-    assert_eq!(
-        b.recv_until(|m| matches!(m, ServerMessage::Signal { .. }))
-            .await,
-        ServerMessage::Signal {
-            from: ann_peer.peer_id.clone(),
-            signal: offer
-        }
-    );
+    expect_relayed(&mut a, &ann_peer.peer_id, &mut b, &bob_peer.peer_id).await;
+    expect_relayed(&mut b, &bob_peer.peer_id, &mut a, &ann_peer.peer_id).await;
     // Media state and chat.
     let mut media = ann_peer.media;
     media.mic = false;
@@ -193,23 +179,7 @@ async fn redis_outage_keeps_local_calls_and_recovers_without_losing_chat() {
     assert_eq!(healthz(&one).await, 200);
 
     // Same-instance participants keep talking.
-    let offer = Signal::Description {
-        sdp_type: "offer".into(),
-        sdp: "v=0\r\n".into(),
-    };
-    a.send(&ClientMessage::Signal {
-        to: cat_peer.peer_id.clone(),
-        signal: offer.clone(),
-    })
-    .await;
-    assert_eq!(
-        c.recv_until(|m| matches!(m, ServerMessage::Signal { .. }))
-            .await,
-        ServerMessage::Signal {
-            from: ann_peer.peer_id.clone(),
-            signal: offer
-        }
-    );
+    expect_relayed(&mut a, &ann_peer.peer_id, &mut c, &cat_peer.peer_id).await;
     // Bob's chat during the outage is stored (the database is the truth).
     b.send(&chat("during", "said during the outage")).await;
     b.recv_until(|m| matches!(m, ServerMessage::ChatAck { key, .. } if key == "during"))

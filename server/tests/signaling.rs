@@ -4,10 +4,10 @@
 mod common;
 
 use app::protocol::{
-    close, ClientMessage, ErrorCode, LeaveReason, MediaState, PeerInfo, ServerMessage, Signal,
+    close, ClientMessage, ErrorCode, LeaveReason, MediaState, PeerInfo, ServerMessage,
 };
 use common::people::{enter, instant_meeting, join_call, person, Person};
-use common::ws::{open, open_with, Ws};
+use common::ws::{expect_relayed, offer, open, open_with, Ws};
 use common::{spawn_with, Backend, Spawn, TestApp};
 use std::time::Duration;
 
@@ -118,22 +118,8 @@ async fn relay_stays_in_the_room_and_bad_input_is_answered(backend: Backend) {
     );
 
     // An offer from Ann reaches Bob, marked as from Ann.
-    let offer = Signal::Description {
-        sdp_type: "offer".into(),
-        sdp: "v=0\r\n".into(),
-    };
-    a.send(&ClientMessage::Signal {
-        to: bob_peer.peer_id.clone(),
-        signal: offer.clone(),
-    })
-    .await;
-    assert_eq!(
-        b.recv().await,
-        ServerMessage::Signal {
-            from: ann_peer.peer_id.clone(),
-            signal: offer.clone()
-        }
-    );
+    expect_relayed(&mut a, &ann_peer.peer_id, &mut b, &bob_peer.peer_id).await;
+    let offer = offer();
     // Ann cannot reach Cat, who is in another meeting.
     a.send(&ClientMessage::Signal {
         to: cat_peer.peer_id.clone(),

@@ -2,7 +2,7 @@
 //! cookie of a test client, speaking `app::protocol`.
 
 use super::TestApp;
-use app::protocol::{ClientMessage, MediaState, ServerMessage, PROTOCOL_VERSION};
+use app::protocol::{ClientMessage, MediaState, ServerMessage, Signal, PROTOCOL_VERSION};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::cookie::CookieStore;
 use std::time::Duration;
@@ -212,4 +212,30 @@ impl Ws {
     pub fn drop_connection(self) {
         drop(self.socket);
     }
+}
+
+/// A minimal offer, for relay tests (the server never reads SDP).
+pub fn offer() -> Signal {
+    Signal::Description {
+        sdp_type: "offer".into(),
+        sdp: "v=0\r\n".into(),
+    }
+}
+
+/// Sends an offer from `from` (peer `from_peer`) to peer `to_peer` and
+/// checks that `to` receives it, marked as coming from `from_peer`.
+pub async fn expect_relayed(from: &mut Ws, from_peer: &str, to: &mut Ws, to_peer: &str) {
+    from.send(&ClientMessage::Signal {
+        to: to_peer.to_string(),
+        signal: offer(),
+    })
+    .await;
+    assert_eq!(
+        to.recv_until(|m| matches!(m, ServerMessage::Signal { .. }))
+            .await,
+        ServerMessage::Signal {
+            from: from_peer.to_string(),
+            signal: offer()
+        }
+    );
 }
