@@ -106,21 +106,18 @@ pub async fn send(
         );
     }
     let recipient = match &to {
-        Some(peer_id) => {
-            let peers = state.rooms.presence.list(room).await.unwrap_or_default();
-            match peers.into_iter().find(|p| &p.peer_id == peer_id) {
-                Some(peer) if peer.participant_id != caller.participant_id => {
-                    Some((peer.participant_id, peer.display_name))
-                }
-                _ => {
-                    return refusal(
-                        ErrorCode::UnknownPeer,
-                        "the recipient is not in this call",
-                        &key,
-                    )
-                }
+        Some(peer_id) => match state.rooms.presence.get(room, peer_id).await.ok().flatten() {
+            Some(peer) if peer.participant_id != caller.participant_id => {
+                Some((peer.participant_id, peer.display_name))
             }
-        }
+            _ => {
+                return refusal(
+                    ErrorCode::UnknownPeer,
+                    "the recipient is not in this call",
+                    &key,
+                )
+            }
+        },
         None => None,
     };
     if !state

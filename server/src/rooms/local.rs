@@ -213,6 +213,14 @@ impl Presence for LocalPresence {
         }
     }
 
+    async fn get(&self, room: &str, peer_id: &str) -> Result<Option<PeerInfo>, PresenceError> {
+        Ok(self
+            .lock()
+            .get(room)
+            .and_then(|peers| peers.get(peer_id))
+            .map(|e| e.peer.clone()))
+    }
+
     async fn list(&self, room: &str) -> Result<Vec<PeerInfo>, PresenceError> {
         Ok(self
             .lock()

@@ -93,6 +93,9 @@ pub trait Presence: Send + Sync + 'static {
         peer_id: &str,
         now_ms: i64,
     ) -> Result<Option<PeerInfo>, PresenceError>;
+    /// One presence, without reading the whole room (every relayed
+    /// signal checks its target this way).
+    async fn get(&self, room: &str, peer_id: &str) -> Result<Option<PeerInfo>, PresenceError>;
     async fn list(&self, room: &str) -> Result<Vec<PeerInfo>, PresenceError>;
     /// Every presence whose expiry has passed, as (room, peer).
     async fn expired(&self, now_ms: i64) -> Result<Vec<(String, PeerId)>, PresenceError>;

@@ -471,6 +471,16 @@ impl Presence for RedisPresence {
         info.as_deref().map(parse).transpose()
     }
 
+    async fn get(&self, room: &str, peer_id: &str) -> Result<Option<PeerInfo>, PresenceError> {
+        let [info_key, ..] = keys(room);
+        let info: Option<String> = self
+            .conn()
+            .hget(&info_key, peer_id)
+            .await
+            .map_err(unavailable)?;
+        info.as_deref().map(parse).transpose()
+    }
+
     async fn list(&self, room: &str) -> Result<Vec<PeerInfo>, PresenceError> {
         let [info_key, ..] = keys(room);
         let infos: Vec<String> = self.conn().hvals(&info_key).await.map_err(unavailable)?;

@@ -246,9 +246,9 @@ impl Live {
                 let reusable = match &join.resume {
                     Some(id) if is_peer_id(id) => rooms
                         .presence
-                        .list(&room)
+                        .get(&room, id)
                         .await
-                        .is_ok_and(|peers| peers.iter().all(|p| &p.peer_id != id)),
+                        .is_ok_and(|held| held.is_none()),
                     _ => false,
                 };
                 let peer_id = match (&join.resume, reusable) {
@@ -613,15 +613,8 @@ impl Live {
         if !self.caller.role.is_moderator() {
             return self.reply(sink, forbidden()).await;
         }
-        let target = self
-            .rooms
-            .presence
-            .list(&self.room)
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .find(|p| p.peer_id == peer_id);
-        let Some(target) = target else {
+        let target = self.rooms.presence.get(&self.room, peer_id).await;
+        let Ok(Some(target)) = target else {
             return self.reply(sink, unknown_peer(peer_id)).await;
         };
         let stored = app::lobby::ssr::remove_participant(
@@ -722,10 +715,9 @@ impl Live {
         // only ever reaches connections of this room.
         self.rooms
             .presence
-            .list(&self.room)
+            .get(&self.room, peer_id)
             .await
-            .map(|peers| peers.iter().any(|p| p.peer_id == peer_id))
-            .unwrap_or(true)
+            .map_or(true, |peer| peer.is_some())
     }
 
     async fn publish(&self, event: RoomEvent) {
