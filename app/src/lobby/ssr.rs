@@ -39,14 +39,7 @@ impl LobbyCx {
     /// Who may open the call's connection: an admitted viewer of a meeting
     /// that has not been ended, with their role.
     pub async fn caller_in_call(&self) -> ApiResult<(Viewer, Role)> {
-        let viewer = self
-            .auth()
-            .viewer()
-            .await?
-            .ok_or(ApiError::Unauthenticated)?;
-        if self.stored(&participant_id(&viewer)).await? != Some(Admission::Admitted) {
-            return Err(ApiError::Forbidden);
-        }
+        let viewer = self.admitted_viewer().await?;
         let role = self.role(Some(&viewer)).await?;
         if self.meeting.ended_at.is_some() && !matches!(role, Role::Host | Role::CoHost) {
             return Err(ApiError::Ended);
@@ -168,11 +161,7 @@ impl LobbyCx {
     }
 
     async fn require_moderator(&self) -> ApiResult<Viewer> {
-        let viewer = self
-            .auth()
-            .viewer()
-            .await?
-            .ok_or(ApiError::Unauthenticated)?;
+        let viewer = self.identified_viewer().await?;
         match self.role(Some(&viewer)).await? {
             Role::Host | Role::CoHost => Ok(viewer),
             _ => Err(ApiError::Forbidden),
@@ -240,26 +229,28 @@ impl LobbyCx {
 
     /// ICE servers, with fresh TURN credentials, for an admitted participant.
     pub async fn ice_config(&self) -> ApiResult<crate::ice::IceConfig> {
-        let viewer = self
-            .auth()
-            .viewer()
-            .await?
-            .ok_or(ApiError::Unauthenticated)?;
-        let participant = participant_id(&viewer);
-        if self.stored(&participant).await? != Some(Admission::Admitted) {
+        let participant = participant_id(&self.admitted_viewer().await?);
+        Ok(self.meetings.state().ice.config_for(&participant, now_ms()))
+    }
+
+    /// The viewer, who must be identified (`Unauthenticated`).
+    async fn identified_viewer(&self) -> ApiResult<Viewer> {
+        self.auth().viewer().await?.ok_or(ApiError::Unauthenticated)
+    }
+
+    /// The viewer, who must be let in to this meeting (`Forbidden`).
+    async fn admitted_viewer(&self) -> ApiResult<Viewer> {
+        let viewer = self.identified_viewer().await?;
+        if self.stored(&participant_id(&viewer)).await? != Some(Admission::Admitted) {
             return Err(ApiError::Forbidden);
         }
-        Ok(self.meetings.state().ice.config_for(&participant, now_ms()))
+        Ok(viewer)
     }
 
     /// The chat transcript of a meeting that is over, for the people who
     /// were let in (and hosts).
     pub async fn transcript(&self) -> ApiResult<crate::chat::Transcript> {
-        let viewer = self
-            .auth()
-            .viewer()
-            .await?
-            .ok_or(ApiError::Unauthenticated)?;
+        let viewer = self.identified_viewer().await?;
         let participant = participant_id(&viewer);
         let role = self.role(Some(&viewer)).await?;
         let admitted = self.stored(&participant).await? == Some(Admission::Admitted);
