@@ -739,7 +739,7 @@ impl Call {
                     return;
                 }
                 call.send(&ClientMessage::Ping);
-                call.resend_stale_chat();
+                call.resend_chat(true);
             },
             PING_EVERY,
         );
@@ -1136,16 +1136,7 @@ impl Call {
             self.send(&ClientMessage::ChatSync { after: synced });
         }
         // Whatever was not confirmed goes again, with the same keys.
-        let pending: Vec<(String, String, Option<PeerId>)> = self
-            .0
-            .chat_pending
-            .borrow()
-            .iter()
-            .map(|p| (p.key.clone(), p.text.clone(), p.to.clone()))
-            .collect();
-        for (key, text, to) in pending {
-            self.transmit_chat(&key, &text, to);
-        }
+        self.resend_chat(false);
     }
 
     pub fn send_chat(&self, text: String, to: Option<PeerId>) {
@@ -1215,17 +1206,22 @@ impl Call {
         }
     }
 
-    fn resend_stale_chat(&self) {
-        let stale: Vec<(String, String, Option<PeerId>)> = self
+    /// Sends unconfirmed messages again (same keys): all of them, or with
+    /// `stale_only` those unconfirmed for `CHAT_RESEND_MS`, shown as
+    /// retrying.
+    fn resend_chat(&self, stale_only: bool) {
+        let pending: Vec<(String, String, Option<PeerId>)> = self
             .0
             .chat_pending
             .borrow()
             .iter()
-            .filter(|p| now() - p.last_sent_ms > CHAT_RESEND_MS)
+            .filter(|p| !stale_only || now() - p.last_sent_ms > CHAT_RESEND_MS)
             .map(|p| (p.key.clone(), p.text.clone(), p.to.clone()))
             .collect();
-        for (key, text, to) in stale {
-            self.set_chat_status(&key, ChatStatus::Retrying);
+        for (key, text, to) in pending {
+            if stale_only {
+                self.set_chat_status(&key, ChatStatus::Retrying);
+            }
             self.transmit_chat(&key, &text, to);
         }
     }
