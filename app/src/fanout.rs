@@ -34,6 +34,13 @@ pub enum RoomEvent {
     Removed { participant_id: String },
     /// A host ended the meeting: every connection closes.
     Ended,
+    /// Someone's rights in this meeting changed in the database (role,
+    /// admission, invitation, meeting settings or cancellation). Each
+    /// connection of `participant_id` (every connection of the room when
+    /// `None`) re-reads its role and admission and acts on it: a demoted
+    /// co-host loses host controls, a revoked admission closes.
+    AccessChanged { participant_id: Option<String> },
+
     /// Events may have been lost (the cross-instance link was down):
     /// connections ask their clients to reconnect and resynchronise.
     Resync,
@@ -53,6 +60,18 @@ pub trait RoomBus: Send + Sync + 'static {
     /// Whether cross-instance delivery currently works (for `/readyz`).
     fn is_healthy(&self) -> bool {
         true
+    }
+}
+
+/// Tells the live connections of a meeting that rights changed (see
+/// `RoomEvent::AccessChanged`). Best effort like every publish: a
+/// connection also re-reads its rights on its next heartbeat.
+pub async fn access_changed(bus: &dyn RoomBus, meeting_id: &str, participant_id: Option<&str>) {
+    let event = RoomEvent::AccessChanged {
+        participant_id: participant_id.map(str::to_string),
+    };
+    if let Err(err) = bus.publish(meeting_id, event).await {
+        tracing::warn!(error = %err, "could not announce an access change");
     }
 }
 

@@ -38,6 +38,24 @@ pub mod close {
     pub const FULL: u16 = 4006;
     /// The client speaks a protocol version the server does not.
     pub const VERSION: u16 = 4007;
+    /// The session that opened the connection ended (sign-out, password
+    /// change, expiry): the page asks the person to sign in again.
+    pub const SIGNED_OUT: u16 = 4008;
+    /// Too many open connections for this participant or address.
+    pub const TOO_MANY_CONNECTIONS: u16 = 4009;
+    /// The meeting was cancelled by its host.
+    pub const CANCELLED: u16 = 4010;
+    // Standard codes (RFC 6455) named here so no bare numbers appear.
+    /// A normal close (the person left).
+    pub const NORMAL: u16 = 1000;
+    /// A message broke the protocol's rules (flooding).
+    pub const POLICY: u16 = 1008;
+    /// A message larger than the protocol allows.
+    pub const TOO_BIG: u16 = 1009;
+    /// The server cannot serve the room right now.
+    pub const INTERNAL: u16 = 1011;
+    /// The server is restarting or asks for a resynchronisation: reconnect.
+    pub const RESTART: u16 = 1012;
 }
 
 /// Identifies one presence in a room: made by the server at a fresh join,

@@ -697,6 +697,8 @@ impl Live {
                 let _ = send_close(sink, close::REMOVED, "removed by a host").await;
                 Flow::Stop(Ending::Settled)
             }
+            // Acted on in the connection-side change that follows.
+            RoomEvent::AccessChanged { .. } => Flow::Continue,
             RoomEvent::Resync => {
                 let _ = send(sink, &ServerMessage::Reconnect).await;
                 let _ = send_close(sink, 1012, "resynchronise").await;
