@@ -31,6 +31,11 @@ pub enum EndReason {
     Replaced,
     Full(u32),
     Failed,
+    /// The session ended (sign-out here or elsewhere, password change,
+    /// expiry).
+    SignedOut,
+    /// The host cancelled the meeting.
+    Cancelled,
 }
 
 /// The state of the direct connection to one remote peer.

@@ -41,13 +41,13 @@ pub mod close {
     /// The session that opened the connection ended (sign-out, password
     /// change, expiry): the page asks the person to sign in again.
     pub const SIGNED_OUT: u16 = 4008;
-    /// Too many open connections for this participant or address.
-    pub const TOO_MANY_CONNECTIONS: u16 = 4009;
     /// The meeting was cancelled by its host.
     pub const CANCELLED: u16 = 4010;
     // Standard codes (RFC 6455) named here so no bare numbers appear.
     /// A normal close (the person left).
     pub const NORMAL: u16 = 1000;
+    /// The room's channel closed under the connection: reconnect.
+    pub const GOING_AWAY: u16 = 1001;
     /// A message broke the protocol's rules (flooding).
     pub const POLICY: u16 = 1008;
     /// A message larger than the protocol allows.
@@ -56,6 +56,9 @@ pub mod close {
     pub const INTERNAL: u16 = 1011;
     /// The server is restarting or asks for a resynchronisation: reconnect.
     pub const RESTART: u16 = 1012;
+    /// The connection fell behind or lost its presence: reconnect and
+    /// resynchronise.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 /// Identifies one presence in a room: made by the server at a fresh join,

@@ -92,6 +92,25 @@ pub struct Config {
     #[arg(long, env = "MOIM_RECONNECT_GRACE_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=120))]
     pub reconnect_grace_seconds: u64,
 
+    /// Seconds between re-checks of a live call connection's rights (the
+    /// session still signed in, still admitted, role, meeting not
+    /// cancelled). Changes made through moim reach live calls at once;
+    /// this catches the rest (session expiry, a missed event).
+    #[arg(long, env = "MOIM_RIGHTS_RECHECK_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub rights_recheck_seconds: u64,
+
+    /// Seconds one write to a call connection may take. A client that
+    /// stops reading (its buffers and ours full) is dropped after this,
+    /// instead of holding a task and its buffers forever.
+    #[arg(long, env = "MOIM_WS_WRITE_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub ws_write_timeout_seconds: u64,
+
+    /// Open call connections allowed from one client address (an IPv6
+    /// client counts by its /64). Generous by default: a school or office
+    /// behind one NAT address shares it. 0 means no limit.
+    #[arg(long, env = "MOIM_MAX_SOCKETS_PER_ADDRESS", default_value_t = 200)]
+    pub max_sockets_per_address: u32,
+
     /// Chat messages one person may send per minute (after a burst of 20).
     #[arg(long, env = "MOIM_CHAT_MESSAGES_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub chat_messages_per_minute: u32,

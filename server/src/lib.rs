@@ -84,6 +84,7 @@ impl Application {
             settings: rooms::RoomSettings {
                 max_participants: config.mesh_max_participants,
                 reconnect_grace: Duration::from_secs(config.reconnect_grace_seconds),
+                write_timeout: Duration::from_secs(config.ws_write_timeout_seconds),
                 ..rooms::RoomSettings::default()
             },
         };
@@ -123,16 +124,19 @@ impl Application {
         let origin = OriginPolicy {
             public_origin: public_url.clone(),
         };
+        let store = DbSessionStore::new(pool);
+        store.spawn_cleanup(Duration::from_secs(300));
         let signaling = signaling::SignalingState {
             app: state.clone(),
             rooms,
             origin: Arc::new(origin.clone()),
             chat_limits: Arc::new(chat::ChatLimits::new(20, config.chat_messages_per_minute)),
             draining: drain_rx,
+            sessions: store.clone(),
+            session_idle: config.session_idle(),
+            rights_recheck: Duration::from_secs(config.rights_recheck_seconds),
+            sockets: Arc::new(signaling::SocketCounts::new(config.max_sockets_per_address)),
         };
-
-        let store = DbSessionStore::new(pool);
-        store.spawn_cleanup(Duration::from_secs(300));
         let router = http::app(
             state.clone(),
             store,

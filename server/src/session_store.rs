@@ -81,16 +81,24 @@ impl SessionStore for DbSessionStore {
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let data = serde_json::to_string(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO sessions (id, data, expiry_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expiry_ms = excluded.expiry_ms",
+        // An update, never an insert: `save` is for a session that exists.
+        // A request (or a live call) still holding a session that sign-out,
+        // a password change or the expiry sweep deleted meanwhile must not
+        // bring it back, or a stolen cookie would outlive the sign-out.
+        // New sessions come through `create`.
+        let updated = sqlx::query(
+            "UPDATE sessions SET data = $2, expiry_ms = $3 WHERE id = $1 AND expiry_ms > $4",
         )
         .bind(record.id.to_string())
         .bind(data)
         .bind(expiry_ms(record))
+        .bind(now_ms())
         .execute(&self.pool)
         .await
         .map_err(backend)?;
+        if updated.rows_affected() == 0 {
+            tracing::debug!("a session ended while in use was not saved again");
+        }
         Ok(())
     }
 

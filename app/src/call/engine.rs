@@ -452,6 +452,8 @@ impl Call {
         let final_reason = match code {
             close::REMOVED => Some(EndReason::Removed),
             close::ENDED => Some(EndReason::Ended),
+            close::SIGNED_OUT => Some(EndReason::SignedOut),
+            close::CANCELLED => Some(EndReason::Cancelled),
             close::REPLACED
                 if self.0.me.borrow().is_some() && view.phase.get_untracked() == Phase::Live =>
             {
@@ -473,7 +475,7 @@ impl Call {
         }
         // The server asked us to come back (restart, resynchronise): at
         // once, not after a backoff.
-        if matches!(code, 1012 | 1013) {
+        if matches!(code, close::RESTART | close::TRY_AGAIN_LATER) {
             self.0.attempts.set(0);
         }
         if code == 1006 || code == close::NOT_ADMITTED {

@@ -183,6 +183,8 @@ fn ClosedPanel(reason: EndReason, meeting_path: String, join_path: String) -> im
         EndReason::Replaced => ("replaced", t_string!(i18n, call_replaced).to_string()),
         EndReason::Full(max) => ("full", t_string!(i18n, call_full, max = max).to_string()),
         EndReason::Failed => ("failed", t_string!(i18n, call_failed).to_string()),
+        EndReason::SignedOut => ("signed_out", t_string!(i18n, call_signed_out).to_string()),
+        EndReason::Cancelled => ("cancelled", t_string!(i18n, call_cancelled).to_string()),
     };
     let can_rejoin = matches!(
         reason,

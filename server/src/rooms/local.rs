@@ -1,8 +1,8 @@
 //! In-process rooms: one instance, no outside services (the default).
 
-use super::{JoinOutcome, Presence, PresenceEntry, PresenceError};
+use super::{JoinOutcome, PeerChange, Presence, PresenceEntry, PresenceError};
 use app::fanout::{BusError, RoomBus, RoomEvent};
-use app::protocol::{MediaState, PeerId, PeerInfo};
+use app::protocol::{PeerId, PeerInfo};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast;
@@ -167,18 +167,18 @@ impl Presence for LocalPresence {
         }
     }
 
-    async fn set_media(
+    async fn update(
         &self,
         room: &str,
         peer_id: &str,
-        media: MediaState,
+        change: PeerChange,
     ) -> Result<Option<PeerInfo>, PresenceError> {
         let mut rooms = self.lock();
         Ok(rooms
             .get_mut(room)
             .and_then(|peers| peers.get_mut(peer_id))
             .map(|entry| {
-                entry.peer.media = media;
+                change.apply(&mut entry.peer);
                 entry.peer.clone()
             }))
     }
@@ -254,7 +254,7 @@ impl Presence for LocalPresence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use app::protocol::PeerRole;
+    use app::protocol::{MediaState, PeerRole};
 
     fn entry(peer: &str, participant: &str, expires: i64) -> PresenceEntry {
         PresenceEntry {

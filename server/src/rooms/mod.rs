@@ -14,7 +14,7 @@ pub mod local;
 pub mod redis;
 
 use app::fanout::{BusError, RoomBus, RoomEvent};
-use app::protocol::{LeaveReason, MediaState, PeerId, PeerInfo, ServerMessage};
+use app::protocol::{LeaveReason, MediaState, PeerId, PeerInfo, PeerRole, ServerMessage};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +26,24 @@ pub struct PresenceEntry {
     pub conn_id: String,
     /// Unix ms after which the presence counts as lost.
     pub expires_at_ms: i64,
+}
+
+/// A change to a stored presence that everyone in the room then sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerChange {
+    /// Microphone, camera, screen, hand.
+    Media(MediaState),
+    /// Made or unmade co-host during the call.
+    Role(PeerRole),
+}
+
+impl PeerChange {
+    pub fn apply(self, peer: &mut PeerInfo) {
+        match self {
+            PeerChange::Media(media) => peer.media = media,
+            PeerChange::Role(role) => peer.role = role,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -78,11 +96,12 @@ pub trait Presence: Send + Sync + 'static {
         conn_id: &str,
         expires_at_ms: i64,
     ) -> Result<bool, PresenceError>;
-    async fn set_media(
+    /// Changes a stored presence; None when it is gone.
+    async fn update(
         &self,
         room: &str,
         peer_id: &str,
-        media: MediaState,
+        change: PeerChange,
     ) -> Result<Option<PeerInfo>, PresenceError>;
     /// Removes a presence; Some only for the call that actually removed it.
     async fn remove(&self, room: &str, peer_id: &str) -> Result<Option<PeerInfo>, PresenceError>;
@@ -117,6 +136,8 @@ pub struct RoomSettings {
     pub presence_ttl: Duration,
     /// A connection that sent nothing for this long is dead.
     pub idle_timeout: Duration,
+    /// How long one write to a client may take before it counts as gone.
+    pub write_timeout: Duration,
 }
 
 impl Default for RoomSettings {
@@ -127,6 +148,7 @@ impl Default for RoomSettings {
             heartbeat: Duration::from_secs(5),
             presence_ttl: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(20),
+            write_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -15,9 +15,9 @@
 //!   by Lua scripts so each step is atomic across instances.
 
 use super::local::Fanout;
-use super::{JoinOutcome, Presence, PresenceEntry, PresenceError};
+use super::{JoinOutcome, PeerChange, Presence, PresenceEntry, PresenceError};
 use app::fanout::{BusError, RoomBus, RoomEvent};
-use app::protocol::{MediaState, PeerId, PeerInfo};
+use app::protocol::{PeerId, PeerInfo};
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
@@ -413,11 +413,11 @@ impl Presence for RedisPresence {
         Ok(held == 1)
     }
 
-    async fn set_media(
+    async fn update(
         &self,
         room: &str,
         peer_id: &str,
-        media: MediaState,
+        change: PeerChange,
     ) -> Result<Option<PeerInfo>, PresenceError> {
         let [info_key, ..] = keys(room);
         let info: Option<String> = self
@@ -429,7 +429,7 @@ impl Presence for RedisPresence {
             return Ok(None);
         };
         let mut peer = parse(&info)?;
-        peer.media = media;
+        change.apply(&mut peer);
         let stored: i64 = self
             .set_info
             .key(&keys(room)[..])

@@ -6,10 +6,11 @@
 //! others are on this instance or another.
 
 use super::limits::TokenBucket;
-use super::SignalingState;
+use super::{Credentials, SignalingState};
 use crate::chat;
-use crate::rooms::{JoinOutcome, PresenceEntry, Rooms};
+use crate::rooms::{JoinOutcome, PeerChange, PresenceEntry, Rooms};
 use app::auth::ssr::now_ms;
+use app::error::ApiError;
 use app::fanout::RoomEvent;
 use app::meetings::ssr::MeetingRow;
 use app::protocol::{
@@ -22,7 +23,6 @@ use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
-use tower_sessions::Session;
 
 /// Who is on the connection, settled at the upgrade.
 #[derive(Debug, Clone)]
@@ -56,56 +56,204 @@ enum Ending {
     Dropped,
 }
 
-pub async fn run(socket: WebSocket, state: SignalingState, caller: Caller, session: Session) {
-    let (mut sink, mut stream) = socket.split();
-    serve_connection(&mut sink, &mut stream, &state, &caller, &session).await;
-    finish_close(sink, stream).await;
+pub async fn run(
+    socket: WebSocket,
+    state: SignalingState,
+    caller: Caller,
+    credentials: Credentials,
+) {
+    let (sink, stream) = socket.split();
+    let mut wire = Wire::new(sink, stream, state.rooms.settings.write_timeout);
+    serve_connection(&mut wire, &state, caller, &credentials).await;
+    wire.finish_close().await;
 }
 
 async fn serve_connection(
-    sink: &mut Sink,
-    stream: &mut Stream,
+    wire: &mut Wire,
     state: &SignalingState,
-    caller: &Caller,
-    session: &Session,
+    caller: Caller,
+    credentials: &Credentials,
 ) {
-    let join = match tokio::time::timeout(JOIN_TIMEOUT, first_join(sink, stream)).await {
-        Ok(Some(join)) => join,
-        Ok(None) => return,
-        Err(_) => {
-            let _ = send_close(sink, close::NOT_ADMITTED, "join expected").await;
+    let room = caller.meeting.id.clone();
+    // Subscribed from the first moment, so a removal, an end or a rights
+    // change reaches a connection that has not joined yet too.
+    let mut events = match state.rooms.bus.subscribe(&room).await {
+        Ok(events) => events,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot subscribe to the room");
+            let _ = wire
+                .send(&ServerMessage::error(ErrorCode::Internal, "try again"))
+                .await;
+            let _ = wire.close(close::INTERNAL, "room unavailable").await;
             return;
         }
     };
-    let Some(mut live) = Live::enter(state, caller, sink, join).await else {
+    let join = match wait_for_join(wire, &mut events, state, &caller, credentials).await {
+        Some(join) => join,
+        None => return,
+    };
+    // Rights are read again at `join`: a socket opened before a removal
+    // (or a demotion) and joined after it gets what is true now.
+    let caller = match rights_verdict(state.recheck(credentials).await, &caller) {
+        Verdict::Stay(current) => current,
+        Verdict::Unknown => caller,
+        Verdict::Leave(leave) => {
+            leave.tell(wire).await;
+            return;
+        }
+    };
+    let Some(mut live) = Live::enter(state, caller, credentials, wire, join, events).await else {
         return;
     };
     tracing::info!(
-        meeting = %caller.meeting.id,
+        meeting = %live.caller.meeting.id,
         peer = %live.peer.peer_id,
-        participant = %caller.participant_id,
+        participant = %live.caller.participant_id,
         "joined the call"
     );
-    let ending = live.serve(sink, stream, session).await;
+    let ending = live.serve(wire).await;
     if let Ending::Dropped = ending {
         live.hold_for_resume().await;
     }
 }
 
-/// Ends the WebSocket close handshake: reads (and drops) what the client
-/// still sends until its own close, for a moment, instead of dropping the
-/// socket at once, which could reset the connection before the client has
-/// read our close code.
-async fn finish_close(mut sink: Sink, mut stream: Stream) {
-    let _ = sink.close().await;
-    let _ = tokio::time::timeout(CLOSE_WAIT, async {
-        while let Some(Ok(frame)) = stream.next().await {
-            if matches!(frame, Message::Close(_)) {
-                break;
+/// The socket, with the limits every frame passes through (size, rate,
+/// and a bounded time for every write).
+struct Wire {
+    sink: Sink,
+    stream: Stream,
+    bucket: TokenBucket,
+    refused: u32,
+    last_inbound: Instant,
+    /// How long one write may take (`RoomSettings::write_timeout`).
+    write_timeout: Duration,
+}
+
+/// What one frame from the browser amounts to.
+enum Inbound {
+    Message(ClientMessage),
+    /// Handled already (a control frame, or an error answered): read on.
+    Handled,
+    Stop(Ending),
+}
+
+impl Wire {
+    fn new(sink: Sink, stream: Stream, write_timeout: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            sink,
+            stream,
+            bucket: TokenBucket::new(BURST, PER_SECOND, now),
+            refused: 0,
+            last_inbound: now,
+            write_timeout,
+        }
+    }
+
+    /// Writes one frame, giving up after `write_timeout`: a client that
+    /// stops reading must not pin this task and its buffers forever.
+    async fn write(&mut self, frame: Message) -> Result<(), ()> {
+        match tokio::time::timeout(self.write_timeout, self.sink.send(frame)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(()),
+            Err(_) => {
+                tracing::info!("a client stopped reading; dropping its connection");
+                Err(())
             }
         }
-    })
-    .await;
+    }
+
+    async fn send(&mut self, message: &ServerMessage) -> Result<(), ()> {
+        let text = serde_json::to_string(message).map_err(|err| {
+            tracing::error!(error = %err, "cannot encode a server message");
+        })?;
+        self.write(Message::Text(Utf8Bytes::from(text))).await
+    }
+
+    async fn close(&mut self, code: u16, reason: &'static str) -> Result<(), ()> {
+        self.write(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })))
+        .await
+    }
+
+    /// Ends the WebSocket close handshake: reads (and drops) what the
+    /// client still sends until its own close, for a moment, instead of
+    /// dropping the socket at once, which could reset the connection
+    /// before the client has read our close code.
+    async fn finish_close(mut self) {
+        let _ = tokio::time::timeout(CLOSE_WAIT, self.sink.close()).await;
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            while let Some(Ok(frame)) = self.stream.next().await {
+                if matches!(frame, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Checks one frame against the limits and parses it. Every frame
+    /// counts against the rate limit: text, binary, pings and pongs, before
+    /// and after `join`.
+    async fn inbound(&mut self, frame: Option<Result<Message, axum::Error>>) -> Inbound {
+        let frame = match frame {
+            Some(Ok(frame)) => frame,
+            Some(Err(err)) => {
+                if is_capacity_error(&err) {
+                    let _ = self.close(close::TOO_BIG, "message too big").await;
+                }
+                return Inbound::Stop(Ending::Dropped);
+            }
+            None => return Inbound::Stop(Ending::Dropped),
+        };
+        self.last_inbound = Instant::now();
+        if matches!(frame, Message::Close(_)) {
+            return Inbound::Stop(Ending::Dropped);
+        }
+        let size = match &frame {
+            Message::Text(text) => text.len(),
+            Message::Binary(bytes) => bytes.len(),
+            _ => 0,
+        };
+        if size > MAX_MESSAGE_BYTES {
+            tracing::warn!(bytes = size, "oversized message");
+            let _ = self.close(close::TOO_BIG, "message too big").await;
+            return Inbound::Stop(Ending::Dropped);
+        }
+        if !self.bucket.try_take(Instant::now()) {
+            self.refused += 1;
+            if self.refused > FLOOD_LIMIT {
+                tracing::warn!("flooding; closing");
+                let _ = self.close(close::POLICY, "too many messages").await;
+                return Inbound::Stop(Ending::Dropped);
+            }
+            // One error per refused burst is enough.
+            if self.refused == 1 || self.refused.is_multiple_of(20) {
+                let message =
+                    ServerMessage::error(ErrorCode::RateLimited, "slow down: message dropped");
+                return self.answered(&message).await;
+            }
+            return Inbound::Handled;
+        }
+        let text = match frame {
+            Message::Text(text) => text,
+            Message::Binary(_) => return self.answered(&bad_message("text frames only")).await,
+            _ => return Inbound::Handled,
+        };
+        match parse_client_message(&text) {
+            Ok(message) => Inbound::Message(message),
+            Err(problem) => self.answered(&parse_error(problem)).await,
+        }
+    }
+
+    async fn answered(&mut self, message: &ServerMessage) -> Inbound {
+        match self.send(message).await {
+            Ok(()) => Inbound::Handled,
+            Err(()) => Inbound::Stop(Ending::Dropped),
+        }
+    }
 }
 
 struct JoinRequest {
@@ -113,49 +261,159 @@ struct JoinRequest {
     media: MediaState,
 }
 
-/// Reads until a valid `join`; answers anything else with an error.
-async fn first_join(sink: &mut Sink, stream: &mut Stream) -> Option<JoinRequest> {
-    while let Some(Ok(frame)) = stream.next().await {
-        let text = match frame {
-            Message::Text(text) => text,
-            Message::Close(_) => return None,
-            Message::Binary(_) => {
-                let _ = send(sink, &bad_message("text frames only")).await;
-                continue;
-            }
-            _ => continue,
-        };
-        if text.len() > MAX_MESSAGE_BYTES {
-            let _ = send_close(sink, 1009, "message too big").await;
-            return None;
-        }
-        match parse_client_message(&text) {
-            Ok(ClientMessage::Join {
-                version,
-                resume,
-                media,
-            }) => {
-                if version != PROTOCOL_VERSION {
-                    let message = ServerMessage::error(
-                        ErrorCode::VersionUnsupported,
-                        format!("this server speaks protocol version {PROTOCOL_VERSION}"),
-                    );
-                    let _ = send(sink, &message).await;
-                    let _ = send_close(sink, close::VERSION, "protocol version").await;
+/// Reads until a valid `join`, answering anything else with an error,
+/// within `JOIN_TIMEOUT`. Meanwhile the room is watched: a removal, an
+/// end or a withdrawn right closes this connection before it ever joins.
+async fn wait_for_join(
+    wire: &mut Wire,
+    events: &mut broadcast::Receiver<Arc<RoomEvent>>,
+    state: &SignalingState,
+    caller: &Caller,
+    credentials: &Credentials,
+) -> Option<JoinRequest> {
+    let deadline = tokio::time::sleep(JOIN_TIMEOUT);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            frame = wire.stream.next() => match wire.inbound(frame).await {
+                Inbound::Message(ClientMessage::Join { version, resume, media }) => {
+                    if version != PROTOCOL_VERSION {
+                        let message = ServerMessage::error(
+                            ErrorCode::VersionUnsupported,
+                            format!("this server speaks protocol version {PROTOCOL_VERSION}"),
+                        );
+                        let _ = wire.send(&message).await;
+                        let _ = wire.close(close::VERSION, "protocol version").await;
+                        return None;
+                    }
+                    return Some(JoinRequest { resume, media });
+                }
+                Inbound::Message(_) => {
+                    let message = ServerMessage::error(ErrorCode::NotJoined, "send join first");
+                    if wire.send(&message).await.is_err() {
+                        return None;
+                    }
+                }
+                Inbound::Handled => {}
+                Inbound::Stop(_) => return None,
+            },
+            event = events.recv() => {
+                let leave = match event {
+                    Ok(event) => match &*event {
+                        RoomEvent::Removed { participant_id } if *participant_id == caller.participant_id => {
+                            Some(Leave::removed())
+                        }
+                        RoomEvent::Ended => Some(Leave::ended()),
+                        RoomEvent::AccessChanged { participant_id }
+                            if participant_id.as_ref().is_none_or(|id| *id == caller.participant_id) =>
+                        {
+                            match rights_verdict(state.recheck(credentials).await, caller) {
+                                Verdict::Leave(leave) => Some(leave),
+                                _ => None,
+                            }
+                        }
+                        _ => None,
+                    },
+                    // Missed events: `join` re-reads the rights anyway.
+                    Err(broadcast::error::RecvError::Lagged(_)) => None,
+                    Err(broadcast::error::RecvError::Closed) => {
+                        let _ = wire.close(close::INTERNAL, "room unavailable").await;
+                        return None;
+                    }
+                };
+                if let Some(leave) = leave {
+                    leave.tell(wire).await;
                     return None;
                 }
-                return Some(JoinRequest { resume, media });
             }
-            Ok(_) => {
-                let message = ServerMessage::error(ErrorCode::NotJoined, "send join first");
-                let _ = send(sink, &message).await;
-            }
-            Err(problem) => {
-                let _ = send(sink, &parse_error(problem)).await;
+            _ = &mut deadline => {
+                let _ = wire.close(close::NOT_ADMITTED, "join expected").await;
+                return None;
             }
         }
     }
-    None
+}
+
+/// What a re-check of someone's rights decided.
+#[derive(Debug)]
+enum Verdict {
+    /// Still allowed; the current rights (the role may have changed).
+    Stay(Caller),
+    /// No longer allowed: the connection closes, telling the page why.
+    Leave(Leave),
+    /// The check itself failed (the database did not answer): carry on,
+    /// and ask again at the next re-check, rather than drop a whole call
+    /// over a hiccup.
+    Unknown,
+}
+
+/// How a connection that may no longer stay is closed.
+#[derive(Debug, Clone, PartialEq)]
+struct Leave {
+    /// Sent before the close, for pages that show a reason from it.
+    message: Option<ServerMessage>,
+    code: u16,
+    reason: &'static str,
+    /// How the others see this person go.
+    seen_as: LeaveReason,
+}
+
+impl Leave {
+    fn removed() -> Self {
+        Self {
+            message: Some(ServerMessage::Removed),
+            code: close::REMOVED,
+            reason: "removed by a host",
+            seen_as: LeaveReason::Removed,
+        }
+    }
+
+    fn ended() -> Self {
+        Self {
+            message: Some(ServerMessage::MeetingEnded),
+            code: close::ENDED,
+            reason: "meeting ended",
+            seen_as: LeaveReason::Left,
+        }
+    }
+
+    async fn tell(&self, wire: &mut Wire) {
+        if let Some(message) = &self.message {
+            let _ = wire.send(message).await;
+        }
+        let _ = wire.close(self.code, self.reason).await;
+    }
+}
+
+/// Turns the answer of `SignalingState::recheck` into what the connection
+/// does. A pure function, so every outcome is unit-tested.
+fn rights_verdict(result: Result<Caller, ApiError>, current: &Caller) -> Verdict {
+    match result {
+        Ok(caller) if caller.participant_id == current.participant_id => Verdict::Stay(caller),
+        // The session now names someone else: the person on this
+        // connection is no longer signed in.
+        Ok(_) | Err(ApiError::Unauthenticated) => Verdict::Leave(Leave {
+            message: None,
+            code: close::SIGNED_OUT,
+            reason: "signed out",
+            seen_as: LeaveReason::Left,
+        }),
+        // A cancelled meeting looks like a missing one.
+        Err(ApiError::NotFound) => Verdict::Leave(Leave {
+            message: None,
+            code: close::CANCELLED,
+            reason: "meeting cancelled",
+            seen_as: LeaveReason::Left,
+        }),
+        Err(ApiError::Ended) => Verdict::Leave(Leave::ended()),
+        Err(ApiError::Internal) => Verdict::Unknown,
+        Err(_) => Verdict::Leave(Leave {
+            message: None,
+            code: close::NOT_ADMITTED,
+            reason: "not admitted",
+            seen_as: LeaveReason::Removed,
+        }),
+    }
 }
 
 /// A joined connection.
@@ -163,41 +421,33 @@ struct Live {
     rooms: Rooms,
     state: SignalingState,
     caller: Caller,
+    credentials: Credentials,
     room: String,
     peer: PeerInfo,
     conn_id: String,
     events: broadcast::Receiver<Arc<RoomEvent>>,
-    bucket: TokenBucket,
-    refused: u32,
-    last_inbound: Instant,
 }
 
 impl Live {
     async fn enter(
         state: &SignalingState,
-        caller: &Caller,
-        sink: &mut Sink,
+        caller: Caller,
+        credentials: &Credentials,
+        wire: &mut Wire,
         join: JoinRequest,
+        events: broadcast::Receiver<Arc<RoomEvent>>,
     ) -> Option<Self> {
         let rooms = state.rooms.clone();
         let room = caller.meeting.id.clone();
         let conn_id = uuid::Uuid::new_v4().to_string();
-        // Subscribe before anyone can see us, so no event addressed to us
-        // is missed.
-        let events = match rooms.bus.subscribe(&room).await {
-            Ok(events) => events,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot subscribe to the room");
-                let _ = send(
-                    sink,
-                    &ServerMessage::error(ErrorCode::Internal, "try again"),
-                )
-                .await;
-                let _ = send_close(sink, 1011, "room unavailable").await;
-                return None;
-            }
-        };
         let limit = effective_limit(&caller.meeting, rooms.settings.max_participants);
+        // Hosts and co-hosts are never kept out of their own meeting by a
+        // full room: the limit is for everyone else.
+        let join_limit = if caller.role.is_moderator() {
+            usize::MAX
+        } else {
+            limit as usize
+        };
         let expires = now_ms() + rooms.settings.presence_ttl.as_millis() as i64;
 
         let resumed = match &join.resume {
@@ -225,11 +475,16 @@ impl Live {
                         },
                     )
                     .await;
-                if peer.media != join.media {
-                    if let Ok(Some(updated)) = rooms
-                        .presence
-                        .set_media(&room, &peer.peer_id, join.media)
-                        .await
+                // The media state the page has now, and the role the
+                // person has now (it may have changed while away).
+                for change in [PeerChange::Media(join.media), PeerChange::Role(caller.role)] {
+                    let mut wanted = peer.clone();
+                    change.apply(&mut wanted);
+                    if wanted == peer {
+                        continue;
+                    }
+                    if let Ok(Some(updated)) =
+                        rooms.presence.update(&room, &peer.peer_id, change).await
                     {
                         peer = updated;
                         let message = ServerMessage::PeerUpdated { peer: peer.clone() };
@@ -268,7 +523,7 @@ impl Live {
                     conn_id: conn_id.clone(),
                     expires_at_ms: expires,
                 };
-                match rooms.presence.join(&room, entry, limit as usize).await {
+                match rooms.presence.join(&room, entry, join_limit).await {
                     Ok(JoinOutcome::Joined { displaced }) => {
                         for old in displaced {
                             rooms
@@ -294,18 +549,16 @@ impl Live {
                             ErrorCode::RoomFull,
                             format!("this call is full ({limit} people)"),
                         );
-                        let _ = send(sink, &message).await;
-                        let _ = send_close(sink, close::FULL, "room full").await;
+                        let _ = wire.send(&message).await;
+                        let _ = wire.close(close::FULL, "room full").await;
                         return None;
                     }
                     Err(err) => {
                         tracing::error!(error = %err, "cannot join the room");
-                        let _ = send(
-                            sink,
-                            &ServerMessage::error(ErrorCode::Internal, "try again"),
-                        )
-                        .await;
-                        let _ = send_close(sink, 1011, "room unavailable").await;
+                        let _ = wire
+                            .send(&ServerMessage::error(ErrorCode::Internal, "try again"))
+                            .await;
+                        let _ = wire.close(close::INTERNAL, "room unavailable").await;
                         return None;
                     }
                 }
@@ -332,38 +585,24 @@ impl Live {
             max_participants: limit,
             chat_head,
         };
-        if send(sink, &welcome).await.is_err() {
-            let live = Self::new(state, caller, room, peer, conn_id, events);
-            live.hold_for_resume().await;
-            return None;
-        }
-        Some(Self::new(state, caller, room, peer, conn_id, events))
-    }
-
-    fn new(
-        state: &SignalingState,
-        caller: &Caller,
-        room: String,
-        peer: PeerInfo,
-        conn_id: String,
-        events: broadcast::Receiver<Arc<RoomEvent>>,
-    ) -> Self {
-        let now = Instant::now();
-        Self {
+        let live = Self {
             rooms: state.rooms.clone(),
             state: state.clone(),
-            caller: caller.clone(),
+            caller,
+            credentials: credentials.clone(),
             room,
             peer,
             conn_id,
             events,
-            bucket: TokenBucket::new(BURST, PER_SECOND, now),
-            refused: 0,
-            last_inbound: now,
+        };
+        if wire.send(&welcome).await.is_err() {
+            live.hold_for_resume().await;
+            return None;
         }
+        Some(live)
     }
 
-    async fn serve(&mut self, sink: &mut Sink, stream: &mut Stream, session: &Session) -> Ending {
+    async fn serve(&mut self, wire: &mut Wire) -> Ending {
         let settings = self.rooms.settings.clone();
         let mut draining = self.state.draining.clone();
         let drained = async move {
@@ -373,42 +612,39 @@ impl Live {
         let mut heartbeat = tokio::time::interval(settings.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await;
+        let mut recheck = tokio::time::interval(self.state.rights_recheck);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        recheck.tick().await;
         loop {
             tokio::select! {
-                frame = stream.next() => {
-                    let frame = match frame {
-                        Some(Ok(frame)) => frame,
-                        Some(Err(err)) => {
-                            if is_capacity_error(&err) {
-                                let _ = send_close(sink, 1009, "message too big").await;
-                            }
-                            return Ending::Dropped;
-                        }
-                        None => return Ending::Dropped,
+                frame = wire.stream.next() => {
+                    let flow = match wire.inbound(frame).await {
+                        Inbound::Message(message) => self.on_message(wire, message).await,
+                        Inbound::Handled => Flow::Continue,
+                        Inbound::Stop(ending) => Flow::Stop(ending),
                     };
-                    self.last_inbound = Instant::now();
-                    match self.on_frame(sink, frame).await {
-                        Flow::Continue => {}
-                        Flow::Stop(ending) => return ending,
+                    if let Flow::Stop(ending) = flow {
+                        return ending;
                     }
                 }
                 event = self.events.recv() => {
                     match event {
-                        Ok(event) => match self.on_event(sink, &event).await {
-                            Flow::Continue => {}
-                            Flow::Stop(ending) => return ending,
-                        },
+                        Ok(event) => {
+                            if let Flow::Stop(ending) = self.on_event(wire, &event).await {
+                                return ending;
+                            }
+                        }
                         Err(broadcast::error::RecvError::Lagged(missed)) => {
                             // Events were lost for this connection: let the
                             // client resume, which resynchronises everything.
                             tracing::warn!(missed, peer = %self.peer.peer_id, "connection fell behind its room");
-                            let _ = send(sink, &ServerMessage::Reconnect).await;
-                            let _ = send_close(sink, 1013, "resynchronise").await;
+                            let _ = wire.send(&ServerMessage::Reconnect).await;
+                            let _ = wire.close(close::TRY_AGAIN_LATER, "resynchronise").await;
                             return Ending::Dropped;
                         }
                         Err(broadcast::error::RecvError::Closed) => {
-                            let _ = send(sink, &ServerMessage::Reconnect).await;
-                            let _ = send_close(sink, 1001, "going away").await;
+                            let _ = wire.send(&ServerMessage::Reconnect).await;
+                            let _ = wire.close(close::GOING_AWAY, "going away").await;
                             return Ending::Dropped;
                         }
                     }
@@ -416,12 +652,17 @@ impl Live {
                 _ = &mut drained => {
                     // This instance is shutting down: the client reconnects
                     // (to another instance) and resumes its presence.
-                    let _ = send(sink, &ServerMessage::Reconnect).await;
-                    let _ = send_close(sink, 1012, "server restarting").await;
+                    let _ = wire.send(&ServerMessage::Reconnect).await;
+                    let _ = wire.close(close::RESTART, "server restarting").await;
                     return Ending::Dropped;
                 }
+                _ = recheck.tick() => {
+                    if let Flow::Stop(ending) = self.recheck_rights(wire).await {
+                        return ending;
+                    }
+                }
                 _ = heartbeat.tick() => {
-                    if self.last_inbound.elapsed() > settings.idle_timeout {
+                    if wire.last_inbound.elapsed() > settings.idle_timeout {
                         tracing::info!(peer = %self.peer.peer_id, "connection silent; dropping it");
                         return Ending::Dropped;
                     }
@@ -432,79 +673,98 @@ impl Live {
                             // Lost (reaped during a stall, or Redis came
                             // back empty): the client reconnects and joins
                             // again under the same peer id.
-                            let _ = send(sink, &ServerMessage::Reconnect).await;
-                            let _ = send_close(sink, 1013, "presence lost").await;
+                            let _ = wire.send(&ServerMessage::Reconnect).await;
+                            let _ = wire.close(close::TRY_AGAIN_LATER, "presence lost").await;
                             return Ending::Settled;
                         }
                         Err(err) => tracing::warn!(error = %err, "presence refresh failed"),
                     }
-                    if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    if wire.write(Message::Ping(Default::default())).await.is_err() {
                         return Ending::Dropped;
                     }
-                    // Being in a meeting is activity: keep the session alive.
-                    let interval = self.state.app.auth.touch_interval.as_millis() as i64;
-                    if app::auth::ssr::touch_session(session, interval).await.is_ok() {
-                        if let Err(err) = session.save().await {
-                            tracing::warn!(error = %err, "could not refresh the session");
-                        }
+                }
+            }
+        }
+    }
+
+    /// Asks again whether this person may be here, and applies the answer:
+    /// a changed role is stored and shown to everyone (the person's own
+    /// page included, which adds or drops host controls); a withdrawn right
+    /// closes the connection.
+    async fn recheck_rights(&mut self, wire: &mut Wire) -> Flow {
+        let verdict = rights_verdict(self.state.recheck(&self.credentials).await, &self.caller);
+        match verdict {
+            Verdict::Stay(current) => {
+                if current.role != self.caller.role {
+                    tracing::info!(peer = %self.peer.peer_id, role = ?current.role, "role changed during the call");
+                    self.caller.role = current.role;
+                    let change = PeerChange::Role(current.role);
+                    match self
+                        .rooms
+                        .presence
+                        .update(&self.room, &self.peer.peer_id, change)
+                        .await
+                    {
+                        Ok(Some(peer)) => self.peer = peer,
+                        _ => change.apply(&mut self.peer),
                     }
+                    let event = RoomEvent::Broadcast {
+                        skip: None,
+                        message: ServerMessage::PeerUpdated {
+                            peer: self.peer.clone(),
+                        },
+                    };
+                    self.publish(event).await;
                 }
+                Flow::Continue
+            }
+            Verdict::Unknown => Flow::Continue,
+            Verdict::Leave(leave) => {
+                tracing::info!(peer = %self.peer.peer_id, code = leave.code, "rights withdrawn; closing");
+                if leave.code == close::ENDED {
+                    let _ = self.rooms.presence.clear(&self.room).await;
+                } else if let Ok(Some(_)) = self
+                    .rooms
+                    .presence
+                    .remove(&self.room, &self.peer.peer_id)
+                    .await
+                {
+                    self.rooms
+                        .announce_left(&self.room, &self.peer.peer_id, leave.seen_as)
+                        .await;
+                }
+                leave.tell(wire).await;
+                Flow::Stop(Ending::Settled)
             }
         }
     }
 
-    async fn on_frame(&mut self, sink: &mut Sink, frame: Message) -> Flow {
-        let text = match frame {
-            Message::Text(text) => text,
-            Message::Binary(bytes) => {
-                if bytes.len() > MAX_MESSAGE_BYTES {
-                    let _ = send_close(sink, 1009, "message too big").await;
-                    return Flow::Stop(Ending::Dropped);
-                }
-                return self.reply(sink, bad_message("text frames only")).await;
-            }
-            Message::Close(_) => return Flow::Stop(Ending::Dropped),
-            Message::Ping(_) | Message::Pong(_) => return Flow::Continue,
-        };
-        if text.len() > MAX_MESSAGE_BYTES {
-            tracing::warn!(peer = %self.peer.peer_id, bytes = text.len(), "oversized message");
-            let _ = send_close(sink, 1009, "message too big").await;
-            return Flow::Stop(Ending::Dropped);
+    /// Host actions are allowed by the role the person has now, not the
+    /// one they had when the connection opened.
+    async fn may_moderate(&mut self, wire: &mut Wire) -> Result<(), Flow> {
+        if let Flow::Stop(ending) = self.recheck_rights(wire).await {
+            return Err(Flow::Stop(ending));
         }
-        if !self.bucket.try_take(Instant::now()) {
-            self.refused += 1;
-            if self.refused > FLOOD_LIMIT {
-                tracing::warn!(peer = %self.peer.peer_id, "flooding; closing");
-                let _ = send_close(sink, 1008, "too many messages").await;
-                return Flow::Stop(Ending::Dropped);
-            }
-            // One error per refused burst is enough.
-            if self.refused == 1 || self.refused.is_multiple_of(20) {
-                let message =
-                    ServerMessage::error(ErrorCode::RateLimited, "slow down: message dropped");
-                return self.reply(sink, message).await;
-            }
-            return Flow::Continue;
-        }
-        match parse_client_message(&text) {
-            Ok(message) => self.on_message(sink, message).await,
-            Err(problem) => self.reply(sink, parse_error(problem)).await,
+        if self.caller.role.is_moderator() {
+            Ok(())
+        } else {
+            Err(self.reply(wire, forbidden()).await)
         }
     }
 
-    async fn on_message(&mut self, sink: &mut Sink, message: ClientMessage) -> Flow {
+    async fn on_message(&mut self, wire: &mut Wire, message: ClientMessage) -> Flow {
         match message {
             ClientMessage::Join { .. } => {
                 self.reply(
-                    sink,
+                    wire,
                     ServerMessage::error(ErrorCode::NotJoined, "already joined"),
                 )
                 .await
             }
-            ClientMessage::Ping => self.reply(sink, ServerMessage::Pong).await,
+            ClientMessage::Ping => self.reply(wire, ServerMessage::Pong).await,
             ClientMessage::Signal { to, signal } => {
                 if !self.in_room(&to).await || to == self.peer.peer_id {
-                    return self.reply(sink, unknown_peer(&to)).await;
+                    return self.reply(wire, unknown_peer(&to)).await;
                 }
                 let message = ServerMessage::Signal {
                     from: self.peer.peer_id.clone(),
@@ -517,7 +777,7 @@ impl Live {
                 match self
                     .rooms
                     .presence
-                    .set_media(&self.room, &self.peer.peer_id, media)
+                    .update(&self.room, &self.peer.peer_id, PeerChange::Media(media))
                     .await
                 {
                     Ok(Some(peer)) => self.peer = peer,
@@ -547,15 +807,15 @@ impl Live {
                         .announce_left(&self.room, &self.peer.peer_id, LeaveReason::Left)
                         .await;
                 }
-                let _ = send_close(sink, 1000, "left").await;
+                let _ = wire.close(close::NORMAL, "left").await;
                 Flow::Stop(Ending::Settled)
             }
             ClientMessage::AskToMute { peer } => {
-                if !self.caller.role.is_moderator() {
-                    return self.reply(sink, forbidden()).await;
+                if let Err(flow) = self.may_moderate(wire).await {
+                    return flow;
                 }
                 if !self.in_room(&peer).await {
-                    return self.reply(sink, unknown_peer(&peer)).await;
+                    return self.reply(wire, unknown_peer(&peer)).await;
                 }
                 let message = ServerMessage::MuteRequested {
                     by_name: self.caller.display_name.clone(),
@@ -563,28 +823,27 @@ impl Live {
                 self.publish(RoomEvent::Direct { to: peer, message }).await;
                 Flow::Continue
             }
-            ClientMessage::Remove { peer } => self.remove(sink, &peer).await,
+            ClientMessage::Remove { peer } => self.remove(wire, &peer).await,
             ClientMessage::EndMeeting => {
-                if !self.caller.role.is_moderator() {
-                    return self.reply(sink, forbidden()).await;
+                if let Err(flow) = self.may_moderate(wire).await {
+                    return flow;
                 }
                 if let Err(err) = app::lobby::ssr::end_meeting(&self.state.app.db, &self.room).await
                 {
                     tracing::error!(error = %err, "could not end the meeting");
                     return self
-                        .reply(sink, ServerMessage::error(ErrorCode::Internal, "try again"))
+                        .reply(wire, ServerMessage::error(ErrorCode::Internal, "try again"))
                         .await;
                 }
                 tracing::info!(meeting = %self.room, by = %self.caller.participant_id, "meeting ended by a host");
                 self.publish(RoomEvent::Ended).await;
                 let _ = self.rooms.presence.clear(&self.room).await;
-                let _ = send(sink, &ServerMessage::MeetingEnded).await;
-                let _ = send_close(sink, close::ENDED, "meeting ended").await;
+                Leave::ended().tell(wire).await;
                 Flow::Stop(Ending::Settled)
             }
             ClientMessage::ChatSend { key, text, to } => {
                 let result = chat::send(&self.state, &self.caller, &self.room, key, text, to).await;
-                self.reply_all(sink, result).await
+                self.reply_all(wire, result).await
             }
             ClientMessage::ChatSync { after } => {
                 let result = chat::sync(
@@ -594,7 +853,7 @@ impl Live {
                     after,
                 )
                 .await;
-                self.reply_all(sink, result).await
+                self.reply_all(wire, result).await
             }
             ClientMessage::ChatHistory { before } => {
                 let result = chat::older(
@@ -604,18 +863,18 @@ impl Live {
                     before,
                 )
                 .await;
-                self.reply_all(sink, result).await
+                self.reply_all(wire, result).await
             }
         }
     }
 
-    async fn remove(&mut self, sink: &mut Sink, peer_id: &str) -> Flow {
-        if !self.caller.role.is_moderator() {
-            return self.reply(sink, forbidden()).await;
+    async fn remove(&mut self, wire: &mut Wire, peer_id: &str) -> Flow {
+        if let Err(flow) = self.may_moderate(wire).await {
+            return flow;
         }
         let target = self.rooms.presence.get(&self.room, peer_id).await;
         let Ok(Some(target)) = target else {
-            return self.reply(sink, unknown_peer(peer_id)).await;
+            return self.reply(wire, unknown_peer(peer_id)).await;
         };
         let stored = app::lobby::ssr::remove_participant(
             &self.state.app.db,
@@ -631,7 +890,7 @@ impl Live {
                 app::error::ApiError::NotFound => unknown_peer(peer_id),
                 _ => ServerMessage::error(ErrorCode::Internal, "try again"),
             };
-            return self.reply(sink, message).await;
+            return self.reply(wire, message).await;
         }
         // Gone from every grid at once, even if their connection is away.
         if let Ok(Some(_)) = self.rooms.presence.remove(&self.room, peer_id).await {
@@ -642,7 +901,7 @@ impl Live {
         Flow::Continue
     }
 
-    async fn on_event(&mut self, sink: &mut Sink, event: &RoomEvent) -> Flow {
+    async fn on_event(&mut self, wire: &mut Wire, event: &RoomEvent) -> Flow {
         let me = &self.peer.peer_id;
         match event {
             RoomEvent::Broadcast { skip, message } => {
@@ -659,26 +918,27 @@ impl Live {
                         self.peer = peer.clone();
                     }
                 }
-                self.forward(sink, message).await
+                self.forward(wire, message).await
             }
             RoomEvent::Direct { to, message } if to == me => {
                 if let ServerMessage::MuteRequested { .. } = message {
                     self.peer.media.mic = false;
                 }
-                self.forward(sink, message).await
+                self.forward(wire, message).await
             }
             RoomEvent::Direct { .. } => Flow::Continue,
             RoomEvent::Participants { ids, message } => {
                 if ids.contains(&self.caller.participant_id) {
-                    self.forward(sink, message).await
+                    self.forward(wire, message).await
                 } else {
                     Flow::Continue
                 }
             }
             RoomEvent::Takeover { peer_id, conn_id } => {
                 if peer_id == me && *conn_id != self.conn_id {
-                    let _ =
-                        send_close(sink, close::REPLACED, "replaced by a newer connection").await;
+                    let _ = wire
+                        .close(close::REPLACED, "replaced by a newer connection")
+                        .await;
                     Flow::Stop(Ending::Settled)
                 } else {
                     Flow::Continue
@@ -693,20 +953,26 @@ impl Live {
                         .announce_left(&self.room, me, LeaveReason::Removed)
                         .await;
                 }
-                let _ = send(sink, &ServerMessage::Removed).await;
-                let _ = send_close(sink, close::REMOVED, "removed by a host").await;
+                Leave::removed().tell(wire).await;
                 Flow::Stop(Ending::Settled)
             }
-            // Acted on in the connection-side change that follows.
-            RoomEvent::AccessChanged { .. } => Flow::Continue,
+            RoomEvent::AccessChanged { participant_id } => {
+                if participant_id
+                    .as_ref()
+                    .is_none_or(|id| *id == self.caller.participant_id)
+                {
+                    self.recheck_rights(wire).await
+                } else {
+                    Flow::Continue
+                }
+            }
             RoomEvent::Resync => {
-                let _ = send(sink, &ServerMessage::Reconnect).await;
-                let _ = send_close(sink, 1012, "resynchronise").await;
+                let _ = wire.send(&ServerMessage::Reconnect).await;
+                let _ = wire.close(close::RESTART, "resynchronise").await;
                 Flow::Stop(Ending::Dropped)
             }
             RoomEvent::Ended => {
-                let _ = send(sink, &ServerMessage::MeetingEnded).await;
-                let _ = send_close(sink, close::ENDED, "meeting ended").await;
+                Leave::ended().tell(wire).await;
                 Flow::Stop(Ending::Settled)
             }
         }
@@ -728,20 +994,20 @@ impl Live {
         }
     }
 
-    async fn forward(&self, sink: &mut Sink, message: &ServerMessage) -> Flow {
-        match send(sink, message).await {
+    async fn forward(&self, wire: &mut Wire, message: &ServerMessage) -> Flow {
+        match wire.send(message).await {
             Ok(()) => Flow::Continue,
             Err(()) => Flow::Stop(Ending::Dropped),
         }
     }
 
-    async fn reply(&self, sink: &mut Sink, message: ServerMessage) -> Flow {
-        self.forward(sink, &message).await
+    async fn reply(&self, wire: &mut Wire, message: ServerMessage) -> Flow {
+        self.forward(wire, &message).await
     }
 
-    async fn reply_all(&self, sink: &mut Sink, messages: Vec<ServerMessage>) -> Flow {
+    async fn reply_all(&self, wire: &mut Wire, messages: Vec<ServerMessage>) -> Flow {
         for message in &messages {
-            if let Flow::Stop(ending) = self.forward(sink, message).await {
+            if let Flow::Stop(ending) = self.forward(wire, message).await {
                 return Flow::Stop(ending);
             }
         }
@@ -823,20 +1089,89 @@ fn parse_error(problem: ParseProblem) -> ServerMessage {
     }
 }
 
-async fn send(sink: &mut Sink, message: &ServerMessage) -> Result<(), ()> {
-    let text = serde_json::to_string(message).map_err(|err| {
-        tracing::error!(error = %err, "cannot encode a server message");
-    })?;
-    sink.send(Message::Text(Utf8Bytes::from(text)))
-        .await
-        .map_err(|_| ())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::meetings::ssr::MeetingRow;
 
-async fn send_close(sink: &mut Sink, code: u16, reason: &'static str) -> Result<(), ()> {
-    sink.send(Message::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    })))
-    .await
-    .map_err(|_| ())
+    fn caller(participant: &str, role: PeerRole) -> Caller {
+        Caller {
+            meeting: MeetingRow {
+                id: "m1".into(),
+                code: "code".into(),
+                host_id: "ann".into(),
+                host_name: "Ann".into(),
+                title: "Review".into(),
+                description: String::new(),
+                starts_at: 0,
+                duration_minutes: 30,
+                waiting_room: 1,
+                allow_guests: 0,
+                max_participants: 6,
+                revision: 1,
+                cancelled_at: None,
+                updated_at: 0,
+                ended_at: None,
+            },
+            participant_id: participant.into(),
+            display_name: participant.into(),
+            role,
+        }
+    }
+
+    fn leave_code(verdict: Verdict) -> u16 {
+        match verdict {
+            Verdict::Leave(leave) => leave.code,
+            other => panic!("expected a leave, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_same_person_stays_with_their_current_role() {
+        let before = caller("bob", PeerRole::CoHost);
+        let now = caller("bob", PeerRole::Member);
+        match rights_verdict(Ok(now), &before) {
+            Verdict::Stay(current) => assert_eq!(current.role, PeerRole::Member),
+            other => panic!("expected stay, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_session_that_ended_or_names_someone_else_signs_the_connection_out() {
+        let bob = caller("bob", PeerRole::Member);
+        let signed_out = rights_verdict(Err(ApiError::Unauthenticated), &bob);
+        assert_eq!(leave_code(signed_out), close::SIGNED_OUT);
+        let someone_else = rights_verdict(Ok(caller("eve", PeerRole::Host)), &bob);
+        assert_eq!(leave_code(someone_else), close::SIGNED_OUT);
+    }
+
+    #[test]
+    fn withdrawn_rights_close_with_a_code_the_page_explains() {
+        let bob = caller("bob", PeerRole::Member);
+        assert_eq!(
+            leave_code(rights_verdict(Err(ApiError::NotFound), &bob)),
+            close::CANCELLED
+        );
+        assert_eq!(
+            leave_code(rights_verdict(Err(ApiError::Ended), &bob)),
+            close::ENDED
+        );
+        let not_admitted = rights_verdict(Err(ApiError::Forbidden), &bob);
+        match not_admitted {
+            Verdict::Leave(leave) => {
+                assert_eq!(leave.code, close::NOT_ADMITTED);
+                assert_eq!(leave.seen_as, LeaveReason::Removed);
+            }
+            other => panic!("expected a leave, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_database_hiccup_keeps_the_call_going() {
+        let bob = caller("bob", PeerRole::Member);
+        assert!(matches!(
+            rights_verdict(Err(ApiError::Internal), &bob),
+            Verdict::Unknown
+        ));
+    }
 }

@@ -194,7 +194,7 @@ impl TestApp {
         (self.client_on(jar.clone()), jar)
     }
 
-    fn client_on(&self, jar: std::sync::Arc<reqwest::cookie::Jar>) -> reqwest::Client {
+    pub fn client_on(&self, jar: std::sync::Arc<reqwest::cookie::Jar>) -> reqwest::Client {
         let mut headers = HeaderMap::new();
         headers.insert(ORIGIN, HeaderValue::from_str(&self.base).expect("origin"));
         reqwest::Client::builder()
