@@ -58,6 +58,39 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// The document title. leptos_meta writes the server's `<title>` into the
+/// HTML as it is, unescaped, so a meeting titled `</title><script>…` would
+/// break out of it: on the server the text is escaped here. In the browser
+/// the same string goes to `document.title`, which is plain text already.
+fn title_markup(text: &str) -> String {
+    let title = if text.is_empty() {
+        "moim".to_string()
+    } else {
+        format!("{text} · moim")
+    };
+    if cfg!(feature = "ssr") {
+        escape_html_text(&title)
+    } else {
+        title
+    }
+}
+
+/// `&`, `<`, `>` and quotes as entities: text that stays text in HTML.
+pub fn escape_html_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
@@ -66,9 +99,7 @@ pub fn App() -> impl IntoView {
         <Stylesheet id="leptos" href="/pkg/moim.css" />
         <Link rel="icon" type_="image/svg+xml" href="/favicon.svg" />
         <Meta name="description" content="moim: self-hosted video meetings" />
-        <Title formatter=|text: String| {
-            if text.is_empty() { "moim".to_string() } else { format!("{text} · moim") }
-        } />
+        <Title formatter=|text: String| title_markup(&text) />
         <I18nContextProvider>
             <AppBody />
         </I18nContextProvider>
