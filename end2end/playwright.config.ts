@@ -11,6 +11,14 @@ const siteRoot = process.env.MOIM_SITE_ROOT ?? path.join(root, "target/site");
 const port = Number(process.env.MOIM_E2E_PORT ?? 3100);
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "moim-e2e-"));
 const chromium = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+// Each moim server writes its output to a file of its own here, so that
+// scripts/test.sh can fail the run when any of them panicked (a panic in a
+// server task does not always fail a test by itself).
+const logDir =
+  process.env.MOIM_E2E_LOG_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), "moim-e2e-logs-"));
+fs.mkdirSync(logDir, { recursive: true });
+const logged = (name: string, command: string) =>
+  `exec ${command} >>"${path.join(logDir, `${name}.log`)}" 2>&1`;
 
 export const baseURL = `http://127.0.0.1:${port}`;
 // A second moim that sends all media through a real coturn (TURN REST
@@ -25,9 +33,11 @@ const relayDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "moim-e2e-relay-"));
 const clusterDb = process.env.MOIM_E2E_DATABASE_URL;
 const clusterRedis = process.env.MOIM_E2E_REDIS_URL;
 const clusterServers = [port + 2, port + 3].map((p) => ({
-  command:
+  command: logged(
+    `cluster-${p}`,
     `"${bin}" --listen 127.0.0.1:${p} --data-dir "${dataDir}/cluster-${p}" --site-root "${siteRoot}" --log warn ` +
-    `--database-url "${clusterDb}" --redis-url "${clusterRedis}"`,
+      `--database-url "${clusterDb}" --redis-url "${clusterRedis}"`,
+  ),
   url: `http://127.0.0.1:${p}/readyz`,
   reuseExistingServer: false,
   timeout: 60_000,
@@ -64,7 +74,10 @@ export default defineConfig({
   },
   webServer: [
     {
-      command: `"${bin}" --listen 127.0.0.1:${port} --data-dir "${dataDir}" --site-root "${siteRoot}" --log warn`,
+      command: logged(
+        "main",
+        `"${bin}" --listen 127.0.0.1:${port} --data-dir "${dataDir}" --site-root "${siteRoot}" --log warn`,
+      ),
       url: `${baseURL}/healthz`,
       reuseExistingServer: false,
       timeout: 60_000,
@@ -85,11 +98,13 @@ export default defineConfig({
       stderr: "pipe",
     },
     {
-      command:
+      command: logged(
+        "relay",
         `"${bin}" --listen 127.0.0.1:${relayPort} --data-dir "${relayDataDir}" --site-root "${siteRoot}" --log warn ` +
-        `--turn-urls "turn:127.0.0.1:${turnPort}?transport=udp" --turn-secret ${turnSecret} --ice-transport-policy relay ` +
-        // Short-lived credentials, so the test sees them renewed mid-call.
-        `--turn-credential-ttl-seconds 60`,
+          `--turn-urls "turn:127.0.0.1:${turnPort}?transport=udp" --turn-secret ${turnSecret} --ice-transport-policy relay ` +
+          // Short-lived credentials, so the test sees them renewed mid-call.
+          `--turn-credential-ttl-seconds 60`,
+      ),
       url: `${relayURL}/healthz`,
       reuseExistingServer: false,
       timeout: 60_000,

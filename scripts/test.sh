@@ -104,6 +104,23 @@ export MOIM_E2E_REDIS_URL="redis://127.0.0.1:$redis_port/"
 step "end-to-end tests in Chromium (Playwright)"
 export MOIM_BIN="$CARGO_TARGET_DIR/debug/moim"
 export MOIM_SITE_ROOT="$PWD/target/site"
-(cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npx playwright test)
+# The moim servers Playwright starts log here, one file each.
+export MOIM_E2E_LOG_DIR="$(mktemp -d /tmp/moim-e2e-logs.XXXXXX)"
+e2e_status=0
+(cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npx playwright test) || e2e_status=$?
+
+# A panic in a server task need not fail a browser test (the page may
+# retry, or the test not look there), so any panic in a server's log fails
+# the run. (The Rust tests' in-process servers are checked by their own
+# harness: see server/tests/common/mod.rs.)
+step "server logs of the end-to-end tests: no panics"
+if grep -rn -A2 "panicked at" "$MOIM_E2E_LOG_DIR"; then
+  echo "a moim server panicked during the end-to-end tests (logs: $MOIM_E2E_LOG_DIR)" >&2
+  exit 1
+fi
+if [ "$e2e_status" -ne 0 ]; then
+  echo "end-to-end tests failed (server logs: $MOIM_E2E_LOG_DIR)" >&2
+  exit "$e2e_status"
+fi
 
 step "all tests passed"

@@ -38,6 +38,26 @@ use leptos_router::{
     path, SsrMode,
 };
 
+/// A page's `<Title>` text in the viewer's language.
+///
+/// On the server the text is taken once, here, while the page's reactive
+/// owner is current. leptos_meta reads a title only after the page has
+/// rendered, outside that owner, and reading the language signal there
+/// panics ("no Arena is active", or "already disposed") or reads another
+/// request's arena. In the browser the title follows a change of language.
+pub fn page_title(
+    text: impl Fn() -> String + Send + Sync + 'static,
+) -> leptos::text_prop::TextProp {
+    #[cfg(feature = "ssr")]
+    {
+        leptos::text_prop::TextProp::from(untrack(text))
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        leptos::text_prop::TextProp::from(text)
+    }
+}
+
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {

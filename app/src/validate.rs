@@ -69,9 +69,64 @@ pub fn display_name(field: &str, raw: &str) -> Result<String, FieldError> {
 }
 
 /// Bidirectional overrides and zero-width characters let a name pretend to be
-/// someone else's; they have no place in a display name.
+/// someone else's; they have no place in a display name. (Direction marks
+/// are refused here too: a name is a short run of one script and never needs
+/// them, unlike a chat message.)
 fn is_invisible_format_char(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    is_hidden_control(c) || matches!(c, '\u{200C}'..='\u{200F}' | '\u{061C}')
+}
+
+/// Invisible characters that change how text around them reads without
+/// showing themselves: the bidirectional embeddings, overrides and isolates
+/// (U+202A–U+202E, U+2066–U+2069: "Trojan Source", where `abc` U+202E `fdp.exe`
+/// shows as `abcexe.pdf`), zero-width space, word joiner and invisible
+/// operators, the deprecated format controls, Mongolian vowel separator and
+/// the byte-order mark.
+///
+/// Kept elsewhere on purpose: U+200C/U+200D (ZWNJ/ZWJ), which Persian and
+/// Indic scripts and emoji sequences need; and the direction *marks* U+200E,
+/// U+200F and U+061C, which only settle the direction of neighbouring
+/// punctuation and digits, cannot reorder a run of letters, and are what
+/// people mixing Hebrew or Arabic with Latin text type to get it right.
+pub fn is_hidden_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{180E}'
+            | '\u{FEFF}'
+    )
+}
+
+/// Whether a character ends a line for some reader: LF, CR, VT, FF, NEL,
+/// LINE SEPARATOR and PARAGRAPH SEPARATOR.
+pub fn is_line_break(c: char) -> bool {
+    matches!(
+        c,
+        '\n' | '\r' | '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}'
+    )
+}
+
+/// Chat text as stored and shown: every kind of line break becomes `\n`
+/// (CRLF counts once), tabs stay, and other control characters and the
+/// hidden controls of [`is_hidden_control`] are dropped (NUL cannot even be
+/// stored in PostgreSQL text).
+pub fn chat_text(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\r' && chars.peek() == Some(&'\n') {
+            continue;
+        }
+        if is_line_break(c) {
+            out.push('\n');
+        } else if c == '\t' || !(c.is_control() || is_hidden_control(c)) {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// An optional email: empty means none. Only a shape check; nothing is sent.
@@ -198,6 +253,33 @@ mod tests {
             FieldProblem::TooLong
         );
         assert!(display_name("d", &"가".repeat(64)).is_ok());
+        for hidden in ["\u{2067}", "\u{2060}", "\u{061C}", "\u{200E}", "\u{FEFF}"] {
+            assert_eq!(
+                display_name("d", &format!("an{hidden}n"))
+                    .unwrap_err()
+                    .problem,
+                FieldProblem::ControlChars,
+                "{hidden:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn chat_text_loses_hidden_controls_and_keeps_one_kind_of_line_break() {
+        // Trojan-Source style: the override makes "txt.exe" read "exe.txt".
+        assert_eq!(chat_text("open \u{202E}txt.exe"), "open txt.exe");
+        for c in ('\u{202A}'..='\u{202E}').chain('\u{2066}'..='\u{2069}') {
+            assert_eq!(chat_text(&format!("a{c}b")), "ab", "{c:?}");
+        }
+        assert_eq!(chat_text("zero\u{200B}width\u{FEFF}"), "zerowidth");
+        assert_eq!(chat_text("nul\0bell\u{7}"), "nulbell");
+        assert_eq!(
+            chat_text("a\r\nb\rc\u{2028}d\u{2029}e\u{85}f\u{0B}g\u{0C}h\ni"),
+            "a\nb\nc\nd\ne\nf\ng\nh\ni"
+        );
+        // Kept: tabs, joiners (emoji, Persian), direction marks, any script.
+        let kept = "a\tb 👨\u{200D}👩 می\u{200C}خواهم \u{200F}שלום\u{200E} 123 \u{061C}";
+        assert_eq!(chat_text(kept), kept);
     }
 
     #[test]

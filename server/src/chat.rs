@@ -60,14 +60,6 @@ fn key_is_valid(key: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Control characters other than line breaks and tabs are dropped (NUL
-/// cannot even be stored in PostgreSQL text).
-fn clean(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
-        .collect()
-}
-
 pub async fn send(
     state: &SignalingState,
     caller: &Caller,
@@ -94,7 +86,9 @@ pub async fn send(
             return refusal(ErrorCode::Internal, "not stored; retry", &key);
         }
     }
-    let text = clean(&text);
+    // Line breaks made one kind; control characters and bidirectional
+    // overrides dropped (see `validate::chat_text`).
+    let text = app::validate::chat_text(&text);
     if text.trim().is_empty() {
         return refusal(ErrorCode::ChatEmpty, "empty message", &key);
     }
@@ -240,7 +234,7 @@ mod tests {
         assert!(!key_is_valid(""));
         assert!(!key_is_valid("has space"));
         assert!(!key_is_valid(&"k".repeat(CHAT_KEY_MAX + 1)));
-        assert_eq!(clean("a\u{0}b\nc\u{7}"), "ab\nc");
+        assert_eq!(app::validate::chat_text("a\u{0}b\nc\u{7}"), "ab\nc");
     }
 
     #[test]

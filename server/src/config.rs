@@ -140,6 +140,18 @@ pub struct Config {
     /// requests to finish.
     #[arg(long, env = "MOIM_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
+
+    /// Seconds a client has to send a request's headers, and that an idle
+    /// kept-alive connection stays open; then the connection is closed, so
+    /// slow or stalled clients cannot hold connections ("slowloris").
+    #[arg(long, env = "MOIM_HEADER_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout_seconds: u64,
+
+    /// Seconds a request may take until its response starts; then it is
+    /// answered 408. Not applied to the call's WebSocket, nor to a response
+    /// that has started (streamed pages, downloads).
+    #[arg(long, env = "MOIM_REQUEST_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -201,6 +213,14 @@ impl Config {
     pub fn session_max(&self) -> Duration {
         Duration::from_secs(self.session_max_hours * 3600)
     }
+
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_seconds)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_seconds)
+    }
 }
 
 #[cfg(test)]
@@ -217,6 +237,8 @@ mod tests {
         );
         assert!(config.database_url.is_none());
         assert!(!config.secure_cookies());
+        assert_eq!(config.header_timeout(), Duration::from_secs(10));
+        assert_eq!(config.request_timeout(), Duration::from_secs(30));
     }
 
     #[test]

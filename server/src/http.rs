@@ -1,22 +1,28 @@
 //! The whole HTTP surface, built in one place.
 
-use crate::security::{self, OriginPolicy};
+use crate::security::{self, CspNonce, CspSettings, OriginPolicy};
 use crate::signaling::{self, SignalingState};
 use crate::{calendar, health, transcript};
 use app::state::AppState;
 use app::{shell, App};
+use axum::body::Body;
 use axum::extract::Request;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use leptos::prelude::provide_context;
+use leptos::prelude::{provide_context, use_context};
 use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+use tower_http::catch_panic::{CatchPanicLayer, ResponseForPanic};
 use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
@@ -28,8 +34,46 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub struct HttpSettings {
     pub origin: OriginPolicy,
-    pub secure_cookies: bool,
-    pub session_idle: std::time::Duration,
+    /// The public URL is https: Secure `__Host-` cookie, HSTS.
+    pub https: bool,
+    pub session_idle: Duration,
+    /// Longest wait for a response to start (see `Config::request_timeout`).
+    pub request_timeout: Duration,
+    pub metrics: Arc<HttpMetrics>,
+}
+
+/// Counts of what went wrong while serving, kept for `/metrics`.
+#[derive(Debug, Default)]
+pub struct HttpMetrics {
+    /// Requests whose handler panicked (each answered 500).
+    pub panics: AtomicU64,
+}
+
+/// Turns a panic in a handler into a logged, counted 500 with a generic
+/// body: the panic message stays in the log, never in the response.
+#[derive(Clone)]
+pub struct PanicTo500 {
+    metrics: Arc<HttpMetrics>,
+}
+
+impl ResponseForPanic for PanicTo500 {
+    type ResponseBody = Body;
+
+    fn response_for_panic(&mut self, err: Box<dyn Any + Send + 'static>) -> Response<Body> {
+        self.metrics.panics.fetch_add(1, Ordering::Relaxed);
+        let message = err
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| err.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_string());
+        tracing::error!(panic = %message, "a request handler panicked; answered 500");
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+    }
+}
+
+/// The layer that catches handler panics (see [`PanicTo500`]).
+pub fn catch_panics(metrics: Arc<HttpMetrics>) -> CatchPanicLayer<PanicTo500> {
+    CatchPanicLayer::custom(PanicTo500 { metrics })
 }
 
 pub fn app(
@@ -40,7 +84,17 @@ pub fn app(
 ) -> Router {
     let routes = generate_route_list(App);
     let context_state = state.clone();
-    let provide_state = move || provide_context(context_state.clone());
+    let provide_state = move || {
+        provide_context(context_state.clone());
+        // The script nonce this response's Content-Security-Policy allows
+        // (set by `security::content_security_policy`): Leptos puts it on
+        // its hydration and streaming scripts.
+        let nonce = use_context::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<CspNonce>().cloned());
+        if let Some(CspNonce(nonce)) = nonce {
+            provide_context(leptos::nonce::Nonce::from_value(nonce));
+        }
+    };
 
     let idle = time::Duration::try_from(settings.session_idle).unwrap_or(time::Duration::hours(12));
     // SameSite=Lax, not Strict: a meeting link opened from an email or a chat
@@ -49,24 +103,23 @@ pub fn app(
     // the cookie off cross-site POSTs, iframes and subresource requests; the
     // Origin check covers the rest.
     let sessions = SessionManagerLayer::new(store)
-        .with_name("moim.sid")
+        .with_name(security::session_cookie_name(settings.https))
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
-        .with_secure(settings.secure_cookies)
+        .with_secure(settings.https)
         .with_path("/")
         .with_expiry(Expiry::OnInactivity(idle));
 
     let touch_interval_ms = state.auth.touch_interval.as_millis() as i64;
+    let csp = Arc::new(CspSettings::for_public_origin(
+        &settings.origin.public_origin,
+    ));
     let mut router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/m/{code}/invite.ics", get(calendar::invite_ics))
         .route("/m/{code}/chat.txt", get(transcript::text))
         .route("/m/{code}/chat.md", get(transcript::markdown))
-        .route(
-            "/m/{code}/ws",
-            get(signaling::upgrade).with_state(signaling),
-        )
         .leptos_routes_with_context(&state, routes, provide_state.clone(), {
             let options = state.leptos_options.clone();
             move || shell(options.clone())
@@ -75,6 +128,17 @@ pub fn app(
             AppState,
             _,
         >(provide_state, shell))
+        // Until the response starts: a stalled database or a slow body
+        // cannot hold a request forever. Added before the WebSocket route,
+        // which it must not cover.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            settings.request_timeout,
+        ))
+        .route(
+            "/m/{code}/ws",
+            get(signaling::upgrade).with_state(signaling),
+        )
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             touch_active_session(request, next, touch_interval_ms)
         }))
@@ -83,12 +147,18 @@ pub fn app(
             Arc::new(settings.origin),
             security::require_same_origin,
         ))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES));
-    for (name, value) in security::security_headers() {
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        // Inside the header layers, so a 500 from a panic carries them too.
+        .layer(catch_panics(settings.metrics));
+    for (name, value) in security::security_headers(settings.https) {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }
     // gzip: the wasm bundle shrinks to about a third on the wire.
     router
+        .layer(middleware::from_fn_with_state(
+            csp,
+            security::content_security_policy,
+        ))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -111,4 +181,45 @@ async fn touch_active_session(request: Request, next: Next, interval_ms: i64) ->
         }
     }
     next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_becomes_a_counted_generic_500() {
+        let metrics = Arc::new(HttpMetrics::default());
+        let router: Router = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    if true {
+                        panic!("secret detail");
+                    }
+                    "unreachable"
+                }),
+            )
+            .route("/fine", get(|| async { "fine" }))
+            .layer(catch_panics(metrics.clone()));
+        let response = router
+            .clone()
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"internal error\n");
+        assert_eq!(metrics.panics.load(Ordering::Relaxed), 1);
+        // The service goes on serving.
+        let response = router
+            .oneshot(Request::get("/fine").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(metrics.panics.load(Ordering::Relaxed), 1);
+    }
 }

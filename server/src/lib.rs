@@ -18,7 +18,7 @@ pub mod transcript;
 
 use crate::config::Config;
 use crate::error::StartupError;
-use crate::http::HttpSettings;
+use crate::http::{HttpMetrics, HttpSettings};
 use crate::security::OriginPolicy;
 use crate::session_store::DbSessionStore;
 use app::state::{AppState, AuthSettings};
@@ -36,8 +36,11 @@ pub struct Application {
     local_addr: SocketAddr,
     state: AppState,
     shutdown_grace: Duration,
+    /// How long a client may take to send a request's headers.
+    header_timeout: Duration,
     /// Tells live calls to move to another instance.
     drain: tokio::sync::watch::Sender<bool>,
+    metrics: Arc<HttpMetrics>,
 }
 
 impl Application {
@@ -137,14 +140,17 @@ impl Application {
             rights_recheck: Duration::from_secs(config.rights_recheck_seconds),
             sockets: Arc::new(signaling::SocketCounts::new(config.max_sockets_per_address)),
         };
+        let metrics = Arc::new(HttpMetrics::default());
         let router = http::app(
             state.clone(),
             store,
             signaling,
             HttpSettings {
                 origin,
-                secure_cookies: config.secure_cookies(),
+                https: config.secure_cookies(),
                 session_idle: config.session_idle(),
+                request_timeout: config.request_timeout(),
+                metrics: metrics.clone(),
             },
         );
 
@@ -154,7 +160,9 @@ impl Application {
             local_addr,
             state,
             shutdown_grace: Duration::from_secs(config.shutdown_grace_seconds),
+            header_timeout: config.header_timeout(),
             drain: drain_tx,
+            metrics,
         })
     }
 
@@ -164,6 +172,11 @@ impl Application {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// Counters of the HTTP layer (panics caught so far).
+    pub fn metrics(&self) -> Arc<HttpMetrics> {
+        self.metrics.clone()
     }
 
     /// Serves until `shutdown` resolves, then lets open requests finish for
@@ -181,19 +194,15 @@ impl Application {
             let _ = drain.send(true);
             let _ = stop_tx.send(true);
         });
-        let mut graceful_rx = stop_rx.clone();
-        let server = axum::serve(
+        let server = serve(
             self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = graceful_rx.wait_for(|stop| *stop).await;
-            tracing::info!("shutting down: no new connections, draining open requests");
-        });
+            self.router,
+            self.header_timeout,
+            stop_rx.clone(),
+        );
         let mut deadline_rx = stop_rx;
         tokio::select! {
-            result = server => result,
+            () = server => Ok(()),
             _ = async move {
                 let _ = deadline_rx.wait_for(|stop| *stop).await;
                 tokio::time::sleep(grace).await;
@@ -203,6 +212,99 @@ impl Application {
             }
         }
     }
+}
+
+/// Serves HTTP/1.1 on `listener` until `stop` turns true, then lets every
+/// open connection finish its request (WebSockets, already handed over to
+/// their own tasks, are told to move by the drain signal instead).
+///
+/// Not `axum::serve`: it cannot limit how long a client takes to send its
+/// headers, so a client trickling bytes (or none) held a connection and a
+/// task forever. hyper's `header_read_timeout` closes such connections; it
+/// also bounds how long an idle kept-alive connection stays open. HTTP/2
+/// without TLS (h2c) is left out: browsers only speak HTTP/2 over TLS,
+/// which a proxy in front of moim ends, and the HTTP/1-or-2 sniffing of
+/// hyper-util's `auto` builder waits for the first bytes with no deadline.
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    header_timeout: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use axum::extract::ConnectInfo;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
+
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    // Every connection task holds a receiver; when all are gone, every
+    // connection has finished.
+    let (open_tx, open_rx) = tokio::sync::watch::channel(());
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // Out of file descriptors and the like: wait a little
+                    // rather than spin; a connection reset before it was
+                    // accepted is nothing.
+                    if !matches!(
+                        err.kind(),
+                        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+                    ) {
+                        tracing::error!(error = %err, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    continue;
+                }
+            },
+            () = stopped(&mut stop) => break,
+        };
+        let service = router.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(remote));
+                request
+            },
+        );
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+            .with_upgrades();
+        let mut stop = stop.clone();
+        let open = open_rx.clone();
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let mut stopping = false;
+            loop {
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(err) = result {
+                            tracing::debug!(error = %err, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    () = stopped(&mut stop), if !stopping => {
+                        stopping = true;
+                        // Finish the request in flight, then close.
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            drop(open);
+        });
+    }
+    drop(listener);
+    drop(open_rx);
+    tracing::info!("shutting down: no new connections, draining open requests");
+    open_tx.closed().await;
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard `wait_for` returns must not live across an await.
+    let _ = stop.wait_for(|stop| *stop).await.map(|_| ());
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -25,7 +25,7 @@ pub fn SignInPage() -> impl IntoView {
     let next = use_next();
     let error = error_of(action.value());
     view! {
-        <Title text=move || t_string!(i18n, sign_in_title).to_string() />
+        <Title text=crate::page_title(move || t_string!(i18n, sign_in_title).to_string()) />
         <section class="narrow auth-card">
             <h1>{t!(i18n, sign_in_title)}</h1>
             <p class="muted">{t!(i18n, sign_in_lead)}</p>
@@ -72,7 +72,7 @@ pub fn SignUpPage() -> impl IntoView {
     let next = use_next();
     let error = error_of(action.value());
     view! {
-        <Title text=move || t_string!(i18n, sign_up_title).to_string() />
+        <Title text=crate::page_title(move || t_string!(i18n, sign_up_title).to_string()) />
         <section class="narrow auth-card">
             <h1>{t!(i18n, sign_up_title)}</h1>
             <p class="muted">{t!(i18n, sign_up_lead)}</p>
@@ -146,7 +146,7 @@ pub fn GuestPage() -> impl IntoView {
         _ => None,
     });
     view! {
-        <Title text=move || t_string!(i18n, guest_title).to_string() />
+        <Title text=crate::page_title(move || t_string!(i18n, guest_title).to_string()) />
         <section class="narrow auth-card">
             <h1>{t!(i18n, guest_title)}</h1>
             <p class="muted">{t!(i18n, guest_lead)}</p>
@@ -179,7 +179,7 @@ pub fn GuestPage() -> impl IntoView {
 pub fn ProfilePage() -> impl IntoView {
     let i18n = use_i18n();
     view! {
-        <Title text=move || t_string!(i18n, profile_title).to_string() />
+        <Title text=crate::page_title(move || t_string!(i18n, profile_title).to_string()) />
         <RequireUser content=move |user| view! { <ProfileForms user /> } />
     }
 }

@@ -41,7 +41,7 @@ fn use_ticker(period_ms: u64) -> ReadSignal<u64> {
 pub fn LobbyPage() -> impl IntoView {
     let i18n = use_i18n();
     view! {
-        <Title text=move || t_string!(i18n, lobby_title).to_string() />
+        <Title text=crate::page_title(move || t_string!(i18n, lobby_title).to_string()) />
         <WithMeeting content=|m| view! { <Lobby meeting=m /> } />
     }
 }

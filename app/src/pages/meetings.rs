@@ -19,7 +19,7 @@ use leptos_router::hooks::use_params_map;
 pub fn MeetingsPage() -> impl IntoView {
     let i18n = use_i18n();
     view! {
-        <Title text=move || t_string!(i18n, meetings_title).to_string() />
+        <Title text=crate::page_title(move || t_string!(i18n, meetings_title).to_string()) />
         <RequireUser content=move |_user| view! { <MeetingLists /> } />
     }
 }
@@ -155,7 +155,7 @@ fn MeetingCard(meeting: Meeting, now: i64) -> impl IntoView {
 pub fn NewMeetingPage() -> impl IntoView {
     let i18n = use_i18n();
     view! {
-        <Title text=move || t_string!(i18n, meeting_new_title).to_string() />
+        <Title text=crate::page_title(move || t_string!(i18n, meeting_new_title).to_string()) />
         <RequireUser content=move |_user| view! {
             <section class="narrow">
                 <h1>{t!(i18n, meeting_new_title)}</h1>
@@ -496,7 +496,7 @@ fn MeetingDetails(meeting: Meeting) -> impl IntoView {
 pub fn EditMeetingPage() -> impl IntoView {
     let i18n = use_i18n();
     view! {
-        <Title text=move || t_string!(i18n, meeting_edit_title).to_string() />
+        <Title text=crate::page_title(move || t_string!(i18n, meeting_edit_title).to_string()) />
         <RequireUser content=move |_user| view! {
             <WithMeeting content=move |m| {
                 if m.can_edit() {

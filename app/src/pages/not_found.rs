@@ -11,7 +11,7 @@ pub fn NotFound() -> impl IntoView {
     }
     let i18n = use_i18n();
     view! {
-        <Title text=move || t_string!(i18n, not_found_title).to_string() />
+        <Title text=crate::page_title(move || t_string!(i18n, not_found_title).to_string()) />
         <section class="narrow not-found">
             <p class="big-code" aria-hidden="true">"404"</p>
             <h1>{t!(i18n, not_found_title)}</h1>

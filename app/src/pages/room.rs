@@ -49,7 +49,7 @@ type CallHandle = ();
 pub fn RoomPage() -> impl IntoView {
     let i18n = use_i18n();
     view! {
-        <Title text=move || t_string!(i18n, room_title).to_string() />
+        <Title text=crate::page_title(move || t_string!(i18n, room_title).to_string()) />
         <WithMeeting content=|m| view! { <Room meeting=m /> } />
     }
 }
@@ -88,6 +88,13 @@ fn CallRoom(meeting: Meeting, moderator: bool) -> impl IntoView {
     let cam = query.with_untracked(|q| q.get("cam").as_deref() != Some("0"));
     let view = CallView::new(mic, cam);
     let streams: Streams = StoredValue::new_local(HashMap::new());
+    // Only the browser ever stores streams. On the server, the request's
+    // reactive owner is cleaned up wherever its response finishes streaming,
+    // often another worker thread, and a thread-local value dropped there
+    // panics ("Dropped SendWrapper<T> variable from a thread different to
+    // the one it has been created with"): drop it now, on this thread.
+    #[cfg(not(feature = "hydrate"))]
+    streams.dispose();
     let actions = Actions {
         #[cfg(feature = "hydrate")]
         call: StoredValue::new_local(None),

@@ -7,6 +7,26 @@ use moim_server::Application;
 use reqwest::header::{HeaderMap, HeaderValue, ORIGIN};
 use sqlx::Connection;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Panics anywhere in this test process, counted by a hook installed with
+/// the first server. A panic in one of a server's tasks (a connection, a
+/// render) does not fail the test that caused it: the task dies, the
+/// client sees a closed connection or nothing, and the test may still
+/// pass. `TestApp` therefore fails its test when dropped if anything
+/// panicked while it ran (tests that mean to panic do not exist here).
+static PANICS: AtomicU64 = AtomicU64::new(0);
+
+fn count_panics() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+            previous(info);
+        }));
+    });
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -32,6 +52,7 @@ pub struct TestApp {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     postgres_db: Option<String>,
     kill: Option<std::sync::mpsc::Sender<()>>,
+    panics_before: u64,
 }
 
 pub mod people;
@@ -69,6 +90,8 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_with(spawn: Spawn) -> TestApp {
+    count_panics();
+    let panics_before = PANICS.load(Ordering::SeqCst);
     // Server logs go through the test harness (shown for failing tests).
     let _ = tracing_subscriber::fmt()
         .with_env_filter(std::env::var("MOIM_TEST_LOG").unwrap_or_else(|_| "warn".to_string()))
@@ -163,6 +186,7 @@ pub async fn spawn_with(spawn: Spawn) -> TestApp {
         stop: Some(stop),
         postgres_db,
         kill,
+        panics_before,
     }
 }
 
@@ -335,6 +359,15 @@ impl Drop for TestApp {
                 }
             })
             .join();
+        }
+        // Last, once everything above is cleaned up.
+        let panics = PANICS.load(Ordering::SeqCst) - self.panics_before;
+        if panics > 0 && !std::thread::panicking() {
+            panic!(
+                "{panics} panic(s) in this test process while this test's server ran \
+                 (see the messages; another test running at the same time may have \
+                 caused them): a server must not panic"
+            );
         }
     }
 }

@@ -1,0 +1,489 @@
+//! Hardening: pages render (no panics) with their titles, headers a browser
+//! enforces, cookies, calendar-file and chat-text injection, slow clients.
+
+mod common;
+
+use common::{spawn_app, spawn_with, Backend, Spawn, TestApp};
+use reqwest::Client;
+
+/// The text of the first `<title>` in a page.
+fn title_of(html: &str) -> Option<&str> {
+    let start = html.find("<title>")? + "<title>".len();
+    let end = html[start..].find("</title>")?;
+    Some(&html[start..start + end])
+}
+
+async fn host_with_meeting(app: &TestApp, title: &str) -> (Client, String) {
+    let host = app.signed_up_client("pagehost", "").await;
+    let response = app
+        .call(
+            &host,
+            "schedule_meeting",
+            &[("title", title), ("instant", "1")],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let code: String = response.json().await.unwrap();
+    let entered = app
+        .call(
+            &host,
+            "enter_meeting",
+            &[("code", &code), ("display_name", "")],
+        )
+        .await;
+    assert_eq!(entered.status(), 200);
+    (host, code)
+}
+
+/// Every page with a `<Title>`, many at once (server rendering runs on
+/// several threads, where reading the language outside the page's reactive
+/// owner used to panic), answers with its status and its title.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_page_renders_with_its_title_under_concurrency() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (host, code) = host_with_meeting(&app, "Standup").await;
+    let stranger = app.client();
+    let pages: Vec<(Client, String, u16, &str)> = vec![
+        (stranger.clone(), "/".into(), 200, "moim"),
+        (stranger.clone(), "/signin".into(), 200, "Sign in · moim"),
+        (
+            stranger.clone(),
+            "/signup".into(),
+            200,
+            "Create your account · moim",
+        ),
+        (
+            stranger.clone(),
+            "/guest".into(),
+            200,
+            "Join as a guest · moim",
+        ),
+        (
+            stranger.clone(),
+            "/no/such/page".into(),
+            404,
+            "Page not found · moim",
+        ),
+        (host.clone(), "/profile".into(), 200, "Your profile · moim"),
+        (host.clone(), "/meetings".into(), 200, "Meetings · moim"),
+        (
+            host.clone(),
+            "/meetings/new".into(),
+            200,
+            "Schedule a meeting · moim",
+        ),
+        (host.clone(), format!("/m/{code}"), 200, "Standup · moim"),
+        (
+            host.clone(),
+            format!("/m/{code}/edit"),
+            200,
+            "Edit meeting · moim",
+        ),
+        (
+            host.clone(),
+            format!("/m/{code}/join"),
+            200,
+            "Ready to join? · moim",
+        ),
+        (
+            host.clone(),
+            format!("/m/{code}/room"),
+            200,
+            "In the meeting · moim",
+        ),
+    ];
+    for _round in 0..6 {
+        let requests = pages.iter().map(|(client, path, status, title)| {
+            let request = client.get(app.url(path)).header("accept", "text/html");
+            async move {
+                let response = request.send().await.expect("page answers");
+                let got = response.status().as_u16();
+                let body = response.text().await.expect("body");
+                assert_eq!(got, *status, "{path}: {body}");
+                assert_eq!(title_of(&body), Some(*title), "{path}");
+            }
+        });
+        futures_util::future::join_all(requests).await;
+    }
+}
+
+/// The value of the one header named `name`.
+fn header(response: &reqwest::Response, name: &str) -> String {
+    let values: Vec<_> = response.headers().get_all(name).iter().collect();
+    assert_eq!(values.len(), 1, "exactly one {name}");
+    values[0].to_str().unwrap().to_string()
+}
+
+/// One CSP directive (`name` and its sources).
+fn directive(csp: &str, name: &str) -> Option<String> {
+    csp.split(';')
+        .map(str::trim)
+        .find(|d| d.split_whitespace().next() == Some(name))
+        .map(str::to_string)
+}
+
+/// The `nonce="…"` of every `<script` in a page that has something to run
+/// (an empty inline script, as leptos_i18n leaves, runs nothing and is not
+/// checked by CSP), with the tag for messages.
+fn script_nonces(html: &str) -> Vec<(String, Option<String>)> {
+    html.match_indices("<script")
+        .filter_map(|(i, _)| {
+            let end = i + html[i..].find('>').unwrap();
+            let tag = &html[i..=end];
+            if !tag.contains(" src=") && html[end + 1..].starts_with("</script>") {
+                return None;
+            }
+            let nonce = tag.find("nonce=\"").map(|n| {
+                let rest = &tag[n + 7..];
+                rest[..rest.find('"').unwrap()].to_string()
+            });
+            Some((tag.to_string(), nonce))
+        })
+        .collect()
+}
+
+/// Pages get a strict Content-Security-Policy whose nonce is the one on
+/// every inline script of the page, fresh for every response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_carry_a_strict_csp_with_their_own_script_nonce() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let client = app.client();
+    let mut nonces = Vec::new();
+    for path in ["/", "/signin", "/no/such/page"] {
+        let response = client
+            .get(app.url(path))
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        let csp = header(&response, "content-security-policy");
+        let html = response.text().await.unwrap();
+        assert_eq!(
+            directive(&csp, "default-src").as_deref(),
+            Some("default-src 'self'"),
+            "{csp}"
+        );
+        let scripts = directive(&csp, "script-src").expect("script-src");
+        assert!(
+            !scripts.contains("unsafe-inline") && !scripts.contains("'unsafe-eval'"),
+            "{csp}"
+        );
+        let nonce = scripts
+            .split_whitespace()
+            .find_map(|s| s.strip_prefix("'nonce-")?.strip_suffix('\''))
+            .unwrap_or_else(|| panic!("no nonce in {csp}"))
+            .to_string();
+        assert!(nonce.len() >= 22, "a nonce of at least 128 bits: {nonce}");
+        let on_page = script_nonces(&html);
+        assert!(!on_page.is_empty(), "{path} has scripts");
+        for (tag, found) in &on_page {
+            assert_eq!(
+                found.as_deref(),
+                Some(nonce.as_str()),
+                "{path}: {tag} carries the nonce"
+            );
+        }
+        assert!(
+            directive(&csp, "connect-src")
+                .is_some_and(|d| d.contains(&format!("ws://{}", app.addr))),
+            "{csp}"
+        );
+        for d in [
+            "frame-ancestors 'none'",
+            "object-src 'none'",
+            "base-uri 'self'",
+            "form-action 'self'",
+        ] {
+            assert!(csp.contains(d), "{d} in {csp}");
+        }
+        nonces.push(nonce);
+    }
+    nonces.sort();
+    nonces.dedup();
+    assert_eq!(nonces.len(), 3, "a fresh nonce per response");
+    // Over plain http: no HSTS, the plain cookie name.
+    let health = client.get(app.url("/healthz")).send().await.unwrap();
+    assert!(health.headers().get("strict-transport-security").is_none());
+    assert!(health.headers().get("content-security-policy").is_some());
+    let signed_up = app
+        .call(
+            &client,
+            "sign_up",
+            &[
+                ("username", "plainhttp"),
+                ("display_name", "Plain"),
+                ("email", ""),
+                ("password", "correct horse battery"),
+            ],
+        )
+        .await;
+    let cookie = header(&signed_up, "set-cookie");
+    assert!(cookie.starts_with("moim.sid="), "{cookie}");
+    assert!(!cookie.contains("Secure"), "{cookie}");
+}
+
+/// Behind an https public URL: HSTS, and the session cookie is
+/// `__Host-moim.sid` with `Secure`, `Path=/` and no `Domain`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_public_url_brings_hsts_and_a_host_prefixed_cookie() {
+    let mut spawn = Spawn::new(Backend::Sqlite);
+    spawn.public_url = Some("https://meet.example.org".into());
+    let app = spawn_with(spawn).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(
+        header(&page, "strict-transport-security"),
+        "max-age=31536000"
+    );
+    let csp = header(&page, "content-security-policy");
+    assert!(
+        directive(&csp, "connect-src").is_some_and(|d| d.contains("wss://meet.example.org")),
+        "{csp}"
+    );
+    let signed_up = client
+        .post(app.url("/api/sign_up"))
+        .header("origin", "https://meet.example.org")
+        .form(&[
+            ("username", "securecookie"),
+            ("display_name", "Secure"),
+            ("email", ""),
+            ("password", "correct horse battery"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_up.status(), 200);
+    let cookie = header(&signed_up, "set-cookie");
+    assert!(cookie.starts_with("__Host-moim.sid="), "{cookie}");
+    let attributes: Vec<String> = cookie
+        .split(';')
+        .skip(1)
+        .map(|a| a.trim().to_ascii_lowercase())
+        .collect();
+    assert!(attributes.iter().any(|a| a == "secure"), "{cookie}");
+    assert!(attributes.iter().any(|a| a == "path=/"), "{cookie}");
+    assert!(attributes.iter().any(|a| a == "httponly"), "{cookie}");
+    assert!(
+        !attributes.iter().any(|a| a.starts_with("domain")),
+        "{cookie}"
+    );
+    // The prefixed cookie is the one the server reads back.
+    let value = cookie.split(';').next().unwrap();
+    let viewer = client
+        .post(app.url("/api/current_viewer"))
+        .header("origin", "https://meet.example.org")
+        .header("cookie", value)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(viewer.status(), 200);
+    let viewer: serde_json::Value = viewer.json().await.unwrap();
+    assert!(viewer.to_string().contains("securecookie"), "{viewer}");
+}
+
+/// A host name with `"`, `;` and `,`, and a title with `;`, `,` and `\`:
+/// the calendar file still parses with an independent parser, keeps the
+/// ORGANIZER, and escapes NAME like every TEXT value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calendar_file_survives_quotes_and_separators_in_names() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let host = app.client();
+    let signed_up = app
+        .call(
+            &host,
+            "sign_up",
+            &[
+                ("username", "boss"),
+                ("display_name", "Ann \"The Boss\" Lee; CEO, Inc."),
+                ("email", ""),
+                ("password", "correct horse battery"),
+            ],
+        )
+        .await;
+    assert_eq!(signed_up.status(), 200);
+    let title = "Q3; budget, review \\ plan";
+    let response = app
+        .call(
+            &host,
+            "schedule_meeting",
+            &[("title", title), ("instant", "1")],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let code: String = response.json().await.unwrap();
+    let text = reqwest::get(app.url(&format!("/m/{code}/invite.ics")))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    let bytes = text.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b'\r' {
+            assert_eq!(bytes.get(i + 1), Some(&b'\n'), "bare CR at {i}");
+        }
+    }
+    let unfolded = text.replace("\r\n ", "");
+    let name_line = unfolded
+        .lines()
+        .find(|l| l.starts_with("NAME"))
+        .expect("NAME");
+    assert_eq!(name_line, "NAME:Q3\\; budget\\, review \\\\ plan");
+    let calname = unfolded
+        .lines()
+        .find(|l| l.starts_with("X-WR-CALNAME"))
+        .expect("X-WR-CALNAME");
+    assert_eq!(&calname["X-WR-CALNAME".len()..], &name_line["NAME".len()..]);
+
+    let mut calendars = ical::IcalParser::new(std::io::BufReader::new(text.as_bytes()));
+    let calendar = calendars.next().expect("one calendar").expect("parses");
+    let event = &calendar.events[0].properties;
+    let organizer = event
+        .iter()
+        .find(|p| p.name == "ORGANIZER")
+        .expect("the ORGANIZER survives");
+    assert!(organizer
+        .value
+        .as_deref()
+        .unwrap_or("")
+        .starts_with("mailto:"));
+    let params = organizer.params.clone().unwrap_or_default();
+    let cn: Vec<&String> = params
+        .iter()
+        .filter(|(k, _)| k == "CN")
+        .flat_map(|(_, v)| v)
+        .collect();
+    assert_eq!(cn.len(), 1, "{params:?}");
+    assert!(
+        cn[0].contains("Ann 'The Boss' Lee; CEO, Inc."),
+        "{params:?}"
+    );
+    assert!(
+        event
+            .iter()
+            .all(|p| p.name != "CEO" && !p.name.contains("Inc")),
+        "no forged property"
+    );
+}
+
+/// Chat text loses bidirectional overrides and isolates before it is
+/// stored, and a message with line breaks stays one line of `chat.txt`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_text_is_stored_without_overrides_and_downloaded_one_line_per_message() {
+    use app::protocol::{ClientMessage, ServerMessage};
+    use common::people::{enter, instant_meeting, join_call, person};
+
+    let app = spawn_app(Backend::Sqlite).await;
+    let ann = person(&app, "ann").await;
+    let code = instant_meeting(&app, &ann, "", &[]).await;
+    enter(&app, &ann, &code, "").await;
+    let (mut ws, _, _) = join_call(&app, &ann, &code, None).await;
+    let texts = [
+        "invoice_\u{202E}fdp.exe and \u{2066}isolated\u{2069} \u{202A}embedded\u{202C}",
+        "first line\n[00:00] Bob: forged\r\nthird\u{2028}fourth",
+    ];
+    for (i, text) in texts.iter().enumerate() {
+        ws.send(&ClientMessage::ChatSend {
+            key: format!("k-{i}"),
+            text: (*text).into(),
+            to: None,
+        })
+        .await;
+        ws.recv_until(|m| matches!(m, ServerMessage::ChatAck { .. }))
+            .await;
+    }
+    let stored: Vec<(String,)> = sqlx::query_as("SELECT body FROM chat_messages ORDER BY seq")
+        .fetch_all(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(stored[0].0, "invoice_fdp.exe and isolated embedded");
+    assert_eq!(
+        stored[1].0,
+        "first line\n[00:00] Bob: forged\nthird\nfourth"
+    );
+    for (text,) in &stored {
+        assert!(
+            !text
+                .chars()
+                .any(|c| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\r')),
+            "{text:?}"
+        );
+    }
+
+    ws.send(&ClientMessage::EndMeeting).await;
+    ws.recv_until(|m| matches!(m, ServerMessage::MeetingEnded))
+        .await;
+    let txt = ann
+        .client
+        .get(app.url(&format!("/m/{code}/chat.txt")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<&str> = txt
+        .split([
+            '\n', '\r', '\u{2028}', '\u{2029}', '\u{85}', '\u{0B}', '\u{0C}',
+        ])
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        3,
+        "the title and one line per message: {txt:?}"
+    );
+    assert!(
+        lines[2].ends_with("ann: first line ↵ [00:00] Bob: forged ↵ third ↵ fourth"),
+        "{txt}"
+    );
+    assert!(!lines.iter().any(|l| l.starts_with("[00:00] Bob")), "{txt}");
+}
+
+/// A client that sends half a request line and then nothing is cut off
+/// after the header timeout, while other clients are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_is_cut_off_while_others_are_served() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut spawn = Spawn::new(Backend::Sqlite);
+    spawn.extra_args = vec!["--header-timeout-seconds".into(), "1".into()];
+    let app = spawn_with(spawn).await;
+
+    let started = Instant::now();
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(b"GET /healthz HT").await.unwrap();
+    // And one that never sends a byte at all.
+    let mut silent = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+
+    // Served meanwhile.
+    let ok = reqwest::get(app.url("/healthz")).await.unwrap();
+    assert_eq!(ok.status(), 200);
+
+    for stream in [&mut slow, &mut silent] {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf))
+            .await
+            .expect("the server closes a stalled connection within the timeout");
+        // Closed (an orderly end or a reset), and nothing was served.
+        if let Ok(n) = read {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            assert!(!text.contains("200 OK"), "{text}");
+        }
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "not before the timeout: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+
+    // A fresh client after that is served as usual.
+    let ok = reqwest::get(app.url("/healthz")).await.unwrap();
+    assert_eq!(ok.status(), 200);
+}
