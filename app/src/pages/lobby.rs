@@ -414,10 +414,10 @@ pub fn KnockPanel(
                     let code = code.clone();
                     Suspend::new(async move {
                         match knocks.await {
-                            Ok(list) if list.is_empty() => Either::Left(view! { <p class="muted">{t!(i18n, knocks_none)}</p> }.into_any()),
-                            Ok(list) => Either::Left(view! {
+                            Ok(page) if page.knocks.is_empty() => Either::Left(view! { <p class="muted">{t!(i18n, knocks_none)}</p> }.into_any()),
+                            Ok(page) => Either::Left(view! {
                                 <ul class="knock-list">
-                                    {list.into_iter().map(|k| {
+                                    {page.knocks.iter().cloned().map(|k| {
                                         let code = code.clone();
                                         view! {
                                             <li class="knock" data-testid="knock">
@@ -431,6 +431,11 @@ pub fn KnockPanel(
                                         }
                                     }).collect_view()}
                                 </ul>
+                                {
+                                    // One page is shown; say how many more wait.
+                                    let more = page.total.saturating_sub(page.knocks.len() as u64);
+                                    (more > 0).then(|| view! { <p class="muted" data-testid="knocks-more">{t!(i18n, knocks_more, count = more)}</p> })
+                                }
                                 <div class="knock-all">
                                     {decide_form(code.clone(), "*".to_string(), "admit", t_string!(i18n, knock_admit_all).to_string(), "admit-all".to_string())}
                                     {decide_form(code.clone(), "*".to_string(), "deny", t_string!(i18n, knock_deny_all).to_string(), "deny-all".to_string())}
