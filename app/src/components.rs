@@ -4,7 +4,7 @@
 use crate::auth::{
     ChangePassword, ContinueAsGuest, SignIn, SignOut, SignUp, UpdateProfile, Viewer,
 };
-use crate::error::{ApiError, FieldProblem};
+use crate::error::{ApiError, FieldProblem, Limit};
 use crate::i18n::*;
 use leptos::either::Either;
 use leptos::prelude::*;
@@ -93,6 +93,24 @@ pub fn form_error_text(i18n: I18nContext<Locale>, err: &ApiError) -> Option<Stri
         ApiError::TooManyAttempts { retry_after_secs } => {
             let minutes = retry_after_secs.div_ceil(60);
             t_string!(i18n, err_too_many_attempts, minutes = minutes).to_string()
+        }
+        ApiError::Limited {
+            what,
+            retry_after_secs,
+        } => {
+            let minutes = retry_after_secs.div_ceil(60);
+            match what {
+                Limit::SignUps => {
+                    t_string!(i18n, err_too_many_sign_ups, minutes = minutes).to_string()
+                }
+                Limit::Guests => {
+                    t_string!(i18n, err_too_many_guests, minutes = minutes).to_string()
+                }
+                Limit::Knocks => {
+                    t_string!(i18n, err_too_many_knocks, minutes = minutes).to_string()
+                }
+                Limit::WaitingRoomFull => t_string!(i18n, err_waiting_room_full).to_string(),
+            }
         }
         ApiError::Unauthenticated => t_string!(i18n, err_sign_in_required).to_string(),
         ApiError::Forbidden => t_string!(i18n, err_forbidden).to_string(),

@@ -45,6 +45,19 @@ impl FieldError {
     }
 }
 
+/// Which limit `ApiError::Limited` is about (each has its own message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Limit {
+    /// Accounts created from one address.
+    SignUps,
+    /// Guest identities created from one address.
+    Guests,
+    /// Knocks on one meeting from one address.
+    Knocks,
+    /// The meeting's waiting list is full.
+    WaitingRoomFull,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ApiError {
     #[error("invalid input")]
@@ -54,6 +67,9 @@ pub enum ApiError {
     BadCredentials,
     #[error("too many attempts; retry in {retry_after_secs} s")]
     TooManyAttempts { retry_after_secs: u64 },
+    /// Too many of something that costs the server (not failures): wait.
+    #[error("limit reached; retry in {retry_after_secs} s")]
+    Limited { what: Limit, retry_after_secs: u64 },
     #[error("sign-in required")]
     Unauthenticated,
     #[error("not allowed")]
@@ -90,7 +106,9 @@ impl ApiError {
         match self {
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadCredentials | ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyAttempts { .. } | ApiError::Limited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::NotOpen { .. } => StatusCode::CONFLICT,

@@ -91,3 +91,143 @@ pub async fn knocks_changed(bus: &dyn RoomBus, meeting_id: &str) {
         tracing::warn!(error = %err, "could not announce a knock");
     }
 }
+
+/// What to do with one event for a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Debounced {
+    /// Send it now.
+    Now,
+    /// Send one trailing notice after this delay, for this and whatever
+    /// else arrives meanwhile (call `Debouncer::flush` then).
+    Later(std::time::Duration),
+    /// A trailing notice is already due: nothing to do.
+    Merged,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    last_sent: std::time::Instant,
+    pending: bool,
+}
+
+/// At most one notice per key per `window`: the first goes at once, the
+/// ones that follow within the window become one trailing notice. Time is
+/// passed in so the rule is testable without sleeping.
+#[derive(Debug)]
+pub struct Debouncer {
+    window: std::time::Duration,
+    slots: std::sync::Mutex<std::collections::HashMap<String, Slot>>,
+}
+
+impl Debouncer {
+    pub fn new(window: std::time::Duration) -> Self {
+        Self {
+            window,
+            slots: Default::default(),
+        }
+    }
+
+    pub fn arrive(&self, key: &str, now: std::time::Instant) -> Debounced {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if slots.len() > 10_000 {
+            let window = self.window;
+            slots.retain(|_, s| s.pending || now.duration_since(s.last_sent) < window);
+        }
+        match slots.get_mut(key) {
+            Some(slot) if slot.pending => Debounced::Merged,
+            Some(slot) if now.duration_since(slot.last_sent) < self.window => {
+                slot.pending = true;
+                Debounced::Later(self.window - now.duration_since(slot.last_sent))
+            }
+            _ => {
+                slots.insert(
+                    key.to_string(),
+                    Slot {
+                        last_sent: now,
+                        pending: false,
+                    },
+                );
+                Debounced::Now
+            }
+        }
+    }
+
+    /// The trailing notice is being sent now.
+    pub fn flush(&self, key: &str, now: std::time::Instant) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.insert(
+            key.to_string(),
+            Slot {
+                last_sent: now,
+                pending: false,
+            },
+        );
+    }
+}
+
+/// `knocks_changed`, coalesced per meeting on this instance: a flood of
+/// knocks makes at most two pushes per half second to the hosts, not one
+/// per knock.
+pub struct KnockNotices {
+    bus: Arc<dyn RoomBus>,
+    debouncer: Arc<Debouncer>,
+}
+
+impl KnockNotices {
+    pub fn new(bus: Arc<dyn RoomBus>) -> Self {
+        Self {
+            bus,
+            debouncer: Arc::new(Debouncer::new(std::time::Duration::from_millis(500))),
+        }
+    }
+
+    pub async fn changed(&self, meeting_id: &str) {
+        match self.debouncer.arrive(meeting_id, std::time::Instant::now()) {
+            Debounced::Now => knocks_changed(self.bus.as_ref(), meeting_id).await,
+            Debounced::Later(delay) => {
+                let bus = self.bus.clone();
+                let debouncer = self.debouncer.clone();
+                let meeting_id = meeting_id.to_string();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    debouncer.flush(&meeting_id, std::time::Instant::now());
+                    knocks_changed(bus.as_ref(), &meeting_id).await;
+                });
+            }
+            Debounced::Merged => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn first_notice_goes_at_once_and_the_rest_become_one() {
+        let debouncer = Debouncer::new(Duration::from_millis(500));
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        assert_eq!(debouncer.arrive("m", t0), Debounced::Now);
+        assert_eq!(
+            debouncer.arrive("m", ms(100)),
+            Debounced::Later(Duration::from_millis(400))
+        );
+        for n in 101..500 {
+            assert_eq!(debouncer.arrive("m", ms(n)), Debounced::Merged);
+        }
+        // Another meeting is not held back.
+        assert_eq!(debouncer.arrive("other", ms(200)), Debounced::Now);
+        // The trailing notice goes at 500 ms; a knock right after it waits
+        // for the next window...
+        debouncer.flush("m", ms(500));
+        assert_eq!(
+            debouncer.arrive("m", ms(600)),
+            Debounced::Later(Duration::from_millis(400))
+        );
+        debouncer.flush("m", ms(1000));
+        // ...and after a quiet window, a knock goes at once again.
+        assert_eq!(debouncer.arrive("m", ms(1500)), Debounced::Now);
+    }
+}

@@ -50,6 +50,17 @@ pub struct Knock {
     pub knocked_at_ms: i64,
 }
 
+/// How many knocks hosts get at once; the rest wait their turn.
+pub const KNOCK_PAGE: usize = 50;
+
+/// The waiting list as hosts see it: the oldest `KNOCK_PAGE` knocks, and
+/// how many people wait in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnockPage {
+    pub knocks: Vec<Knock>,
+    pub total: u64,
+}
+
 /// Where the viewer stands with a meeting's door.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DoorStatus {
@@ -78,9 +89,10 @@ pub async fn enter_meeting(
     cx.finish(result)
 }
 
-/// The people waiting, oldest first. Hosts and co-hosts only.
+/// The people waiting, oldest first (one page, with the total). Hosts and
+/// co-hosts only.
 #[server(endpoint = "list_knocks")]
-pub async fn list_knocks(code: String) -> Result<Vec<Knock>, ApiError> {
+pub async fn list_knocks(code: String) -> Result<KnockPage, ApiError> {
     let cx = ssr::LobbyCx::new(&code).await?;
     let result = cx.knocks().await;
     cx.finish(result)

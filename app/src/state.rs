@@ -2,7 +2,7 @@
 //! in-memory guards. Built once in `server`, reached from server functions
 //! through Leptos context and from axum handlers through `State`.
 
-use crate::throttle::{FailureLimiter, LoginThrottle, ThrottlePolicy};
+use crate::throttle::{ActionPolicy, FailureLimiter, Limiter, LoginThrottle, Rule};
 use axum::extract::FromRef;
 use leptos::prelude::LeptosOptions;
 use std::sync::Arc;
@@ -34,6 +34,11 @@ pub struct AppState {
     pub login_throttle: Arc<LoginThrottle>,
     /// Counts meeting-code misses per client, so links cannot be guessed.
     pub meeting_lookups: Arc<FailureLimiter>,
+    /// The counters behind every abuse limit (shared through Redis when
+    /// there is one).
+    pub limiter: Arc<Limiter>,
+    /// Limits on sign-ups, guests and knocks per client address.
+    pub actions: ActionPolicy,
     /// The URL people use to reach moim, for links in calendar files.
     pub public_url: String,
     /// STUN/TURN servers handed to admitted participants.
@@ -43,18 +48,20 @@ pub struct AppState {
     /// Bounds concurrent argon2 work so a burst of sign-ins cannot starve
     /// the blocking pool.
     pub hashing_permits: Arc<tokio::sync::Semaphore>,
+    /// Sign-ups hash with permits of their own, so a sign-up flood cannot
+    /// take the ones sign-ins need.
+    pub sign_up_permits: Arc<tokio::sync::Semaphore>,
     /// Room fan-out (in-process, or Redis across instances).
     pub bus: Arc<dyn crate::fanout::RoomBus>,
+    /// Tells hosts the waiting list changed, at most every half second per
+    /// meeting.
+    pub knock_notices: Arc<crate::fanout::KnockNotices>,
 }
 
-/// 30 unknown meeting codes from one address in 10 minutes lock that
-/// address out of meeting look-ups for 10 minutes.
-pub fn meeting_lookup_policy() -> ThrottlePolicy {
-    ThrottlePolicy {
-        max_failures: 30,
-        window: Duration::from_secs(10 * 60),
-        lockout: Duration::from_secs(10 * 60),
-    }
+/// 30 unknown meeting codes from one address at once, then one every 20 s
+/// (30 in any 10 minutes).
+pub fn meeting_lookup_policy() -> Rule {
+    Rule::per(30, Duration::from_secs(10 * 60))
 }
 
 impl FromRef<AppState> for LeptosOptions {

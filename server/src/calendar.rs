@@ -14,7 +14,6 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
-use std::time::Instant;
 
 pub async fn invite_ics(
     State(state): State<AppState>,
@@ -23,7 +22,7 @@ pub async fn invite_ics(
     headers: HeaderMap,
 ) -> Response {
     let client = client_address(peer.ip(), &headers, &state.trusted_proxies).to_string();
-    if let Err(retry_after) = state.meeting_lookups.check(&client, Instant::now()) {
+    if let Err(retry_after) = state.meeting_lookups.check(&client).await {
         return (
             StatusCode::TOO_MANY_REQUESTS,
             [(
@@ -48,9 +47,7 @@ pub async fn invite_ics(
         )
             .into_response(),
         Ok(None) => {
-            state
-                .meeting_lookups
-                .record_failure(&client, Instant::now());
+            state.meeting_lookups.record_failure(&client).await;
             (StatusCode::NOT_FOUND, "not found\n").into_response()
         }
         Err(err) => {

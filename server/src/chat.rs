@@ -2,45 +2,41 @@
 //! limit, storing (exactly once), confirming to the sender and waking the
 //! room. Storage itself is `app::chat::ssr`.
 
-use crate::signaling::limits::TokenBucket;
 use crate::signaling::{Caller, SignalingState};
 use app::auth::ssr::now_ms;
 use app::chat::ssr::{self as store, NewMessage, Stored};
 use app::fanout::RoomEvent;
 use app::protocol::{ErrorCode, PeerId, ServerMessage, CHAT_KEY_MAX, CHAT_MAX_CHARS, CHAT_PAGE};
+use app::throttle::{Limiter, Rule};
 use sqlx::AnyPool;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Chat messages per person: a burst, then a steady rate. Counted per
-/// participant across all their connections on this instance.
+/// participant across all their connections, on every instance when the
+/// limits are shared through Redis.
 #[derive(Debug)]
 pub struct ChatLimits {
-    burst: u32,
-    per_minute: u32,
-    buckets: Mutex<HashMap<String, TokenBucket>>,
+    limiter: Arc<Limiter>,
+    rule: Rule,
 }
 
 impl ChatLimits {
-    pub fn new(burst: u32, per_minute: u32) -> Self {
+    pub fn new(limiter: Arc<Limiter>, burst: u32, per_minute: u32) -> Self {
         Self {
-            burst,
-            per_minute,
-            buckets: Mutex::new(HashMap::new()),
+            limiter,
+            rule: Rule {
+                burst: burst.max(1),
+                interval: Duration::from_secs(60) / per_minute.max(1),
+            },
         }
     }
 
-    fn allow(&self, participant: &str, now: Instant) -> bool {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() > 10_000 {
-            // Idle people's buckets are full anyway; forgetting them is free.
-            buckets.clear();
-        }
-        buckets
-            .entry(participant.to_string())
-            .or_insert_with(|| TokenBucket::per_minute(self.burst, self.per_minute, now))
-            .try_take(now)
+    async fn allow(&self, participant: &str) -> bool {
+        self.limiter
+            .hit(&format!("chat:{participant}"), self.rule)
+            .await
+            .allowed
     }
 }
 
@@ -114,10 +110,7 @@ pub async fn send(
         },
         None => None,
     };
-    if !state
-        .chat_limits
-        .allow(&caller.participant_id, Instant::now())
-    {
+    if !state.chat_limits.allow(&caller.participant_id).await {
         return refusal(
             ErrorCode::RateLimited,
             "sending too fast; retry shortly",
@@ -237,13 +230,12 @@ mod tests {
         assert_eq!(app::validate::chat_text("a\u{0}b\nc\u{7}"), "ab\nc");
     }
 
-    #[test]
-    fn chat_limit_is_per_person() {
-        let limits = ChatLimits::new(2, 60);
-        let now = Instant::now();
-        assert!(limits.allow("ann", now));
-        assert!(limits.allow("ann", now));
-        assert!(!limits.allow("ann", now));
-        assert!(limits.allow("bob", now));
+    #[tokio::test]
+    async fn chat_limit_is_per_person() {
+        let limits = ChatLimits::new(Arc::new(Limiter::default()), 2, 60);
+        assert!(limits.allow("ann").await);
+        assert!(limits.allow("ann").await);
+        assert!(!limits.allow("ann").await);
+        assert!(limits.allow("bob").await);
     }
 }

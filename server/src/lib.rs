@@ -9,6 +9,7 @@ pub mod db;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod limits;
 pub mod rooms;
 pub mod security;
 pub mod session_store;
@@ -22,7 +23,7 @@ use crate::http::{HttpMetrics, HttpSettings};
 use crate::security::OriginPolicy;
 use crate::session_store::DbSessionStore;
 use app::state::{AppState, AuthSettings};
-use app::throttle::{FailureLimiter, LoginThrottle};
+use app::throttle::{FailureLimiter, Limiter, LoginThrottle};
 use leptos::config::LeptosOptions;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,24 +64,32 @@ impl Application {
 
         let public_url = config.public_origin_at(local_addr);
 
-        let (bus, presence): (Arc<dyn app::fanout::RoomBus>, Arc<dyn rooms::Presence>) =
-            match &config.redis_url {
-                Some(url) => {
-                    let (bus, presence) =
-                        rooms::redis::connect(url.as_str()).await.map_err(|e| {
-                            StartupError::Redis {
-                                url: db::redact(url.as_str()),
-                                reason: e.to_string(),
-                            }
-                        })?;
-                    tracing::info!(redis = %db::redact(url.as_str()), "rooms shared through Redis");
-                    (bus, presence)
-                }
-                None => (
-                    Arc::new(rooms::local::LocalBus::default()),
-                    Arc::new(rooms::local::LocalPresence::default()),
-                ),
-            };
+        let (bus, presence, limiter): (
+            Arc<dyn app::fanout::RoomBus>,
+            Arc<dyn rooms::Presence>,
+            Arc<Limiter>,
+        ) = match &config.redis_url {
+            Some(url) => {
+                let redis_error = |e: redis::RedisError| StartupError::Redis {
+                    url: db::redact(url.as_str()),
+                    reason: e.to_string(),
+                };
+                let (bus, presence) = rooms::redis::connect(url.as_str())
+                    .await
+                    .map_err(redis_error)?;
+                // Abuse limits count across instances too.
+                let rates = limits::RedisRateStore::connect(url.as_str())
+                    .await
+                    .map_err(redis_error)?;
+                tracing::info!(redis = %db::redact(url.as_str()), "rooms and limits shared through Redis");
+                (bus, presence, Arc::new(Limiter::new(Arc::new(rates))))
+            }
+            None => (
+                Arc::new(rooms::local::LocalBus::default()),
+                Arc::new(rooms::local::LocalPresence::default()),
+                Arc::new(Limiter::default()),
+            ),
+        };
         let rooms = rooms::Rooms {
             bus,
             presence,
@@ -100,6 +109,9 @@ impl Application {
             .site_addr(local_addr)
             .build();
 
+        // argon2 runs on the blocking pool: sign-ins get twice the cores,
+        // sign-ups half as many again, apart.
+        let hashing = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
         let state = AppState {
             leptos_options,
             db: pool.clone(),
@@ -107,8 +119,14 @@ impl Application {
                 absolute_lifetime: config.session_max(),
                 ..AuthSettings::default()
             },
-            login_throttle: Arc::new(LoginThrottle::default()),
-            meeting_lookups: Arc::new(FailureLimiter::new(app::state::meeting_lookup_policy())),
+            login_throttle: Arc::new(LoginThrottle::new(limiter.clone(), Default::default())),
+            meeting_lookups: Arc::new(FailureLimiter::new(
+                limiter.clone(),
+                "lookup",
+                app::state::meeting_lookup_policy(),
+            )),
+            limiter: limiter.clone(),
+            actions: Default::default(),
             public_url: public_url.clone(),
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
             ice: Arc::new(app::ice::ssr::IceSettings {
@@ -118,9 +136,9 @@ impl Application {
                 credential_ttl: Duration::from_secs(config.turn_credential_ttl_seconds),
                 relay_only: config.ice_transport_policy == config::IceTransportPolicy::Relay,
             }),
-            hashing_permits: Arc::new(tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
-            )),
+            hashing_permits: Arc::new(tokio::sync::Semaphore::new(hashing)),
+            sign_up_permits: Arc::new(tokio::sync::Semaphore::new((hashing / 2).max(1))),
+            knock_notices: Arc::new(app::fanout::KnockNotices::new(rooms.bus.clone())),
             bus: rooms.bus.clone(),
         };
         let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
@@ -133,7 +151,11 @@ impl Application {
             app: state.clone(),
             rooms,
             origin: Arc::new(origin.clone()),
-            chat_limits: Arc::new(chat::ChatLimits::new(20, config.chat_messages_per_minute)),
+            chat_limits: Arc::new(chat::ChatLimits::new(
+                limiter,
+                20,
+                config.chat_messages_per_minute,
+            )),
             draining: drain_rx,
             sessions: store.clone(),
             session_idle: config.session_idle(),

@@ -62,7 +62,8 @@ async fn admission(app: &TestApp, client: &Client, code: &str) -> Value {
 async fn knocks(app: &TestApp, client: &Client, code: &str) -> Vec<Value> {
     let response = app.call(client, "list_knocks", &[("code", code)]).await;
     assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
+    let page: Value = response.json().await.unwrap();
+    serde_json::from_value(page["knocks"].clone()).unwrap()
 }
 
 on_both_databases!(knock_admit_deny_remove, guests_and_opening_hours);

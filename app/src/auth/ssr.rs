@@ -2,8 +2,9 @@
 //! session records that say who someone is.
 
 use super::{GuestSummary, UserSummary, Viewer};
-use crate::error::{ApiError, ApiResult, FieldError, FieldProblem};
+use crate::error::{ApiError, ApiResult, FieldError, FieldProblem, Limit};
 use crate::state::AppState;
+use crate::throttle::Rule;
 use crate::validate;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -11,7 +12,7 @@ use axum::extract::ConnectInfo;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::OnceLock;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 use tower_sessions::Session;
 
 /// Session key of a signed-in user's identity.
@@ -155,8 +156,9 @@ fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| hash_blocking("moim: no such user, compare anyway").unwrap_or_default())
 }
 
-async fn hash_password(state: &AppState, password: String) -> ApiResult<String> {
-    let _permit = state.hashing_permits.acquire().await.map_err(internal)?;
+/// `permits`: the share of hashing this kind of request may use.
+async fn hash_password(permits: &tokio::sync::Semaphore, password: String) -> ApiResult<String> {
+    let _permit = permits.acquire().await.map_err(internal)?;
     tokio::task::spawn_blocking(move || hash_blocking(&password))
         .await
         .map_err(internal)?
@@ -365,6 +367,10 @@ impl RequestCx {
     }
 
     pub async fn sign_up(&self, form: SignUpForm) -> ApiResult<()> {
+        // Counted before anything else: each try costs a hash, and taken
+        // names must not be probed at speed either.
+        self.limit("sign-up", self.state.actions.sign_ups, Limit::SignUps)
+            .await?;
         let mut errors = Vec::new();
         let username = collect(&mut errors, validate::username("username", &form.username));
         let display_name = collect(
@@ -397,7 +403,7 @@ impl RequestCx {
             return Err(ApiError::Invalid(errors));
         };
 
-        let password_hash = hash_password(&self.state, form.password).await?;
+        let password_hash = hash_password(&self.state.sign_up_permits, form.password).await?;
         let now = now_ms();
         let user = UserRow {
             id: uuid::Uuid::new_v4().simple().to_string(),
@@ -463,7 +469,7 @@ impl RequestCx {
         }
         let account = validate::username_key(username);
         let throttle = &self.state.login_throttle;
-        if let Err(retry_after) = throttle.check(&account, &self.client, Instant::now()) {
+        if let Err(retry_after) = throttle.check(&account, &self.client).await {
             return Err(ApiError::TooManyAttempts {
                 retry_after_secs: retry_after.as_secs().max(1),
             });
@@ -475,16 +481,31 @@ impl RequestCx {
         let valid = verify_password(&self.state, password.to_string(), hash).await?;
         match user {
             Some(user) if valid => {
-                throttle.record_success(&account);
+                throttle.record_success(&account, &self.client).await;
                 tracing::info!(user_id = %user.id, "signed in");
                 self.establish_user_session(&user).await
             }
             _ => {
-                throttle.record_failure(&account, &self.client, Instant::now());
+                throttle.record_failure(&account, &self.client).await;
                 tracing::info!(client = %self.client, "failed sign-in");
                 Err(ApiError::BadCredentials)
             }
         }
+    }
+
+    /// Counts one `what` for this client address; `Limited` once the rule
+    /// is used up.
+    pub async fn limit(&self, what: &str, rule: Rule, kind: Limit) -> ApiResult<()> {
+        let key = format!("{what}:{}", crate::throttle::client_key(&self.client));
+        let decision = self.state.limiter.hit(&key, rule).await;
+        if decision.allowed {
+            return Ok(());
+        }
+        tracing::info!(client = %self.client, what, "limit reached");
+        Err(ApiError::Limited {
+            what: kind,
+            retry_after_secs: decision.retry_secs(),
+        })
     }
 
     pub async fn sign_out(&self) -> ApiResult<()> {
@@ -509,6 +530,9 @@ impl RequestCx {
                 ..guest
             },
             None => {
+                // Each new guest is a session row: bounded per address.
+                self.limit("guest", self.state.actions.guests, Limit::Guests)
+                    .await?;
                 self.session.cycle_id().await.map_err(Self::session_error)?;
                 SessionGuest {
                     id: format!("guest-{}", uuid::Uuid::new_v4().simple()),
@@ -546,7 +570,7 @@ impl RequestCx {
         validate::new_password("new_password", new).map_err(|e| ApiError::Invalid(vec![e]))?;
         let throttle = &self.state.login_throttle;
         let account = validate::username_key(&user.username);
-        if let Err(retry_after) = throttle.check(&account, &self.client, Instant::now()) {
+        if let Err(retry_after) = throttle.check(&account, &self.client).await {
             return Err(ApiError::TooManyAttempts {
                 retry_after_secs: retry_after.as_secs().max(1),
             });
@@ -558,13 +582,13 @@ impl RequestCx {
         )
         .await?;
         if !valid {
-            throttle.record_failure(&account, &self.client, Instant::now());
+            throttle.record_failure(&account, &self.client).await;
             return Err(ApiError::Invalid(vec![FieldError::new(
                 "current_password",
                 FieldProblem::WrongCurrentPassword,
             )]));
         }
-        let password_hash = hash_password(&self.state, new.to_string()).await?;
+        let password_hash = hash_password(&self.state.hashing_permits, new.to_string()).await?;
         let new_version = user.auth_version + 1;
         sqlx::query(
             "UPDATE users SET password_hash = $1, auth_version = $2, updated_at = $3 WHERE id = $4",

@@ -1,9 +1,9 @@
 //! Server half of the waiting room.
 
-use super::{Admission, DoorStatus, Knock};
+use super::{Admission, DoorStatus, Knock, KnockPage, KNOCK_PAGE};
 use crate::auth::ssr::{internal, now_ms, set_error_status, RequestCx};
 use crate::auth::Viewer;
-use crate::error::{ApiError, ApiResult, FieldError, FieldProblem};
+use crate::error::{ApiError, ApiResult, FieldError, FieldProblem, Limit};
 use crate::meetings::ssr::{MeetingCx, MeetingRow};
 use crate::meetings::Role;
 
@@ -142,8 +142,9 @@ impl LobbyCx {
             return Err(ApiError::NotOpen { opens_at_ms: opens });
         }
         // Decisions stand: a denied or removed person stays out.
+        let stored = self.stored(&participant_id(&viewer)).await?;
         if let Some(decided @ (Admission::Denied | Admission::Removed | Admission::Admitted)) =
-            self.stored(&participant_id(&viewer)).await?
+            stored
         {
             return Ok(decided);
         }
@@ -152,12 +153,42 @@ impl LobbyCx {
         } else {
             Admission::Waiting
         };
+        if admission == Admission::Waiting && stored.is_none() {
+            self.knock_allowed().await?;
+        }
         self.store(&viewer, admission).await?;
         if admission == Admission::Waiting {
-            let state = self.meetings.state();
-            crate::fanout::knocks_changed(state.bus.as_ref(), &meeting.id).await;
+            self.meetings
+                .state()
+                .knock_notices
+                .changed(&meeting.id)
+                .await;
         }
         Ok(admission)
+    }
+
+    /// A new knock must fit: the waiting list has room, and this address
+    /// has not knocked too often on this meeting. (Concurrent knocks may
+    /// pass the count together; it bounds a flood, not an exact number.)
+    async fn knock_allowed(&self) -> ApiResult<()> {
+        let state = self.meetings.state();
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM meeting_admissions WHERE meeting_id = $1 AND state = 'waiting'",
+        )
+        .bind(&self.meeting.id)
+        .fetch_one(&state.db)
+        .await
+        .map_err(internal)?;
+        if waiting >= i64::from(state.actions.max_waiting) {
+            return Err(ApiError::Limited {
+                what: Limit::WaitingRoomFull,
+                retry_after_secs: 60,
+            });
+        }
+        let what = format!("knock:{}", self.meeting.id);
+        self.auth()
+            .limit(&what, state.actions.knocks, Limit::Knocks)
+            .await
     }
 
     async fn require_moderator(&self) -> ApiResult<Viewer> {
@@ -168,17 +199,33 @@ impl LobbyCx {
         }
     }
 
-    pub async fn knocks(&self) -> ApiResult<Vec<Knock>> {
+    /// The oldest `KNOCK_PAGE` knocks, and how many there are in all.
+    pub async fn knocks(&self) -> ApiResult<KnockPage> {
         self.require_moderator().await?;
+        let db = &self.meetings.state().db;
         let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
             "SELECT participant_id, display_name, is_guest, knocked_at FROM meeting_admissions \
-             WHERE meeting_id = $1 AND state = 'waiting' ORDER BY knocked_at, participant_id",
+             WHERE meeting_id = $1 AND state = 'waiting' ORDER BY knocked_at, participant_id \
+             LIMIT $2",
         )
         .bind(&self.meeting.id)
-        .fetch_all(&self.meetings.state().db)
+        .bind(KNOCK_PAGE as i64)
+        .fetch_all(db)
         .await
         .map_err(internal)?;
-        Ok(rows
+        let total = if rows.len() < KNOCK_PAGE {
+            rows.len() as i64
+        } else {
+            let (total,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM meeting_admissions WHERE meeting_id = $1 AND state = 'waiting'",
+            )
+            .bind(&self.meeting.id)
+            .fetch_one(db)
+            .await
+            .map_err(internal)?;
+            total
+        };
+        let knocks = rows
             .into_iter()
             .map(
                 |(participant_id, display_name, is_guest, knocked_at)| Knock {
@@ -188,7 +235,11 @@ impl LobbyCx {
                     knocked_at_ms: knocked_at,
                 },
             )
-            .collect())
+            .collect();
+        Ok(KnockPage {
+            knocks,
+            total: total.max(0) as u64,
+        })
     }
 
     /// Returns how many knocks were decided.
@@ -223,7 +274,7 @@ impl LobbyCx {
         }
         // Other hosts' lists change too.
         let state = self.meetings.state();
-        crate::fanout::knocks_changed(state.bus.as_ref(), &self.meeting.id).await;
+        state.knock_notices.changed(&self.meeting.id).await;
         Ok(result.rows_affected())
     }
 

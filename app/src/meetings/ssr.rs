@@ -7,7 +7,6 @@ use crate::error::{ApiError, ApiResult, FieldError, FieldProblem};
 use crate::state::AppState;
 use crate::validate;
 use sqlx::AnyPool;
-use std::time::Instant;
 
 /// Letters and digits that cannot be mistaken for one another.
 const CODE_ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
@@ -469,7 +468,7 @@ impl MeetingCx {
     pub async fn live_meeting(&self, code: &str) -> ApiResult<MeetingRow> {
         let limiter = &self.state().meeting_lookups;
         let client = self.auth.client();
-        if let Err(retry_after) = limiter.check(client, Instant::now()) {
+        if let Err(retry_after) = limiter.check(client).await {
             return Err(ApiError::TooManyAttempts {
                 retry_after_secs: retry_after.as_secs().max(1),
             });
@@ -480,7 +479,7 @@ impl MeetingCx {
         {
             Some(row) => Ok(row),
             None => {
-                limiter.record_failure(client, Instant::now());
+                limiter.record_failure(client).await;
                 Err(ApiError::NotFound)
             }
         }

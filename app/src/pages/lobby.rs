@@ -414,28 +414,33 @@ pub fn KnockPanel(
                     let code = code.clone();
                     Suspend::new(async move {
                         match knocks.await {
-                            Ok(list) if list.is_empty() => Either::Left(view! { <p class="muted">{t!(i18n, knocks_none)}</p> }.into_any()),
-                            Ok(list) => Either::Left(view! {
-                                <ul class="knock-list">
-                                    {list.into_iter().map(|k| {
-                                        let code = code.clone();
-                                        view! {
-                                            <li class="knock" data-testid="knock">
-                                                <span class="knock-name">{k.display_name.clone()}</span>
-                                                {k.is_guest.then(|| view! { <span class="badge">{t!(i18n, guest_badge)}</span> })}
-                                                <span class="knock-actions">
-                                                    {decide_form(code.clone(), k.participant_id.clone(), "admit", t_string!(i18n, knock_admit).to_string(), "admit".to_string())}
-                                                    {decide_form(code.clone(), k.participant_id.clone(), "deny", t_string!(i18n, knock_deny).to_string(), "deny".to_string())}
-                                                </span>
-                                            </li>
-                                        }
-                                    }).collect_view()}
-                                </ul>
-                                <div class="knock-all">
-                                    {decide_form(code.clone(), "*".to_string(), "admit", t_string!(i18n, knock_admit_all).to_string(), "admit-all".to_string())}
-                                    {decide_form(code.clone(), "*".to_string(), "deny", t_string!(i18n, knock_deny_all).to_string(), "deny-all".to_string())}
-                                </div>
-                            }.into_any()),
+                            Ok(page) if page.knocks.is_empty() => Either::Left(view! { <p class="muted">{t!(i18n, knocks_none)}</p> }.into_any()),
+                            Ok(page) => {
+                                // One page is shown; say how many more wait.
+                                let more = page.total.saturating_sub(page.knocks.len() as u64);
+                                Either::Left(view! {
+                                    <ul class="knock-list">
+                                        {page.knocks.into_iter().map(|k| {
+                                            let code = code.clone();
+                                            view! {
+                                                <li class="knock" data-testid="knock">
+                                                    <span class="knock-name">{k.display_name.clone()}</span>
+                                                    {k.is_guest.then(|| view! { <span class="badge">{t!(i18n, guest_badge)}</span> })}
+                                                    <span class="knock-actions">
+                                                        {decide_form(code.clone(), k.participant_id.clone(), "admit", t_string!(i18n, knock_admit).to_string(), "admit".to_string())}
+                                                        {decide_form(code.clone(), k.participant_id.clone(), "deny", t_string!(i18n, knock_deny).to_string(), "deny".to_string())}
+                                                    </span>
+                                                </li>
+                                            }
+                                        }).collect_view()}
+                                    </ul>
+                                    {(more > 0).then(|| view! { <p class="muted" data-testid="knocks-more">{t!(i18n, knocks_more, count = more)}</p> })}
+                                    <div class="knock-all">
+                                        {decide_form(code.clone(), "*".to_string(), "admit", t_string!(i18n, knock_admit_all).to_string(), "admit-all".to_string())}
+                                        {decide_form(code.clone(), "*".to_string(), "deny", t_string!(i18n, knock_deny_all).to_string(), "deny-all".to_string())}
+                                    </div>
+                                }.into_any())
+                            },
                             Err(err) => Either::Right(view! { <p class="form-error">{form_error_text(i18n, &err)}</p> }),
                         }
                     })
