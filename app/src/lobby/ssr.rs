@@ -6,6 +6,216 @@ use crate::auth::Viewer;
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblem};
 use crate::meetings::ssr::{MeetingCx, MeetingRow};
 use crate::meetings::Role;
+use crate::protocol::PeerRole;
+
+/// Where a meeting stands, for the people in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeetingPhase {
+    /// Can be joined (within the rules of the door).
+    Live,
+    /// A host ended it for everyone; a host entering again reopens it.
+    Ended,
+    /// Cancelled (or gone): it looks missing to everyone.
+    Cancelled,
+}
+
+/// One participant's standing in one meeting, read from the database now.
+/// The connection upgrade and the running call's re-checks (on
+/// `RoomEvent::AccessChanged`) read it the same way, through
+/// [`current_access`] and [`Access::in_call`], so the two cannot drift.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    pub phase: MeetingPhase,
+    /// The stored door state (None: never asked to enter).
+    pub admission: Option<Admission>,
+    /// The role in the meeting's own terms (invitee, visitor…).
+    pub role: Role,
+    /// The role as the call shows it.
+    pub peer_role: PeerRole,
+    /// When the join window opens (start minus the early margin) and when
+    /// the scheduled time ends, unix ms.
+    pub opens_at_ms: i64,
+    pub ends_at_ms: i64,
+    /// A host or co-host is admitted (has entered): the meeting has been
+    /// started, so it is in session outside its scheduled window too.
+    pub started: bool,
+}
+
+impl Access {
+    fn new(
+        meeting: &MeetingRow,
+        role: Role,
+        is_guest: bool,
+        admission: Option<Admission>,
+        started: bool,
+    ) -> Self {
+        let phase = if meeting.cancelled_at.is_some() {
+            MeetingPhase::Cancelled
+        } else if meeting.ended_at.is_some() {
+            MeetingPhase::Ended
+        } else {
+            MeetingPhase::Live
+        };
+        Self {
+            phase,
+            admission,
+            role,
+            peer_role: peer_role(role, is_guest),
+            opens_at_ms: meeting.starts_at - crate::meetings::JOIN_EARLY_MS,
+            ends_at_ms: meeting.starts_at + meeting.duration_minutes * 60_000,
+            started,
+        }
+    }
+
+    /// A gone meeting: nobody may be in it.
+    fn gone(is_guest: bool) -> Self {
+        Self {
+            phase: MeetingPhase::Cancelled,
+            admission: None,
+            role: Role::Visitor,
+            peer_role: peer_role(Role::Visitor, is_guest),
+            opens_at_ms: 0,
+            ends_at_ms: 0,
+            started: false,
+        }
+    }
+
+    /// Whether they may be in the call now, and why not: `NotFound` for a
+    /// cancelled meeting (as for a wrong link), `Forbidden` when not
+    /// admitted (waiting, denied, removed, or a guest after guests were
+    /// turned off), `Ended` after a host ended it. Hosts are no exception
+    /// to `Ended`: entering again (which reopens the meeting) is the way
+    /// back, so an ended meeting has nobody in it and hands out nothing.
+    pub fn in_call(&self) -> ApiResult<()> {
+        match self.phase {
+            MeetingPhase::Cancelled => Err(ApiError::NotFound),
+            _ if self.admission != Some(Admission::Admitted) => Err(ApiError::Forbidden),
+            MeetingPhase::Ended => Err(ApiError::Ended),
+            MeetingPhase::Live => Ok(()),
+        }
+    }
+
+    pub fn is_moderator(&self) -> bool {
+        self.peer_role.is_moderator()
+    }
+
+    /// Whether TURN credentials may be handed out at `now_ms`: in the call
+    /// now, and the meeting in session, i.e. within its scheduled window
+    /// or started by a host or co-host (an instant meeting is started by
+    /// its host entering, and stays so until ended). Before the window
+    /// and after it in a meeting nobody started, STUN only.
+    pub fn may_use_turn(&self, now_ms: i64) -> bool {
+        self.in_call().is_ok()
+            && (self.started || (self.opens_at_ms <= now_ms && now_ms < self.ends_at_ms))
+    }
+}
+
+/// The call's role for a meeting role.
+pub fn peer_role(role: Role, is_guest: bool) -> PeerRole {
+    match role {
+        Role::Host => PeerRole::Host,
+        Role::CoHost => PeerRole::CoHost,
+        _ if is_guest => PeerRole::Guest,
+        _ => PeerRole::Member,
+    }
+}
+
+/// The stored door state of one participant.
+async fn stored_admission(
+    db: &sqlx::AnyPool,
+    meeting_id: &str,
+    participant_id: &str,
+) -> ApiResult<Option<Admission>> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT state FROM meeting_admissions WHERE meeting_id = $1 AND participant_id = $2",
+    )
+    .bind(meeting_id)
+    .bind(participant_id)
+    .fetch_optional(db)
+    .await
+    .map_err(internal)?;
+    Ok(row.and_then(|(s,)| Admission::parse(&s)))
+}
+
+/// Whether a host or current co-host of the meeting is admitted.
+async fn started(db: &sqlx::AnyPool, meeting: &MeetingRow) -> ApiResult<bool> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT participant_id FROM meeting_admissions a \
+         WHERE a.meeting_id = $1 AND a.state = 'admitted' AND (a.participant_id = $2 \
+         OR a.participant_id IN (SELECT user_id FROM meeting_cohosts WHERE meeting_id = $1)) \
+         LIMIT 1",
+    )
+    .bind(&meeting.id)
+    .bind(&meeting.host_id)
+    .fetch_optional(db)
+    .await
+    .map_err(internal)?;
+    Ok(row.is_some())
+}
+
+/// The shared part of every access decision, given the role.
+async fn access_with_role(
+    db: &sqlx::AnyPool,
+    meeting: &MeetingRow,
+    participant_id: &str,
+    role: Role,
+    is_guest: bool,
+) -> ApiResult<Access> {
+    let mut admission = stored_admission(db, &meeting.id, participant_id).await?;
+    // Guests are let in only while the meeting allows guests: turning
+    // guests off shuts them out at once, whatever is stored.
+    if is_guest && meeting.allow_guests == 0 {
+        admission = None;
+    }
+    let started = started(db, meeting).await?;
+    Ok(Access::new(meeting, role, is_guest, admission, started))
+}
+
+/// Where `participant_id` (an account, or a guest identity when
+/// `is_guest`) stands in the meeting `meeting_id` right now: the meeting's
+/// phase, their admission and their role, all read afresh. For a running
+/// call to re-check its caller when rights change. A missing meeting reads
+/// as cancelled.
+pub async fn current_access(
+    db: &sqlx::AnyPool,
+    meeting_id: &str,
+    participant_id: &str,
+    is_guest: bool,
+) -> ApiResult<Access> {
+    let Some(meeting) = crate::meetings::ssr::find_by_id(db, meeting_id)
+        .await
+        .map_err(internal)?
+    else {
+        return Ok(Access::gone(is_guest));
+    };
+    let role = if is_guest {
+        Role::Visitor
+    } else {
+        let email_key: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT email_key FROM users WHERE id = $1")
+                .bind(participant_id)
+                .fetch_optional(db)
+                .await
+                .map_err(internal)?;
+        let Some((email_key,)) = email_key else {
+            // The account is gone: nobody to let in.
+            return Ok(Access::gone(is_guest));
+        };
+        let cohosts = crate::meetings::ssr::cohost_usernames(db, meeting_id)
+            .await
+            .map_err(internal)?;
+        crate::meetings::ssr::user_role(
+            db,
+            &meeting,
+            participant_id,
+            email_key.as_deref(),
+            &cohosts,
+        )
+        .await
+        .map_err(internal)?
+    };
+    access_with_role(db, &meeting, participant_id, role, is_guest).await
+}
 
 /// One request about one meeting's door.
 pub struct LobbyCx {
@@ -37,14 +247,27 @@ impl LobbyCx {
     }
 
     /// Who may open the call's connection: an admitted viewer of a meeting
-    /// that has not been ended, with their role.
+    /// that has not been ended, with their role (see `Access::in_call`).
     pub async fn caller_in_call(&self) -> ApiResult<(Viewer, Role)> {
-        let viewer = self.admitted_viewer().await?;
+        let (viewer, access) = self.viewer_access().await?;
+        access.in_call()?;
+        Ok((viewer, access.role))
+    }
+
+    /// The identified viewer and their access, by the same rules as
+    /// `current_access`.
+    pub async fn viewer_access(&self) -> ApiResult<(Viewer, Access)> {
+        let viewer = self.identified_viewer().await?;
         let role = self.role(Some(&viewer)).await?;
-        if self.meeting.ended_at.is_some() && !matches!(role, Role::Host | Role::CoHost) {
-            return Err(ApiError::Ended);
-        }
-        Ok((viewer, role))
+        let access = access_with_role(
+            &self.meetings.state().db,
+            &self.meeting,
+            &participant_id(&viewer),
+            role,
+            viewer.is_guest(),
+        )
+        .await?;
+        Ok((viewer, access))
     }
 
     pub fn finish<T>(&self, result: ApiResult<T>) -> ApiResult<T> {
@@ -60,15 +283,7 @@ impl LobbyCx {
     }
 
     async fn stored(&self, participant_id: &str) -> ApiResult<Option<Admission>> {
-        let row: Option<(String,)> = sqlx::query_as(
-            "SELECT state FROM meeting_admissions WHERE meeting_id = $1 AND participant_id = $2",
-        )
-        .bind(&self.meeting.id)
-        .bind(participant_id)
-        .fetch_optional(&self.meetings.state().db)
-        .await
-        .map_err(internal)?;
-        Ok(row.and_then(|(s,)| Admission::parse(&s)))
+        stored_admission(&self.meetings.state().db, &self.meeting.id, participant_id).await
     }
 
     /// Records a state, keeping the first knock time.
@@ -227,24 +442,25 @@ impl LobbyCx {
         Ok(result.rows_affected())
     }
 
-    /// ICE servers, with fresh TURN credentials, for an admitted participant.
+    /// ICE servers for someone in the call now: with fresh TURN
+    /// credentials while the meeting is in session, STUN only otherwise
+    /// (`Access::may_use_turn`). An ended meeting answers `Ended` and a
+    /// person not (or no longer) admitted `Forbidden`: credentials are a
+    /// relay on our operator's bill, so they never outlive the right to be
+    /// in the call. The page keeps the servers it has when a refresh fails.
     pub async fn ice_config(&self) -> ApiResult<crate::ice::IceConfig> {
-        let participant = participant_id(&self.admitted_viewer().await?);
-        Ok(self.meetings.state().ice.config_for(&participant, now_ms()))
+        let (viewer, access) = self.viewer_access().await?;
+        access.in_call()?;
+        Ok(self
+            .meetings
+            .state()
+            .ice
+            .config_for_access(&participant_id(&viewer), now_ms(), &access))
     }
 
     /// The viewer, who must be identified (`Unauthenticated`).
     async fn identified_viewer(&self) -> ApiResult<Viewer> {
         self.auth().viewer().await?.ok_or(ApiError::Unauthenticated)
-    }
-
-    /// The viewer, who must be let in to this meeting (`Forbidden`).
-    async fn admitted_viewer(&self) -> ApiResult<Viewer> {
-        let viewer = self.identified_viewer().await?;
-        if self.stored(&participant_id(&viewer)).await? != Some(Admission::Admitted) {
-            return Err(ApiError::Forbidden);
-        }
-        Ok(viewer)
     }
 
     /// The chat transcript of a meeting that is over, for the people who

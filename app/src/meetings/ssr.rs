@@ -71,6 +71,38 @@ pub async fn find_live_by_code(db: &AnyPool, code: &str) -> sqlx::Result<Option<
     .await
 }
 
+/// A meeting by id, cancelled or not: a running call re-reads its meeting
+/// this way, and must see a cancellation rather than a miss.
+pub async fn find_by_id(db: &AnyPool, id: &str) -> sqlx::Result<Option<MeetingRow>> {
+    sqlx::query_as::<_, MeetingRow>(&format!("{MEETING_SELECT} WHERE m.id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// The role of the account `user_id` (whose normalised email is
+/// `email_key`) in `row`, given the meeting's co-hosts (id, username).
+/// The one place roles are decided: page views, admission and the running
+/// call's re-checks all come here.
+pub async fn user_role(
+    db: &AnyPool,
+    row: &MeetingRow,
+    user_id: &str,
+    email_key: Option<&str>,
+    cohosts: &[(String, String)],
+) -> sqlx::Result<Role> {
+    if row.host_id == user_id {
+        return Ok(Role::Host);
+    }
+    if cohosts.iter().any(|(id, _)| id == user_id) {
+        return Ok(Role::CoHost);
+    }
+    if is_invited(db, &row.id, user_id, email_key).await? {
+        return Ok(Role::Invitee);
+    }
+    Ok(Role::Visitor)
+}
+
 async fn invitee_labels(db: &AnyPool, meeting_id: &str) -> sqlx::Result<Vec<String>> {
     let rows: Vec<(String,)> =
         sqlx::query_as("SELECT label FROM meeting_invitees WHERE meeting_id = $1 ORDER BY label")
@@ -80,7 +112,10 @@ async fn invitee_labels(db: &AnyPool, meeting_id: &str) -> sqlx::Result<Vec<Stri
     Ok(rows.into_iter().map(|(l,)| l).collect())
 }
 
-async fn cohost_usernames(db: &AnyPool, meeting_id: &str) -> sqlx::Result<Vec<(String, String)>> {
+pub async fn cohost_usernames(
+    db: &AnyPool,
+    meeting_id: &str,
+) -> sqlx::Result<Vec<(String, String)>> {
     sqlx::query_as(
         "SELECT u.id, u.username FROM meeting_cohosts c JOIN users u ON u.id = c.user_id \
          WHERE c.meeting_id = $1 ORDER BY u.username",
@@ -423,21 +458,16 @@ impl MeetingCx {
         let Some(Viewer::User(user)) = viewer else {
             return Ok(Role::Visitor);
         };
-        if row.host_id == user.id {
-            return Ok(Role::Host);
-        }
-        let db = &self.state().db;
-        if cohosts.iter().any(|(id, _)| *id == user.id) {
-            return Ok(Role::CoHost);
-        }
         let email_key = user.email.as_deref().map(validate::email_key);
-        if is_invited(db, &row.id, &user.id, email_key.as_deref())
-            .await
-            .map_err(internal)?
-        {
-            return Ok(Role::Invitee);
-        }
-        Ok(Role::Visitor)
+        user_role(
+            &self.state().db,
+            row,
+            &user.id,
+            email_key.as_deref(),
+            cohosts,
+        )
+        .await
+        .map_err(internal)
     }
 
     /// The meeting as `viewer` sees it.
