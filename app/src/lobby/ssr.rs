@@ -286,7 +286,9 @@ impl LobbyCx {
         stored_admission(&self.meetings.state().db, &self.meeting.id, participant_id).await
     }
 
-    /// Records a state, keeping the first knock time.
+    /// Records a state whatever was stored before, keeping the first knock
+    /// time. Only for hosts and co-hosts, whose role lets them in; everyone
+    /// else goes through `record_entry`, which never undoes a decision.
     async fn store(&self, viewer: &Viewer, admission: Admission) -> ApiResult<()> {
         let now = now_ms();
         sqlx::query(
@@ -362,12 +364,23 @@ impl LobbyCx {
         {
             return Ok(decided);
         }
-        let admission = if role == Role::Invitee || meeting.waiting_room == 0 {
+        let wanted = if role == Role::Invitee || meeting.waiting_room == 0 {
             Admission::Admitted
         } else {
             Admission::Waiting
         };
-        self.store(&viewer, admission).await?;
+        // A host may deny or remove them between the check above and this
+        // write: the write only ever moves a missing or waiting row, and
+        // answers with what is stored.
+        let admission = record_entry(
+            &self.meetings.state().db,
+            &meeting.id,
+            &participant_id(&viewer),
+            viewer.display_name(),
+            viewer.is_guest(),
+            wanted,
+        )
+        .await?;
         if admission == Admission::Waiting {
             let state = self.meetings.state();
             crate::fanout::knocks_changed(state.bus.as_ref(), &meeting.id).await;
@@ -506,6 +519,44 @@ impl LobbyCx {
         )
         .await
     }
+}
+
+/// Records that someone entered and the door's rules give them `wanted`
+/// (admitted or waiting), without ever undoing a decision: a new row is
+/// made, a waiting one takes `wanted`, and a denied, removed or admitted
+/// one stays as it is, in one statement, so a re-entry racing a host's
+/// deny or removal cannot turn it back into a knock. Returns the state now
+/// stored.
+pub async fn record_entry(
+    db: &sqlx::AnyPool,
+    meeting_id: &str,
+    participant_id: &str,
+    display_name: &str,
+    is_guest: bool,
+    wanted: Admission,
+) -> ApiResult<Admission> {
+    let (state,): (String,) = sqlx::query_as(
+        "INSERT INTO meeting_admissions (meeting_id, participant_id, display_name, is_guest, state, knocked_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (meeting_id, participant_id) DO UPDATE SET \
+         display_name = excluded.display_name, \
+         state = CASE WHEN meeting_admissions.state = 'waiting' THEN excluded.state \
+                 ELSE meeting_admissions.state END \
+         RETURNING state",
+    )
+    .bind(meeting_id)
+    .bind(participant_id)
+    .bind(display_name)
+    .bind(i64::from(is_guest))
+    .bind(wanted.as_str())
+    .bind(now_ms())
+    .fetch_one(db)
+    .await
+    .map_err(internal)?;
+    Admission::parse(&state).ok_or_else(|| {
+        tracing::error!(%state, "unknown admission state stored");
+        ApiError::Internal
+    })
 }
 
 /// Marks `participant` removed (they cannot come straight back) and closes

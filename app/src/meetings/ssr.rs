@@ -386,6 +386,55 @@ async fn write_invitees(
     Ok(())
 }
 
+/// After a settings change, takes back the admissions the new settings no
+/// longer give; returns how many. Only admissions that a rule gave (no
+/// `decided_by`: the waiting room was off, or the person was invited) are
+/// judged again; a host's decision stands, and the host and co-hosts are
+/// never touched.
+/// - Guests, when guests are turned off: their waiting or admitted rows go
+///   (they may knock again if guests are allowed again; nobody refused
+///   them, so nothing is remembered against them).
+/// - With the waiting room on, everyone else admitted by a rule who would
+///   now knock (no longer invited, or let in while the door was open)
+///   waits again: being dropped from a list is not a decision to throw
+///   someone out, so the host sees their knock and can let them back in
+///   with one click, where a removal would keep them out for good.
+async fn revoke_outdated_admissions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    row: &MeetingRow,
+    valid: &ValidMeeting,
+) -> sqlx::Result<u64> {
+    let mut revoked = 0;
+    if !valid.allow_guests {
+        revoked += sqlx::query(
+            "DELETE FROM meeting_admissions WHERE meeting_id = $1 AND is_guest = 1 \
+             AND state IN ('waiting', 'admitted')",
+        )
+        .bind(&row.id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    }
+    if valid.waiting_room {
+        revoked += sqlx::query(
+            "UPDATE meeting_admissions SET state = 'waiting' \
+             WHERE meeting_id = $1 AND state = 'admitted' AND decided_by IS NULL \
+             AND participant_id <> $2 \
+             AND participant_id NOT IN (SELECT user_id FROM meeting_cohosts WHERE meeting_id = $1) \
+             AND (is_guest = 1 OR NOT EXISTS (SELECT 1 FROM meeting_invitees i \
+                  WHERE i.meeting_id = $1 AND (i.user_id = meeting_admissions.participant_id \
+                  OR (i.email_key IS NOT NULL AND i.email_key = \
+                      (SELECT u.email_key FROM users u WHERE u.id = meeting_admissions.participant_id)))))",
+        )
+        .bind(&row.id)
+        .bind(&row.host_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    }
+    Ok(revoked)
+}
+
 /// One meeting request: the caller and the app state.
 pub struct MeetingCx {
     auth: RequestCx,
@@ -646,7 +695,17 @@ impl MeetingCx {
         write_invitees(&mut tx, &row.id, &valid.invitees)
             .await
             .map_err(internal)?;
+        let revoked = revoke_outdated_admissions(&mut tx, &row, &valid)
+            .await
+            .map_err(internal)?;
         tx.commit().await.map_err(internal)?;
+        // Connections in the call re-read their rights (a revoked
+        // admission closes; the room size may have changed too).
+        let bus = self.state().bus.as_ref();
+        crate::fanout::access_changed(bus, &row.id, None).await;
+        if revoked > 0 {
+            crate::fanout::knocks_changed(bus, &row.id).await;
+        }
         Ok(row.code)
     }
 
@@ -660,6 +719,17 @@ impl MeetingCx {
             .await
             .map_err(internal)?;
         tracing::info!(meeting = %row.id, "meeting cancelled");
+        // A cancelled meeting is over for everyone in its call too: they
+        // are told and closed as when a host ends it.
+        if let Err(err) = self
+            .state()
+            .bus
+            .publish(&row.id, crate::fanout::RoomEvent::Ended)
+            .await
+        {
+            // Stored all the same: every reconnect and re-check is refused.
+            tracing::warn!(error = %err, "could not tell the call about a cancellation");
+        }
         Ok(())
     }
 
@@ -688,13 +758,22 @@ impl MeetingCx {
                 problem: FieldProblem::UnknownInvitees(unknown),
             }]));
         }
+        ids.sort();
+        ids.dedup();
         let mut tx = db.begin().await.map_err(internal)?;
+        let before: Vec<(String,)> =
+            sqlx::query_as("SELECT user_id FROM meeting_cohosts WHERE meeting_id = $1")
+                .bind(&row.id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(internal)?;
+        let before: Vec<String> = before.into_iter().map(|(id,)| id).collect();
         sqlx::query("DELETE FROM meeting_cohosts WHERE meeting_id = $1")
             .bind(&row.id)
             .execute(&mut *tx)
             .await
             .map_err(internal)?;
-        for id in ids {
+        for id in &ids {
             sqlx::query("INSERT INTO meeting_cohosts (meeting_id, user_id) VALUES ($1, $2)")
                 .bind(&row.id)
                 .bind(id)
@@ -702,7 +781,58 @@ impl MeetingCx {
                 .await
                 .map_err(internal)?;
         }
+        let now = now_ms();
+        let mut admitted_waiting = false;
+        for id in before.iter().filter(|id| !ids.contains(id)) {
+            // A former co-host who is in stays in, as a participant the
+            // host chose to keep: their admission becomes the host's
+            // decision, so a later settings change does not send them back
+            // to the waiting room as if a rule had let them in. The host
+            // removes them explicitly if that is what they want.
+            sqlx::query(
+                "UPDATE meeting_admissions SET decided_at = $1, decided_by = $2 \
+                 WHERE meeting_id = $3 AND participant_id = $4 AND state = 'admitted' \
+                 AND decided_by IS NULL",
+            )
+            .bind(now)
+            .bind(&user.id)
+            .bind(&row.id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?;
+        }
+        for id in ids.iter().filter(|id| !before.contains(id)) {
+            // A new co-host already knocking goes in, as co-hosts do on
+            // entering. A denial or removal is left as it was: they enter
+            // again as co-host if they come back.
+            let result = sqlx::query(
+                "UPDATE meeting_admissions SET state = 'admitted', decided_at = $1, decided_by = $2 \
+                 WHERE meeting_id = $3 AND participant_id = $4 AND state = 'waiting'",
+            )
+            .bind(now)
+            .bind(&user.id)
+            .bind(&row.id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?;
+            admitted_waiting |= result.rows_affected() > 0;
+        }
         tx.commit().await.map_err(internal)?;
+        // Everyone whose role changed re-reads it: a demoted co-host loses
+        // the host controls in the call, a new one gains them.
+        let bus = self.state().bus.as_ref();
+        let changed = before
+            .iter()
+            .filter(|id| !ids.contains(id))
+            .chain(ids.iter().filter(|id| !before.contains(id)));
+        for id in changed {
+            crate::fanout::access_changed(bus, &row.id, Some(id)).await;
+        }
+        if admitted_waiting {
+            crate::fanout::knocks_changed(bus, &row.id).await;
+        }
         Ok(())
     }
 }
