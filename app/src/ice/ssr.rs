@@ -113,6 +113,24 @@ mod tests {
     }
 
     #[test]
+    fn stun_only_hands_out_no_credentials() {
+        let settings = IceSettings {
+            stun_urls: vec!["stun:stun.example.org:3478".into()],
+            turn_urls: vec!["turn:turn.example.org:3478".into()],
+            turn_secret: Some("s3cret".into()),
+            credential_ttl: Duration::from_secs(60),
+            relay_only: true,
+        };
+        assert_eq!(settings.config_for("p", 0).ice_servers.len(), 2);
+        let stun = settings.stun_only();
+        assert_eq!(stun.ice_servers.len(), 1);
+        assert_eq!(stun.ice_servers[0].urls, settings.stun_urls);
+        assert!(stun.ice_servers[0].credential.is_none());
+        assert_eq!(stun.expires_at_ms, None);
+        assert!(stun.relay_only, "the operator's relay policy stays");
+    }
+
+    #[test]
     fn no_turn_without_secret() {
         let settings = IceSettings {
             stun_urls: vec!["stun:stun.example.org:3478".into()],

@@ -622,3 +622,62 @@ pub fn participant_id(viewer: &Viewer) -> String {
         Viewer::Guest(guest) => guest.id.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(phase: MeetingPhase, admission: Option<Admission>, started: bool) -> Access {
+        Access {
+            phase,
+            admission,
+            role: Role::Invitee,
+            peer_role: PeerRole::Member,
+            opens_at_ms: 1_000,
+            ends_at_ms: 2_000,
+            started,
+        }
+    }
+
+    #[test]
+    fn in_call_needs_a_live_meeting_and_an_admission() {
+        let admitted = Some(Admission::Admitted);
+        assert_eq!(
+            access(MeetingPhase::Live, admitted, false).in_call(),
+            Ok(())
+        );
+        for refused in [
+            None,
+            Some(Admission::Waiting),
+            Some(Admission::Denied),
+            Some(Admission::Removed),
+        ] {
+            assert_eq!(
+                access(MeetingPhase::Live, refused, true).in_call(),
+                Err(ApiError::Forbidden)
+            );
+        }
+        assert_eq!(
+            access(MeetingPhase::Ended, admitted, true).in_call(),
+            Err(ApiError::Ended)
+        );
+        assert_eq!(
+            access(MeetingPhase::Cancelled, admitted, true).in_call(),
+            Err(ApiError::NotFound)
+        );
+    }
+
+    #[test]
+    fn turn_only_in_session() {
+        let admitted = Some(Admission::Admitted);
+        let unstarted = access(MeetingPhase::Live, admitted, false);
+        assert!(!unstarted.may_use_turn(999), "before the window");
+        assert!(unstarted.may_use_turn(1_000));
+        assert!(unstarted.may_use_turn(1_999));
+        assert!(!unstarted.may_use_turn(2_000), "after the window");
+        let started = access(MeetingPhase::Live, admitted, true);
+        assert!(started.may_use_turn(0) && started.may_use_turn(1_000_000));
+        assert!(!access(MeetingPhase::Ended, admitted, true).may_use_turn(1_500));
+        assert!(!access(MeetingPhase::Live, Some(Admission::Waiting), true).may_use_turn(1_500));
+    }
+}
