@@ -380,6 +380,27 @@ async fn settings_changes_take_back_what_they_no_longer_give(backend: Backend) {
     assert_eq!(common::ws::open(&app, &bob.jar, &code).await.status(), 403);
     bob_call.close().await;
 
+    // An entry that read the old settings and writes after the change's
+    // clean-up ran (the race `enter` guards against by re-reading the
+    // revision): the same clean-up, run again, takes it back.
+    let late = record_entry(
+        &app.state.db,
+        &mid,
+        &bob_id,
+        "bob",
+        false,
+        Admission::Admitted,
+    )
+    .await
+    .expect("record_entry");
+    assert_eq!(late, Admission::Admitted, "the late write lands");
+    let revoked = app::lobby::ssr::revoke_outdated_admissions(&app.state.db, &mid)
+        .await
+        .expect("revoke");
+    assert_eq!(revoked, 1);
+    assert_eq!(door(&app, &bob, &code).await, "Waiting");
+    assert_eq!(door(&app, &dan, &code).await, "Admitted");
+
     // With the waiting room off, nobody is sent back.
     update(&app, &ann, &code, "", &["allow_guests"]).await;
     assert_eq!(enter(&app, &bob, &code, "").await, "Admitted");

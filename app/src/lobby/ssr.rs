@@ -381,11 +381,39 @@ impl LobbyCx {
             wanted,
         )
         .await?;
+        // Let in by a rule read from the meeting as it was when this
+        // request began: if its settings changed since (the revision moved),
+        // the change's own clean-up may have run before this write, so
+        // apply it once more against the settings as they are now.
+        let admission =
+            if admission == Admission::Admitted && self.revision_now().await? != meeting.revision {
+                let db = &self.meetings.state().db;
+                if revoke_outdated_admissions(db, &meeting.id).await? > 0 {
+                    let state = self.meetings.state();
+                    crate::fanout::knocks_changed(state.bus.as_ref(), &meeting.id).await;
+                }
+                self.stored(&participant_id(&viewer))
+                    .await?
+                    .ok_or(ApiError::Forbidden)?
+            } else {
+                admission
+            };
         if admission == Admission::Waiting {
             let state = self.meetings.state();
             crate::fanout::knocks_changed(state.bus.as_ref(), &meeting.id).await;
         }
         Ok(admission)
+    }
+
+    /// The meeting's revision in the database now (bumped by every change
+    /// of its settings).
+    async fn revision_now(&self) -> ApiResult<i64> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT revision FROM meetings WHERE id = $1")
+            .bind(&self.meeting.id)
+            .fetch_optional(&self.meetings.state().db)
+            .await
+            .map_err(internal)?;
+        row.map(|(r,)| r).ok_or(ApiError::NotFound)
     }
 
     async fn require_moderator(&self) -> ApiResult<Viewer> {
@@ -557,6 +585,51 @@ pub async fn record_entry(
         tracing::error!(%state, "unknown admission state stored");
         ApiError::Internal
     })
+}
+
+/// Takes back the admissions that the meeting's current settings no longer
+/// give; returns how many. Reads the settings from the database in the
+/// same statements, so it is right whenever it runs: after a settings
+/// change, and again by an entry that raced one. Only admissions that a
+/// rule gave (no `decided_by`: the waiting room was off, or the person was
+/// invited) are judged again; a host's decision stands, and the host and
+/// co-hosts are never touched.
+/// - Guests, when guests are off: their waiting or admitted rows go (they
+///   may knock again if guests are allowed again; nobody refused them, so
+///   nothing is remembered against them).
+/// - With the waiting room on, everyone else admitted by a rule who would
+///   now knock (no longer invited, or let in while the door was open)
+///   waits again: being dropped from a list is not a decision to throw
+///   someone out, so the host sees their knock and can let them back in
+///   with one click, where a removal would keep them out for good.
+pub async fn revoke_outdated_admissions(db: &sqlx::AnyPool, meeting_id: &str) -> ApiResult<u64> {
+    let guests = sqlx::query(
+        "DELETE FROM meeting_admissions WHERE meeting_id = $1 AND is_guest = 1 \
+         AND state IN ('waiting', 'admitted') \
+         AND EXISTS (SELECT 1 FROM meetings m WHERE m.id = $1 AND m.allow_guests = 0)",
+    )
+    .bind(meeting_id)
+    .execute(db)
+    .await
+    .map_err(internal)?
+    .rows_affected();
+    let knocking = sqlx::query(
+        "UPDATE meeting_admissions SET state = 'waiting' \
+         WHERE meeting_id = $1 AND state = 'admitted' AND decided_by IS NULL \
+         AND EXISTS (SELECT 1 FROM meetings m WHERE m.id = $1 AND m.waiting_room = 1) \
+         AND participant_id NOT IN (SELECT host_id FROM meetings WHERE id = $1) \
+         AND participant_id NOT IN (SELECT user_id FROM meeting_cohosts WHERE meeting_id = $1) \
+         AND (is_guest = 1 OR NOT EXISTS (SELECT 1 FROM meeting_invitees i \
+              WHERE i.meeting_id = $1 AND (i.user_id = meeting_admissions.participant_id \
+              OR (i.email_key IS NOT NULL AND i.email_key = \
+                  (SELECT u.email_key FROM users u WHERE u.id = meeting_admissions.participant_id)))))",
+    )
+    .bind(meeting_id)
+    .execute(db)
+    .await
+    .map_err(internal)?
+    .rows_affected();
+    Ok(guests + knocking)
 }
 
 /// Marks `participant` removed (they cannot come straight back) and closes

@@ -386,55 +386,6 @@ async fn write_invitees(
     Ok(())
 }
 
-/// After a settings change, takes back the admissions the new settings no
-/// longer give; returns how many. Only admissions that a rule gave (no
-/// `decided_by`: the waiting room was off, or the person was invited) are
-/// judged again; a host's decision stands, and the host and co-hosts are
-/// never touched.
-/// - Guests, when guests are turned off: their waiting or admitted rows go
-///   (they may knock again if guests are allowed again; nobody refused
-///   them, so nothing is remembered against them).
-/// - With the waiting room on, everyone else admitted by a rule who would
-///   now knock (no longer invited, or let in while the door was open)
-///   waits again: being dropped from a list is not a decision to throw
-///   someone out, so the host sees their knock and can let them back in
-///   with one click, where a removal would keep them out for good.
-async fn revoke_outdated_admissions(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    row: &MeetingRow,
-    valid: &ValidMeeting,
-) -> sqlx::Result<u64> {
-    let mut revoked = 0;
-    if !valid.allow_guests {
-        revoked += sqlx::query(
-            "DELETE FROM meeting_admissions WHERE meeting_id = $1 AND is_guest = 1 \
-             AND state IN ('waiting', 'admitted')",
-        )
-        .bind(&row.id)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-    }
-    if valid.waiting_room {
-        revoked += sqlx::query(
-            "UPDATE meeting_admissions SET state = 'waiting' \
-             WHERE meeting_id = $1 AND state = 'admitted' AND decided_by IS NULL \
-             AND participant_id <> $2 \
-             AND participant_id NOT IN (SELECT user_id FROM meeting_cohosts WHERE meeting_id = $1) \
-             AND (is_guest = 1 OR NOT EXISTS (SELECT 1 FROM meeting_invitees i \
-                  WHERE i.meeting_id = $1 AND (i.user_id = meeting_admissions.participant_id \
-                  OR (i.email_key IS NOT NULL AND i.email_key = \
-                      (SELECT u.email_key FROM users u WHERE u.id = meeting_admissions.participant_id)))))",
-        )
-        .bind(&row.id)
-        .bind(&row.host_id)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-    }
-    Ok(revoked)
-}
-
 /// One meeting request: the caller and the app state.
 pub struct MeetingCx {
     auth: RequestCx,
@@ -695,10 +646,11 @@ impl MeetingCx {
         write_invitees(&mut tx, &row.id, &valid.invitees)
             .await
             .map_err(internal)?;
-        let revoked = revoke_outdated_admissions(&mut tx, &row, &valid)
-            .await
-            .map_err(internal)?;
         tx.commit().await.map_err(internal)?;
+        // After the commit, so that an entry written while this ran is
+        // either seen here or sees the new revision itself (`enter`).
+        let db = &self.state().db;
+        let revoked = crate::lobby::ssr::revoke_outdated_admissions(db, &row.id).await?;
         // Connections in the call re-read their rights (a revoked
         // admission closes; the room size may have changed too).
         let bus = self.state().bus.as_ref();
