@@ -37,15 +37,48 @@ pub fn turn_credentials(
 }
 
 impl IceSettings {
-    pub fn config_for(&self, participant: &str, now_ms: i64) -> IceConfig {
-        let mut ice_servers = Vec::new();
-        if !self.stun_urls.is_empty() {
-            ice_servers.push(IceServer {
-                urls: self.stun_urls.clone(),
-                username: None,
-                credential: None,
-            });
+    /// The servers for someone whose access was just read: TURN
+    /// credentials only when `access.may_use_turn(now_ms)`, else STUN
+    /// alone (nothing that lets anyone relay through our TURN server).
+    pub fn config_for_access(
+        &self,
+        participant: &str,
+        now_ms: i64,
+        access: &crate::lobby::ssr::Access,
+    ) -> IceConfig {
+        if access.may_use_turn(now_ms) {
+            self.config_for(participant, now_ms)
+        } else {
+            self.stun_only()
         }
+    }
+
+    /// STUN servers only. `relay_only` stays as configured: an operator
+    /// who hides addresses behind TURN would rather have no media than
+    /// leak them.
+    pub fn stun_only(&self) -> IceConfig {
+        IceConfig {
+            ice_servers: self.stun_servers(),
+            expires_at_ms: None,
+            relay_only: self.relay_only,
+        }
+    }
+
+    fn stun_servers(&self) -> Vec<IceServer> {
+        if self.stun_urls.is_empty() {
+            return Vec::new();
+        }
+        vec![IceServer {
+            urls: self.stun_urls.clone(),
+            username: None,
+            credential: None,
+        }]
+    }
+
+    /// STUN and TURN with fresh credentials for `participant`. Call only
+    /// for someone whose access allows TURN (`config_for_access`).
+    pub fn config_for(&self, participant: &str, now_ms: i64) -> IceConfig {
+        let mut ice_servers = self.stun_servers();
         let mut expires_at_ms = None;
         if let (false, Some(secret)) = (self.turn_urls.is_empty(), &self.turn_secret) {
             let now_secs = now_ms / 1000;
@@ -77,6 +110,24 @@ mod tests {
             turn_credentials("s3cret", "alice", 1_700_000_000, Duration::from_secs(3600));
         assert_eq!(username, "1700003600:alice");
         assert_eq!(password, "YAFdW/YDZewZsR1QSgUk2IrfbRI=");
+    }
+
+    #[test]
+    fn stun_only_hands_out_no_credentials() {
+        let settings = IceSettings {
+            stun_urls: vec!["stun:stun.example.org:3478".into()],
+            turn_urls: vec!["turn:turn.example.org:3478".into()],
+            turn_secret: Some("s3cret".into()),
+            credential_ttl: Duration::from_secs(60),
+            relay_only: true,
+        };
+        assert_eq!(settings.config_for("p", 0).ice_servers.len(), 2);
+        let stun = settings.stun_only();
+        assert_eq!(stun.ice_servers.len(), 1);
+        assert_eq!(stun.ice_servers[0].urls, settings.stun_urls);
+        assert!(stun.ice_servers[0].credential.is_none());
+        assert_eq!(stun.expires_at_ms, None);
+        assert!(stun.relay_only, "the operator's relay policy stays");
     }
 
     #[test]

@@ -6,6 +6,216 @@ use crate::auth::Viewer;
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblem, Limit};
 use crate::meetings::ssr::{MeetingCx, MeetingRow};
 use crate::meetings::Role;
+use crate::protocol::PeerRole;
+
+/// Where a meeting stands, for the people in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeetingPhase {
+    /// Can be joined (within the rules of the door).
+    Live,
+    /// A host ended it for everyone; a host entering again reopens it.
+    Ended,
+    /// Cancelled (or gone): it looks missing to everyone.
+    Cancelled,
+}
+
+/// One participant's standing in one meeting, read from the database now.
+/// The connection upgrade and the running call's re-checks (on
+/// `RoomEvent::AccessChanged`) read it the same way, through
+/// [`current_access`] and [`Access::in_call`], so the two cannot drift.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    pub phase: MeetingPhase,
+    /// The stored door state (None: never asked to enter).
+    pub admission: Option<Admission>,
+    /// The role in the meeting's own terms (invitee, visitor…).
+    pub role: Role,
+    /// The role as the call shows it.
+    pub peer_role: PeerRole,
+    /// When the join window opens (start minus the early margin) and when
+    /// the scheduled time ends, unix ms.
+    pub opens_at_ms: i64,
+    pub ends_at_ms: i64,
+    /// A host or co-host is admitted (has entered): the meeting has been
+    /// started, so it is in session outside its scheduled window too.
+    pub started: bool,
+}
+
+impl Access {
+    fn new(
+        meeting: &MeetingRow,
+        role: Role,
+        is_guest: bool,
+        admission: Option<Admission>,
+        started: bool,
+    ) -> Self {
+        let phase = if meeting.cancelled_at.is_some() {
+            MeetingPhase::Cancelled
+        } else if meeting.ended_at.is_some() {
+            MeetingPhase::Ended
+        } else {
+            MeetingPhase::Live
+        };
+        Self {
+            phase,
+            admission,
+            role,
+            peer_role: peer_role(role, is_guest),
+            opens_at_ms: meeting.starts_at - crate::meetings::JOIN_EARLY_MS,
+            ends_at_ms: meeting.starts_at + meeting.duration_minutes * 60_000,
+            started,
+        }
+    }
+
+    /// A gone meeting: nobody may be in it.
+    fn gone(is_guest: bool) -> Self {
+        Self {
+            phase: MeetingPhase::Cancelled,
+            admission: None,
+            role: Role::Visitor,
+            peer_role: peer_role(Role::Visitor, is_guest),
+            opens_at_ms: 0,
+            ends_at_ms: 0,
+            started: false,
+        }
+    }
+
+    /// Whether they may be in the call now, and why not: `NotFound` for a
+    /// cancelled meeting (as for a wrong link), `Forbidden` when not
+    /// admitted (waiting, denied, removed, or a guest after guests were
+    /// turned off), `Ended` after a host ended it. Hosts are no exception
+    /// to `Ended`: entering again (which reopens the meeting) is the way
+    /// back, so an ended meeting has nobody in it and hands out nothing.
+    pub fn in_call(&self) -> ApiResult<()> {
+        match self.phase {
+            MeetingPhase::Cancelled => Err(ApiError::NotFound),
+            _ if self.admission != Some(Admission::Admitted) => Err(ApiError::Forbidden),
+            MeetingPhase::Ended => Err(ApiError::Ended),
+            MeetingPhase::Live => Ok(()),
+        }
+    }
+
+    pub fn is_moderator(&self) -> bool {
+        self.peer_role.is_moderator()
+    }
+
+    /// Whether TURN credentials may be handed out at `now_ms`: in the call
+    /// now, and the meeting in session, i.e. within its scheduled window
+    /// or started by a host or co-host (an instant meeting is started by
+    /// its host entering, and stays so until ended). Before the window
+    /// and after it in a meeting nobody started, STUN only.
+    pub fn may_use_turn(&self, now_ms: i64) -> bool {
+        self.in_call().is_ok()
+            && (self.started || (self.opens_at_ms <= now_ms && now_ms < self.ends_at_ms))
+    }
+}
+
+/// The call's role for a meeting role.
+pub fn peer_role(role: Role, is_guest: bool) -> PeerRole {
+    match role {
+        Role::Host => PeerRole::Host,
+        Role::CoHost => PeerRole::CoHost,
+        _ if is_guest => PeerRole::Guest,
+        _ => PeerRole::Member,
+    }
+}
+
+/// The stored door state of one participant.
+async fn stored_admission(
+    db: &sqlx::AnyPool,
+    meeting_id: &str,
+    participant_id: &str,
+) -> ApiResult<Option<Admission>> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT state FROM meeting_admissions WHERE meeting_id = $1 AND participant_id = $2",
+    )
+    .bind(meeting_id)
+    .bind(participant_id)
+    .fetch_optional(db)
+    .await
+    .map_err(internal)?;
+    Ok(row.and_then(|(s,)| Admission::parse(&s)))
+}
+
+/// Whether a host or current co-host of the meeting is admitted.
+async fn started(db: &sqlx::AnyPool, meeting: &MeetingRow) -> ApiResult<bool> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT participant_id FROM meeting_admissions a \
+         WHERE a.meeting_id = $1 AND a.state = 'admitted' AND (a.participant_id = $2 \
+         OR a.participant_id IN (SELECT user_id FROM meeting_cohosts WHERE meeting_id = $1)) \
+         LIMIT 1",
+    )
+    .bind(&meeting.id)
+    .bind(&meeting.host_id)
+    .fetch_optional(db)
+    .await
+    .map_err(internal)?;
+    Ok(row.is_some())
+}
+
+/// The shared part of every access decision, given the role.
+async fn access_with_role(
+    db: &sqlx::AnyPool,
+    meeting: &MeetingRow,
+    participant_id: &str,
+    role: Role,
+    is_guest: bool,
+) -> ApiResult<Access> {
+    let mut admission = stored_admission(db, &meeting.id, participant_id).await?;
+    // Guests are let in only while the meeting allows guests: turning
+    // guests off shuts them out at once, whatever is stored.
+    if is_guest && meeting.allow_guests == 0 {
+        admission = None;
+    }
+    let started = started(db, meeting).await?;
+    Ok(Access::new(meeting, role, is_guest, admission, started))
+}
+
+/// Where `participant_id` (an account, or a guest identity when
+/// `is_guest`) stands in the meeting `meeting_id` right now: the meeting's
+/// phase, their admission and their role, all read afresh. For a running
+/// call to re-check its caller when rights change. A missing meeting reads
+/// as cancelled.
+pub async fn current_access(
+    db: &sqlx::AnyPool,
+    meeting_id: &str,
+    participant_id: &str,
+    is_guest: bool,
+) -> ApiResult<Access> {
+    let Some(meeting) = crate::meetings::ssr::find_by_id(db, meeting_id)
+        .await
+        .map_err(internal)?
+    else {
+        return Ok(Access::gone(is_guest));
+    };
+    let role = if is_guest {
+        Role::Visitor
+    } else {
+        let email_key: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT email_key FROM users WHERE id = $1")
+                .bind(participant_id)
+                .fetch_optional(db)
+                .await
+                .map_err(internal)?;
+        let Some((email_key,)) = email_key else {
+            // The account is gone: nobody to let in.
+            return Ok(Access::gone(is_guest));
+        };
+        let cohosts = crate::meetings::ssr::cohost_usernames(db, meeting_id)
+            .await
+            .map_err(internal)?;
+        crate::meetings::ssr::user_role(
+            db,
+            &meeting,
+            participant_id,
+            email_key.as_deref(),
+            &cohosts,
+        )
+        .await
+        .map_err(internal)?
+    };
+    access_with_role(db, &meeting, participant_id, role, is_guest).await
+}
 
 /// One request about one meeting's door.
 pub struct LobbyCx {
@@ -37,14 +247,27 @@ impl LobbyCx {
     }
 
     /// Who may open the call's connection: an admitted viewer of a meeting
-    /// that has not been ended, with their role.
+    /// that has not been ended, with their role (see `Access::in_call`).
     pub async fn caller_in_call(&self) -> ApiResult<(Viewer, Role)> {
-        let viewer = self.admitted_viewer().await?;
+        let (viewer, access) = self.viewer_access().await?;
+        access.in_call()?;
+        Ok((viewer, access.role))
+    }
+
+    /// The identified viewer and their access, by the same rules as
+    /// `current_access`.
+    pub async fn viewer_access(&self) -> ApiResult<(Viewer, Access)> {
+        let viewer = self.identified_viewer().await?;
         let role = self.role(Some(&viewer)).await?;
-        if self.meeting.ended_at.is_some() && !matches!(role, Role::Host | Role::CoHost) {
-            return Err(ApiError::Ended);
-        }
-        Ok((viewer, role))
+        let access = access_with_role(
+            &self.meetings.state().db,
+            &self.meeting,
+            &participant_id(&viewer),
+            role,
+            viewer.is_guest(),
+        )
+        .await?;
+        Ok((viewer, access))
     }
 
     pub fn finish<T>(&self, result: ApiResult<T>) -> ApiResult<T> {
@@ -60,18 +283,12 @@ impl LobbyCx {
     }
 
     async fn stored(&self, participant_id: &str) -> ApiResult<Option<Admission>> {
-        let row: Option<(String,)> = sqlx::query_as(
-            "SELECT state FROM meeting_admissions WHERE meeting_id = $1 AND participant_id = $2",
-        )
-        .bind(&self.meeting.id)
-        .bind(participant_id)
-        .fetch_optional(&self.meetings.state().db)
-        .await
-        .map_err(internal)?;
-        Ok(row.and_then(|(s,)| Admission::parse(&s)))
+        stored_admission(&self.meetings.state().db, &self.meeting.id, participant_id).await
     }
 
-    /// Records a state, keeping the first knock time.
+    /// Records a state whatever was stored before, keeping the first knock
+    /// time. Only for hosts and co-hosts, whose role lets them in; everyone
+    /// else goes through `record_entry`, which never undoes a decision.
     async fn store(&self, viewer: &Viewer, admission: Admission) -> ApiResult<()> {
         let now = now_ms();
         sqlx::query(
@@ -148,15 +365,43 @@ impl LobbyCx {
         {
             return Ok(decided);
         }
-        let admission = if role == Role::Invitee || meeting.waiting_room == 0 {
+        let wanted = if role == Role::Invitee || meeting.waiting_room == 0 {
             Admission::Admitted
         } else {
             Admission::Waiting
         };
-        if admission == Admission::Waiting && stored.is_none() {
+        if wanted == Admission::Waiting && stored.is_none() {
             self.knock_allowed().await?;
         }
-        self.store(&viewer, admission).await?;
+        // A host may deny or remove them between the check above and this
+        // write: the write only ever moves a missing or waiting row, and
+        // answers with what is stored.
+        let admission = record_entry(
+            &self.meetings.state().db,
+            &meeting.id,
+            &participant_id(&viewer),
+            viewer.display_name(),
+            viewer.is_guest(),
+            wanted,
+        )
+        .await?;
+        // Let in by a rule read from the meeting as it was when this
+        // request began: if its settings changed since (the revision moved),
+        // the change's own clean-up may have run before this write, so
+        // apply it once more against the settings as they are now.
+        let admission =
+            if admission == Admission::Admitted && self.revision_now().await? != meeting.revision {
+                let db = &self.meetings.state().db;
+                if revoke_outdated_admissions(db, &meeting.id).await? > 0 {
+                    let state = self.meetings.state();
+                    crate::fanout::knocks_changed(state.bus.as_ref(), &meeting.id).await;
+                }
+                self.stored(&participant_id(&viewer))
+                    .await?
+                    .ok_or(ApiError::Forbidden)?
+            } else {
+                admission
+            };
         if admission == Admission::Waiting {
             self.meetings
                 .state()
@@ -189,6 +434,17 @@ impl LobbyCx {
         self.auth()
             .limit(&what, state.actions.knocks, Limit::Knocks)
             .await
+    }
+
+    /// The meeting's revision in the database now (bumped by every change
+    /// of its settings).
+    async fn revision_now(&self) -> ApiResult<i64> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT revision FROM meetings WHERE id = $1")
+            .bind(&self.meeting.id)
+            .fetch_optional(&self.meetings.state().db)
+            .await
+            .map_err(internal)?;
+        row.map(|(r,)| r).ok_or(ApiError::NotFound)
     }
 
     async fn require_moderator(&self) -> ApiResult<Viewer> {
@@ -278,24 +534,25 @@ impl LobbyCx {
         Ok(result.rows_affected())
     }
 
-    /// ICE servers, with fresh TURN credentials, for an admitted participant.
+    /// ICE servers for someone in the call now: with fresh TURN
+    /// credentials while the meeting is in session, STUN only otherwise
+    /// (`Access::may_use_turn`). An ended meeting answers `Ended` and a
+    /// person not (or no longer) admitted `Forbidden`: credentials are a
+    /// relay on our operator's bill, so they never outlive the right to be
+    /// in the call. The page keeps the servers it has when a refresh fails.
     pub async fn ice_config(&self) -> ApiResult<crate::ice::IceConfig> {
-        let participant = participant_id(&self.admitted_viewer().await?);
-        Ok(self.meetings.state().ice.config_for(&participant, now_ms()))
+        let (viewer, access) = self.viewer_access().await?;
+        access.in_call()?;
+        Ok(self
+            .meetings
+            .state()
+            .ice
+            .config_for_access(&participant_id(&viewer), now_ms(), &access))
     }
 
     /// The viewer, who must be identified (`Unauthenticated`).
     async fn identified_viewer(&self) -> ApiResult<Viewer> {
         self.auth().viewer().await?.ok_or(ApiError::Unauthenticated)
-    }
-
-    /// The viewer, who must be let in to this meeting (`Forbidden`).
-    async fn admitted_viewer(&self) -> ApiResult<Viewer> {
-        let viewer = self.identified_viewer().await?;
-        if self.stored(&participant_id(&viewer)).await? != Some(Admission::Admitted) {
-            return Err(ApiError::Forbidden);
-        }
-        Ok(viewer)
     }
 
     /// The chat transcript of a meeting that is over, for the people who
@@ -341,6 +598,89 @@ impl LobbyCx {
         )
         .await
     }
+}
+
+/// Records that someone entered and the door's rules give them `wanted`
+/// (admitted or waiting), without ever undoing a decision: a new row is
+/// made, a waiting one takes `wanted`, and a denied, removed or admitted
+/// one stays as it is, in one statement, so a re-entry racing a host's
+/// deny or removal cannot turn it back into a knock. Returns the state now
+/// stored.
+pub async fn record_entry(
+    db: &sqlx::AnyPool,
+    meeting_id: &str,
+    participant_id: &str,
+    display_name: &str,
+    is_guest: bool,
+    wanted: Admission,
+) -> ApiResult<Admission> {
+    let (state,): (String,) = sqlx::query_as(
+        "INSERT INTO meeting_admissions (meeting_id, participant_id, display_name, is_guest, state, knocked_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (meeting_id, participant_id) DO UPDATE SET \
+         display_name = excluded.display_name, \
+         state = CASE WHEN meeting_admissions.state = 'waiting' THEN excluded.state \
+                 ELSE meeting_admissions.state END \
+         RETURNING state",
+    )
+    .bind(meeting_id)
+    .bind(participant_id)
+    .bind(display_name)
+    .bind(i64::from(is_guest))
+    .bind(wanted.as_str())
+    .bind(now_ms())
+    .fetch_one(db)
+    .await
+    .map_err(internal)?;
+    Admission::parse(&state).ok_or_else(|| {
+        tracing::error!(%state, "unknown admission state stored");
+        ApiError::Internal
+    })
+}
+
+/// Takes back the admissions that the meeting's current settings no longer
+/// give; returns how many. Reads the settings from the database in the
+/// same statements, so it is right whenever it runs: after a settings
+/// change, and again by an entry that raced one. Only admissions that a
+/// rule gave (no `decided_by`: the waiting room was off, or the person was
+/// invited) are judged again; a host's decision stands, and the host and
+/// co-hosts are never touched.
+/// - Guests, when guests are off: their waiting or admitted rows go (they
+///   may knock again if guests are allowed again; nobody refused them, so
+///   nothing is remembered against them).
+/// - With the waiting room on, everyone else admitted by a rule who would
+///   now knock (no longer invited, or let in while the door was open)
+///   waits again: being dropped from a list is not a decision to throw
+///   someone out, so the host sees their knock and can let them back in
+///   with one click, where a removal would keep them out for good.
+pub async fn revoke_outdated_admissions(db: &sqlx::AnyPool, meeting_id: &str) -> ApiResult<u64> {
+    let guests = sqlx::query(
+        "DELETE FROM meeting_admissions WHERE meeting_id = $1 AND is_guest = 1 \
+         AND state IN ('waiting', 'admitted') \
+         AND EXISTS (SELECT 1 FROM meetings m WHERE m.id = $1 AND m.allow_guests = 0)",
+    )
+    .bind(meeting_id)
+    .execute(db)
+    .await
+    .map_err(internal)?
+    .rows_affected();
+    let knocking = sqlx::query(
+        "UPDATE meeting_admissions SET state = 'waiting' \
+         WHERE meeting_id = $1 AND state = 'admitted' AND decided_by IS NULL \
+         AND EXISTS (SELECT 1 FROM meetings m WHERE m.id = $1 AND m.waiting_room = 1) \
+         AND participant_id NOT IN (SELECT host_id FROM meetings WHERE id = $1) \
+         AND participant_id NOT IN (SELECT user_id FROM meeting_cohosts WHERE meeting_id = $1) \
+         AND (is_guest = 1 OR NOT EXISTS (SELECT 1 FROM meeting_invitees i \
+              WHERE i.meeting_id = $1 AND (i.user_id = meeting_admissions.participant_id \
+              OR (i.email_key IS NOT NULL AND i.email_key = \
+                  (SELECT u.email_key FROM users u WHERE u.id = meeting_admissions.participant_id)))))",
+    )
+    .bind(meeting_id)
+    .execute(db)
+    .await
+    .map_err(internal)?
+    .rows_affected();
+    Ok(guests + knocking)
 }
 
 /// Marks `participant` removed (they cannot come straight back) and closes
@@ -404,5 +744,64 @@ pub fn participant_id(viewer: &Viewer) -> String {
     match viewer {
         Viewer::User(user) => user.id.clone(),
         Viewer::Guest(guest) => guest.id.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(phase: MeetingPhase, admission: Option<Admission>, started: bool) -> Access {
+        Access {
+            phase,
+            admission,
+            role: Role::Invitee,
+            peer_role: PeerRole::Member,
+            opens_at_ms: 1_000,
+            ends_at_ms: 2_000,
+            started,
+        }
+    }
+
+    #[test]
+    fn in_call_needs_a_live_meeting_and_an_admission() {
+        let admitted = Some(Admission::Admitted);
+        assert_eq!(
+            access(MeetingPhase::Live, admitted, false).in_call(),
+            Ok(())
+        );
+        for refused in [
+            None,
+            Some(Admission::Waiting),
+            Some(Admission::Denied),
+            Some(Admission::Removed),
+        ] {
+            assert_eq!(
+                access(MeetingPhase::Live, refused, true).in_call(),
+                Err(ApiError::Forbidden)
+            );
+        }
+        assert_eq!(
+            access(MeetingPhase::Ended, admitted, true).in_call(),
+            Err(ApiError::Ended)
+        );
+        assert_eq!(
+            access(MeetingPhase::Cancelled, admitted, true).in_call(),
+            Err(ApiError::NotFound)
+        );
+    }
+
+    #[test]
+    fn turn_only_in_session() {
+        let admitted = Some(Admission::Admitted);
+        let unstarted = access(MeetingPhase::Live, admitted, false);
+        assert!(!unstarted.may_use_turn(999), "before the window");
+        assert!(unstarted.may_use_turn(1_000));
+        assert!(unstarted.may_use_turn(1_999));
+        assert!(!unstarted.may_use_turn(2_000), "after the window");
+        let started = access(MeetingPhase::Live, admitted, true);
+        assert!(started.may_use_turn(0) && started.may_use_turn(1_000_000));
+        assert!(!access(MeetingPhase::Ended, admitted, true).may_use_turn(1_500));
+        assert!(!access(MeetingPhase::Live, Some(Admission::Waiting), true).may_use_turn(1_500));
     }
 }

@@ -70,6 +70,38 @@ pub async fn find_live_by_code(db: &AnyPool, code: &str) -> sqlx::Result<Option<
     .await
 }
 
+/// A meeting by id, cancelled or not: a running call re-reads its meeting
+/// this way, and must see a cancellation rather than a miss.
+pub async fn find_by_id(db: &AnyPool, id: &str) -> sqlx::Result<Option<MeetingRow>> {
+    sqlx::query_as::<_, MeetingRow>(&format!("{MEETING_SELECT} WHERE m.id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// The role of the account `user_id` (whose normalised email is
+/// `email_key`) in `row`, given the meeting's co-hosts (id, username).
+/// The one place roles are decided: page views, admission and the running
+/// call's re-checks all come here.
+pub async fn user_role(
+    db: &AnyPool,
+    row: &MeetingRow,
+    user_id: &str,
+    email_key: Option<&str>,
+    cohosts: &[(String, String)],
+) -> sqlx::Result<Role> {
+    if row.host_id == user_id {
+        return Ok(Role::Host);
+    }
+    if cohosts.iter().any(|(id, _)| id == user_id) {
+        return Ok(Role::CoHost);
+    }
+    if is_invited(db, &row.id, user_id, email_key).await? {
+        return Ok(Role::Invitee);
+    }
+    Ok(Role::Visitor)
+}
+
 async fn invitee_labels(db: &AnyPool, meeting_id: &str) -> sqlx::Result<Vec<String>> {
     let rows: Vec<(String,)> =
         sqlx::query_as("SELECT label FROM meeting_invitees WHERE meeting_id = $1 ORDER BY label")
@@ -79,7 +111,10 @@ async fn invitee_labels(db: &AnyPool, meeting_id: &str) -> sqlx::Result<Vec<Stri
     Ok(rows.into_iter().map(|(l,)| l).collect())
 }
 
-async fn cohost_usernames(db: &AnyPool, meeting_id: &str) -> sqlx::Result<Vec<(String, String)>> {
+pub async fn cohost_usernames(
+    db: &AnyPool,
+    meeting_id: &str,
+) -> sqlx::Result<Vec<(String, String)>> {
     sqlx::query_as(
         "SELECT u.id, u.username FROM meeting_cohosts c JOIN users u ON u.id = c.user_id \
          WHERE c.meeting_id = $1 ORDER BY u.username",
@@ -422,21 +457,16 @@ impl MeetingCx {
         let Some(Viewer::User(user)) = viewer else {
             return Ok(Role::Visitor);
         };
-        if row.host_id == user.id {
-            return Ok(Role::Host);
-        }
-        let db = &self.state().db;
-        if cohosts.iter().any(|(id, _)| *id == user.id) {
-            return Ok(Role::CoHost);
-        }
         let email_key = user.email.as_deref().map(validate::email_key);
-        if is_invited(db, &row.id, &user.id, email_key.as_deref())
-            .await
-            .map_err(internal)?
-        {
-            return Ok(Role::Invitee);
-        }
-        Ok(Role::Visitor)
+        user_role(
+            &self.state().db,
+            row,
+            &user.id,
+            email_key.as_deref(),
+            cohosts,
+        )
+        .await
+        .map_err(internal)
     }
 
     /// The meeting as `viewer` sees it.
@@ -616,6 +646,17 @@ impl MeetingCx {
             .await
             .map_err(internal)?;
         tx.commit().await.map_err(internal)?;
+        // After the commit, so that an entry written while this ran is
+        // either seen here or sees the new revision itself (`enter`).
+        let db = &self.state().db;
+        let revoked = crate::lobby::ssr::revoke_outdated_admissions(db, &row.id).await?;
+        // Connections in the call re-read their rights (a revoked
+        // admission closes; the room size may have changed too).
+        let bus = self.state().bus.as_ref();
+        crate::fanout::access_changed(bus, &row.id, None).await;
+        if revoked > 0 {
+            crate::fanout::knocks_changed(bus, &row.id).await;
+        }
         Ok(row.code)
     }
 
@@ -629,6 +670,17 @@ impl MeetingCx {
             .await
             .map_err(internal)?;
         tracing::info!(meeting = %row.id, "meeting cancelled");
+        // A cancelled meeting is over for everyone in its call too: they
+        // are told and closed as when a host ends it.
+        if let Err(err) = self
+            .state()
+            .bus
+            .publish(&row.id, crate::fanout::RoomEvent::Ended)
+            .await
+        {
+            // Stored all the same: every reconnect and re-check is refused.
+            tracing::warn!(error = %err, "could not tell the call about a cancellation");
+        }
         Ok(())
     }
 
@@ -657,13 +709,22 @@ impl MeetingCx {
                 problem: FieldProblem::UnknownInvitees(unknown),
             }]));
         }
+        ids.sort();
+        ids.dedup();
         let mut tx = db.begin().await.map_err(internal)?;
+        let before: Vec<(String,)> =
+            sqlx::query_as("SELECT user_id FROM meeting_cohosts WHERE meeting_id = $1")
+                .bind(&row.id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(internal)?;
+        let before: Vec<String> = before.into_iter().map(|(id,)| id).collect();
         sqlx::query("DELETE FROM meeting_cohosts WHERE meeting_id = $1")
             .bind(&row.id)
             .execute(&mut *tx)
             .await
             .map_err(internal)?;
-        for id in ids {
+        for id in &ids {
             sqlx::query("INSERT INTO meeting_cohosts (meeting_id, user_id) VALUES ($1, $2)")
                 .bind(&row.id)
                 .bind(id)
@@ -671,7 +732,58 @@ impl MeetingCx {
                 .await
                 .map_err(internal)?;
         }
+        let now = now_ms();
+        let mut admitted_waiting = false;
+        for id in before.iter().filter(|id| !ids.contains(id)) {
+            // A former co-host who is in stays in, as a participant the
+            // host chose to keep: their admission becomes the host's
+            // decision, so a later settings change does not send them back
+            // to the waiting room as if a rule had let them in. The host
+            // removes them explicitly if that is what they want.
+            sqlx::query(
+                "UPDATE meeting_admissions SET decided_at = $1, decided_by = $2 \
+                 WHERE meeting_id = $3 AND participant_id = $4 AND state = 'admitted' \
+                 AND decided_by IS NULL",
+            )
+            .bind(now)
+            .bind(&user.id)
+            .bind(&row.id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?;
+        }
+        for id in ids.iter().filter(|id| !before.contains(id)) {
+            // A new co-host already knocking goes in, as co-hosts do on
+            // entering. A denial or removal is left as it was: they enter
+            // again as co-host if they come back.
+            let result = sqlx::query(
+                "UPDATE meeting_admissions SET state = 'admitted', decided_at = $1, decided_by = $2 \
+                 WHERE meeting_id = $3 AND participant_id = $4 AND state = 'waiting'",
+            )
+            .bind(now)
+            .bind(&user.id)
+            .bind(&row.id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?;
+            admitted_waiting |= result.rows_affected() > 0;
+        }
         tx.commit().await.map_err(internal)?;
+        // Everyone whose role changed re-reads it: a demoted co-host loses
+        // the host controls in the call, a new one gains them.
+        let bus = self.state().bus.as_ref();
+        let changed = before
+            .iter()
+            .filter(|id| !ids.contains(id))
+            .chain(ids.iter().filter(|id| !before.contains(id)));
+        for id in changed {
+            crate::fanout::access_changed(bus, &row.id, Some(id)).await;
+        }
+        if admitted_waiting {
+            crate::fanout::knocks_changed(bus, &row.id).await;
+        }
         Ok(())
     }
 }
