@@ -45,6 +45,8 @@ pub struct AppState {
     pub hashing_permits: Arc<tokio::sync::Semaphore>,
     /// Room fan-out (in-process, or Redis across instances).
     pub bus: Arc<dyn crate::fanout::RoomBus>,
+    /// Outgoing mail (SMTP, or nothing when none is configured).
+    pub mailer: Arc<dyn crate::mail::Mailer>,
 }
 
 /// 30 unknown meeting codes from one address in 10 minutes lock that

@@ -9,6 +9,7 @@ pub mod db;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod mail;
 pub mod rooms;
 pub mod security;
 pub mod session_store;
@@ -89,6 +90,9 @@ impl Application {
         };
         rooms.spawn_reaper();
 
+        let mailer =
+            mail::from_settings(config.smtp_url.as_ref(), config.smtp_from.as_deref())?;
+
         let leptos_options = LeptosOptions::builder()
             .output_name("moim")
             .site_root(config.site_root.display().to_string())
@@ -118,6 +122,7 @@ impl Application {
                 std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             )),
             bus: rooms.bus.clone(),
+            mailer,
         };
         let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
         let origin = OriginPolicy {
