@@ -54,7 +54,10 @@ impl Mailer for NoMailer {
     }
 
     async fn send(&self, message: Outgoing) -> Result<(), String> {
-        tracing::debug!(kind = message.kind, "no mail server configured; mail dropped");
+        tracing::debug!(
+            kind = message.kind,
+            "no mail server configured; mail dropped"
+        );
         Ok(())
     }
 }
@@ -110,8 +113,7 @@ pub fn address_in_use(to: &str, public_url: &str) -> Outgoing {
     let url = public_url.trim_end_matches('/');
     Outgoing {
         to: to.to_string(),
-        subject: "Someone tried to sign up with your address · 가입 시도 알림 (moim)"
-            .to_string(),
+        subject: "Someone tried to sign up with your address · 가입 시도 알림 (moim)".to_string(),
         text: format!(
             "Someone tried to create a moim account at {url} with this email address.\n\
              It already belongs to your account, so nothing changed and you need do nothing.\n\

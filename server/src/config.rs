@@ -171,9 +171,7 @@ fn parse_smtp_url(raw: &str) -> Result<Url, String> {
         .find(|(k, _)| k == "tls")
         .map(|(_, v)| v.into_owned());
     match (url.scheme(), tls.as_deref()) {
-        (_, _) if url.host_str().is_none_or(str::is_empty) => {
-            Err("must name a host".to_string())
-        }
+        (_, _) if url.host_str().is_none_or(str::is_empty) => Err("must name a host".to_string()),
         ("smtps", None) | ("smtp", None | Some("required" | "opportunistic")) => Ok(url),
         _ => Err(
             "must be smtps://host[:port] or smtp://host[:port][?tls=required|opportunistic]"
@@ -246,8 +244,8 @@ mod tests {
     fn smtp_settings_are_checked_and_go_together() {
         let config = Config::defaults();
         assert!(config.smtp_url.is_none(), "no mail by default");
-        let err = Config::try_parse_from(["moim", "--smtp-url", "smtp://h.example:25"])
-            .unwrap_err();
+        let err =
+            Config::try_parse_from(["moim", "--smtp-url", "smtp://h.example:25"]).unwrap_err();
         assert!(err.to_string().contains("--smtp-from"), "{err}");
         let err = Config::try_parse_from([
             "moim",

@@ -90,8 +90,7 @@ impl Application {
         };
         rooms.spawn_reaper();
 
-        let mailer =
-            mail::from_settings(config.smtp_url.as_ref(), config.smtp_from.as_deref())?;
+        let mailer = mail::from_settings(config.smtp_url.as_ref(), config.smtp_from.as_deref())?;
 
         let leptos_options = LeptosOptions::builder()
             .output_name("moim")

@@ -30,13 +30,14 @@ pub fn from_settings(
         tracing::info!("no mail server configured (MOIM_SMTP_URL): addresses cannot be confirmed");
         return Ok(app::mail::no_mailer());
     };
-    let from: Mailbox = smtp_from
-        .unwrap_or_default()
-        .parse()
-        .map_err(|e: lettre::address::AddressError| StartupError::Mail {
-            setting: "MOIM_SMTP_FROM",
-            reason: e.to_string(),
-        })?;
+    let from: Mailbox =
+        smtp_from
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e: lettre::address::AddressError| StartupError::Mail {
+                setting: "MOIM_SMTP_FROM",
+                reason: e.to_string(),
+            })?;
     let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.as_str())
         .map_err(|e| StartupError::Mail {
             setting: "MOIM_SMTP_URL",
@@ -56,9 +57,7 @@ impl SmtpMailer {
             .to(to)
             .subject(mail.subject);
         let built = match mail.attachment {
-            None => builder
-                .header(ContentType::TEXT_PLAIN)
-                .body(mail.text),
+            None => builder.header(ContentType::TEXT_PLAIN).body(mail.text),
             Some(file) => {
                 let content_type =
                     ContentType::parse(&file.content_type).map_err(|e| e.to_string())?;

@@ -104,7 +104,11 @@ async fn meeting(app: &TestApp, client: &Client, code: &str) -> Value {
 
 async fn enter(app: &TestApp, client: &Client, code: &str) -> Value {
     let response = app
-        .call(client, "enter_meeting", &[("code", code), ("display_name", "")])
+        .call(
+            client,
+            "enter_meeting",
+            &[("code", code), ("display_name", "")],
+        )
         .await;
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
@@ -166,7 +170,11 @@ async fn an_unproven_address_grants_nothing_and_blocks_nobody(backend: Backend) 
     assert_eq!(upcoming(&app, &owner).await, Vec::<Value>::new());
     let mails = links(&smtp.wait_for("owner@example.org", 3).await);
     let owner_mail = &mails[1];
-    assert!(owner_mail.subject.contains("Confirm"), "{}", owner_mail.subject);
+    assert!(
+        owner_mail.subject.contains("Confirm"),
+        "{}",
+        owner_mail.subject
+    );
     assert_eq!(owner_mail.from, "moim <noreply@moim.test>");
 
     // Opening the link (the page, as a mail reader would) verifies it.
@@ -213,8 +221,7 @@ async fn a_verified_address_gets_a_note_not_a_different_answer(backend: Backend)
     assert_eq!(email_status(&app, &owner).await["verified"], true);
 
     // A stranger tries the owner's address; someone else a fresh one.
-    let (stranger, taken_status, taken_body) =
-        sign_up(&app, "stranger", "OWNER@example.org").await;
+    let (stranger, taken_status, taken_body) = sign_up(&app, "stranger", "OWNER@example.org").await;
     let (_, fresh_status, fresh_body) = sign_up(&app, "newcomer", "fresh@example.org").await;
     assert_eq!(taken_status, 200);
     assert_eq!(
@@ -225,7 +232,9 @@ async fn a_verified_address_gets_a_note_not_a_different_answer(backend: Backend)
 
     // The newcomer gets a link; the owner a note, with no link in it.
     let fresh = smtp.wait_for("fresh@example.org", 1).await;
-    assert!(fresh[0].link(&format!("{}/verify-email", app.base)).is_some());
+    assert!(fresh[0]
+        .link(&format!("{}/verify-email", app.base))
+        .is_some());
     let owner_mails = smtp.wait_for("owner@example.org", 2).await;
     let note = &owner_mails[1];
     assert!(
@@ -295,7 +304,11 @@ async fn invitation_mail_carries_the_link_and_a_calendar_file(backend: Backend) 
         .await;
     assert_eq!(response.status(), 200);
     smtp.wait_for("late@example.org", 1).await;
-    assert_eq!(smtp.to("guest@example.org").len(), 1, "no second invitation");
+    assert_eq!(
+        smtp.to("guest@example.org").len(),
+        1,
+        "no second invitation"
+    );
     // Usernames get no mail (their address may be unproven).
     assert_eq!(smtp.messages().len(), 2);
 }
@@ -308,7 +321,11 @@ async fn invitee_addresses_are_shown_to_hosts_only(backend: Backend) {
     let (outsider, ..) = sign_up(&app, "outsider", "").await;
     let code = schedule(&app, &host, "member, secret@example.org").await;
     let named = app
-        .call(&host, "set_cohosts", &[("code", &code), ("cohosts", "cohost")])
+        .call(
+            &host,
+            "set_cohosts",
+            &[("code", &code), ("cohosts", "cohost")],
+        )
         .await;
     assert_eq!(named.status(), 200);
 

@@ -1,7 +1,7 @@
 //! Server-only half of accounts: the user table, password hashing, and the
 //! session records that say who someone is.
 
-use super::{AccountEmail, GuestSummary, UserSummary, Viewer, VerifyOutcome};
+use super::{AccountEmail, GuestSummary, UserSummary, VerifyOutcome, Viewer};
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblem};
 use crate::state::AppState;
 use crate::validate;

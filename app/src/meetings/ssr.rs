@@ -482,10 +482,7 @@ impl MeetingCx {
         if cohosts.iter().any(|(id, _)| *id == user.id) {
             return Ok(Role::CoHost);
         }
-        if is_invited(db, &row.id, &user.id)
-            .await
-            .map_err(internal)?
-        {
+        if is_invited(db, &row.id, &user.id).await.map_err(internal)? {
             return Ok(Role::Invitee);
         }
         Ok(Role::Visitor)
