@@ -109,8 +109,9 @@ mod tests {
         assert!(!err.contains("hunter2"), "{err}");
     }
 
-    #[test]
-    fn attachments_travel_as_a_second_part() {
+    // The transport's connection pool needs a runtime, even unused.
+    #[tokio::test]
+    async fn attachments_travel_as_a_second_part() {
         let url = Url::parse("smtp://127.0.0.1:2525").unwrap();
         let mailer = SmtpMailer {
             transport: AsyncSmtpTransport::<Tokio1Executor>::from_url(url.as_str())
