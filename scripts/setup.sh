@@ -87,7 +87,9 @@ install_wasm_opt() {
 install_test_tools() {
   # coturn: the real TURN server of the relay test; redis-server: the
   # scale-out tests start a throwaway one when none answers.
-  apt_install chromium postgresql coturn redis-server
+  # python3-aiosmtpd: the mail tests start a real SMTP server (aiosmtpd)
+  # that writes what it receives to a directory.
+  apt_install chromium postgresql coturn redis-server python3-aiosmtpd
   if [ ! -d end2end/node_modules/@playwright/test ]; then
     command -v npm >/dev/null || apt_install nodejs npm
     log "installing end-to-end test packages (npm, browser download off)"

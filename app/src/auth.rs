@@ -17,6 +17,26 @@ pub struct UserSummary {
     pub username: String,
     pub display_name: String,
     pub email: Option<String>,
+    /// Whether the owner proved `email` by opening a link mailed to it. An
+    /// unproven address grants nothing (invitations by address do not count).
+    pub email_verified: bool,
+}
+
+/// The profile page's view of the account's address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountEmail {
+    pub email: Option<String>,
+    pub verified: bool,
+    /// Whether this server sends mail at all.
+    pub mail_configured: bool,
+}
+
+/// What opening a verification link did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VerifyOutcome {
+    Verified,
+    /// Unknown, expired or already used: one answer for all.
+    Invalid,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +115,45 @@ pub async fn continue_as_guest(display_name: String, next: Option<String>) -> Re
     let cx = ssr::RequestCx::new().await?;
     let result = cx.continue_as_guest(&display_name).await;
     cx.finish(result, next.as_deref())
+}
+
+/// The signed-in account's address and whether it is confirmed.
+#[server(endpoint = "email_status")]
+pub async fn email_status() -> Result<AccountEmail, ApiError> {
+    let cx = ssr::RequestCx::new().await?;
+    let result = cx.email_status().await;
+    if let Err(err) = &result {
+        ssr::set_error_status(err);
+    }
+    result
+}
+
+/// Mails a fresh confirmation link (at most one a minute).
+#[server(endpoint = "resend_verification")]
+pub async fn resend_verification() -> Result<(), ApiError> {
+    let cx = ssr::RequestCx::new().await?;
+    let result = cx.resend_verification().await;
+    cx.finish(result, None)
+}
+
+/// Opens a confirmation link's token. Needs no session: holding the link
+/// proves the mailbox.
+#[server(endpoint = "verify_email")]
+pub async fn verify_email(token: String) -> Result<VerifyOutcome, ApiError> {
+    let cx = ssr::RequestCx::new().await?;
+    let result = cx.verify_email(&token).await;
+    if let Err(err) = &result {
+        ssr::set_error_status(err);
+    }
+    result
+}
+
+/// Whether this server sends mail (the meeting form says so near the
+/// invitees).
+#[server(endpoint = "mail_configured")]
+pub async fn mail_configured() -> Result<bool, ApiError> {
+    let state = crate::state::AppState::from_context()?;
+    Ok(state.mailer.is_configured())
 }
 
 #[server(endpoint = "update_profile")]

@@ -14,6 +14,8 @@ pub mod fanout;
 pub mod ice;
 pub mod linkify;
 pub mod lobby;
+#[cfg(feature = "ssr")]
+pub mod mail;
 pub mod media;
 pub mod meetings;
 pub mod pages;
@@ -29,7 +31,7 @@ use crate::components::Header;
 use crate::i18n::*;
 use crate::pages::{
     EditMeetingPage, GuestPage, HomePage, LobbyPage, MeetingPage, MeetingsPage, NewMeetingPage,
-    NotFound, ProfilePage, RoomPage, SignInPage, SignUpPage,
+    NotFound, ProfilePage, RoomPage, SignInPage, SignUpPage, VerifyEmailPage,
 };
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title};
@@ -151,6 +153,7 @@ fn AppBody() -> impl IntoView {
                     <Route path=path!("/signup") view=SignUpPage />
                     <Route path=path!("/guest") view=GuestPage />
                     <Route path=path!("/profile") view=ProfilePage ssr=SsrMode::Async />
+                    <Route path=path!("/verify-email") view=VerifyEmailPage ssr=SsrMode::Async />
                     <Route path=path!("/meetings") view=MeetingsPage ssr=SsrMode::Async />
                     <Route path=path!("/meetings/new") view=NewMeetingPage ssr=SsrMode::Async />
                     <Route path=path!("/m/:code") view=MeetingPage ssr=SsrMode::Async />

@@ -6,7 +6,7 @@ mod meetings;
 mod not_found;
 mod room;
 
-pub use account::{GuestPage, ProfilePage, SignInPage, SignUpPage};
+pub use account::{GuestPage, ProfilePage, SignInPage, SignUpPage, VerifyEmailPage};
 pub use home::HomePage;
 pub use lobby::{KnockPanel, LobbyPage};
 pub use meetings::{EditMeetingPage, MeetingPage, MeetingsPage, NewMeetingPage};

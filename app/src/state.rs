@@ -56,6 +56,8 @@ pub struct AppState {
     /// Tells hosts the waiting list changed, at most every half second per
     /// meeting.
     pub knock_notices: Arc<crate::fanout::KnockNotices>,
+    /// Outgoing mail (SMTP, or nothing when none is configured).
+    pub mailer: Arc<dyn crate::mail::Mailer>,
 }
 
 /// 30 unknown meeting codes from one address at once, then one every 20 s

@@ -115,6 +115,17 @@ pub struct Config {
     #[arg(long, env = "MOIM_CHAT_MESSAGES_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub chat_messages_per_minute: u32,
 
+    /// Mail server for address confirmation and invitations:
+    /// `smtps://user:pass@host:465` (TLS), `smtp://user:pass@host:587?tls=required`
+    /// (STARTTLS), `smtp://host:25` (no encryption: local relays only).
+    /// Unset: no mail is sent (addresses cannot be confirmed).
+    #[arg(long, env = "MOIM_SMTP_URL", hide_env_values = true, value_parser = parse_smtp_url, requires = "smtp_from")]
+    pub smtp_url: Option<Url>,
+
+    /// The sender of moim's mail, e.g. `moim <noreply@example.org>`.
+    #[arg(long, env = "MOIM_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `moim=debug,info`.
     #[arg(long, env = "MOIM_LOG", default_value = "info")]
     pub log: String,
@@ -181,6 +192,22 @@ fn parse_redis_url(raw: &str) -> Result<Url, String> {
     match url.scheme() {
         "redis" | "rediss" => Ok(url),
         _ => Err("must start with redis:// or rediss://".to_string()),
+    }
+}
+
+fn parse_smtp_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
+    let tls = url
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    match (url.scheme(), tls.as_deref()) {
+        (_, _) if url.host_str().is_none_or(str::is_empty) => Err("must name a host".to_string()),
+        ("smtps", None) | ("smtp", None | Some("required" | "opportunistic")) => Ok(url),
+        _ => Err(
+            "must be smtps://host[:port] or smtp://host[:port][?tls=required|opportunistic]"
+                .to_string(),
+        ),
     }
 }
 
@@ -252,6 +279,33 @@ mod tests {
         let err =
             Config::try_parse_from(["moim", "--turn-urls", "turn:t.example:3478"]).unwrap_err();
         assert!(err.to_string().contains("--turn-secret"), "{err}");
+    }
+
+    #[test]
+    fn smtp_settings_are_checked_and_go_together() {
+        let config = Config::defaults();
+        assert!(config.smtp_url.is_none(), "no mail by default");
+        let err =
+            Config::try_parse_from(["moim", "--smtp-url", "smtp://h.example:25"]).unwrap_err();
+        assert!(err.to_string().contains("--smtp-from"), "{err}");
+        let err = Config::try_parse_from([
+            "moim",
+            "--smtp-url",
+            "http://user:hunter2@h.example",
+            "--smtp-from",
+            "a@b.example",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("--smtp-url"), "{err}");
+        let config = Config::try_parse_from([
+            "moim",
+            "--smtp-url",
+            "smtp://u:p@h.example:587?tls=required",
+            "--smtp-from",
+            "moim <noreply@h.example>",
+        ])
+        .unwrap();
+        assert_eq!(config.smtp_url.unwrap().port(), Some(587));
     }
 
     #[test]

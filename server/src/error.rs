@@ -17,6 +17,11 @@ pub enum StartupError {
     Listen { addr: String, reason: String },
     #[error("cannot use REDIS_URL {url}: {reason}")]
     Redis { url: String, reason: String },
+    #[error("cannot use {setting}: {reason}")]
+    Mail {
+        setting: &'static str,
+        reason: String,
+    },
     #[error("invalid log filter {filter:?} (MOIM_LOG): {reason}")]
     LogFilter { filter: String, reason: String },
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod limits;
+pub mod mail;
 pub mod rooms;
 pub mod security;
 pub mod session_store;
@@ -102,6 +103,8 @@ impl Application {
         };
         rooms.spawn_reaper();
 
+        let mailer = mail::from_settings(config.smtp_url.as_ref(), config.smtp_from.as_deref())?;
+
         let leptos_options = LeptosOptions::builder()
             .output_name("moim")
             .site_root(config.site_root.display().to_string())
@@ -140,6 +143,7 @@ impl Application {
             sign_up_permits: Arc::new(tokio::sync::Semaphore::new((hashing / 2).max(1))),
             knock_notices: Arc::new(app::fanout::KnockNotices::new(rooms.bus.clone())),
             bus: rooms.bus.clone(),
+            mailer,
         };
         let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
         let origin = OriginPolicy {

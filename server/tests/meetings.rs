@@ -114,8 +114,11 @@ async fn scheduling_and_lists(backend: Backend) {
         lists(&app, &outsider).await["upcoming"],
         serde_json::json!([])
     );
-    // Someone invited by address sees it once they have an account with it.
+    // Someone invited by address sees it once they have an account with it,
+    // and have proved the address.
     let later = user(&app, "latecomer", "Later@Example.org").await;
+    assert_eq!(lists(&app, &later).await["upcoming"], serde_json::json!([]));
+    common::people::mark_verified(&app, "latecomer").await;
     assert_eq!(lists(&app, &later).await["upcoming"][0]["role"], "Invitee");
 
     // Anyone with the link sees the meeting, as a visitor.

@@ -1,7 +1,7 @@
 //! Server-only half of accounts: the user table, password hashing, and the
 //! session records that say who someone is.
 
-use super::{GuestSummary, UserSummary, Viewer};
+use super::{AccountEmail, GuestSummary, UserSummary, VerifyOutcome, Viewer};
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblem, Limit};
 use crate::state::AppState;
 use crate::throttle::Rule;
@@ -86,6 +86,7 @@ pub struct UserRow {
     pub email: Option<String>,
     pub password_hash: String,
     pub auth_version: i64,
+    pub email_verified_at_ms: Option<i64>,
 }
 
 impl UserRow {
@@ -95,11 +96,18 @@ impl UserRow {
             username: self.username.clone(),
             display_name: self.display_name.clone(),
             email: self.email.clone(),
+            email_verified: self.verified_email().is_some(),
         }
+    }
+
+    /// The address, when its owner has proved it.
+    pub fn verified_email(&self) -> Option<&str> {
+        self.email_verified_at_ms.and(self.email.as_deref())
     }
 }
 
-const USER_COLUMNS: &str = "id, username, display_name, email, password_hash, auth_version";
+const USER_COLUMNS: &str =
+    "id, username, display_name, email, password_hash, auth_version, email_verified_at_ms";
 
 pub async fn find_user_by_id(db: &sqlx::AnyPool, id: &str) -> sqlx::Result<Option<UserRow>> {
     sqlx::query_as::<_, UserRow>(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
@@ -120,12 +128,157 @@ pub async fn find_user_by_username(
     .await
 }
 
-async fn email_in_use(db: &sqlx::AnyPool, email: &str) -> sqlx::Result<bool> {
-    let row: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE email_key = $1")
-        .bind(validate::email_key(email))
-        .fetch_optional(db)
-        .await?;
-    Ok(row.is_some())
+// ---------------------------------------------------------------- email verification
+//
+// An address typed at sign-up is a claim. It is proved by opening a link
+// mailed to it (a random token; only its SHA-256 is stored, valid 24 hours,
+// once). Until then it grants nothing and blocks nobody: addresses are
+// unique only among verified ones, and when one account proves an address,
+// other accounts' unproven claims on it are dropped, so whoever typed
+// someone else's address first cannot lock the owner out.
+
+/// How long a confirmation link works.
+const VERIFICATION_LIFETIME_MS: i64 = 24 * 3600 * 1000;
+/// A new link is mailed at most this often per account.
+const RESEND_INTERVAL_MS: i64 = 60 * 1000;
+
+fn new_token() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn token_hash(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub fn verification_link(public_url: &str, token: &str) -> String {
+    format!(
+        "{}/verify-email?token={token}",
+        public_url.trim_end_matches('/')
+    )
+}
+
+/// Replaces the account's pending link with a new one and mails it. When
+/// another account has already proved the address, its owner gets a note
+/// instead (and the link is never sent): the caller's answer is the same
+/// either way, so nobody learns whose address it is.
+async fn issue_verification(state: &AppState, user_id: &str, email: &str) -> ApiResult<()> {
+    let key = validate::email_key(email);
+    let token = new_token();
+    let now = now_ms();
+    let mut tx = state.db.begin().await.map_err(internal)?;
+    sqlx::query("DELETE FROM email_verifications WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(internal)?;
+    sqlx::query(
+        "INSERT INTO email_verifications (token_hash, user_id, email_key, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(token_hash(&token))
+    .bind(user_id)
+    .bind(&key)
+    .bind(now)
+    .bind(now + VERIFICATION_LIFETIME_MS)
+    .execute(&mut *tx)
+    .await
+    .map_err(internal)?;
+    let owner: Option<(String,)> = sqlx::query_as(
+        "SELECT id FROM users WHERE email_key = $1 AND email_verified_at_ms IS NOT NULL \
+         AND id <> $2",
+    )
+    .bind(&key)
+    .bind(user_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    let mail = if owner.is_some() {
+        crate::mail::address_in_use(email, &state.public_url)
+    } else {
+        crate::mail::verification(email, &verification_link(&state.public_url, &token))
+    };
+    crate::mail::send_later(state, mail);
+    Ok(())
+}
+
+/// Marks the address behind `token` verified for its account, dropping
+/// other accounts' unproven claims on it. Unknown, expired and used tokens
+/// all answer `Invalid`.
+async fn redeem_verification(db: &sqlx::AnyPool, token: &str) -> ApiResult<VerifyOutcome> {
+    // Tokens are 43 characters; anything far off is not one of ours.
+    if token.is_empty() || token.len() > 128 {
+        return Ok(VerifyOutcome::Invalid);
+    }
+    let now = now_ms();
+    let mut tx = db.begin().await.map_err(internal)?;
+    let pending: Option<(String, String, i64)> = sqlx::query_as(
+        "SELECT user_id, email_key, expires_at FROM email_verifications WHERE token_hash = $1",
+    )
+    .bind(token_hash(token))
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(internal)?;
+    let Some((user_id, key, expires_at)) = pending else {
+        return Ok(VerifyOutcome::Invalid);
+    };
+    // Used once, whatever happens next.
+    sqlx::query("DELETE FROM email_verifications WHERE token_hash = $1")
+        .bind(token_hash(token))
+        .execute(&mut *tx)
+        .await
+        .map_err(internal)?;
+    if expires_at < now {
+        tx.commit().await.map_err(internal)?;
+        return Ok(VerifyOutcome::Invalid);
+    }
+    let updated = sqlx::query(
+        "UPDATE users SET email_verified_at_ms = $1, updated_at = $1 \
+         WHERE id = $2 AND email_key = $3 AND email_verified_at_ms IS NULL",
+    )
+    .bind(now)
+    .bind(&user_id)
+    .bind(&key)
+    .execute(&mut *tx)
+    .await;
+    match updated {
+        Ok(done) if done.rows_affected() == 1 => {}
+        // The address changed since, or another account proved it first.
+        Ok(_) => {
+            tx.commit().await.map_err(internal)?;
+            return Ok(VerifyOutcome::Invalid);
+        }
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Ok(VerifyOutcome::Invalid);
+        }
+        Err(e) => return Err(internal(e)),
+    }
+    sqlx::query(
+        "UPDATE users SET email = NULL, email_key = NULL, updated_at = $1 \
+         WHERE email_key = $2 AND id <> $3 AND email_verified_at_ms IS NULL",
+    )
+    .bind(now)
+    .bind(&key)
+    .bind(&user_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(internal)?;
+    sqlx::query("DELETE FROM email_verifications WHERE email_key = $1")
+        .bind(&key)
+        .execute(&mut *tx)
+        .await
+        .map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    tracing::info!(user_id = %user_id, "email address verified");
+    Ok(VerifyOutcome::Verified)
 }
 
 // ---------------------------------------------------------------- passwords
@@ -392,11 +545,10 @@ impl RequestCx {
                 errors.push(FieldError::new("username", FieldProblem::UsernameTaken));
             }
         }
-        if let Some(Some(email)) = &email {
-            if email_in_use(db, email).await.map_err(internal)? {
-                errors.push(FieldError::new("email", FieldProblem::EmailTaken));
-            }
-        }
+        // No check that the address is free: it is stored unproven and
+        // blocks nobody, and saying "taken" would tell a stranger whose
+        // address it is. Usernames are public handles, so "taken" there
+        // reveals nothing that is not already visible.
         let (Some(username), Some(display_name), Some(email), true) =
             (username, display_name, email, errors.is_empty())
         else {
@@ -412,6 +564,7 @@ impl RequestCx {
             email,
             password_hash,
             auth_version: 1,
+            email_verified_at_ms: None,
         };
         let inserted = sqlx::query(
             "INSERT INTO users (id, username, username_key, display_name, email, email_key, \
@@ -432,24 +585,65 @@ impl RequestCx {
         .await;
         match inserted {
             Ok(_) => {}
-            // Two sign-ups raced past the checks above: the unique index decides.
+            // Two sign-ups raced past the check above: the unique index
+            // decides (only usernames are unique here; addresses are stored
+            // unverified, and only verified ones are unique).
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                let field = if e.message().contains("email") {
-                    "email"
-                } else {
-                    "username"
-                };
-                let problem = if field == "email" {
-                    FieldProblem::EmailTaken
-                } else {
-                    FieldProblem::UsernameTaken
-                };
-                return Err(ApiError::Invalid(vec![FieldError::new(field, problem)]));
+                return Err(ApiError::Invalid(vec![FieldError::new(
+                    "username",
+                    FieldProblem::UsernameTaken,
+                )]));
             }
             Err(e) => return Err(internal(e)),
         }
         tracing::info!(user_id = %user.id, "account created");
+        if let Some(email) = &user.email {
+            issue_verification(&self.state, &user.id, email).await?;
+        }
         self.establish_user_session(&user).await
+    }
+
+    pub async fn email_status(&self) -> ApiResult<AccountEmail> {
+        let user = self.signed_in_user().await?;
+        Ok(AccountEmail {
+            verified: user.verified_email().is_some(),
+            email: user.email,
+            mail_configured: self.state.mailer.is_configured(),
+        })
+    }
+
+    /// A new confirmation link for the account's unproven address, at most
+    /// once a minute (the last link's age, in the database, so every
+    /// instance agrees).
+    pub async fn resend_verification(&self) -> ApiResult<()> {
+        let user = self.signed_in_user().await?;
+        let Some(email) = user.email.as_deref() else {
+            return Err(ApiError::Invalid(vec![FieldError::new(
+                "email",
+                FieldProblem::Required,
+            )]));
+        };
+        if user.email_verified_at_ms.is_some() {
+            return Ok(());
+        }
+        let (last,): (Option<i64>,) =
+            sqlx::query_as("SELECT MAX(created_at) FROM email_verifications WHERE user_id = $1")
+                .bind(&user.id)
+                .fetch_one(&self.state.db)
+                .await
+                .map_err(internal)?;
+        let since = now_ms() - last.unwrap_or(0);
+        if since < RESEND_INTERVAL_MS {
+            let wait_ms = RESEND_INTERVAL_MS - since;
+            return Err(ApiError::TooManyAttempts {
+                retry_after_secs: (wait_ms as u64).div_ceil(1000).max(1),
+            });
+        }
+        issue_verification(&self.state, &user.id, email).await
+    }
+
+    pub async fn verify_email(&self, token: &str) -> ApiResult<VerifyOutcome> {
+        redeem_verification(&self.state.db, token.trim()).await
     }
 
     pub async fn sign_in(&self, username: &str, password: &str) -> ApiResult<()> {

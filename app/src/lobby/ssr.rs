@@ -191,27 +191,20 @@ pub async fn current_access(
     let role = if is_guest {
         Role::Visitor
     } else {
-        let email_key: Option<(Option<String>,)> =
-            sqlx::query_as("SELECT email_key FROM users WHERE id = $1")
-                .bind(participant_id)
-                .fetch_optional(db)
-                .await
-                .map_err(internal)?;
-        let Some((email_key,)) = email_key else {
+        let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE id = $1")
+            .bind(participant_id)
+            .fetch_optional(db)
+            .await
+            .map_err(internal)?;
+        if exists.is_none() {
             // The account is gone: nobody to let in.
             return Ok(Access::gone(is_guest));
-        };
+        }
         let cohosts = crate::meetings::ssr::cohost_usernames(db, meeting_id)
             .await
             .map_err(internal)?;
-        crate::meetings::ssr::user_role(
-            db,
-            &meeting,
-            participant_id,
-            email_key.as_deref(),
-            &cohosts,
-        )
-        .await
+        crate::meetings::ssr::user_role(db, &meeting, participant_id, &cohosts)
+            .await
         .map_err(internal)?
     };
     access_with_role(db, &meeting, participant_id, role, is_guest).await

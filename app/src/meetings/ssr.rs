@@ -79,15 +79,15 @@ pub async fn find_by_id(db: &AnyPool, id: &str) -> sqlx::Result<Option<MeetingRo
         .await
 }
 
-/// The role of the account `user_id` (whose normalised email is
-/// `email_key`) in `row`, given the meeting's co-hosts (id, username).
+/// The role of the account `user_id` in `row` (an invitation by email
+/// counts only for an address the account has verified), given the
+/// meeting's co-hosts (id, username).
 /// The one place roles are decided: page views, admission and the running
 /// call's re-checks all come here.
 pub async fn user_role(
     db: &AnyPool,
     row: &MeetingRow,
     user_id: &str,
-    email_key: Option<&str>,
     cohosts: &[(String, String)],
 ) -> sqlx::Result<Role> {
     if row.host_id == user_id {
@@ -96,7 +96,7 @@ pub async fn user_role(
     if cohosts.iter().any(|(id, _)| id == user_id) {
         return Ok(Role::CoHost);
     }
-    if is_invited(db, &row.id, user_id, email_key).await? {
+    if is_invited(db, &row.id, user_id).await? {
         return Ok(Role::Invitee);
     }
     Ok(Role::Visitor)
@@ -124,19 +124,25 @@ pub async fn cohost_usernames(
     .await
 }
 
-async fn is_invited(
-    db: &AnyPool,
-    meeting_id: &str,
-    user_id: &str,
-    email_key: Option<&str>,
-) -> sqlx::Result<bool> {
-    let row: Option<(String,)> = sqlx::query_as(
-        "SELECT label FROM meeting_invitees WHERE meeting_id = $1 \
-         AND (user_id = $2 OR (email_key IS NOT NULL AND email_key = $3)) LIMIT 1",
+/// The invitation test, as SQL on `meeting_invitees` for the user `$n`: by
+/// account, or by an address that this account has *verified*. The address
+/// is looked up now, not when the invitation was written, so it counts from
+/// the moment it is proved, and an unproven claim never does.
+fn invited_clause(user_param: &str) -> String {
+    format!(
+        "(user_id = {user_param} OR (email_key IS NOT NULL AND email_key IN \
+         (SELECT u.email_key FROM users u WHERE u.id = {user_param} \
+          AND u.email_verified_at_ms IS NOT NULL)))"
     )
+}
+
+async fn is_invited(db: &AnyPool, meeting_id: &str, user_id: &str) -> sqlx::Result<bool> {
+    let row: Option<(String,)> = sqlx::query_as(&format!(
+        "SELECT label FROM meeting_invitees WHERE meeting_id = $1 AND {} LIMIT 1",
+        invited_clause("$2")
+    ))
     .bind(meeting_id)
     .bind(user_id)
-    .bind(email_key.unwrap_or(""))
     .fetch_optional(db)
     .await?;
     Ok(row.is_some())
@@ -244,20 +250,13 @@ async fn resolve_invitees(
     for entry in entries {
         if entry.contains('@') {
             match validate::optional_email("invitees", &entry) {
-                Ok(Some(email)) => {
-                    let key = validate::email_key(&email);
-                    let user: Option<(String,)> =
-                        sqlx::query_as("SELECT id FROM users WHERE email_key = $1")
-                            .bind(&key)
-                            .fetch_optional(db)
-                            .await
-                            .map_err(internal)?;
-                    invitees.push(Invitee {
-                        label: email,
-                        user_id: user.map(|(id,)| id),
-                        email_key: Some(key),
-                    });
-                }
+                // Stored as an address only: which account it means is
+                // decided when someone has verified it (`invited_clause`).
+                Ok(Some(email)) => invitees.push(Invitee {
+                    email_key: Some(validate::email_key(&email)),
+                    label: email,
+                    user_id: None,
+                }),
                 _ => unknown.push(entry),
             }
         } else {
@@ -265,10 +264,12 @@ async fn resolve_invitees(
                 .await
                 .map_err(internal)?
             {
+                // The account only: its address (maybe unproven, maybe
+                // someone else's) must not invite whoever proves it later.
                 Some(user) => invitees.push(Invitee {
                     label: user.username.clone(),
                     user_id: Some(user.id),
-                    email_key: user.email.as_deref().map(validate::email_key),
+                    email_key: None,
                 }),
                 None => unknown.push(entry),
             }
@@ -364,11 +365,26 @@ async fn validate_meeting(
     }
 }
 
+/// Replaces a meeting's invitees; answers the addresses that were not
+/// invited before (they get an invitation mail).
 async fn write_invitees(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     meeting_id: &str,
     invitees: &[Invitee],
-) -> sqlx::Result<()> {
+) -> sqlx::Result<Vec<String>> {
+    let before: Vec<(String,)> = sqlx::query_as(
+        "SELECT email_key FROM meeting_invitees WHERE meeting_id = $1 AND email_key IS NOT NULL",
+    )
+    .bind(meeting_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let before: std::collections::HashSet<String> = before.into_iter().map(|(k,)| k).collect();
+    let added = invitees
+        .iter()
+        .filter(|i| i.user_id.is_none())
+        .filter(|i| i.email_key.as_ref().is_some_and(|k| !before.contains(k)))
+        .map(|i| i.label.clone())
+        .collect();
     sqlx::query("DELETE FROM meeting_invitees WHERE meeting_id = $1")
         .bind(meeting_id)
         .execute(&mut **tx)
@@ -382,7 +398,43 @@ async fn write_invitees(
             .execute(&mut **tx)
             .await?;
     }
-    Ok(())
+    Ok(added)
+}
+
+/// Mails each newly invited address the link and the calendar file, in the
+/// background. The stored invitation is the truth: a lost mail loses
+/// nothing but the reminder (and the host can share the link).
+async fn mail_invitations(state: &AppState, code: &str, addresses: Vec<String>) {
+    if addresses.is_empty() || !state.mailer.is_configured() {
+        return;
+    }
+    let row = match find_live_by_code(&state.db, code).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::warn!(error = %err, "invitation mails not sent: meeting look-up failed");
+            return;
+        }
+    };
+    let link = meeting_link(&state.public_url, &row.code);
+    let starts = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(row.starts_at)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    let calendar = ics(&row, &state.public_url);
+    for address in addresses {
+        let mail = crate::mail::invitation(
+            &address,
+            crate::mail::InvitationDetails {
+                title: &row.title,
+                host_name: &row.host_name,
+                starts_utc: &starts,
+                duration_minutes: row.duration_minutes,
+                link: &link,
+                ics: calendar.clone(),
+            },
+        );
+        crate::mail::send_later(state, mail);
+    }
 }
 
 /// One meeting request: the caller and the app state.
@@ -457,24 +509,31 @@ impl MeetingCx {
         let Some(Viewer::User(user)) = viewer else {
             return Ok(Role::Visitor);
         };
-        let email_key = user.email.as_deref().map(validate::email_key);
-        user_role(
-            &self.state().db,
-            row,
-            &user.id,
-            email_key.as_deref(),
-            cohosts,
-        )
-        .await
-        .map_err(internal)
+        user_role(&self.state().db, row, &user.id, cohosts)
+            .await
+            .map_err(internal)
     }
 
     /// The meeting as `viewer` sees it.
+    ///
+    /// Invitees' addresses are the host's business: hosts and co-hosts see
+    /// the whole list, invitees the usernames (people they will meet; usernames
+    /// are public handles), and anyone else with the link, signed in or not,
+    /// nothing.
     async fn to_meeting(&self, row: MeetingRow, viewer: Option<&Viewer>) -> ApiResult<Meeting> {
         let db = &self.state().db;
-        let invitees = invitee_labels(db, &row.id).await.map_err(internal)?;
         let cohosts = cohost_usernames(db, &row.id).await.map_err(internal)?;
         let role = self.role_among(&row, viewer, &cohosts).await?;
+        let invitees = match role {
+            Role::Host | Role::CoHost => invitee_labels(db, &row.id).await.map_err(internal)?,
+            Role::Invitee => invitee_labels(db, &row.id)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .filter(|label| !label.contains('@'))
+                .collect(),
+            Role::Visitor => Vec::new(),
+        };
         Ok(Meeting {
             code: row.code.clone(),
             title: row.title,
@@ -524,20 +583,14 @@ impl MeetingCx {
     pub async fn list(&self) -> ApiResult<MeetingLists> {
         let user = self.user().await?;
         let db = &self.state().db;
-        let email_key = user
-            .email
-            .as_deref()
-            .map(validate::email_key)
-            .unwrap_or_default();
         let rows = sqlx::query_as::<_, MeetingRow>(&format!(
             "{MEETING_SELECT} WHERE m.host_id = $1 \
              OR m.id IN (SELECT meeting_id FROM meeting_cohosts WHERE user_id = $1) \
-             OR m.id IN (SELECT meeting_id FROM meeting_invitees WHERE user_id = $1 \
-                         OR (email_key IS NOT NULL AND email_key = $2)) \
-             ORDER BY m.starts_at"
+             OR m.id IN (SELECT meeting_id FROM meeting_invitees WHERE {}) \
+             ORDER BY m.starts_at",
+            invited_clause("$1")
         ))
         .bind(&user.id)
-        .bind(email_key)
         .fetch_all(db)
         .await
         .map_err(internal)?;
@@ -586,11 +639,12 @@ impl MeetingCx {
         .execute(&mut *tx)
         .await
         .map_err(internal)?;
-        write_invitees(&mut tx, &id, &valid.invitees)
+        let invited = write_invitees(&mut tx, &id, &valid.invitees)
             .await
             .map_err(internal)?;
         tx.commit().await.map_err(internal)?;
         tracing::info!(meeting = %id, host = %user.id, "meeting scheduled");
+        mail_invitations(self.state(), &code, invited).await;
         Ok(code)
     }
 
@@ -642,7 +696,7 @@ impl MeetingCx {
         .execute(&mut *tx)
         .await
         .map_err(internal)?;
-        write_invitees(&mut tx, &row.id, &valid.invitees)
+        let invited = write_invitees(&mut tx, &row.id, &valid.invitees)
             .await
             .map_err(internal)?;
         tx.commit().await.map_err(internal)?;
@@ -657,6 +711,7 @@ impl MeetingCx {
         if revoked > 0 {
             crate::fanout::knocks_changed(bus, &row.id).await;
         }
+        mail_invitations(self.state(), &row.code, invited).await;
         Ok(row.code)
     }
 

@@ -1,10 +1,11 @@
 //! Sign in, sign up, guest entry and the profile page.
 
 use super::RequireUser;
-use crate::auth::Viewer;
+use crate::auth::{AccountEmail, ResendVerification, VerifyOutcome, Viewer};
 use crate::components::{error_of, text, use_auth, Field, FormError};
 use crate::i18n::*;
 use crate::validate;
+use leptos::either::Either;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
@@ -100,6 +101,7 @@ pub fn SignUpPage() -> impl IntoView {
                     name="email"
                     input_type="email"
                     label=text(move || t_string!(i18n, field_email).to_string())
+                    hint=text(move || t_string!(i18n, field_email_hint).to_string())
                     autocomplete="email"
                     maxlength=validate::EMAIL_MAX
                     error=error
@@ -218,6 +220,7 @@ fn ProfileForms(user: crate::auth::UserSummary) -> impl IntoView {
                     <button type="submit" class="button">{t!(i18n, save)}</button>
                 </ActionForm>
             </div>
+            <EmailSection />
             <div class="card">
                 <h2>{t!(i18n, profile_password_section)}</h2>
                 <p class="muted">{t!(i18n, profile_password_note)}</p>
@@ -245,6 +248,102 @@ fn ProfileForms(user: crate::auth::UserSummary) -> impl IntoView {
                     <button type="submit" class="button">{t!(i18n, change_password)}</button>
                 </ActionForm>
             </div>
+        </section>
+    }
+}
+
+/// The account's address and whether it is confirmed, with a button that
+/// mails a new link.
+#[component]
+fn EmailSection() -> impl IntoView {
+    let i18n = use_i18n();
+    let resend = ServerAction::<ResendVerification>::new();
+    let status = Resource::new(
+        move || resend.version().get(),
+        |_| crate::auth::email_status(),
+    );
+    let resend_error = error_of(resend.value());
+    let resend_ok = move || matches!(resend.value().get(), Some(Ok(())));
+    let describe = move |status: AccountEmail| match status {
+        AccountEmail { email: None, .. } => Either::Left(view! {
+            <p data-testid="email-status">{t!(i18n, profile_email_none)}</p>
+        }),
+        AccountEmail {
+            email: Some(email),
+            verified,
+            mail_configured,
+        } => Either::Right(view! {
+            <dl class="facts">
+                <dt>{t!(i18n, profile_email_address)}</dt>
+                <dd>{email}</dd>
+                <dt>{t!(i18n, profile_email_status)}</dt>
+                <dd data-testid="email-status">
+                    {move || if verified {
+                        t_string!(i18n, profile_email_verified).to_string()
+                    } else if mail_configured {
+                        t_string!(i18n, profile_email_unverified).to_string()
+                    } else {
+                        t_string!(i18n, profile_email_no_mail).to_string()
+                    }}
+                </dd>
+            </dl>
+            {(!verified && mail_configured).then(|| view! {
+                <ActionForm action=resend attr:data-testid="resend-form">
+                    <FormError error=resend_error />
+                    <p class="form-ok" role="status">
+                        {move || resend_ok().then(|| t_string!(i18n, profile_email_sent).to_string())}
+                    </p>
+                    <button type="submit" class="button secondary" disabled=move || resend.pending().get()>
+                        {t!(i18n, profile_email_resend)}
+                    </button>
+                </ActionForm>
+            })}
+        }),
+    };
+    view! {
+        <div class="card">
+            <h2>{t!(i18n, profile_email_section)}</h2>
+            <Transition fallback=|| ()>
+                {move || status.get().map(|result| match result {
+                    Ok(status) => Either::Left(describe(status)),
+                    Err(err) => Either::Right(view! { <FormError error=Signal::stored(Some(err)) /> }),
+                })}
+            </Transition>
+        </div>
+    }
+}
+
+/// `/verify-email?token=…`, the link in a confirmation mail. Opening it is
+/// enough (no sign-in needed: holding the link proves the mailbox).
+#[component]
+pub fn VerifyEmailPage() -> impl IntoView {
+    let i18n = use_i18n();
+    let query = use_query_map();
+    let token = Signal::derive(move || query.read().get("token").unwrap_or_default());
+    let outcome = Resource::new(move || token.get(), crate::auth::verify_email);
+    view! {
+        <Title text=move || t_string!(i18n, verify_title).to_string() />
+        <section class="narrow auth-card">
+            <h1>{t!(i18n, verify_title)}</h1>
+            <Suspense fallback=move || view! { <p class="muted">{t!(i18n, loading)}</p> }>
+                {move || outcome.get().map(|result| match result {
+                    Ok(VerifyOutcome::Verified) => Either::Left(view! {
+                        <p role="status" data-testid="verify-result" data-outcome="verified">
+                            {t!(i18n, verify_done)}
+                        </p>
+                        <p><A href="/meetings">{t!(i18n, verify_to_meetings)}</A></p>
+                    }),
+                    Ok(VerifyOutcome::Invalid) => Either::Right(Either::Left(view! {
+                        <p role="alert" data-testid="verify-result" data-outcome="invalid">
+                            {t!(i18n, verify_invalid)}
+                        </p>
+                        <p><A href="/profile">{t!(i18n, verify_to_profile)}</A></p>
+                    })),
+                    Err(err) => Either::Right(Either::Right(view! {
+                        <FormError error=Signal::stored(Some(err)) />
+                    })),
+                })}
+            </Suspense>
         </section>
     }
 }

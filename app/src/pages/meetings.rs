@@ -285,6 +285,7 @@ fn MeetingEditor(existing: Option<Meeting>) -> impl IntoView {
             value=Signal::stored(invitees)
             error=error
         />
+        <InviteesMailNote />
         <fieldset class="settings">
             <legend>{t!(i18n, meeting_settings)}</legend>
             <label class="check">
@@ -558,5 +559,31 @@ fn ChatTranscript(code: String, path: String) -> impl IntoView {
                 })
             }}
         </Suspense>
+    }
+}
+
+/// Says what inviting an address does here: with a mail server it gets the
+/// link; without one nobody is told, and an address lets someone in only
+/// once an account has confirmed it.
+#[component]
+fn InviteesMailNote() -> impl IntoView {
+    let i18n = use_i18n();
+    let configured = Resource::new(|| (), |_| crate::auth::mail_configured());
+    view! {
+        <Transition fallback=|| ()>
+            {move || configured.get().map(|configured| {
+                let configured = matches!(configured, Ok(true));
+                view! {
+                    <p class="muted field-note" data-testid="invitees-mail-note"
+                        data-mail=if configured { "on" } else { "off" }>
+                        {move || if configured {
+                            t_string!(i18n, meeting_invitees_mail_note).to_string()
+                        } else {
+                            t_string!(i18n, meeting_invitees_no_mail_note).to_string()
+                        }}
+                    </p>
+                }
+            })}
+        </Transition>
     }
 }

@@ -57,6 +57,7 @@ pub struct TestApp {
 
 pub mod people;
 pub mod redis_server;
+pub mod smtp_server;
 pub mod ws;
 
 pub struct Spawn {

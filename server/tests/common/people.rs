@@ -88,3 +88,17 @@ pub async fn join_call(
     };
     (ws, you.clone(), welcome)
 }
+
+/// Marks `username`'s email address as verified, straight in the database:
+/// for tests that are about what a verified address allows, not about how
+/// it is verified (that is `tests/email.rs`).
+pub async fn mark_verified(app: &TestApp, username: &str) {
+    let done = sqlx::query(
+        "UPDATE users SET email_verified_at_ms = 1 WHERE username_key = $1 AND email IS NOT NULL",
+    )
+    .bind(username.to_lowercase())
+    .execute(&app.state.db)
+    .await
+    .expect("mark verified");
+    assert_eq!(done.rows_affected(), 1, "{username} has an address");
+}
