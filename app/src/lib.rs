@@ -5,6 +5,8 @@
 include!(concat!(env!("OUT_DIR"), "/i18n/mod.rs"));
 
 pub mod auth;
+#[cfg(feature = "ssr")]
+pub mod calendar;
 pub mod call;
 pub mod chat;
 pub mod components;

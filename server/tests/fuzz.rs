@@ -190,13 +190,17 @@ fn message(sender: String, text: String, to: Option<String>) -> ChatMessage {
     }
 }
 
-#[test]
-fn transcript_writers() {
-    let messages = prop::collection::vec(
+/// Chat messages as (sender name, text, private recipient's name).
+fn messages() -> impl Strategy<Value = Vec<(String, String, Option<String>)>> {
+    prop::collection::vec(
         (nasty_text(), nasty_text(), prop::option::of(nasty_text())),
         0..8,
-    );
-    fuzz("transcript .txt", (nasty_text(), messages.clone()), |(title, list)| {
+    )
+}
+
+#[test]
+fn transcript_writers() {
+    fuzz("transcript .txt", (nasty_text(), messages()), |(title, list)| {
         let list: Vec<ChatMessage> = list
             .iter()
             .map(|(s, t, to)| message(s.clone(), t.clone(), to.clone()))
@@ -209,7 +213,7 @@ fn transcript_writers() {
             .then_some(())
             .ok_or_else(|| format!("{lines} lines for {} messages:\n{text}", list.len()))
     });
-    fuzz("transcript .md", (nasty_text(), messages), |(title, list)| {
+    fuzz("transcript .md", (nasty_text(), messages()), |(title, list)| {
         let list: Vec<ChatMessage> = list
             .iter()
             .map(|(s, t, to)| message(s.clone(), t.clone(), to.clone()))
@@ -255,7 +259,7 @@ fn calendar_writer() {
                 updated_at: 1_800_000_000_000,
                 ended_at: None,
             };
-            let file = moim_server::calendar::ics(&row, "https://moim.example");
+            let file = app::calendar::ics(&row, "https://moim.example");
             let bytes = file.as_bytes();
             for (i, b) in bytes.iter().enumerate() {
                 if *b == b'\r' && bytes.get(i + 1) != Some(&b'\n') {

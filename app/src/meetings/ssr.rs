@@ -420,7 +420,7 @@ async fn mail_invitations(state: &AppState, code: &str, addresses: Vec<String>) 
     let starts = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(row.starts_at)
         .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_default();
-    let calendar = ics(&row, &state.public_url);
+    let calendar = crate::calendar::ics(&row, &state.public_url);
     for address in addresses {
         let mail = crate::mail::invitation(
             &address,

@@ -31,6 +31,9 @@ pub struct Caller {
     pub participant_id: String,
     pub display_name: String,
     pub role: PeerRole,
+    /// TURN credentials only while the meeting is in session (read with
+    /// the rights, so at `join` it is fresh).
+    pub may_use_turn: bool,
 }
 
 /// How long a closing connection waits for the client's close reply.
@@ -581,7 +584,11 @@ impl Live {
             you: peer.clone(),
             peers,
             resumed: was_resumed,
-            ice: state.app.ice.config_for(&caller.participant_id, now_ms()),
+            ice: if caller.may_use_turn {
+                state.app.ice.config_for(&caller.participant_id, now_ms())
+            } else {
+                state.app.ice.stun_only()
+            },
             max_participants: limit,
             chat_head,
         };
@@ -972,6 +979,10 @@ impl Live {
                 Flow::Stop(Ending::Dropped)
             }
             RoomEvent::Ended => {
+                // Ended or cancelled: whoever published it may not have
+                // reached presence (a cancel from the meetings page), so
+                // each connection takes its own presence away.
+                let _ = self.rooms.presence.remove(&self.room, me).await;
                 Leave::ended().tell(wire).await;
                 Flow::Stop(Ending::Settled)
             }
@@ -1116,6 +1127,7 @@ mod tests {
             participant_id: participant.into(),
             display_name: participant.into(),
             role,
+            may_use_turn: true,
         }
     }
 

@@ -15,8 +15,7 @@ use crate::session_store::DbSessionStore;
 use app::auth::ssr::RequestCx;
 use app::error::ApiError;
 use app::lobby::ssr::{participant_id, LobbyCx};
-use app::meetings::Role;
-use app::protocol::{PeerRole, MAX_MESSAGE_BYTES};
+use app::protocol::MAX_MESSAGE_BYTES;
 use app::state::AppState;
 use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
@@ -145,17 +144,14 @@ pub async fn upgrade(
 
 async fn admitted_caller(auth: RequestCx, code: &str) -> Result<Caller, ApiError> {
     let lobby = LobbyCx::for_request(auth, code).await?;
-    let (viewer, role) = lobby.caller_in_call().await?;
-    let role = match role {
-        Role::Host => PeerRole::Host,
-        Role::CoHost => PeerRole::CoHost,
-        _ if viewer.is_guest() => PeerRole::Guest,
-        _ => PeerRole::Member,
-    };
+    // The same rule as every other door check (`Access::in_call`).
+    let (viewer, access) = lobby.viewer_access().await?;
+    access.in_call()?;
     Ok(Caller {
         meeting: lobby.meeting().clone(),
         participant_id: participant_id(&viewer),
         display_name: viewer.display_name().to_string(),
-        role,
+        role: access.peer_role,
+        may_use_turn: access.may_use_turn(app::auth::ssr::now_ms()),
     })
 }
