@@ -17,7 +17,8 @@ fn session_cookie(response: &reqwest::Response) -> Option<String> {
         .get_all(SET_COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("moim.sid="))
+        // `__Host-moim.sid` when the public URL is https.
+        .find(|v| v.starts_with("moim.sid=") || v.starts_with("__Host-moim.sid="))
         .map(|v| v.to_string())
 }
 
@@ -556,6 +557,7 @@ async fn session_cookie_attributes() {
     assert_eq!(response.status(), 200);
     let cookie = session_cookie(&response).expect("cookie");
     assert!(cookie.contains("Secure"), "{cookie}");
+    assert!(cookie.starts_with("__Host-moim.sid="), "{cookie}");
 }
 
 #[tokio::test]
