@@ -17,6 +17,7 @@ fn session_cookie(response: &reqwest::Response) -> Option<String> {
         .get_all(SET_COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
+        // `__Host-moim.sid` when the public URL is https.
         .find(|v| v.starts_with("moim.sid=") || v.starts_with("__Host-moim.sid="))
         .map(|v| v.to_string())
 }

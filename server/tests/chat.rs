@@ -490,5 +490,8 @@ async fn bad_chat_input_is_refused_and_private_stays_private(backend: Backend) {
         .await
         .unwrap();
     assert!(md.contains("for bob only"));
-    assert!(md.contains("\\<img src=x onerror=alert\\(1\\)\\>"), "{md}");
+    assert!(
+        md.contains("\\<img src\\=x onerror\\=alert\\(1\\)\\>"),
+        "{md}"
+    );
 }

@@ -487,3 +487,35 @@ async fn a_stalled_request_is_cut_off_while_others_are_served() {
     let ok = reqwest::get(app.url("/healthz")).await.unwrap();
     assert_eq!(ok.status(), 200);
 }
+
+/// A request whose body trickles in (headers complete, body never) is
+/// answered 408 after the request timeout instead of holding its task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_body_never_comes_is_answered_408() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut spawn = Spawn::new(Backend::Sqlite);
+    spawn.extra_args = vec!["--request-timeout-seconds".into(), "1".into()];
+    let app = spawn_with(spawn).await;
+
+    let started = Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /api/sign_up HTTP/1.1\r\nHost: {addr}\r\nOrigin: {base}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nusername=a",
+        addr = app.addr,
+        base = app.base,
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("answered within the timeout")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+    assert_eq!(app.count("users").await, 0);
+}
