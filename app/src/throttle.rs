@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -163,11 +163,19 @@ impl RateStore for LocalRateStore {
 /// guessing) nor fail-closed (every sign-in refused: a Redis outage, or an
 /// attacker who can upset Redis, would lock everyone out); per-instance
 /// counting is what a single instance always had.
+///
+/// While the store is failing it is asked again at most every
+/// `RETRY_STORE_MS`, so an outage costs one slow request now and then, not
+/// a timeout on every request.
 pub struct Limiter {
     store: Arc<dyn RateStore>,
     fallback: LocalRateStore,
     degraded: AtomicBool,
+    /// Unix ms before which the failing store is not asked again.
+    retry_store_at: AtomicI64,
 }
+
+const RETRY_STORE_MS: i64 = 5_000;
 
 impl std::fmt::Debug for Limiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -183,7 +191,7 @@ impl Default for Limiter {
     }
 }
 
-fn now_ms() -> i64 {
+fn wall_clock_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -196,20 +204,26 @@ impl Limiter {
             store,
             fallback: LocalRateStore::default(),
             degraded: AtomicBool::new(false),
+            retry_store_at: AtomicI64::new(0),
         }
     }
 
     /// Decides (and counts, if allowed) one event now.
     pub async fn hit(&self, key: &str, rule: Rule) -> Decision {
-        self.hit_at(key, rule, now_ms(), true).await
+        self.hit_at(key, rule, wall_clock_ms(), true).await
     }
 
     /// Whether one more event would be allowed now, counting nothing.
     pub async fn peek(&self, key: &str, rule: Rule) -> Decision {
-        self.hit_at(key, rule, now_ms(), false).await
+        self.hit_at(key, rule, wall_clock_ms(), false).await
     }
 
     pub async fn hit_at(&self, key: &str, rule: Rule, now_ms: i64, count: bool) -> Decision {
+        if self.degraded.load(Ordering::Relaxed)
+            && wall_clock_ms() < self.retry_store_at.load(Ordering::Relaxed)
+        {
+            return self.fallback.decide(key, rule, now_ms, count);
+        }
         match self.store.hit(key, rule, now_ms, count).await {
             Ok(decision) => {
                 if self.degraded.swap(false, Ordering::Relaxed) {
@@ -218,6 +232,8 @@ impl Limiter {
                 decision
             }
             Err(err) => {
+                self.retry_store_at
+                    .store(wall_clock_ms() + RETRY_STORE_MS, Ordering::Relaxed);
                 if !self.degraded.swap(true, Ordering::Relaxed) {
                     tracing::warn!(error = %err, "rate limits unavailable: counting on this instance only");
                 }
@@ -227,10 +243,13 @@ impl Limiter {
     }
 
     pub async fn clear(&self, key: &str) {
+        let _ = self.fallback.clear(key).await;
+        if self.degraded.load(Ordering::Relaxed) {
+            return;
+        }
         if let Err(err) = self.store.clear(key).await {
             tracing::warn!(error = %err, "could not clear a rate limit");
         }
-        let _ = self.fallback.clear(key).await;
     }
 }
 

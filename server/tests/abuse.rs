@@ -518,3 +518,32 @@ async fn instances_sharing_redis_share_the_budget() {
         429
     );
 }
+
+/// Redis down: limits are counted on each instance instead (neither every
+/// request refused nor every limit gone), and answers stay normal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn limits_fall_back_to_this_instance_when_redis_is_down() {
+    let mut redis = RedisServer::start();
+    let app = behind_proxy(vec!["--redis-url".into(), redis.url()]).await;
+    let lookup = |n: usize| {
+        let request = app
+            .client()
+            .get(app.url(&format!("/m/nosuchcode{n}/invite.ics")))
+            .header("x-forwarded-for", "198.51.100.90");
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(lookup(0).await, 404);
+    redis.stop();
+    let started = std::time::Instant::now();
+    // The first miss was counted in Redis; this instance now counts 30 of
+    // its own.
+    for n in 1..=30 {
+        assert_eq!(lookup(n).await, 404, "miss {n} with Redis down");
+    }
+    assert_eq!(lookup(99).await, 429, "still limited, locally");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "a Redis outage does not stall requests ({:?})",
+        started.elapsed()
+    );
+}
