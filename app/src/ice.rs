@@ -1,7 +1,10 @@
 //! ICE servers for the browser: STUN and TURN from the server's settings.
 //! TURN uses coturn's REST-style ephemeral credentials (`use-auth-secret`):
 //! username `expiry:participant`, password base64(HMAC-SHA1(secret,
-//! username)). They are handed only to admitted participants of a meeting.
+//! username)). They are handed only to someone admitted to a meeting that is
+//! in session (within its scheduled time, or started by a host or co-host,
+//! and neither ended nor cancelled): a relay on the operator's bill must not
+//! outlive the right to be in the call. See `lobby::ssr::Access`.
 
 use crate::error::ApiError;
 use leptos::prelude::*;
@@ -41,7 +44,10 @@ pub fn refresh_in_ms(expires_at_ms: i64, now_ms: i64) -> i64 {
     wait.max(5_000)
 }
 
-/// STUN/TURN servers for this meeting, for an admitted participant only.
+/// STUN/TURN servers for this meeting, for someone in its call now: TURN
+/// credentials while it is in session, STUN only outside its time; `Ended`
+/// (410) after a host ended it, `Forbidden` (403) when not admitted. The
+/// page keeps the servers it has when a refresh fails.
 #[server(endpoint = "ice_servers")]
 pub async fn ice_servers(code: String) -> Result<IceConfig, ApiError> {
     let cx = crate::lobby::ssr::LobbyCx::new(&code).await?;

@@ -4,6 +4,15 @@
 //! so do invitees; everyone else, and every guest, knocks when the waiting
 //! room is on. Nobody gets in by arriving before the host: a knock waits for
 //! a host's decision.
+//!
+//! Rights can change while someone is in: a settings change takes back
+//! admissions that only a rule gave (guests when guests go off; people let
+//! in by invitation or an open door when they would now knock), co-hosts
+//! come and go, a host removes someone, the meeting ends or is cancelled.
+//! Each such change is announced on the room's bus (`AccessChanged`,
+//! `Removed`, `Ended`), and the call re-reads its caller's standing with
+//! `ssr::current_access`, by the same rules as the connection's upgrade.
+//! A re-entry never undoes a host's decision.
 
 use crate::error::ApiError;
 use leptos::prelude::*;
