@@ -120,6 +120,18 @@ async fn email_status(app: &TestApp, client: &Client) -> Value {
     response.json().await.unwrap()
 }
 
+/// A server-rendered page, as the browser first gets it.
+async fn page(app: &TestApp, client: &Client, path: &str) -> String {
+    let response = client
+        .get(app.url(path))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    response.text().await.unwrap()
+}
+
 fn token_of(app: &TestApp, mail: &Mail) -> String {
     let link = mail
         .link(&format!("{}/verify-email?token=", app.base))
@@ -368,11 +380,17 @@ async fn resending_is_throttled_and_without_mail_the_profile_says_so(backend: Ba
     assert_eq!(status["mail_configured"], false);
     let configured = app.call(&client, "mail_configured", &[]).await;
     assert_eq!(configured.json::<Value>().await.unwrap(), false);
+    // The meeting form says invited addresses are not told.
+    let form = page(&app, &client, "/meetings/new").await;
+    assert!(form.contains(r#"data-mail="off""#), "{form}");
+    assert!(form.contains("This server sends no email"), "{form}");
     drop(app);
 
     let smtp = SmtpServer::start();
     let app = app_with_mail(backend, &smtp).await;
     let (client, ..) = sign_up(&app, "eager", "eager@example.org").await;
+    let form = page(&app, &client, "/meetings/new").await;
+    assert!(form.contains(r#"data-mail="on""#), "{form}");
     let first = smtp.wait_for("eager@example.org", 1).await;
     // At once again: refused, with a wait.
     let again = app.call(&client, "resend_verification", &[]).await;
