@@ -114,7 +114,17 @@ e2e_status=0
 # the run. (The Rust tests' in-process servers are checked by their own
 # harness: see server/tests/common/mod.rs.)
 step "server logs of the end-to-end tests: no panics"
-if grep -rn -A2 "panicked at" "$MOIM_E2E_LOG_DIR"; then
+# One known upstream race is set aside, by its exact message: leptos_i18n
+# 0.6.2 spawns an effect that writes its language cookie and that can run
+# after the request's reactive owner is gone (the response has been sent;
+# nothing is lost). Every other panic fails the run.
+server_panics() {
+  awk '/panicked at/ { held = FILENAME ":" FNR ": " $0; next }
+       held != "" { if ($0 !~ /leptos_i18n-0\.6\.2\/src\/context\.rs.*already been disposed/) print held "\n" $0; held = "" }
+       END { if (held != "") print held }' "$MOIM_E2E_LOG_DIR"/* 2>/dev/null
+}
+if [ -n "$(server_panics)" ]; then
+  server_panics
   echo "a moim server panicked during the end-to-end tests (logs: $MOIM_E2E_LOG_DIR)" >&2
   exit 1
 fi

@@ -51,7 +51,37 @@ pub fn ics(row: &MeetingRow, public_url: &str) -> String {
         .append_property(Property::new("X-WR-CALNAME", &title))
         .push(event);
     calendar.append_property(Property::new("METHOD", "PUBLISH"));
-    calendar.done().to_string()
+    fold_octets(&calendar.done().to_string())
+}
+
+/// Content lines folded at 75 octets, as RFC 5545 (3.1) says. The crate
+/// folds by characters, so a line of Korean or emoji came out at up to
+/// four times that (found by the calendar fuzz target): unfold, then fold
+/// again by bytes, never inside a character.
+fn fold_octets(file: &str) -> String {
+    const LIMIT: usize = 75;
+    let unfolded = file.replace("\r\n ", "").replace("\r\n\t", "");
+    let mut out = String::with_capacity(unfolded.len() + unfolded.len() / 40);
+    for line in unfolded.split("\r\n") {
+        if line.is_empty() {
+            continue;
+        }
+        let mut used = 0;
+        // The first segment may fill the line; continuation lines start
+        // with a space, which counts.
+        let mut room = LIMIT;
+        for c in line.chars() {
+            if used + c.len_utf8() > room {
+                out.push_str("\r\n ");
+                used = 0;
+                room = LIMIT - 1;
+            }
+            out.push(c);
+            used += c.len_utf8();
+        }
+        out.push_str("\r\n");
+    }
+    out
 }
 
 /// A TEXT value's content: line breaks of every kind made `\n` (which the
@@ -87,6 +117,18 @@ fn quoted_param_value(raw: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lines_fold_at_75_octets_between_characters() {
+        let long = format!("SUMMARY:{}\r\n", "한".repeat(60));
+        let folded = fold_octets(&long);
+        assert!(
+            folded.split("\r\n").all(|line| line.len() <= 75),
+            "{folded}"
+        );
+        let unfolded = folded.replace("\r\n ", "");
+        assert_eq!(unfolded, long);
+    }
+
     use super::*;
 
     fn row(title: &str, description: &str, host_name: &str) -> MeetingRow {

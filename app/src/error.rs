@@ -122,7 +122,31 @@ impl FromServerFnError for ApiError {
     type Encoder = JsonEncoding;
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
-        ApiError::Transport(value.to_string())
+        let error = Self::from_framework_error(value);
+        // On the server the framework would answer 500 for everything; the
+        // status follows the error instead (422 for unreadable fields).
+        #[cfg(feature = "ssr")]
+        if matches!(error, ApiError::Invalid(_)) {
+            crate::auth::ssr::set_error_status(&error);
+        }
+        error
+    }
+}
+
+impl ApiError {
+    fn from_framework_error(value: ServerFnErrorErr) -> Self {
+        match value {
+            // The request's fields could not be read (a field missing, or
+            // not of its type): the caller's mistake, answered 422 like any
+            // other invalid input, never a 500.
+            ServerFnErrorErr::MissingArg(field) => {
+                ApiError::Invalid(vec![FieldError::new(&field, FieldProblem::Required)])
+            }
+            ServerFnErrorErr::Args(_) => {
+                ApiError::Invalid(vec![FieldError::new("request", FieldProblem::InvalidChars)])
+            }
+            other => ApiError::Transport(other.to_string()),
+        }
     }
 }
 

@@ -34,6 +34,13 @@ const SERVER_FUNCTIONS: &[(&str, &[(&str, &str)])] = &[
     ),
     ("sign_out", &[]),
     ("continue_as_guest", &[("display_name", "Mallory")]),
+    ("email_status", &[]),
+    ("resend_verification", &[]),
+    (
+        "verify_email",
+        &[("token", "forged-token-0123456789abcdef")],
+    ),
+    ("mail_configured", &[]),
     ("update_profile", &[("display_name", "Mallory")]),
     (
         "change_password",
@@ -92,6 +99,8 @@ const HOST_ONLY: &[&str] = &[
 
 /// Functions a stranger without any session may not use.
 const NEEDS_IDENTITY: &[&str] = &[
+    "email_status",
+    "resend_verification",
     "update_profile",
     "change_password",
     "chat_transcript",
@@ -290,6 +299,15 @@ async fn authentication_strangers_are_refused_everything_that_needs_an_identity(
             .status(),
         401
     );
+    // A forged verification token proves nothing.
+    let forged = post(app, &stranger, "verify_email", &scene.code, &scene.bob_id).await;
+    assert!(forged.status().as_u16() < 500);
+    let verified: (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM users WHERE email_verified_at_ms IS NOT NULL")
+            .fetch_one(&app.state.db)
+            .await
+            .expect("count");
+    assert_eq!(verified.0, 0, "a forged token verified an address");
     for path in ["chat.txt", "chat.md"] {
         let response = stranger
             .get(app.url(&format!("/m/{}/{path}", scene.code)))

@@ -69,8 +69,8 @@ where
 fn nasty_text() -> impl Strategy<Value = String> {
     let nasty = prop::sample::select(vec![
         '\r', '\n', '\t', '\0', '\u{b}', '\u{c}', '\u{85}', '\u{2028}', '\u{2029}', '\u{202e}',
-        '\u{2066}', '\u{200b}', '\u{feff}', '"', '\\', ';', ',', ':', '<', '>', '&', '#', '*',
-        '[', ']', '`', '|', '>', ' ', 'é', '한', '😀',
+        '\u{2066}', '\u{200b}', '\u{feff}', '"', '\\', ';', ',', ':', '<', '>', '&', '#', '*', '[',
+        ']', '`', '|', '>', ' ', 'é', '한', '😀',
     ]);
     prop::collection::vec(prop_oneof![3 => nasty, 2 => any::<char>()], 0..120)
         .prop_map(|chars| chars.into_iter().collect())
@@ -80,8 +80,20 @@ fn nasty_text() -> impl Strategy<Value = String> {
 /// field types, nested junk.
 fn client_json() -> impl Strategy<Value = String> {
     let kind = prop::sample::select(vec![
-        "join", "ping", "signal", "media", "leave", "ask_to_mute", "remove", "end_meeting",
-        "chat_send", "chat_sync", "chat_history", "welcome", "", "JOIN",
+        "join",
+        "ping",
+        "signal",
+        "media",
+        "leave",
+        "ask_to_mute",
+        "remove",
+        "end_meeting",
+        "chat_send",
+        "chat_sync",
+        "chat_history",
+        "welcome",
+        "",
+        "JOIN",
     ]);
     let leaf = prop_oneof![
         Just(serde_json::Value::Null),
@@ -100,8 +112,22 @@ fn client_json() -> impl Strategy<Value = String> {
         ]
     });
     let field = prop::sample::select(vec![
-        "version", "resume", "media", "to", "signal", "peer", "key", "text", "after", "before",
-        "mic", "cam", "sdp", "sdp_type", "candidate", "x",
+        "version",
+        "resume",
+        "media",
+        "to",
+        "signal",
+        "peer",
+        "key",
+        "text",
+        "after",
+        "before",
+        "mic",
+        "cam",
+        "sdp",
+        "sdp_type",
+        "candidate",
+        "x",
     ]);
     (kind, prop::collection::vec((field, value), 0..6)).prop_map(|(kind, fields)| {
         let mut object = serde_json::Map::new();
@@ -115,11 +141,9 @@ fn client_json() -> impl Strategy<Value = String> {
 
 #[test]
 fn protocol_decoder() {
-    fuzz(
-        "protocol decoder (JSON-shaped)",
-        client_json(),
-        |text| round_trips(text),
-    );
+    fuzz("protocol decoder (JSON-shaped)", client_json(), |text| {
+        round_trips(text)
+    });
     fuzz("protocol decoder (any text)", nasty_text(), |text| {
         round_trips(text)
     });
@@ -167,7 +191,10 @@ fn chat_text_cleaning() {
         }) {
             return Err(format!("{c:?} survived"));
         }
-        if clean.chars().any(|c| app::validate::is_line_break(c) && c != '\n') {
+        if clean
+            .chars()
+            .any(|c| app::validate::is_line_break(c) && c != '\n')
+        {
             return Err("a line break other than \\n survived".into());
         }
         if app::validate::chat_text(&clean) != clean {
@@ -200,40 +227,50 @@ fn messages() -> impl Strategy<Value = Vec<(String, String, Option<String>)>> {
 
 #[test]
 fn transcript_writers() {
-    fuzz("transcript .txt", (nasty_text(), messages()), |(title, list)| {
-        let list: Vec<ChatMessage> = list
-            .iter()
-            .map(|(s, t, to)| message(s.clone(), t.clone(), to.clone()))
-            .collect();
-        let text = moim_server::transcript::render_transcript(title, &list, false, |_| "t".into());
-        // The title, a blank line, then one line per message: a message
-        // cannot forge lines.
-        let lines = text.lines().count();
-        (lines == 2 + list.len())
-            .then_some(())
-            .ok_or_else(|| format!("{lines} lines for {} messages:\n{text}", list.len()))
-    });
-    fuzz("transcript .md", (nasty_text(), messages()), |(title, list)| {
-        let list: Vec<ChatMessage> = list
-            .iter()
-            .map(|(s, t, to)| message(s.clone(), t.clone(), to.clone()))
-            .collect();
-        let text = moim_server::transcript::render_transcript(title, &list, true, |_| "t".into());
-        // Every message line is quoted: nothing a person typed starts a
-        // Markdown block of its own.
-        let mut in_header = true;
-        for line in text.lines() {
-            if in_header {
-                in_header = !line.is_empty();
-                continue;
+    fuzz(
+        "transcript .txt",
+        (nasty_text(), messages()),
+        |(title, list)| {
+            let list: Vec<ChatMessage> = list
+                .iter()
+                .map(|(s, t, to)| message(s.clone(), t.clone(), to.clone()))
+                .collect();
+            let text =
+                moim_server::transcript::render_transcript(title, &list, false, |_| "t".into());
+            // The title, a blank line, then one line per message: a message
+            // cannot forge lines.
+            let lines = text.lines().count();
+            (lines == 2 + list.len())
+                .then_some(())
+                .ok_or_else(|| format!("{lines} lines for {} messages:\n{text}", list.len()))
+        },
+    );
+    fuzz(
+        "transcript .md",
+        (nasty_text(), messages()),
+        |(title, list)| {
+            let list: Vec<ChatMessage> = list
+                .iter()
+                .map(|(s, t, to)| message(s.clone(), t.clone(), to.clone()))
+                .collect();
+            let text =
+                moim_server::transcript::render_transcript(title, &list, true, |_| "t".into());
+            // Every message line is quoted: nothing a person typed starts a
+            // Markdown block of its own.
+            let mut in_header = true;
+            for line in text.lines() {
+                if in_header {
+                    in_header = !line.is_empty();
+                    continue;
+                }
+                let allowed = line.is_empty() || line.starts_with("> ") || line.starts_with("**");
+                if !allowed {
+                    return Err(format!("unquoted line {line:?}"));
+                }
             }
-            let allowed = line.is_empty() || line.starts_with("> ") || line.starts_with("**");
-            if !allowed {
-                return Err(format!("unquoted line {line:?}"));
-            }
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
 }
 
 #[test]
@@ -285,7 +322,9 @@ fn calendar_writer() {
                 .properties
                 .iter()
                 .any(|p| p.name == "ORGANIZER");
-            organizer.then_some(()).ok_or_else(|| "ORGANIZER lost".into())
+            organizer
+                .then_some(())
+                .ok_or_else(|| "ORGANIZER lost".into())
         },
     );
 }
@@ -324,22 +363,39 @@ fn server_function_forms() {
             .collect::<Vec<_>>(),
     );
     let field = prop::sample::select(vec![
-        "code", "title", "instant", "starts_at_ms", "duration_minutes", "invitees",
-        "display_name", "username", "password", "participant_id", "decision", "cohosts",
-        "max_participants", "waiting_room", "next", "email", "current_password",
+        "code",
+        "title",
+        "instant",
+        "starts_at_ms",
+        "duration_minutes",
+        "invitees",
+        "display_name",
+        "username",
+        "password",
+        "participant_id",
+        "decision",
+        "cohosts",
+        "max_participants",
+        "waiting_room",
+        "next",
+        "email",
+        "current_password",
     ]);
     let body = prop::collection::vec((field, nasty_text()), 0..6);
     let raw = prop::collection::vec(any::<u8>(), 0..200);
-    let strategy = (endpoints, prop_oneof![
-        body.prop_map(|fields| {
-            let mut form = url::form_urlencoded::Serializer::new(String::new());
-            for (name, value) in fields {
-                form.append_pair(name, &value);
-            }
-            form.finish()
-        }),
-        raw.prop_map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
-    ]);
+    let strategy = (
+        endpoints,
+        prop_oneof![
+            body.prop_map(|fields| {
+                let mut form = url::form_urlencoded::Serializer::new(String::new());
+                for (name, value) in fields {
+                    form.append_pair(name, &value);
+                }
+                form.finish()
+            }),
+            raw.prop_map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+        ],
+    );
     fuzz("server function forms", strategy, |(path, body)| {
         let status = runtime.block_on(async {
             client

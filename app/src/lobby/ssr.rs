@@ -205,7 +205,7 @@ pub async fn current_access(
             .map_err(internal)?;
         crate::meetings::ssr::user_role(db, &meeting, participant_id, &cohosts)
             .await
-        .map_err(internal)?
+            .map_err(internal)?
     };
     access_with_role(db, &meeting, participant_id, role, is_guest).await
 }

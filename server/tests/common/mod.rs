@@ -17,6 +17,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// panicked while it ran (tests that mean to panic do not exist here).
 static PANICS: AtomicU64 = AtomicU64::new(0);
 
+/// leptos_i18n 0.6.2 spawns an effect (writing its language cookie) that
+/// can run after the request's reactive owner is gone, once the response
+/// has been sent: it panics in a detached task and nothing is lost. Set
+/// aside by its exact message (scripts/test.sh does the same for the
+/// end-to-end servers); every other panic counts.
+fn is_known_upstream_race(info: &std::panic::PanicHookInfo<'_>) -> bool {
+    let message = info
+        .payload()
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| info.payload().downcast_ref::<&str>().copied())
+        .unwrap_or_default();
+    message.contains("leptos_i18n-0.6.2/src/context.rs")
+        && message.contains("already been disposed")
+}
+
 fn count_panics() {
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| {
@@ -27,7 +43,7 @@ fn count_panics() {
             let in_a_test = info
                 .location()
                 .is_some_and(|l| l.file().starts_with("server/tests/"));
-            if !in_a_test {
+            if !in_a_test && !is_known_upstream_race(info) {
                 PANICS.fetch_add(1, Ordering::SeqCst);
             }
             previous(info);
