@@ -61,6 +61,27 @@ async fn viewer_json(app: &TestApp, who: &Person) -> serde_json::Value {
     response.json().await.expect("viewer json")
 }
 
+async fn set_cohosts(app: &TestApp, host: &Person, code: &str, cohosts: &str) {
+    let response = app
+        .call(
+            &host.client,
+            "set_cohosts",
+            &[("code", code), ("cohosts", cohosts)],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+}
+
+/// A `join` as raw text, for sockets driven frame by frame.
+fn join_frame() -> String {
+    serde_json::to_string(&ClientMessage::Join {
+        version: app::protocol::PROTOCOL_VERSION,
+        resume: None,
+        media: Default::default(),
+    })
+    .expect("encode")
+}
+
 async fn in_call(app: &TestApp, who: &Person, code: &str) -> (Ws, String) {
     enter(app, who, code, "").await;
     let (ws, you, _) = join_call(app, who, code, None).await;
@@ -154,26 +175,12 @@ async fn a_demoted_cohost_loses_host_powers_on_the_open_socket(backend: Backend)
     let bob = person(&app, "bob").await;
     let cat = person(&app, "cat").await;
     let code = instant_meeting(&app, &ann, "bob,cat", &[]).await;
-    let response = app
-        .call(
-            &ann.client,
-            "set_cohosts",
-            &[("code", &code), ("cohosts", "bob")],
-        )
-        .await;
-    assert_eq!(response.status(), 200);
+    set_cohosts(&app, &ann, &code, "bob").await;
     let (_ann_ws, _) = in_call(&app, &ann, &code).await;
     let (mut bob_ws, bob_peer) = in_call(&app, &bob, &code).await;
     let (mut cat_ws, cat_peer) = in_call(&app, &cat, &code).await;
 
-    let response = app
-        .call(
-            &ann.client,
-            "set_cohosts",
-            &[("code", &code), ("cohosts", "")],
-        )
-        .await;
-    assert_eq!(response.status(), 200);
+    set_cohosts(&app, &ann, &code, "").await;
 
     // Bob's own page learns it (host controls go away), and so does Cat's.
     let update = bob_ws
@@ -360,12 +367,7 @@ async fn floods_before_join_and_binary_and_ping_floods_are_limited(backend: Back
 
     // After `join`: WebSocket pings count too.
     let mut ws = raw_socket(&app, &ann, &code).await;
-    let join = serde_json::to_string(&ClientMessage::Join {
-        version: app::protocol::PROTOCOL_VERSION,
-        resume: None,
-        media: Default::default(),
-    })
-    .expect("encode");
+    let join = join_frame();
     ws.send(Message::text(join)).await.expect("join");
     for _ in 0..2_000 {
         if ws.send(Message::Ping(vec![1u8; 8].into())).await.is_err() {
@@ -476,12 +478,7 @@ async fn a_client_that_stops_reading_is_dropped_while_others_carry_on(backend: B
     let (mut ann_ws, _) = in_call(&app, &ann, &code).await;
     enter(&app, &bob, &code, "").await;
     let mut stuck = raw_socket(&app, &bob, &code).await;
-    let join = serde_json::to_string(&ClientMessage::Join {
-        version: app::protocol::PROTOCOL_VERSION,
-        resume: None,
-        media: Default::default(),
-    })
-    .expect("encode");
+    let join = join_frame();
     stuck.send(Message::text(join)).await.expect("join");
     let joined = ann_ws
         .recv_until(|m| matches!(m, ServerMessage::PeerJoined { .. }))
