@@ -35,7 +35,7 @@ const clusterRedis = process.env.MOIM_E2E_REDIS_URL;
 const clusterServers = [port + 2, port + 3].map((p) => ({
   command: logged(
     `cluster-${p}`,
-    `"${bin}" --listen 127.0.0.1:${p} --data-dir "${dataDir}/cluster-${p}" --site-root "${siteRoot}" --log warn ` +
+    `"${bin}" --listen 127.0.0.1:${p} --data-dir "${dataDir}/cluster-${p}" --site-root "${siteRoot}" --log warn --sign-ups-per-hour 100000 --guests-per-hour 100000 ` +
       `--database-url "${clusterDb}" --redis-url "${clusterRedis}"`,
   ),
   url: `http://127.0.0.1:${p}/readyz`,
@@ -76,7 +76,7 @@ export default defineConfig({
     {
       command: logged(
         "main",
-        `"${bin}" --listen 127.0.0.1:${port} --data-dir "${dataDir}" --site-root "${siteRoot}" --log warn`,
+        `"${bin}" --listen 127.0.0.1:${port} --data-dir "${dataDir}" --site-root "${siteRoot}" --log warn --sign-ups-per-hour 100000 --guests-per-hour 100000`,
       ),
       url: `${baseURL}/healthz`,
       reuseExistingServer: false,
@@ -100,7 +100,7 @@ export default defineConfig({
     {
       command: logged(
         "relay",
-        `"${bin}" --listen 127.0.0.1:${relayPort} --data-dir "${relayDataDir}" --site-root "${siteRoot}" --log warn ` +
+        `"${bin}" --listen 127.0.0.1:${relayPort} --data-dir "${relayDataDir}" --site-root "${siteRoot}" --log warn --sign-ups-per-hour 100000 --guests-per-hour 100000 ` +
           `--turn-urls "turn:127.0.0.1:${turnPort}?transport=udp" --turn-secret ${turnSecret} --ice-transport-policy relay ` +
           // Short-lived credentials, so the test sees them renewed mid-call.
           `--turn-credential-ttl-seconds 60`,

@@ -111,6 +111,16 @@ pub struct Config {
     #[arg(long, env = "MOIM_MAX_SOCKETS_PER_ADDRESS", default_value_t = 200)]
     pub max_sockets_per_address: u32,
 
+    /// New accounts one client address may create per hour (an IPv6 client
+    /// counts by its /64). Raise it for a school or office that signs up
+    /// many people behind one address.
+    #[arg(long, env = "MOIM_SIGN_UPS_PER_HOUR", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sign_ups_per_hour: u32,
+
+    /// New guest identities one client address may create per hour.
+    #[arg(long, env = "MOIM_GUESTS_PER_HOUR", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub guests_per_hour: u32,
+
     /// Chat messages one person may send per minute (after a burst of 20).
     #[arg(long, env = "MOIM_CHAT_MESSAGES_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub chat_messages_per_minute: u32,

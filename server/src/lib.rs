@@ -129,7 +129,14 @@ impl Application {
                 app::state::meeting_lookup_policy(),
             )),
             limiter: limiter.clone(),
-            actions: Default::default(),
+            actions: app::throttle::ActionPolicy {
+                sign_ups: app::throttle::Rule::per(
+                    config.sign_ups_per_hour,
+                    Duration::from_secs(3600),
+                ),
+                guests: app::throttle::Rule::per(config.guests_per_hour, Duration::from_secs(3600)),
+                ..Default::default()
+            },
             public_url: public_url.clone(),
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
             ice: Arc::new(app::ice::ssr::IceSettings {
