@@ -232,7 +232,13 @@ fn MediaPreview(mic_on: RwSignal<bool>, cam_on: RwSignal<bool>) -> impl IntoView
                             let _ = video.play();
                         }
                         let list = media::list_devices().await;
-                        if speaker.get_untracked().is_empty() {
+                        // Gone during that wait too (someone who clicks
+                        // "Join now" at once): the signals are disposed.
+                        let Some(chosen_speaker) = speaker.try_get_untracked() else {
+                            media::stop(&s);
+                            return;
+                        };
+                        if chosen_speaker.is_empty() {
                             if let Some(first) = list.speakers.first() {
                                 speaker.set(first.id.clone());
                             }
@@ -252,7 +258,9 @@ fn MediaPreview(mic_on: RwSignal<bool>, cam_on: RwSignal<bool>) -> impl IntoView
                         stream.set_value(Some(s));
                         status.set(Some(Ok(())));
                     }
-                    Err(problem) => status.set(Some(Err(problem))),
+                    Err(problem) => {
+                        status.try_set(Some(Err(problem)));
+                    }
                 }
             });
         });
