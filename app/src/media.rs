@@ -140,6 +140,17 @@ mod browser {
         (get(CAMERA_KEY), get(MICROPHONE_KEY))
     }
 
+    /// Starts playback and lets a refusal pass: `play()` rejects when the
+    /// element leaves the page before it starts (the lobby giving way to
+    /// the room), and an unhandled rejection is a page error.
+    pub fn play_quietly(element: &web_sys::HtmlMediaElement) {
+        if let Ok(promise) = element.play() {
+            wasm_bindgen_futures::spawn_local(async move {
+                let _ = JsFuture::from(promise).await;
+            });
+        }
+    }
+
     pub fn stop(stream: &MediaStream) {
         for track in stream.get_tracks().iter() {
             if let Ok(track) = track.dyn_into::<MediaStreamTrack>() {

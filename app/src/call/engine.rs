@@ -1454,7 +1454,7 @@ pub fn resume_sound(view: CallView) {
                 .item(i)
                 .and_then(|n| n.dyn_into::<web_sys::HtmlMediaElement>().ok())
             {
-                let _ = audio.play();
+                crate::media::play_quietly(&audio);
             }
         }
     }

@@ -229,7 +229,7 @@ fn MediaPreview(mic_on: RwSignal<bool>, cam_on: RwSignal<bool>) -> impl IntoView
                         media::set_enabled(&s, "video", cam);
                         if let Some(video) = video_ref.get_untracked() {
                             video.set_src_object(Some(&s));
-                            let _ = video.play();
+                            media::play_quietly(&video);
                         }
                         let list = media::list_devices().await;
                         // Gone during that wait too (someone who clicks
