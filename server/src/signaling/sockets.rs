@@ -88,20 +88,10 @@ fn decrement(map: &mut HashMap<String, u32>, key: &str) {
     }
 }
 
-/// One client for counting: an IPv4 address, or an IPv6 /64 (one
-/// subscriber's network usually gets a whole /64, so single addresses in it
-/// cost an attacker nothing).
-pub fn address_key(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
-    }
+/// One client for counting: the same key as every other limit
+/// (`app::throttle::client_key`: IPv4, or an IPv6 /64).
+fn address_key(ip: IpAddr) -> String {
+    app::throttle::client_key(&ip.to_string())
 }
 
 #[derive(Debug)]
