@@ -76,13 +76,27 @@ pub fn catch_panics(metrics: Arc<HttpMetrics>) -> CatchPanicLayer<PanicTo500> {
     CatchPanicLayer::custom(PanicTo500 { metrics })
 }
 
+/// The app's page routes, listed once per process.
+///
+/// Listing them renders the app with every resource's loading switched off
+/// through a flag that is global to the process (leptos_server's
+/// `SuppressResourceLoad`). Listed again while another instance in the same
+/// process renders a page (the integration tests run many), that page's
+/// resources would wait forever and the request would time out. The list
+/// depends only on the compiled app, so once is also all that is needed.
+fn page_routes() -> Vec<leptos_axum::AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<leptos_axum::AxumRouteListing>> =
+        std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
+}
+
 pub fn app(
     state: AppState,
     store: DbSessionStore,
     signaling: SignalingState,
     settings: HttpSettings,
 ) -> Router {
-    let routes = generate_route_list(App);
+    let routes = page_routes();
     let context_state = state.clone();
     let provide_state = move || {
         provide_context(context_state.clone());

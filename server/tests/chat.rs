@@ -2,42 +2,15 @@
 
 mod common;
 
-use app::protocol::{ChatMessage, ClientMessage, ErrorCode, ServerMessage};
-use common::people::{join_call, person, Person};
+use app::protocol::{ClientMessage, ErrorCode, ServerMessage};
+use common::chatter::{
+    assert_exactly_once, chat as send, chatter, complete_view, history, Chatter, Instances,
+};
+use common::people::{join_call, meeting_with_everyone, person, Person};
 use common::ws::Ws;
 use common::{spawn_with, Backend, Spawn, TestApp};
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A meeting by `people[0]` with the others invited, everyone admitted.
-async fn meeting_of(app: &TestApp, people: &[Person]) -> String {
-    let invitees: Vec<&str> = people[1..].iter().map(|p| p.name.as_str()).collect();
-    let response = app
-        .call(
-            &people[0].client,
-            "schedule_meeting",
-            &[
-                ("title", "Chat test"),
-                ("instant", "1"),
-                ("invitees", &invitees.join(",")),
-            ],
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let code: String = response.json().await.unwrap();
-    for p in people {
-        let response = app
-            .call(
-                &p.client,
-                "enter_meeting",
-                &[("code", &code), ("display_name", "")],
-            )
-            .await;
-        assert_eq!(response.status(), 200);
-    }
-    code
-}
 
 fn spawn(backend: Backend) -> Spawn {
     let mut spawn = Spawn::new(backend);
@@ -59,145 +32,6 @@ fn is_error(m: &ServerMessage) -> bool {
     matches!(m, ServerMessage::Error { .. })
 }
 
-fn send(key: &str, text: &str) -> ClientMessage {
-    ClientMessage::ChatSend {
-        key: key.into(),
-        text: text.into(),
-        to: None,
-    }
-}
-
-/// The whole visible history, page by page.
-async fn history(ws: &mut Ws) -> Vec<ChatMessage> {
-    let mut all = Vec::new();
-    let mut after = 0;
-    loop {
-        ws.send(&ClientMessage::ChatSync { after }).await;
-        let ServerMessage::ChatBatch { messages, more, .. } = ws
-            .recv_until(|m| matches!(m, ServerMessage::ChatBatch { older: false, .. }))
-            .await
-        else {
-            unreachable!()
-        };
-        after = messages.last().map(|m| m.seq).unwrap_or(after);
-        all.extend(messages);
-        if !more {
-            return all;
-        }
-    }
-}
-
-/// A tiny deterministic generator: the test needs "random" drops, not
-/// cryptography.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// What one chatty client ends up with.
-struct Outcome {
-    acks: HashMap<String, i64>,
-    seen: BTreeMap<i64, ChatMessage>,
-    reconnects: u32,
-}
-
-/// Sends `count` messages, dropping its connection now and then (without a
-/// goodbye) and resending whatever was not confirmed, as the browser does.
-async fn chatter(app: Arc<TestApp>, who: Person, code: String, id: usize, count: usize) -> Outcome {
-    let mut rng = Lcg(0x9e37_79b9 + id as u64 * 7919);
-    let mut pending: BTreeMap<String, String> = BTreeMap::new();
-    let mut acks = HashMap::new();
-    let mut seen: BTreeMap<i64, ChatMessage> = BTreeMap::new();
-    let mut next = 0;
-    let mut peer = None;
-    let mut reconnects = 0;
-    'connection: loop {
-        let (mut ws, me) = join(&app, &who, &code, peer.clone()).await;
-        peer = Some(me);
-        // Catch up from the last message seen in order.
-        let contiguous = seen.keys().copied().take_while({
-            let mut expect = 1;
-            move |s| {
-                let ok = *s == expect;
-                expect += 1;
-                ok
-            }
-        });
-        let after = contiguous.last().unwrap_or(0);
-        ws.send(&ClientMessage::ChatSync { after }).await;
-        for (key, text) in pending.clone() {
-            ws.send(&send(&key, &text)).await;
-        }
-        let mut quiet_rounds = 0;
-        loop {
-            if next < count {
-                let key = format!("c{id}-{next}");
-                let text = format!("message {next} from client {id}");
-                pending.insert(key.clone(), text.clone());
-                ws.send(&send(&key, &text)).await;
-                next += 1;
-            }
-            let wait = if next < count { 5 } else { 200 };
-            let mut got_any = false;
-            while let Some(message) = ws.try_recv(Duration::from_millis(wait)).await {
-                got_any = true;
-                match message {
-                    ServerMessage::ChatAck { key, seq, .. } => {
-                        pending.remove(&key);
-                        if let Some(old) = acks.insert(key.clone(), seq) {
-                            assert_eq!(old, seq, "a resend of {key} got another seq");
-                        }
-                    }
-                    ServerMessage::Chat { message } => {
-                        seen.insert(message.seq, message);
-                    }
-                    ServerMessage::ChatBatch { messages, .. } => {
-                        for m in messages {
-                            seen.insert(m.seq, m);
-                        }
-                    }
-                    ServerMessage::Error { code, message, .. } => {
-                        panic!("client {id}: error {code:?}: {message}")
-                    }
-                    _ => {}
-                }
-                if next < count {
-                    break;
-                }
-            }
-            if next >= count && pending.is_empty() {
-                return Outcome {
-                    acks,
-                    seen,
-                    reconnects,
-                };
-            }
-            // The network fails now and then, acks in flight and all.
-            if rng.next() < 0.03 {
-                reconnects += 1;
-                ws.drop_connection();
-                continue 'connection;
-            }
-            if !got_any && next >= count {
-                quiet_rounds += 1;
-                if quiet_rounds > 10 {
-                    // Unconfirmed for 2 s: send again (same keys).
-                    for (key, text) in pending.clone() {
-                        ws.send(&send(&key, &text)).await;
-                    }
-                    quiet_rounds = 0;
-                }
-            }
-        }
-    }
-}
-
 on_both_databases!(many_messages_with_drops_are_stored_once_in_one_order);
 
 async fn many_messages_with_drops_are_stored_once_in_one_order(backend: Backend) {
@@ -206,18 +40,26 @@ async fn many_messages_with_drops_are_stored_once_in_one_order(backend: Backend)
     for name in ["ann", "bob", "cat", "dan"] {
         people.push(person(&app, name).await);
     }
-    let code = meeting_of(&app, &people).await;
+    let code = meeting_with_everyone(&app, &people).await;
     let per_client = 260;
-    let mut tasks = Vec::new();
-    for (id, who) in people.iter().cloned().enumerate() {
-        tasks.push(tokio::spawn(chatter(
-            app.clone(),
-            who,
-            code.clone(),
+    let instances: Instances = Arc::new(vec![app.clone()]);
+    let chatters: Vec<Chatter> = people
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(id, who)| Chatter {
             id,
-            per_client,
-        )));
-    }
+            who,
+            code: code.clone(),
+            count: per_client,
+            drop_rate: 0.03,
+        })
+        .collect();
+    let tasks: Vec<_> = chatters
+        .iter()
+        .cloned()
+        .map(|c| tokio::spawn(chatter(instances.clone(), c)))
+        .collect();
     let mut outcomes = Vec::new();
     for task in tasks {
         outcomes.push(task.await.expect("client task"));
@@ -229,17 +71,9 @@ async fn many_messages_with_drops_are_stored_once_in_one_order(backend: Backend)
         reconnects >= 4,
         "the test must really drop connections ({reconnects})"
     );
-
-    // Stored exactly once each: 1..=total without gaps, every key once.
     assert_eq!(app.count("chat_messages").await, total as i64);
-    let (_ws, _) = join(&app, &people[0], &code, None).await;
-    let mut ws = _ws;
+    let (mut ws, _) = join(&app, &people[0], &code, None).await;
     let stored = history(&mut ws).await;
-    let seqs: Vec<i64> = stored.iter().map(|m| m.seq).collect();
-    assert_eq!(seqs, (1..=total as i64).collect::<Vec<_>>());
-    let keys: std::collections::HashSet<_> =
-        stored.iter().map(|m| (&m.sender_id, &m.key)).collect();
-    assert_eq!(keys.len(), total);
     // "Load older": the page before a sequence number, oldest first.
     ws.send(&ClientMessage::ChatHistory { before: 501 }).await;
     match ws
@@ -253,61 +87,10 @@ async fn many_messages_with_drops_are_stored_once_in_one_order(backend: Backend)
         }
         _ => unreachable!(),
     }
-    // Per sender, messages keep the order they were sent in.
-    for id in 0..people.len() {
-        let mine: Vec<usize> = stored
-            .iter()
-            .filter(|m| m.key.starts_with(&format!("c{id}-")))
-            .map(|m| m.key[format!("c{id}-").len()..].parse().unwrap())
-            .collect();
-        assert_eq!(mine.len(), per_client);
+    for (chatter, outcome) in chatters.iter().zip(outcomes.iter_mut()) {
+        complete_view(&instances, chatter, outcome).await;
     }
-
-    for (id, outcome) in outcomes.iter_mut().enumerate() {
-        // Every confirmation names the stored copy.
-        assert_eq!(outcome.acks.len(), per_client);
-        for m in stored
-            .iter()
-            .filter(|m| m.key.starts_with(&format!("c{id}-")))
-        {
-            assert_eq!(outcome.acks.get(&m.key), Some(&m.seq), "ack of {}", m.key);
-        }
-        // What the client saw live plus its catch-ups, completed by one last
-        // sync from its last in-order message, is the stored history.
-        let contiguous = outcome
-            .seen
-            .keys()
-            .enumerate()
-            .take_while(|(i, s)| **s == *i as i64 + 1)
-            .count() as i64;
-        ws.send(&ClientMessage::ChatSync { after: contiguous })
-            .await;
-        loop {
-            let ServerMessage::ChatBatch { messages, more, .. } = ws
-                .recv_until(|m| matches!(m, ServerMessage::ChatBatch { .. }))
-                .await
-            else {
-                unreachable!()
-            };
-            let last = messages.last().map(|m| m.seq);
-            for m in messages {
-                outcome.seen.insert(m.seq, m);
-            }
-            if !more {
-                break;
-            }
-            ws.send(&ClientMessage::ChatSync {
-                after: last.unwrap_or(0),
-            })
-            .await;
-        }
-        let view: Vec<&ChatMessage> = outcome.seen.values().collect();
-        assert_eq!(view.len(), total, "client {id} history is complete");
-        assert!(
-            view.iter().zip(stored.iter()).all(|(a, b)| *a == b),
-            "client {id} history differs"
-        );
-    }
+    assert_exactly_once(&stored, &outcomes, per_client);
 }
 
 on_both_databases!(bad_chat_input_is_refused_and_private_stays_private);
@@ -321,7 +104,7 @@ async fn bad_chat_input_is_refused_and_private_stays_private(backend: Backend) {
         person(&app, "bob").await,
         person(&app, "cat").await,
     ];
-    let code = meeting_of(&app, &people).await;
+    let code = meeting_with_everyone(&app, &people).await;
     let (mut a, _) = join(&app, &people[0], &code, None).await;
     let (mut b, bob_peer) = join(&app, &people[1], &code, None).await;
     let (mut c, _) = join(&app, &people[2], &code, None).await;

@@ -233,7 +233,7 @@ async fn redis_outage_keeps_local_calls_and_recovers_without_losing_chat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_instance_loses_its_participants_and_a_terminated_one_hands_them_over() {
     let redis = RedisServer::start();
-    let (one, mut two) = cluster(&redis).await;
+    let (one, two) = cluster(&redis).await;
     let ann = person(&one, "ann").await;
     let bob = person(&one, "bob").await;
     let cat = person(&one, "cat").await;

@@ -1,15 +1,13 @@
 //! Every page renders, with its status and its title, while many are
 //! rendered at once (leptos_meta reads titles after rendering, outside the
-//! page's owner: that used to panic).
-//!
-//! In a test binary of its own: with other servers running in the same
-//! process it sometimes saw one meeting page stall until the 30 s request
-//! timeout (408); see the closing note of the security issue. Kept here so
-//! the test itself stays exactly as strict.
+//! page's owner: that used to panic), and while other instances start in
+//! the same process (listing routes switched resource loading off for the
+//! whole process: pages rendered meanwhile stalled until the request
+//! timeout, 408).
 
 mod common;
 
-use common::{spawn_app, Backend, TestApp};
+use common::{spawn_app, spawn_with, Backend, Spawn, TestApp};
 use reqwest::Client;
 
 /// The text of the first `<title>` in a page.
@@ -111,4 +109,43 @@ async fn every_page_renders_with_its_title_under_concurrency() {
         });
         futures_util::future::join_all(requests).await;
     }
+}
+
+/// Pages rendered while other instances start in this process all answer.
+/// Building an instance lists the app's routes by rendering it with
+/// resource loading switched off process-wide; a page whose resources
+/// started meanwhile waited forever (until the request timeout: 408).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pages_render_while_other_instances_start_in_the_same_process() {
+    let mut spawn = Spawn::new(Backend::Sqlite);
+    // A stalled page shows as 408 after this, not after the default 30 s.
+    spawn.extra_args = vec!["--request-timeout-seconds".into(), "5".into()];
+    let app = spawn_with(spawn).await;
+    let (host, code) = host_with_meeting(&app, "Standup").await;
+    let starting = tokio::spawn(async {
+        let mut others = Vec::new();
+        for _ in 0..8 {
+            others.push(spawn_app(Backend::Sqlite).await);
+        }
+        others.len()
+    });
+    let mut answered = 0;
+    while !starting.is_finished() || answered < 40 {
+        let pages = [
+            format!("/m/{code}"),
+            "/m/nosuchcode".to_string(),
+            "/meetings".into(),
+        ];
+        let requests = pages.iter().map(|path| {
+            let request = host.get(app.url(path)).header("accept", "text/html");
+            async move {
+                let status = request.send().await.expect("page answers").status();
+                assert_ne!(status, 408, "{path} stalled");
+                assert!(status == 200 || status == 404, "{path}: {status}");
+            }
+        });
+        futures_util::future::join_all(requests).await;
+        answered += pages.len();
+    }
+    assert_eq!(starting.await.expect("instances start"), 8);
 }

@@ -74,10 +74,14 @@ pub struct TestApp {
     _data_dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     postgres_db: Option<String>,
-    kill: Option<std::sync::mpsc::Sender<()>>,
+    /// Taken (and sent) by `kill`; behind a lock so an instance shared
+    /// between tasks can be killed by one of them.
+    kill: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    killed: std::sync::atomic::AtomicBool,
     panics_before: u64,
 }
 
+pub mod chatter;
 pub mod people;
 pub mod redis_server;
 pub mod smtp_server;
@@ -209,17 +213,26 @@ pub async fn spawn_with(spawn: Spawn) -> TestApp {
         _data_dir: data_dir,
         stop: Some(stop),
         postgres_db,
-        kill,
+        kill: std::sync::Mutex::new(kill),
+        killed: std::sync::atomic::AtomicBool::new(false),
         panics_before,
     }
 }
 
 impl TestApp {
     /// Ends the instance like `kill -9` would: no goodbyes to anyone.
-    pub fn kill(&mut self) {
-        if let Some(kill) = self.kill.take() {
+    pub fn kill(&self) {
+        let kill = self.kill.lock().map(|mut k| k.take()).unwrap_or_default();
+        if let Some(kill) = kill {
+            self.killed.store(true, Ordering::SeqCst);
             let _ = kill.send(());
         }
+    }
+
+    /// Whether `kill` ended it (what a load balancer's health check would
+    /// know).
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
     }
 
     /// Asks the instance to stop as on SIGTERM (drain, then close).

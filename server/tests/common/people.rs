@@ -61,6 +61,35 @@ pub async fn instant_meeting(
     response.json().await.expect("code")
 }
 
+/// A meeting by `people[0]` with the others invited, everyone admitted.
+pub async fn meeting_with_everyone(app: &TestApp, people: &[Person]) -> String {
+    let invitees: Vec<&str> = people[1..].iter().map(|p| p.name.as_str()).collect();
+    let response = app
+        .call(
+            &people[0].client,
+            "schedule_meeting",
+            &[
+                ("title", "Chat test"),
+                ("instant", "1"),
+                ("invitees", &invitees.join(",")),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let code: String = response.json().await.unwrap();
+    for p in people {
+        let response = app
+            .call(
+                &p.client,
+                "enter_meeting",
+                &[("code", &code), ("display_name", "")],
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    code
+}
+
 /// Asks to enter; returns the admission ("Admitted", "Waiting", …).
 pub async fn enter(app: &TestApp, who: &Person, code: &str, name: &str) -> serde_json::Value {
     let response = app

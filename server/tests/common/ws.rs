@@ -53,8 +53,34 @@ pub async fn open_with(
     code: &str,
     origin: &str,
 ) -> Upgrade {
+    match try_connect(upgrade_request(app, jar, code, origin)).await {
+        Ok(upgrade) => upgrade,
+        Err(err) => panic!("WebSocket connect failed: {err}"),
+    }
+}
+
+pub async fn open(app: &TestApp, jar: &reqwest::cookie::Jar, code: &str) -> Upgrade {
+    open_with(app, jar, code, &app.base).await
+}
+
+/// Like `open`, but an instance that is gone is an error, not a panic
+/// (fault tests connect while instances die).
+pub async fn try_open(
+    app: &TestApp,
+    jar: &reqwest::cookie::Jar,
+    code: &str,
+) -> Result<Upgrade, String> {
+    try_connect(upgrade_request(app, jar, code, &app.base)).await
+}
+
+fn upgrade_request(
+    app: &TestApp,
+    jar: &reqwest::cookie::Jar,
+    code: &str,
+    origin: &str,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
     let url = format!("ws://{}/m/{code}/ws", app.addr);
-    let mut request = url.clone().into_client_request().expect("request");
+    let mut request = url.into_client_request().expect("request");
     let page: url::Url = app.base.parse().expect("base url");
     if let Some(cookie) = jar.cookies(&page) {
         request.headers_mut().insert("cookie", cookie);
@@ -62,17 +88,30 @@ pub async fn open_with(
     request
         .headers_mut()
         .insert("origin", origin.parse().expect("origin"));
-    match tokio_tungstenite::connect_async(request).await {
-        Ok((socket, _)) => Upgrade::Open(Box::new(Ws { socket })),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            Upgrade::Refused(response.status().as_u16())
+    request
+}
+
+async fn try_connect(
+    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> Result<Upgrade, String> {
+    let connect = tokio_tungstenite::connect_async(request);
+    match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Err(_) => Err("no answer within 10 s".to_string()),
+        Ok(Ok((socket, _))) => Ok(Upgrade::Open(Box::new(Ws { socket }))),
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+            Ok(Upgrade::Refused(response.status().as_u16()))
         }
-        Err(err) => panic!("WebSocket connect failed: {err}"),
+        Ok(Err(err)) => Err(err.to_string()),
     }
 }
 
-pub async fn open(app: &TestApp, jar: &reqwest::cookie::Jar, code: &str) -> Upgrade {
-    open_with(app, jar, code, &app.base).await
+/// What a client sees next: a message, nothing for a while, or the end of
+/// its connection.
+#[derive(Debug)]
+pub enum Event {
+    Message(ServerMessage),
+    Quiet,
+    Closed,
 }
 
 impl Ws {
@@ -89,17 +128,7 @@ impl Ws {
     }
 
     pub async fn join(&mut self, resume: Option<String>) -> ServerMessage {
-        self.send(&ClientMessage::Join {
-            version: PROTOCOL_VERSION,
-            resume,
-            media: MediaState {
-                mic: true,
-                cam: true,
-                screen: false,
-                hand: false,
-            },
-        })
-        .await;
+        self.send(&join_message(resume)).await;
         let welcome = self.recv().await;
         assert!(
             matches!(welcome, ServerMessage::Welcome { .. }),
@@ -130,6 +159,23 @@ impl Ws {
                 }
                 Ok(Message::Close(_)) | Err(_) => return None,
                 Ok(_) => continue,
+            }
+        }
+    }
+
+    /// The next protocol message, telling a quiet connection from a closed one.
+    pub async fn next_event(&mut self, wait: Duration) -> Event {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Err(_) => return Event::Quiet,
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => {
+                    return Event::Closed
+                }
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    return Event::Message(serde_json::from_str(&text).expect("server JSON"))
+                }
+                Ok(Some(Ok(_))) => continue,
             }
         }
     }
@@ -211,6 +257,21 @@ impl Ws {
     /// Vanishes without a close frame (network gone).
     pub fn drop_connection(self) {
         drop(self.socket);
+    }
+}
+
+/// What a browser sends first: join with camera and microphone on,
+/// optionally resuming a peer id.
+pub fn join_message(resume: Option<String>) -> ClientMessage {
+    ClientMessage::Join {
+        version: PROTOCOL_VERSION,
+        resume,
+        media: MediaState {
+            mic: true,
+            cam: true,
+            screen: false,
+            hand: false,
+        },
     }
 }
 
