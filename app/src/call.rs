@@ -7,6 +7,7 @@ use crate::protocol::{MediaState, PeerId, PeerInfo};
 use leptos::prelude::*;
 use std::collections::{HashMap, HashSet};
 
+pub mod decide;
 #[cfg(feature = "hydrate")]
 pub mod engine;
 

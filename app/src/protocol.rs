@@ -48,6 +48,9 @@ pub mod close {
     pub const NORMAL: u16 = 1000;
     /// The room's channel closed under the connection: reconnect.
     pub const GOING_AWAY: u16 = 1001;
+    /// Never sent: what a browser reports when the connection dropped
+    /// without a close frame (network gone, server unreachable).
+    pub const ABNORMAL: u16 = 1006;
     /// A message broke the protocol's rules (flooding).
     pub const POLICY: u16 = 1008;
     /// A message larger than the protocol allows.

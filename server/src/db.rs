@@ -8,8 +8,10 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 use std::time::Duration;
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+/// One folder for both databases: the schema uses only what SQLite and
+/// PostgreSQL share (text ids, integer unix-millisecond times), so the same
+/// SQL serves both and the two cannot drift apart.
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 /// The URL to connect to: DATABASE_URL, or a SQLite file in the data dir.
 pub fn database_url(config: &Config) -> Result<String, StartupError> {
@@ -83,11 +85,7 @@ pub async fn connect(url: &str) -> Result<AnyPool, StartupError> {
             .await
             .map_err(|e| failed(e.to_string()))?;
     }
-    let migrator = match kind {
-        DbKind::Sqlite => &SQLITE_MIGRATIONS,
-        DbKind::Postgres => &POSTGRES_MIGRATIONS,
-    };
-    migrator
+    MIGRATIONS
         .run(&pool)
         .await
         .map_err(|e| StartupError::Migration(e.to_string()))?;

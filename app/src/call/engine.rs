@@ -7,6 +7,7 @@
 //! Everything the page shows goes into `CallView` signals; media streams
 //! (which cannot live in signals) are in `streams`, looked up by peer id.
 
+use super::decide;
 use super::{
     merge_chat, CallView, ChatEntry, ChatNotice, ChatStatus, EndReason, LinkState, Notice, Phase,
 };
@@ -35,9 +36,6 @@ const PING_EVERY: Duration = Duration::from_secs(5);
 const SILENCE_LIMIT_MS: f64 = 12_000.0;
 /// How long ICE may stay "disconnected" before it is restarted.
 const DISCONNECTED_GRACE: Duration = Duration::from_secs(3);
-/// A chat message unconfirmed this long is sent again (same key).
-const CHAT_RESEND_MS: f64 = 5_000.0;
-
 fn now() -> f64 {
     js_sys::Date::now()
 }
@@ -419,7 +417,7 @@ impl Call {
             let code = event
                 .dyn_into::<CloseEvent>()
                 .map(|e| e.code())
-                .unwrap_or(1006);
+                .unwrap_or(close::ABNORMAL);
             call.on_close(code);
         });
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
@@ -449,36 +447,25 @@ impl Call {
             return;
         }
         let view = self.view();
-        let final_reason = match code {
-            close::REMOVED => Some(EndReason::Removed),
-            close::ENDED => Some(EndReason::Ended),
-            close::SIGNED_OUT => Some(EndReason::SignedOut),
-            close::CANCELLED => Some(EndReason::Cancelled),
-            close::REPLACED
-                if self.0.me.borrow().is_some() && view.phase.get_untracked() == Phase::Live =>
-            {
-                // Replaced while live means another window took over; a
-                // replaced *old* socket of ours never reaches here (its
-                // generation is stale).
-                Some(EndReason::Replaced)
-            }
-            close::FULL => Some(EndReason::Full(view.max_participants.get_untracked())),
-            close::VERSION => Some(EndReason::Failed),
-            _ => None,
-        };
-        if let Some(reason) = final_reason {
-            self.finish(reason);
-            return;
-        }
+        let live = self.0.me.borrow().is_some() && view.phase.get_untracked() == Phase::Live;
+        let (at_once, refused_before_open) =
+            match decide::after_close(code, live, view.max_participants.get_untracked()) {
+                decide::AfterClose::End(reason) => {
+                    self.finish(reason);
+                    return;
+                }
+                decide::AfterClose::Reconnect {
+                    at_once,
+                    refused_before_open,
+                } => (at_once, refused_before_open),
+            };
         if view.phase.get_untracked() != Phase::Connecting {
             view.phase.set(Phase::Reconnecting);
         }
-        // The server asked us to come back (restart, resynchronise): at
-        // once, not after a backoff.
-        if matches!(code, close::RESTART | close::TRY_AGAIN_LATER) {
+        if at_once {
             self.0.attempts.set(0);
         }
-        if code == 1006 || code == close::NOT_ADMITTED {
+        if refused_before_open {
             self.0
                 .failures_before_open
                 .set(self.0.failures_before_open.get() + 1);
@@ -489,22 +476,19 @@ impl Call {
     fn schedule_reconnect(&self) {
         let attempt = self.0.attempts.get();
         self.0.attempts.set(attempt + 1);
-        // 0.5 s doubling to 8 s, with jitter so a restarted server is not
-        // hit by everyone at once.
-        let base = 500.0 * 2f64.powi(attempt.min(4) as i32);
-        let delay = base * (0.75 + js_sys::Math::random() * 0.5);
+        let delay = decide::reconnect_delay_ms(attempt, js_sys::Math::random());
         let weak = self.weak();
         set_timeout(
             move || {
                 if let Some(call) = Call::from_weak(&weak) {
-                    if call.0.failures_before_open.get() >= 3 {
+                    if decide::should_ask_the_door(call.0.failures_before_open.get()) {
                         call.check_still_admitted();
                     } else {
                         call.connect();
                     }
                 }
             },
-            Duration::from_millis(delay as u64),
+            Duration::from_millis(delay),
         );
     }
 
@@ -737,7 +721,7 @@ impl Call {
                     // Half-open connection: drop it and reconnect.
                     log("moim: signaling connection silent; reconnecting");
                     *call.0.socket.borrow_mut() = None;
-                    call.on_close(1006);
+                    call.on_close(close::ABNORMAL);
                     return;
                 }
                 call.send(&ClientMessage::Ping);
@@ -965,7 +949,7 @@ impl Call {
         Some(Link {
             pc,
             // Any fixed rule both sides agree on will do.
-            polite: me > peer_id,
+            polite: decide::is_polite(me, peer_id),
             making_offer: Cell::new(false),
             ignore_offer: Cell::new(false),
             sending: Cell::new(false),
@@ -1028,10 +1012,12 @@ impl Call {
         match signal {
             Signal::Description { sdp_type, sdp } => {
                 let is_offer = sdp_type == "offer";
-                let collision = is_offer
-                    && (link.making_offer.get()
-                        || link.pc.signaling_state() != RtcSignalingState::Stable);
-                link.ignore_offer.set(!link.polite && collision);
+                link.ignore_offer.set(decide::ignores_offer(
+                    link.polite,
+                    is_offer,
+                    link.making_offer.get(),
+                    link.pc.signaling_state() == RtcSignalingState::Stable,
+                ));
                 if link.ignore_offer.get() {
                     return;
                 }
@@ -1209,7 +1195,7 @@ impl Call {
     }
 
     /// Sends unconfirmed messages again (same keys): all of them, or with
-    /// `stale_only` those unconfirmed for `CHAT_RESEND_MS`, shown as
+    /// `stale_only` those unconfirmed for `decide::CHAT_RESEND_MS`, shown as
     /// retrying.
     fn resend_chat(&self, stale_only: bool) {
         let pending: Vec<(String, String, Option<PeerId>)> = self
@@ -1217,7 +1203,7 @@ impl Call {
             .chat_pending
             .borrow()
             .iter()
-            .filter(|p| !stale_only || now() - p.last_sent_ms > CHAT_RESEND_MS)
+            .filter(|p| decide::resend_chat_now(!stale_only, p.last_sent_ms, now()))
             .map(|p| (p.key.clone(), p.text.clone(), p.to.clone()))
             .collect();
         for (key, text, to) in pending {

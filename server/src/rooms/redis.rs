@@ -24,7 +24,7 @@ use redis::{AsyncCommands, Script};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 const EXPIRY_KEY: &str = "moim:presence:expiry";
 
@@ -64,7 +64,7 @@ pub async fn connect(url: &str) -> Result<(Arc<RedisBus>, Arc<RedisPresence>), r
         .set_max_delay(Duration::from_millis(1000));
     let manager = ConnectionManager::new_with_config(client.clone(), config).await?;
     let fanout = Arc::new(Fanout::default());
-    let (subscribe_tx, subscribe_rx) = mpsc::unbounded_channel();
+    let (subscribe_tx, subscribe_rx) = mpsc::unbounded_channel::<SubscribeRequest>();
     let subscribed = Arc::new(AtomicBool::new(false));
     let publishing = Arc::new(AtomicBool::new(true));
     tokio::spawn(subscriber_loop(
@@ -85,10 +85,18 @@ pub async fn connect(url: &str) -> Result<(Arc<RedisBus>, Arc<RedisPresence>), r
     Ok((bus, presence))
 }
 
+/// A room to subscribe to, and who to tell once Redis confirmed it.
+type SubscribeRequest = (String, oneshot::Sender<()>);
+
+/// How long `subscribe` waits for Redis to confirm a new room's
+/// subscription before going on without it (the subscriber loop keeps
+/// trying; a slow Redis must not hold up a join).
+const SUBSCRIBE_CONFIRM: Duration = Duration::from_secs(2);
+
 pub struct RedisBus {
     manager: ConnectionManager,
     fanout: Arc<Fanout>,
-    subscribe_tx: mpsc::UnboundedSender<String>,
+    subscribe_tx: mpsc::UnboundedSender<SubscribeRequest>,
     subscribed: Arc<AtomicBool>,
     publishing: Arc<AtomicBool>,
 }
@@ -132,7 +140,16 @@ impl RoomBus for RedisBus {
         let (receiver, first) = self.fanout.subscribe(room);
         if first {
             // The subscriber loop subscribes now, or on its next reconnect.
-            let _ = self.subscribe_tx.send(room.to_string());
+            // Waiting for Redis's confirmation means an event published on
+            // another instance right after this returns is not missed.
+            let (confirmed_tx, confirmed) = oneshot::channel();
+            if self
+                .subscribe_tx
+                .send((room.to_string(), confirmed_tx))
+                .is_ok()
+            {
+                let _ = tokio::time::timeout(SUBSCRIBE_CONFIRM, confirmed).await;
+            }
         }
         Ok(receiver)
     }
@@ -145,7 +162,7 @@ impl RoomBus for RedisBus {
 async fn subscriber_loop(
     client: redis::Client,
     fanout: Arc<Fanout>,
-    mut requests: mpsc::UnboundedReceiver<String>,
+    mut requests: mpsc::UnboundedReceiver<SubscribeRequest>,
     subscribed: Arc<AtomicBool>,
     publishing: Arc<AtomicBool>,
 ) {
@@ -180,6 +197,7 @@ async fn subscriber_loop(
             tokio::time::sleep(backoff).await;
             continue;
         }
+
         backoff = Duration::from_millis(250);
         subscribed.store(true, Ordering::Relaxed);
         // Redis answers again; the publishing side reconnects by itself.
@@ -201,10 +219,11 @@ async fn subscriber_loop(
                     }
                 }
                 request = requests.recv() => {
-                    let Some(room) = request else { return };
+                    let Some((room, confirmed)) = request else { return };
                     if sink.subscribe(channel(&room)).await.is_err() {
                         break;
                     }
+                    let _ = confirmed.send(());
                 }
             }
         }

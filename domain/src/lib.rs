@@ -1,0 +1,14 @@
+//! moim's domain: the rules of rooms and their boundaries, with no web
+//! framework, socket or browser API in sight (the `app` crate depends on it
+//! only for the server build; nothing here reaches the wasm bundle).
+//!
+//! Each boundary is a trait with an in-process side (one instance, no
+//! outside services) and a distributed side (Redis), and one contract suite
+//! (`contract`, feature `contract-tests`) that both must pass.
+//!
+//! Time comes in as a value (`clock::Clock`) and I/O stays behind the
+//! boundary traits, so the rules can be tested without sleeping.
+
+pub mod clock;
+pub mod ids;
+pub mod placement;
