@@ -37,7 +37,7 @@ step "rustfmt"
 cargo fmt --all -- --check
 
 step "clippy: server and shared app (ssr)"
-cargo clippy --locked -p domain -p moim-server -p app --all-targets -- -D warnings
+cargo clippy --locked -p protocol -p domain -p moim-server -p app --all-targets -- -D warnings
 step "no import cycles between the domain crate's modules"
 python3 scripts/module-cycles.py domain/src
 
@@ -83,7 +83,7 @@ fi
 echo "PostgreSQL for tests: $MOIM_TEST_POSTGRES_URL"
 
 step "Rust unit and integration tests (SQLite and PostgreSQL)"
-cargo test --locked -p domain -p app -p moim-server
+cargo test --locked -p protocol -p domain -p app -p moim-server
 
 step "building the site (cargo leptos build)"
 cargo leptos build

@@ -118,6 +118,15 @@ impl ApiError {
     }
 }
 
+/// Sets the response status of the current server function or page to the
+/// one that matches `err` (the framework would answer 500 for everything).
+#[cfg(feature = "ssr")]
+pub fn set_error_status(err: &ApiError) {
+    if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(err.status());
+    }
+}
+
 impl FromServerFnError for ApiError {
     type Encoder = JsonEncoding;
 
@@ -127,7 +136,7 @@ impl FromServerFnError for ApiError {
         // status follows the error instead (422 for unreadable fields).
         #[cfg(feature = "ssr")]
         if matches!(error, ApiError::Invalid(_)) {
-            crate::auth::ssr::set_error_status(&error);
+            set_error_status(&error);
         }
         error
     }

@@ -8,28 +8,11 @@
 
 use crate::error::ApiError;
 use leptos::prelude::*;
-use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "ssr")]
 pub mod ssr;
 
-/// One entry of `RTCConfiguration.iceServers`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IceServer {
-    pub urls: Vec<String>,
-    pub username: Option<String>,
-    pub credential: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IceConfig {
-    pub ice_servers: Vec<IceServer>,
-    /// When the TURN credentials stop working (unix ms); fetch again before.
-    pub expires_at_ms: Option<i64>,
-    /// `iceTransportPolicy: "relay"`: media only through TURN, so peers never
-    /// learn each other's addresses.
-    pub relay_only: bool,
-}
+pub use protocol::ice::{IceConfig, IceServer};
 
 /// How long to wait before fetching fresh TURN credentials that expire at
 /// `expires_at_ms`: ten minutes ahead when there is time, else halfway,

@@ -11,8 +11,6 @@ pub mod call;
 pub mod chat;
 pub mod components;
 pub mod error;
-#[cfg(feature = "ssr")]
-pub mod fanout;
 pub mod ice;
 pub mod linkify;
 pub mod lobby;
@@ -21,7 +19,8 @@ pub mod mail;
 pub mod media;
 pub mod meetings;
 pub mod pages;
-pub mod protocol;
+/// The wire protocol (its own crate, shared with the server and the wasm bundle).
+pub use ::protocol;
 #[cfg(feature = "ssr")]
 pub mod state;
 #[cfg(feature = "ssr")]

@@ -11,7 +11,6 @@
 //! language, is unknown when they are written (an invited address may have
 //! no account at all).
 
-use crate::state::AppState;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,8 +70,8 @@ const SEND_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Sends in the background: the request that caused the mail answers at
 /// once, whatever the mail server does.
-pub fn send_later(state: &AppState, message: Outgoing) {
-    let mailer = state.mailer.clone();
+pub fn send_later(mailer: &Arc<dyn Mailer>, message: Outgoing) {
+    let mailer = mailer.clone();
     if !mailer.is_configured() {
         return;
     }

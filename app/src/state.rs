@@ -52,10 +52,10 @@ pub struct AppState {
     /// take the ones sign-ins need.
     pub sign_up_permits: Arc<tokio::sync::Semaphore>,
     /// Room fan-out (in-process, or Redis across instances).
-    pub bus: Arc<dyn crate::fanout::RoomBus>,
+    pub bus: Arc<dyn domain::rooms::bus::RoomBus>,
     /// Tells hosts the waiting list changed, at most every half second per
     /// meeting.
-    pub knock_notices: Arc<crate::fanout::KnockNotices>,
+    pub knock_notices: Arc<domain::rooms::bus::KnockNotices>,
     /// Outgoing mail (SMTP, or nothing when none is configured).
     pub mailer: Arc<dyn crate::mail::Mailer>,
 }

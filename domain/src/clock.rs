@@ -21,6 +21,12 @@ impl Clock for SystemClock {
     }
 }
 
+/// Now, by the system's clock: for the edges that read the time (a
+/// connection's heartbeat, a request) and hand it to the rules.
+pub fn now_ms() -> i64 {
+    SystemClock.now_ms()
+}
+
 /// A clock that moves only when told to (tests).
 #[derive(Debug, Default)]
 pub struct ManualClock(AtomicI64);

@@ -12,3 +12,4 @@
 pub mod clock;
 pub mod ids;
 pub mod placement;
+pub mod rooms;

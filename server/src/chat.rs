@@ -5,9 +5,9 @@
 use crate::signaling::{Caller, SignalingState};
 use app::auth::ssr::now_ms;
 use app::chat::ssr::{self as store, NewMessage, Stored};
-use app::fanout::RoomEvent;
 use app::protocol::{ErrorCode, PeerId, ServerMessage, CHAT_KEY_MAX, CHAT_MAX_CHARS, CHAT_PAGE};
 use app::throttle::{Limiter, Rule};
+use domain::rooms::bus::RoomEvent;
 use sqlx::AnyPool;
 use std::sync::Arc;
 use std::time::Duration;

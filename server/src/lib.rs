@@ -11,7 +11,7 @@ pub mod health;
 pub mod http;
 pub mod limits;
 pub mod mail;
-pub mod rooms;
+pub use domain::rooms;
 pub mod security;
 pub mod session_store;
 pub mod signaling;
@@ -66,7 +66,7 @@ impl Application {
         let public_url = config.public_origin_at(local_addr);
 
         let (bus, presence, limiter): (
-            Arc<dyn app::fanout::RoomBus>,
+            Arc<dyn domain::rooms::bus::RoomBus>,
             Arc<dyn rooms::Presence>,
             Arc<Limiter>,
         ) = match &config.redis_url {
@@ -148,7 +148,7 @@ impl Application {
             }),
             hashing_permits: Arc::new(tokio::sync::Semaphore::new(hashing)),
             sign_up_permits: Arc::new(tokio::sync::Semaphore::new((hashing / 2).max(1))),
-            knock_notices: Arc::new(app::fanout::KnockNotices::new(rooms.bus.clone())),
+            knock_notices: Arc::new(domain::rooms::bus::KnockNotices::new(rooms.bus.clone())),
             bus: rooms.bus.clone(),
             mailer,
         };
@@ -158,9 +158,11 @@ impl Application {
         };
         let store = DbSessionStore::new(pool);
         store.spawn_cleanup(Duration::from_secs(300));
+        let media = Arc::new(signaling::media::MeshRelay::new(rooms.clone()));
         let signaling = signaling::SignalingState {
             app: state.clone(),
             rooms,
+            media,
             origin: Arc::new(origin.clone()),
             chat_limits: Arc::new(chat::ChatLimits::new(
                 limiter,

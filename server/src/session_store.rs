@@ -25,9 +25,7 @@ fn expiry_ms(record: &Record) -> i64 {
     (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-fn now_ms() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
+use domain::clock::now_ms;
 
 impl DbSessionStore {
     pub fn new(pool: AnyPool) -> Self {

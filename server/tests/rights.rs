@@ -5,13 +5,13 @@
 
 mod common;
 
-use app::fanout::RoomEvent;
 use app::lobby::ssr::{current_access, record_entry, Access, MeetingPhase};
 use app::lobby::Admission;
 use app::meetings::Role;
 use app::protocol::{close, PeerRole, ServerMessage};
 use common::people::{enter, instant_meeting, join_call, person, Person};
 use common::{spawn_app, spawn_with, Backend, Spawn, TestApp};
+use domain::rooms::bus::RoomEvent;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;

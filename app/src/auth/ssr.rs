@@ -12,7 +12,6 @@ use axum::extract::ConnectInfo;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tower_sessions::Session;
 
 /// Session key of a signed-in user's identity.
@@ -38,12 +37,8 @@ struct SessionGuest {
     created_at_ms: i64,
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// The server's one clock (see `domain::clock`).
+pub use domain::clock::now_ms;
 
 /// Logs the cause and hands the client a bare "internal error".
 pub fn internal(err: impl std::fmt::Display) -> ApiError {
@@ -52,11 +47,7 @@ pub fn internal(err: impl std::fmt::Display) -> ApiError {
 }
 
 /// Gives the current response the HTTP status that matches `err`.
-pub fn set_error_status(err: &ApiError) {
-    if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
-        response.set_status(err.status());
-    }
-}
+pub use crate::error::set_error_status;
 
 /// Pushes an identified session's idle deadline forward, writing at most once
 /// per `interval`. Called by the HTTP layer on page loads and server-function
@@ -206,7 +197,7 @@ async fn issue_verification(state: &AppState, user_id: &str, email: &str) -> Api
     } else {
         crate::mail::verification(email, &verification_link(&state.public_url, &token))
     };
-    crate::mail::send_later(state, mail);
+    crate::mail::send_later(&state.mailer, mail);
     Ok(())
 }
 

@@ -387,7 +387,7 @@ impl LobbyCx {
                 let db = &self.meetings.state().db;
                 if revoke_outdated_admissions(db, &meeting.id).await? > 0 {
                     let state = self.meetings.state();
-                    crate::fanout::knocks_changed(state.bus.as_ref(), &meeting.id).await;
+                    domain::rooms::bus::knocks_changed(state.bus.as_ref(), &meeting.id).await;
                 }
                 self.stored(&participant_id(&viewer))
                     .await?
@@ -680,7 +680,7 @@ pub async fn revoke_outdated_admissions(db: &sqlx::AnyPool, meeting_id: &str) ->
 /// their connections to the call. The host cannot be removed.
 pub async fn remove_participant(
     db: &sqlx::AnyPool,
-    bus: &dyn crate::fanout::RoomBus,
+    bus: &dyn domain::rooms::bus::RoomBus,
     meeting: &MeetingRow,
     participant: &str,
     by: &str,
@@ -702,7 +702,7 @@ pub async fn remove_participant(
     if result.rows_affected() == 0 {
         return Err(ApiError::NotFound);
     }
-    let event = crate::fanout::RoomEvent::Removed {
+    let event = domain::rooms::bus::RoomEvent::Removed {
         participant_id: participant.to_string(),
     };
     if let Err(err) = bus.publish(&meeting.id, event).await {

@@ -433,7 +433,7 @@ async fn mail_invitations(state: &AppState, code: &str, addresses: Vec<String>) 
                 ics: calendar.clone(),
             },
         );
-        crate::mail::send_later(state, mail);
+        crate::mail::send_later(&state.mailer, mail);
     }
 }
 
@@ -707,9 +707,9 @@ impl MeetingCx {
         // Connections in the call re-read their rights (a revoked
         // admission closes; the room size may have changed too).
         let bus = self.state().bus.as_ref();
-        crate::fanout::access_changed(bus, &row.id, None).await;
+        domain::rooms::bus::access_changed(bus, &row.id, None).await;
         if revoked > 0 {
-            crate::fanout::knocks_changed(bus, &row.id).await;
+            domain::rooms::bus::knocks_changed(bus, &row.id).await;
         }
         mail_invitations(self.state(), &row.code, invited).await;
         Ok(row.code)
@@ -730,7 +730,7 @@ impl MeetingCx {
         if let Err(err) = self
             .state()
             .bus
-            .publish(&row.id, crate::fanout::RoomEvent::Ended)
+            .publish(&row.id, domain::rooms::bus::RoomEvent::Ended)
             .await
         {
             // Stored all the same: every reconnect and re-check is refused.
@@ -834,10 +834,10 @@ impl MeetingCx {
             .filter(|id| !ids.contains(id))
             .chain(ids.iter().filter(|id| !before.contains(id)));
         for id in changed {
-            crate::fanout::access_changed(bus, &row.id, Some(id)).await;
+            domain::rooms::bus::access_changed(bus, &row.id, Some(id)).await;
         }
         if admitted_waiting {
-            crate::fanout::knocks_changed(bus, &row.id).await;
+            domain::rooms::bus::knocks_changed(bus, &row.id).await;
         }
         Ok(())
     }

@@ -6,18 +6,20 @@
 //! others are on this instance or another.
 
 use super::limits::TokenBucket;
+use super::media::MediaRefusal;
+use super::session::{self, EventAction};
 use super::{Credentials, SignalingState};
 use crate::chat;
-use crate::rooms::{JoinOutcome, PeerChange, PresenceEntry, Rooms};
 use app::auth::ssr::now_ms;
 use app::error::ApiError;
-use app::fanout::RoomEvent;
 use app::meetings::ssr::MeetingRow;
 use app::protocol::{
     close, parse_client_message, ClientMessage, ErrorCode, LeaveReason, MediaState, ParseProblem,
     PeerInfo, PeerRole, ServerMessage, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use domain::rooms::bus::RoomEvent;
+use domain::rooms::{JoinOutcome, PeerChange, PresenceEntry, Rooms};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
@@ -204,7 +206,7 @@ impl Wire {
         let frame = match frame {
             Some(Ok(frame)) => frame,
             Some(Err(err)) => {
-                if is_capacity_error(&err) {
+                if is_capacity_error(err) {
                     let _ = self.close(close::TOO_BIG, "message too big").await;
                 }
                 return Inbound::Stop(Ending::Dropped);
@@ -443,14 +445,11 @@ impl Live {
         let rooms = state.rooms.clone();
         let room = caller.meeting.id.clone();
         let conn_id = uuid::Uuid::new_v4().to_string();
-        let limit = effective_limit(&caller.meeting, rooms.settings.max_participants);
-        // Hosts and co-hosts are never kept out of their own meeting by a
-        // full room: the limit is for everyone else.
-        let join_limit = if caller.role.is_moderator() {
-            usize::MAX
-        } else {
-            limit as usize
-        };
+        let limit = session::room_limit(
+            caller.meeting.max_participants,
+            rooms.settings.max_participants,
+        );
+        let join_limit = session::join_limit(caller.role, limit);
         let expires = now_ms() + rooms.settings.presence_ttl.as_millis() as i64;
 
         let resumed = match &join.resume {
@@ -760,6 +759,11 @@ impl Live {
     }
 
     async fn on_message(&mut self, wire: &mut Wire, message: ClientMessage) -> Flow {
+        if session::is_host_only(&message) {
+            if let Err(flow) = self.may_moderate(wire).await {
+                return flow;
+            }
+        }
         match message {
             ClientMessage::Join { .. } => {
                 self.reply(
@@ -770,15 +774,15 @@ impl Live {
             }
             ClientMessage::Ping => self.reply(wire, ServerMessage::Pong).await,
             ClientMessage::Signal { to, signal } => {
-                if !self.in_room(&to).await || to == self.peer.peer_id {
-                    return self.reply(wire, unknown_peer(&to)).await;
+                match self
+                    .state
+                    .media
+                    .signal(&self.room, &self.peer, &to, signal)
+                    .await
+                {
+                    Ok(()) => Flow::Continue,
+                    Err(MediaRefusal::UnknownPeer) => self.reply(wire, unknown_peer(&to)).await,
                 }
-                let message = ServerMessage::Signal {
-                    from: self.peer.peer_id.clone(),
-                    signal,
-                };
-                self.publish(RoomEvent::Direct { to, message }).await;
-                Flow::Continue
             }
             ClientMessage::Media { media } => {
                 match self
@@ -818,9 +822,6 @@ impl Live {
                 Flow::Stop(Ending::Settled)
             }
             ClientMessage::AskToMute { peer } => {
-                if let Err(flow) = self.may_moderate(wire).await {
-                    return flow;
-                }
                 if !self.in_room(&peer).await {
                     return self.reply(wire, unknown_peer(&peer)).await;
                 }
@@ -832,9 +833,6 @@ impl Live {
             }
             ClientMessage::Remove { peer } => self.remove(wire, &peer).await,
             ClientMessage::EndMeeting => {
-                if let Err(flow) = self.may_moderate(wire).await {
-                    return flow;
-                }
                 if let Err(err) = app::lobby::ssr::end_meeting(&self.state.app.db, &self.room).await
                 {
                     tracing::error!(error = %err, "could not end the meeting");
@@ -875,10 +873,8 @@ impl Live {
         }
     }
 
+    /// A host removes someone (the role was checked in `on_message`).
     async fn remove(&mut self, wire: &mut Wire, peer_id: &str) -> Flow {
-        if let Err(flow) = self.may_moderate(wire).await {
-            return flow;
-        }
         let target = self.rooms.presence.get(&self.room, peer_id).await;
         let Ok(Some(target)) = target else {
             return self.reply(wire, unknown_peer(peer_id)).await;
@@ -908,53 +904,36 @@ impl Live {
         Flow::Continue
     }
 
+    fn me(&self) -> session::Me<'_> {
+        session::Me {
+            peer_id: &self.peer.peer_id,
+            conn_id: &self.conn_id,
+            participant_id: &self.caller.participant_id,
+            role: self.caller.role,
+        }
+    }
+
     async fn on_event(&mut self, wire: &mut Wire, event: &RoomEvent) -> Flow {
-        let me = &self.peer.peer_id;
-        match event {
-            RoomEvent::Broadcast { skip, message } => {
-                if skip.as_ref() == Some(me) {
-                    return Flow::Continue;
-                }
-                if matches!(message, ServerMessage::KnocksChanged)
-                    && !self.caller.role.is_moderator()
-                {
-                    return Flow::Continue;
-                }
-                if let ServerMessage::PeerUpdated { peer } = message {
-                    if peer.peer_id == *me {
-                        self.peer = peer.clone();
-                    }
-                }
-                self.forward(wire, message).await
+        match session::on_event(self.me(), event) {
+            EventAction::Ignore => Flow::Continue,
+            EventAction::Forward(message) => self.forward(wire, &message).await,
+            EventAction::ForwardOwnUpdate(peer) => {
+                let message = ServerMessage::PeerUpdated { peer: peer.clone() };
+                self.peer = peer;
+                self.forward(wire, &message).await
             }
-            RoomEvent::Direct { to, message } if to == me => {
-                if let ServerMessage::MuteRequested { .. } = message {
-                    self.peer.media.mic = false;
-                }
-                self.forward(wire, message).await
+            EventAction::ForwardMute(message) => {
+                self.peer.media.mic = false;
+                self.forward(wire, &message).await
             }
-            RoomEvent::Direct { .. } => Flow::Continue,
-            RoomEvent::Participants { ids, message } => {
-                if ids.contains(&self.caller.participant_id) {
-                    self.forward(wire, message).await
-                } else {
-                    Flow::Continue
-                }
+            EventAction::Replaced => {
+                let _ = wire
+                    .close(close::REPLACED, "replaced by a newer connection")
+                    .await;
+                Flow::Stop(Ending::Settled)
             }
-            RoomEvent::Takeover { peer_id, conn_id } => {
-                if peer_id == me && *conn_id != self.conn_id {
-                    let _ = wire
-                        .close(close::REPLACED, "replaced by a newer connection")
-                        .await;
-                    Flow::Stop(Ending::Settled)
-                } else {
-                    Flow::Continue
-                }
-            }
-            RoomEvent::Removed { participant_id } => {
-                if *participant_id != self.caller.participant_id {
-                    return Flow::Continue;
-                }
+            EventAction::Removed => {
+                let me = &self.peer.peer_id;
                 if let Ok(Some(_)) = self.rooms.presence.remove(&self.room, me).await {
                     self.rooms
                         .announce_left(&self.room, me, LeaveReason::Removed)
@@ -963,26 +942,21 @@ impl Live {
                 Leave::removed().tell(wire).await;
                 Flow::Stop(Ending::Settled)
             }
-            RoomEvent::AccessChanged { participant_id } => {
-                if participant_id
-                    .as_ref()
-                    .is_none_or(|id| *id == self.caller.participant_id)
-                {
-                    self.recheck_rights(wire).await
-                } else {
-                    Flow::Continue
-                }
-            }
-            RoomEvent::Resync => {
+            EventAction::RecheckRights => self.recheck_rights(wire).await,
+            EventAction::Resync => {
                 let _ = wire.send(&ServerMessage::Reconnect).await;
                 let _ = wire.close(close::RESTART, "resynchronise").await;
                 Flow::Stop(Ending::Dropped)
             }
-            RoomEvent::Ended => {
+            EventAction::Ended => {
                 // Ended or cancelled: whoever published it may not have
                 // reached presence (a cancel from the meetings page), so
                 // each connection takes its own presence away.
-                let _ = self.rooms.presence.remove(&self.room, me).await;
+                let _ = self
+                    .rooms
+                    .presence
+                    .remove(&self.room, &self.peer.peer_id)
+                    .await;
                 Leave::ended().tell(wire).await;
                 Flow::Stop(Ending::Settled)
             }
@@ -990,13 +964,7 @@ impl Live {
     }
 
     async fn in_room(&self, peer_id: &str) -> bool {
-        // With presence unreachable (Redis down), relay anyway: delivery
-        // only ever reaches connections of this room.
-        self.rooms
-            .presence
-            .get(&self.room, peer_id)
-            .await
-            .map_or(true, |peer| peer.is_some())
+        self.rooms.is_present(&self.room, peer_id).await
     }
 
     async fn publish(&self, event: RoomEvent) {
@@ -1053,16 +1021,12 @@ fn is_peer_id(id: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// The lower of the meeting's own limit and the server's mesh limit.
-fn effective_limit(meeting: &MeetingRow, server_max: u32) -> u32 {
-    u32::try_from(meeting.max_participants)
-        .unwrap_or(server_max)
-        .clamp(1, server_max)
-}
-
-fn is_capacity_error(err: &axum::Error) -> bool {
-    let text = err.to_string();
-    text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Capacity")
+/// Whether a read failed because the frame was over the size limit (the
+/// client is told why: 1009) rather than because the connection broke.
+fn is_capacity_error(err: axum::Error) -> bool {
+    err.into_inner()
+        .downcast::<tungstenite::Error>()
+        .is_ok_and(|err| matches!(*err, tungstenite::Error::Capacity(_)))
 }
 
 fn bad_message(text: &str) -> ServerMessage {

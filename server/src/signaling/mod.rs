@@ -7,9 +7,10 @@
 
 mod connection;
 pub mod limits;
+pub mod media;
+mod session;
 mod sockets;
 
-use crate::rooms::Rooms;
 use crate::security::{is_same_origin, OriginPolicy};
 use crate::session_store::DbSessionStore;
 use app::auth::ssr::RequestCx;
@@ -21,6 +22,7 @@ use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use domain::rooms::Rooms;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +49,8 @@ pub struct SignalingState {
     pub rights_recheck: Duration,
     /// Open connections per participant and per client address.
     pub sockets: Arc<SocketCounts>,
+    /// Where a session's `signal` messages go (the mesh relay for now).
+    pub media: Arc<dyn media::Media>,
 }
 
 /// What a connection needs to ask again, during the call, whether this

@@ -2,19 +2,23 @@
 //! with an in-process implementation (`local`) and one shared across
 //! instances through Redis (`redis`):
 //!
-//! - [`app::fanout::RoomBus`] carries events to every connection of a room;
+//! - [`bus::RoomBus`] carries events to every connection of a room;
 //! - [`Presence`] remembers who is in a room, with an expiry that the
 //!   connection holding a presence keeps pushing forward. A presence whose
 //!   expiry passes (its connection or its whole instance is gone) is removed
 //!   by whichever instance's reaper sees it first, and everyone is told.
 //!
-//! The signaling connection (`crate::signaling`) uses only these two.
+//! The server's signaling connection uses only these two.
 
+pub mod bus;
 pub mod local;
 pub mod redis;
 
-use app::fanout::{BusError, RoomBus, RoomEvent};
-use app::protocol::{LeaveReason, MediaState, PeerId, PeerInfo, PeerRole, ServerMessage};
+#[cfg(any(test, feature = "contract-tests"))]
+pub mod contract;
+
+use bus::{BusError, RoomBus, RoomEvent};
+use protocol::{LeaveReason, MediaState, PeerId, PeerInfo, PeerRole, ServerMessage};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -174,6 +178,17 @@ impl Rooms {
         }
     }
 
+    /// Whether `peer_id` is in `room`. With presence unreachable (Redis
+    /// down) the answer is yes: what is sent to a peer only ever reaches
+    /// connections of this room, so relaying costs nothing and keeps calls
+    /// on one instance going.
+    pub async fn is_present(&self, room: &str, peer_id: &str) -> bool {
+        self.presence
+            .get(room, peer_id)
+            .await
+            .map_or(true, |peer| peer.is_some())
+    }
+
     /// Tells the room someone left.
     pub async fn announce_left(&self, room: &str, peer_id: &str, reason: LeaveReason) {
         let message = ServerMessage::PeerLeft {
@@ -210,7 +225,7 @@ impl Rooms {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                if let Err(err) = rooms.reap(app::auth::ssr::now_ms()).await {
+                if let Err(err) = rooms.reap(crate::clock::now_ms()).await {
                     tracing::warn!(error = %err, "presence reaper failed; retrying");
                 }
             }

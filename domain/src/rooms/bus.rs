@@ -2,10 +2,10 @@
 //! connection in it, whichever server instance holds that connection.
 //!
 //! Nothing above this trait may assume one process. The in-process
-//! implementation lives in `moim_server::rooms::local`; the Redis one
-//! (pub/sub across instances) beside it.
+//! implementation is `super::local::LocalBus`; the Redis one (pub/sub
+//! across instances) is `super::redis::RedisBus`.
 
-use crate::protocol::{PeerId, ServerMessage};
+use protocol::{PeerId, ServerMessage};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tokio::sync::broadcast;

@@ -1,8 +1,8 @@
 //! In-process rooms: one instance, no outside services (the default).
 
+use super::bus::{BusError, RoomBus, RoomEvent};
 use super::{JoinOutcome, PeerChange, Presence, PresenceEntry, PresenceError};
-use app::fanout::{BusError, RoomBus, RoomEvent};
-use app::protocol::{PeerId, PeerInfo};
+use protocol::{PeerId, PeerInfo};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast;

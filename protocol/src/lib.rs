@@ -8,6 +8,8 @@
 //! server knows who is on a connection from the session cookie of the
 //! upgrade request.
 
+pub mod ice;
+
 use crate::ice::IceConfig;
 use serde::{Deserialize, Serialize};
 

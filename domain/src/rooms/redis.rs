@@ -14,11 +14,11 @@
 //!   connection) and one sorted set of expiries for all rooms, changed only
 //!   by Lua scripts so each step is atomic across instances.
 
+use super::bus::{BusError, RoomBus, RoomEvent};
 use super::local::Fanout;
 use super::{JoinOutcome, PeerChange, Presence, PresenceEntry, PresenceError};
-use app::fanout::{BusError, RoomBus, RoomEvent};
-use app::protocol::{PeerId, PeerInfo};
 use futures_util::StreamExt;
+use protocol::{PeerId, PeerInfo};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use std::sync::atomic::{AtomicBool, Ordering};

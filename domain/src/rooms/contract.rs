@@ -1,0 +1,178 @@
+//! The contracts of presence and the room bus, as suites each side runs:
+//! in-process here (unit tests below), Redis in the server's tests
+//! (`server/tests/contracts.rs`, which starts a Redis).
+
+use super::bus::{RoomBus, RoomEvent};
+use super::{JoinOutcome, PeerChange, Presence, PresenceEntry};
+use protocol::{MediaState, PeerInfo, PeerRole, ServerMessage};
+use std::sync::Arc;
+use std::time::Duration;
+
+// ---- presence ----
+
+fn entry(peer: &str, participant: &str, expires: i64) -> PresenceEntry {
+    PresenceEntry {
+        peer: PeerInfo {
+            peer_id: peer.into(),
+            participant_id: participant.into(),
+            display_name: participant.into(),
+            role: PeerRole::Member,
+            media: MediaState::default(),
+            joined_at_ms: 0,
+        },
+        conn_id: format!("conn-{peer}"),
+        expires_at_ms: expires,
+    }
+}
+
+pub async fn presence_contract(presence: &dyn Presence) {
+    // The limit counts other participants; the same participant again (a
+    // reloaded page) replaces its old presence, even in a full room.
+    assert!(matches!(
+        presence.join("r", entry("p1", "alice", 10), 2).await.unwrap(),
+        JoinOutcome::Joined { displaced } if displaced.is_empty()
+    ));
+    presence.join("r", entry("p2", "bob", 10), 2).await.unwrap();
+    assert!(matches!(
+        presence
+            .join("r", entry("p3", "carol", 10), 2)
+            .await
+            .unwrap(),
+        JoinOutcome::Full
+    ));
+    match presence
+        .join("r", entry("p4", "alice", 10), 2)
+        .await
+        .unwrap()
+    {
+        JoinOutcome::Joined { displaced } => assert_eq!(displaced[0].peer_id, "p1"),
+        JoinOutcome::Full => panic!("alice was refused"),
+    }
+    let mut ids: Vec<_> = presence
+        .list("r")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.peer_id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["p2", "p4"]);
+    // Changes are stored and seen by all.
+    let hand = MediaState {
+        hand: true,
+        ..MediaState::default()
+    };
+    let changed = presence
+        .update("r", "p2", PeerChange::Media(hand))
+        .await
+        .unwrap()
+        .expect("bob is there");
+    assert!(changed.media.hand);
+    assert_eq!(presence.get("r", "p2").await.unwrap(), Some(changed));
+    assert_eq!(
+        presence
+            .update("r", "gone", PeerChange::Role(PeerRole::CoHost))
+            .await
+            .unwrap(),
+        None
+    );
+    // Removal answers Some only to the call that removed.
+    assert!(presence.remove("r", "p2").await.unwrap().is_some());
+    assert!(presence.remove("r", "p2").await.unwrap().is_none());
+    // Clearing a room (the meeting ended) removes everyone in it.
+    let cleared = presence.clear("r").await.unwrap();
+    assert_eq!(cleared.len(), 1);
+    assert!(presence.list("r").await.unwrap().is_empty());
+
+    // Only the holding connection refreshes; resume moves the presence to
+    // a new connection of the same participant, never to someone else.
+    presence
+        .join("s", entry("q1", "alice", 10), 6)
+        .await
+        .unwrap();
+    assert!(presence.refresh("s", "q1", "conn-q1", 20).await.unwrap());
+    assert!(presence
+        .resume("s", "q1", "mallory", "conn-x", 30)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(presence
+        .resume("s", "q1", "alice", "conn-new", 30)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(!presence.refresh("s", "q1", "conn-q1", 40).await.unwrap());
+    assert_eq!(presence.expired(35).await.unwrap().len(), 1);
+    // Refreshed in between: not removed as expired.
+    presence.refresh("s", "q1", "conn-new", 50).await.unwrap();
+    assert!(presence
+        .remove_expired("s", "q1", 35)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(presence
+        .remove_expired("s", "q1", 50)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(presence.list("s").await.unwrap().is_empty());
+    assert!(presence.expired(i64::MAX).await.unwrap().is_empty());
+}
+
+// ---- room bus ----
+
+fn said(text: &str) -> RoomEvent {
+    RoomEvent::Broadcast {
+        skip: None,
+        message: ServerMessage::MuteRequested {
+            by_name: text.to_string(),
+        },
+    }
+}
+
+async fn next(receiver: &mut tokio::sync::broadcast::Receiver<Arc<RoomEvent>>) -> RoomEvent {
+    let event = tokio::time::timeout(Duration::from_secs(5), receiver.recv())
+        .await
+        .expect("an event within 5 s")
+        .expect("not lagged");
+    (*event).clone()
+}
+
+/// `here` and `there` are two instances' buses (the same one in-process).
+pub async fn bus_contract(here: &dyn RoomBus, there: &dyn RoomBus) {
+    let mut in_b = here.subscribe("b").await.unwrap();
+    let mut also_in_a = there.subscribe("a").await.unwrap();
+    // Subscribed here, then published there at once: not missed.
+    let mut in_a = here.subscribe("a").await.unwrap();
+    // Published anywhere, right after subscribing: every subscriber of the
+    // room gets it, in the order published; other rooms get nothing.
+    for i in 0..20 {
+        there.publish("a", said(&format!("a{i}"))).await.unwrap();
+    }
+    here.publish("b", said("b0")).await.unwrap();
+    for receiver in [&mut in_a, &mut also_in_a] {
+        for i in 0..20 {
+            assert_eq!(next(receiver).await, said(&format!("a{i}")));
+        }
+    }
+    assert_eq!(next(&mut in_b).await, said("b0"));
+    assert!(in_a.try_recv().is_err(), "nothing else arrived in a");
+    assert!(here.is_healthy() && there.is_healthy());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rooms::local::{LocalBus, LocalPresence};
+
+    #[tokio::test]
+    async fn presence_in_process() {
+        presence_contract(&LocalPresence::default()).await;
+    }
+
+    #[tokio::test]
+    async fn bus_in_process() {
+        let bus = LocalBus::default();
+        bus_contract(&bus, &bus).await;
+    }
+}
