@@ -7,9 +7,6 @@ use crate::protocol::ChatMessage;
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
-#[cfg(feature = "ssr")]
-pub mod ssr;
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Transcript {
     /// The meeting is still on (or has not started): no transcript yet.

@@ -9,7 +9,9 @@
 //! Time comes in as a value (`clock::Clock`) and I/O stays behind the
 //! boundary traits, so the rules can be tested without sleeping.
 
+pub mod chat;
 pub mod clock;
+pub mod db;
 pub mod ids;
 pub mod placement;
 pub mod rooms;

@@ -1,12 +1,12 @@
 //! Chat over the signaling connection: validation, the per-person rate
 //! limit, storing (exactly once), confirming to the sender and waking the
-//! room. Storage itself is `app::chat::ssr`.
+//! room. Storage itself is `domain::chat`.
 
 use crate::signaling::{Caller, SignalingState};
 use app::auth::ssr::now_ms;
-use app::chat::ssr::{self as store, NewMessage, Stored};
 use app::protocol::{ErrorCode, PeerId, ServerMessage, CHAT_KEY_MAX, CHAT_MAX_CHARS, CHAT_PAGE};
 use app::throttle::{Limiter, Rule};
+use domain::chat::{self as store, NewMessage, Stored};
 use domain::rooms::bus::RoomEvent;
 use sqlx::AnyPool;
 use std::sync::Arc;

@@ -8,10 +8,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 use std::time::Duration;
 
-/// One folder for both databases: the schema uses only what SQLite and
-/// PostgreSQL share (text ids, integer unix-millisecond times), so the same
-/// SQL serves both and the two cannot drift apart.
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+use domain::db::MIGRATIONS;
 
 /// The URL to connect to: DATABASE_URL, or a SQLite file in the data dir.
 pub fn database_url(config: &Config) -> Result<String, StartupError> {

@@ -6,11 +6,14 @@
 //!   media, a lease with expiry and epoch;
 //! - presence (`domain::rooms::Presence`): who is in which call;
 //! - room bus (`domain::rooms::bus::RoomBus`): events to every connection of a
-//!   room, on every instance.
+//!   room, on every instance;
+//! - chat storage (`domain::chat`): on SQLite and on PostgreSQL.
 
 mod common;
 
+use common::people::{instant_meeting, person};
 use common::redis_server::RedisServer;
+use common::{spawn_app, Backend};
 use domain::placement::contract::placement_contract;
 use domain::placement::redis::RedisPlacement;
 use domain::placement::RoomPlacement;
@@ -74,4 +77,20 @@ async fn bus_through_redis() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     bus_contract(one.as_ref(), two.as_ref()).await;
+}
+
+// ---- chat storage, on both databases ----
+
+on_both_databases!(chat_store);
+
+async fn chat_store(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ann = person(&app, "ann").await;
+    let code = instant_meeting(&app, &ann, "", &[]).await;
+    let (meeting_id,): (String,) = sqlx::query_as("SELECT id FROM meetings WHERE code = $1")
+        .bind(&code)
+        .fetch_one(&app.state.db)
+        .await
+        .expect("the meeting");
+    domain::chat::contract::chat_store_contract(&app.state.db, &meeting_id).await;
 }

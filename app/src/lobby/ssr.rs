@@ -564,7 +564,7 @@ impl LobbyCx {
         if !over {
             return Ok(crate::chat::Transcript::NotYet);
         }
-        let messages = crate::chat::ssr::after(
+        let messages = domain::chat::after(
             &self.meetings.state().db,
             &meeting.id,
             &participant,

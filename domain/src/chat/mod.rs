@@ -1,9 +1,13 @@
 //! Chat storage. The database is the truth: every message gets its room
 //! sequence number in the transaction that stores it, and a sender's
 //! idempotency key makes a resend find the stored copy instead of adding a
-//! second one.
+//! second one. The same SQL runs on SQLite (one instance) and PostgreSQL
+//! (several); `contract` is the suite both pass.
 
-use crate::protocol::ChatMessage;
+#[cfg(any(test, feature = "contract-tests"))]
+pub mod contract;
+
+use protocol::ChatMessage;
 use sqlx::AnyPool;
 
 /// A message to store, already validated.
