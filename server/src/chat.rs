@@ -3,10 +3,10 @@
 //! room. Storage itself is `domain::chat`.
 
 use crate::signaling::{Caller, SignalingState};
-use app::auth::ssr::now_ms;
 use app::protocol::{ErrorCode, PeerId, ServerMessage, CHAT_KEY_MAX, CHAT_MAX_CHARS, CHAT_PAGE};
 use app::throttle::{Limiter, Rule};
 use domain::chat::{self as store, NewMessage, Stored};
+use domain::clock::now_ms;
 use domain::rooms::bus::RoomEvent;
 use sqlx::AnyPool;
 use std::sync::Arc;

@@ -10,7 +10,6 @@ use super::media::MediaRefusal;
 use super::session::{self, EventAction};
 use super::{Credentials, SignalingState};
 use crate::chat;
-use app::auth::ssr::now_ms;
 use app::error::ApiError;
 use app::meetings::ssr::MeetingRow;
 use app::protocol::{
@@ -18,6 +17,7 @@ use app::protocol::{
     PeerInfo, PeerRole, ServerMessage, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use domain::clock::now_ms;
 use domain::rooms::bus::RoomEvent;
 use domain::rooms::{JoinOutcome, PeerChange, PresenceEntry, Rooms};
 use futures_util::stream::{SplitSink, SplitStream};

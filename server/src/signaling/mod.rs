@@ -156,6 +156,6 @@ async fn admitted_caller(auth: RequestCx, code: &str) -> Result<Caller, ApiError
         participant_id: participant_id(&viewer),
         display_name: viewer.display_name().to_string(),
         role: access.peer_role,
-        may_use_turn: access.may_use_turn(app::auth::ssr::now_ms()),
+        may_use_turn: access.may_use_turn(domain::clock::now_ms()),
     })
 }

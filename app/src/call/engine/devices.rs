@@ -1,0 +1,199 @@
+//! Local media: camera and microphone, screen sharing, what is sent.
+
+use super::links::video_sender;
+use super::*;
+
+impl Call {
+    pub(super) async fn open_media(&self) {
+        let view = self.view();
+        let wanted = view.local.get_untracked();
+        // The devices chosen in the lobby; the defaults if they are gone.
+        let (camera, microphone) = media::remembered_devices();
+        let opened = match media::open_media(camera.as_deref(), microphone.as_deref()).await {
+            Err(_) if camera.is_some() || microphone.is_some() => {
+                media::open_media(None, None).await
+            }
+            other => other,
+        };
+        match opened {
+            Ok(stream) => {
+                media::set_enabled(&stream, "audio", wanted.mic);
+                media::set_enabled(&stream, "video", wanted.cam);
+                for track in stream.get_tracks().iter() {
+                    if let Ok(track) = track.dyn_into::<MediaStreamTrack>() {
+                        self.0.outgoing.add_track(&track);
+                    }
+                }
+                *self.0.local_meter.borrow_mut() = media::LevelMeter::new(&stream);
+                let has_audio = stream.get_audio_tracks().length() > 0;
+                let has_video = stream.get_video_tracks().length() > 0;
+                view.local.update(|m| {
+                    m.mic &= has_audio;
+                    m.cam &= has_video;
+                });
+                *self.0.camera.borrow_mut() = Some(stream);
+            }
+            Err(problem) => {
+                let reason = match problem {
+                    media::MediaProblem::Denied => "permission denied",
+                    media::MediaProblem::NoDevice => "no camera or microphone found",
+                    media::MediaProblem::Failed => "the device could not be started",
+                };
+                view.notice.set(Some(Notice::NoMedia(reason.to_string())));
+                view.local.update(|m| {
+                    m.mic = false;
+                    m.cam = false;
+                });
+            }
+        }
+        // `Clone::clone`, not `MediaStream.clone()` (which copies the tracks).
+        let outgoing = Clone::clone(&self.0.outgoing);
+        self.0.streams.update_value(|s| {
+            s.insert(LOCAL.to_string(), outgoing);
+        });
+        view.media_epoch.update(|e| *e += 1);
+    }
+
+    pub(super) fn camera_track(&self, kind: &str) -> Option<MediaStreamTrack> {
+        let camera = self.0.camera.borrow();
+        let stream = camera.as_ref()?;
+        let tracks = if kind == "video" {
+            stream.get_video_tracks()
+        } else {
+            stream.get_audio_tracks()
+        };
+        tracks.get(0).dyn_into::<MediaStreamTrack>().ok()
+    }
+
+    pub fn set_mic(&self, on: bool) {
+        if let Some(track) = self.camera_track("audio") {
+            track.set_enabled(on);
+        } else if on {
+            return;
+        }
+        self.view().local.update(|m| m.mic = on);
+        self.send_media();
+    }
+
+    pub fn set_camera(&self, on: bool) {
+        if let Some(track) = self.camera_track("video") {
+            track.set_enabled(on);
+        } else if on {
+            return;
+        }
+        self.view().local.update(|m| m.cam = on);
+        self.send_media();
+    }
+
+    pub fn set_hand(&self, raised: bool) {
+        self.view().local.update(|m| m.hand = raised);
+        self.send_media();
+    }
+
+    pub(super) fn send_media(&self) {
+        let media = self.view().local.get_untracked();
+        self.send(&ClientMessage::Media { media });
+    }
+
+    /// Shares the screen in place of the camera (same video sender, so no
+    /// renegotiation where a camera was sent).
+    pub fn share_screen(&self) {
+        let call = self.clone();
+        leptos::task::spawn_local(async move {
+            let Some(track) = call.pick_screen().await else {
+                call.view().notice.set(Some(Notice::ShareFailed));
+                return;
+            };
+            let weak = call.weak();
+            let ended = Closure::<dyn FnMut(JsValue)>::new(move |_| {
+                if let Some(call) = Call::from_weak(&weak) {
+                    call.stop_screen();
+                }
+            });
+            track.set_onended(Some(ended.as_ref().unchecked_ref()));
+            ended.forget();
+            call.swap_video(Some(&track)).await;
+            *call.0.screen.borrow_mut() = Some(track);
+            call.view().local.update(|m| m.screen = true);
+            call.send_media();
+        });
+    }
+
+    pub(super) async fn pick_screen(&self) -> Option<MediaStreamTrack> {
+        let devices = window().navigator().media_devices().ok()?;
+        let constraints = web_sys::DisplayMediaStreamConstraints::new();
+        constraints.set_video(&JsValue::TRUE);
+        let promise = devices
+            .get_display_media_with_constraints(&constraints)
+            .ok()?;
+        let stream: MediaStream = JsFuture::from(promise).await.ok()?.dyn_into().ok()?;
+        stream.get_video_tracks().get(0).dyn_into().ok()
+    }
+
+    pub fn stop_screen(&self) {
+        let Some(screen) = self.0.screen.borrow_mut().take() else {
+            return;
+        };
+        screen.set_onended(None);
+        screen.stop();
+        let call = self.clone();
+        leptos::task::spawn_local(async move {
+            let camera = call.camera_track("video");
+            call.swap_video(camera.as_ref()).await;
+            call.view().local.update(|m| m.screen = false);
+            call.send_media();
+        });
+    }
+
+    /// Puts `track` (or nothing) where the outgoing video was, on every
+    /// connection and in the local preview.
+    pub(super) async fn swap_video(&self, track: Option<&MediaStreamTrack>) {
+        let outgoing = &self.0.outgoing;
+        for old in outgoing.get_video_tracks().iter() {
+            if let Ok(old) = old.dyn_into::<MediaStreamTrack>() {
+                outgoing.remove_track(&old);
+            }
+        }
+        if let Some(track) = track {
+            outgoing.add_track(track);
+        }
+        let links: Vec<Rc<Link>> = self.0.links.borrow().values().cloned().collect();
+        for link in links {
+            match video_sender(&link.pc) {
+                Some(sender) => {
+                    let _ = JsFuture::from(sender.replace_track(track)).await;
+                }
+                None => {
+                    // No video was sent on this connection (joined without a
+                    // camera): add it; negotiation follows by itself.
+                    // (Links not sending yet pick the track up when they start.)
+                    if let (Some(track), true) = (track, link.sending.get()) {
+                        link.pc.add_track_0(track, outgoing);
+                    }
+                }
+            }
+        }
+        self.view().media_epoch.update(|e| *e += 1);
+    }
+
+    // ------------------------------------------------------------ signaling
+
+    pub(super) fn release_media(&self) {
+        if let Some(timer) = self.0.ice_refresh.borrow_mut().take() {
+            timer.clear();
+        }
+        if let Some(stream) = self.0.camera.borrow_mut().take() {
+            media::stop(&stream);
+        }
+        if let Some(track) = self.0.screen.borrow_mut().take() {
+            track.set_onended(None);
+            track.stop();
+        }
+        if let Some(meter) = self.0.local_meter.borrow_mut().take() {
+            meter.close();
+        }
+        for handle in self.0.timers.borrow_mut().drain(..) {
+            handle.clear();
+        }
+    }
+}
