@@ -5,7 +5,7 @@
 //! seen by others goes through the bus, so the same code works whether the
 //! others are on this instance or another.
 
-use super::limits::TokenBucket;
+use super::limits::{FrameGate, FrameVerdict};
 use super::media::MediaRefusal;
 use super::session::{self, EventAction};
 use super::{Credentials, SignalingState};
@@ -42,12 +42,6 @@ pub struct Caller {
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// How long a new connection may take to send `join`.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Signaling messages: a burst (ICE candidates come in bunches), then a
-/// steady rate. Far above what a browser in a six-person call sends.
-const BURST: u32 = 200;
-const PER_SECOND: u32 = 50;
-/// Messages refused for rate before the connection is closed as a flood.
-const FLOOD_LIMIT: u32 = 100;
 
 type Sink = SplitSink<WebSocket, Message>;
 type Stream = SplitStream<WebSocket>;
@@ -127,8 +121,7 @@ async fn serve_connection(
 struct Wire {
     sink: Sink,
     stream: Stream,
-    bucket: TokenBucket,
-    refused: u32,
+    gate: FrameGate,
     last_inbound: Instant,
     /// How long one write may take (`RoomSettings::write_timeout`).
     write_timeout: Duration,
@@ -148,8 +141,7 @@ impl Wire {
         Self {
             sink,
             stream,
-            bucket: TokenBucket::new(BURST, PER_SECOND, now),
-            refused: 0,
+            gate: FrameGate::new(MAX_MESSAGE_BYTES, now),
             last_inbound: now,
             write_timeout,
         }
@@ -222,25 +214,25 @@ impl Wire {
             Message::Binary(bytes) => bytes.len(),
             _ => 0,
         };
-        if size > MAX_MESSAGE_BYTES {
-            tracing::warn!(bytes = size, "oversized message");
-            let _ = self.close(close::TOO_BIG, "message too big").await;
-            return Inbound::Stop(Ending::Dropped);
-        }
-        if !self.bucket.try_take(Instant::now()) {
-            self.refused += 1;
-            if self.refused > FLOOD_LIMIT {
-                tracing::warn!("flooding; closing");
-                let _ = self.close(close::POLICY, "too many messages").await;
-                return Inbound::Stop(Ending::Dropped);
-            }
-            // One error per refused burst is enough.
-            if self.refused == 1 || self.refused.is_multiple_of(20) {
+        match self.gate.check(size, Instant::now()) {
+            FrameVerdict::Accept => {}
+            FrameVerdict::Drop => return Inbound::Handled,
+            FrameVerdict::DropAndWarn => {
                 let message =
                     ServerMessage::error(ErrorCode::RateLimited, "slow down: message dropped");
                 return self.answered(&message).await;
             }
-            return Inbound::Handled;
+            FrameVerdict::Close(code) => {
+                let reason = if code == close::TOO_BIG {
+                    tracing::warn!(bytes = size, "oversized message");
+                    "message too big"
+                } else {
+                    tracing::warn!("flooding; closing");
+                    "too many messages"
+                };
+                let _ = self.close(code, reason).await;
+                return Inbound::Stop(Ending::Dropped);
+            }
         }
         let text = match frame {
             Message::Text(text) => text,

@@ -22,15 +22,6 @@ impl TokenBucket {
         }
     }
 
-    pub fn per_minute(capacity: u32, per_minute: u32, now: Instant) -> Self {
-        Self {
-            capacity: f64::from(capacity),
-            per_second: f64::from(per_minute) / 60.0,
-            tokens: f64::from(capacity),
-            last: now,
-        }
-    }
-
     /// Takes one token if there is one.
     pub fn try_take(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
@@ -45,10 +36,112 @@ impl TokenBucket {
     }
 }
 
+/// Signaling messages: a burst (ICE candidates come in bunches), then a
+/// steady rate. Far above what a browser in a six-person call sends.
+const BURST: u32 = 200;
+const PER_SECOND: u32 = 50;
+/// Messages refused for rate before the connection is closed as a flood.
+const FLOOD_LIMIT: u32 = 100;
+/// Of refused messages, the first and every this many get an error back
+/// (one per refused burst is enough).
+const WARN_EVERY: u32 = 20;
+
+/// What the limits make of one frame from a browser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameVerdict {
+    /// Within the limits: read it.
+    Accept,
+    /// Over the rate: dropped, and the client is told to slow down.
+    DropAndWarn,
+    /// Over the rate: dropped quietly (it was told already).
+    Drop,
+    /// Closed with this code: a frame over the size limit (1009), or a
+    /// flood that went on after being told (1008).
+    Close(u16),
+}
+
+/// The size and rate limits every frame of a connection passes: text,
+/// binary, pings and pongs, before and after `join`.
+#[derive(Debug, Clone)]
+pub struct FrameGate {
+    bucket: TokenBucket,
+    refused: u32,
+    max_bytes: usize,
+}
+
+impl FrameGate {
+    pub fn new(max_bytes: usize, now: Instant) -> Self {
+        Self {
+            bucket: TokenBucket::new(BURST, PER_SECOND, now),
+            refused: 0,
+            max_bytes,
+        }
+    }
+
+    pub fn check(&mut self, bytes: usize, now: Instant) -> FrameVerdict {
+        if bytes > self.max_bytes {
+            return FrameVerdict::Close(app::protocol::close::TOO_BIG);
+        }
+        if self.bucket.try_take(now) {
+            return FrameVerdict::Accept;
+        }
+        self.refused += 1;
+        if self.refused > FLOOD_LIMIT {
+            FrameVerdict::Close(app::protocol::close::POLICY)
+        } else if self.refused == 1 || self.refused.is_multiple_of(WARN_EVERY) {
+            FrameVerdict::DropAndWarn
+        } else {
+            FrameVerdict::Drop
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn an_oversized_frame_closes_with_1009() {
+        let now = Instant::now();
+        let mut gate = FrameGate::new(100, now);
+        assert_eq!(gate.check(100, now), FrameVerdict::Accept);
+        assert_eq!(
+            gate.check(101, now),
+            FrameVerdict::Close(app::protocol::close::TOO_BIG)
+        );
+    }
+
+    #[test]
+    fn a_flood_is_warned_then_dropped_then_closed_and_a_pause_refills() {
+        let start = Instant::now();
+        let mut gate = FrameGate::new(1000, start);
+        // The burst passes.
+        assert!((0..BURST).all(|_| gate.check(10, start) == FrameVerdict::Accept));
+        // Then: one warning, quiet drops, a warning every 20th.
+        let verdicts: Vec<FrameVerdict> = (0..FLOOD_LIMIT).map(|_| gate.check(10, start)).collect();
+        assert_eq!(verdicts[0], FrameVerdict::DropAndWarn);
+        assert_eq!(verdicts[1], FrameVerdict::Drop);
+        assert_eq!(verdicts[19], FrameVerdict::DropAndWarn);
+        assert_eq!(
+            verdicts
+                .iter()
+                .filter(|v| **v == FrameVerdict::DropAndWarn)
+                .count(),
+            6
+        );
+        // Past the flood limit: closed as a policy violation.
+        assert_eq!(
+            gate.check(10, start),
+            FrameVerdict::Close(app::protocol::close::POLICY)
+        );
+        // A connection that slows down is fine again.
+        let mut calm = FrameGate::new(1000, start);
+        assert!((0..BURST).all(|_| calm.check(10, start) == FrameVerdict::Accept));
+        assert_eq!(calm.check(10, start), FrameVerdict::DropAndWarn);
+        let later = start + Duration::from_secs(1);
+        assert_eq!(calm.check(10, later), FrameVerdict::Accept);
+    }
 
     #[test]
     fn bursts_up_to_capacity_then_refills() {
