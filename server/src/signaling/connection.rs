@@ -469,14 +469,7 @@ impl Live {
                         },
                     )
                     .await;
-                // The media state the page has now, and the role the
-                // person has now (it may have changed while away).
-                for change in [PeerChange::Media(join.media), PeerChange::Role(caller.role)] {
-                    let mut wanted = peer.clone();
-                    change.apply(&mut wanted);
-                    if wanted == peer {
-                        continue;
-                    }
+                for change in session::changes_on_resume(&peer, join.media, caller.role) {
                     if let Ok(Some(updated)) =
                         rooms.presence.update(&room, &peer.peer_id, change).await
                     {
@@ -488,22 +481,17 @@ impl Live {
                 (peer, true)
             }
             None => {
-                // A page whose presence was lost (Redis restarted empty,
-                // reaped during a long stall) keeps its peer id when nobody
-                // holds it: everyone else sees it leave and come back, and
-                // no tile is left behind under an old id.
-                let reusable = match &join.resume {
-                    Some(id) if is_peer_id(id) => rooms
+                let held = match join.resume.as_deref() {
+                    Some(id) if session::is_peer_id(id) => rooms
                         .presence
                         .get(&room, id)
                         .await
-                        .is_ok_and(|held| held.is_none()),
+                        .map_or(true, |holder| holder.is_some()),
                     _ => false,
                 };
-                let peer_id = match (&join.resume, reusable) {
-                    (Some(id), true) => id.clone(),
-                    _ => uuid::Uuid::new_v4().simple().to_string(),
-                };
+                let peer_id = session::reusable_peer_id(join.resume.as_deref(), held)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
                 let peer = PeerInfo {
                     peer_id,
                     participant_id: caller.participant_id.clone(),
@@ -1003,14 +991,6 @@ impl Live {
 enum Flow {
     Continue,
     Stop(Ending),
-}
-
-/// Peer ids are 32 lowercase hex digits (a UUID without dashes).
-fn is_peer_id(id: &str) -> bool {
-    id.len() == 32
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Whether a read failed because the frame was over the size limit (the

@@ -3,8 +3,9 @@
 //! carries them out (sends, publishes, closes); these functions only
 //! decide, so their tests need no socket and no waiting.
 
-use app::protocol::{ClientMessage, PeerInfo, PeerRole, ServerMessage};
+use app::protocol::{ClientMessage, MediaState, PeerInfo, PeerRole, ServerMessage};
 use domain::rooms::bus::RoomEvent;
+use domain::rooms::PeerChange;
 
 /// The connection as the decisions see it.
 #[derive(Debug, Clone, Copy)]
@@ -96,6 +97,35 @@ pub fn on_event(me: Me<'_>, event: &RoomEvent) -> EventAction {
         RoomEvent::Resync => EventAction::Resync,
         RoomEvent::Ended => EventAction::Ended,
     }
+}
+
+/// What must change in a resumed presence: the media state the page has
+/// now, and the role the person has now (it may have changed while away).
+pub fn changes_on_resume(stored: &PeerInfo, media: MediaState, role: PeerRole) -> Vec<PeerChange> {
+    [PeerChange::Media(media), PeerChange::Role(role)]
+        .into_iter()
+        .filter(|change| {
+            let mut wanted = stored.clone();
+            change.apply(&mut wanted);
+            wanted != *stored
+        })
+        .collect()
+}
+
+/// Peer ids are 32 lowercase hex digits (a UUID without dashes).
+pub fn is_peer_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The peer id a page asks to resume, when it may keep it although its
+/// presence is gone (Redis came back empty, reaped during a stall): only a
+/// well-formed id that nobody holds. Everyone else then sees it leave and
+/// come back, and no tile is left behind under an old id.
+pub fn reusable_peer_id(resume: Option<&str>, held_by_someone: bool) -> Option<&str> {
+    resume.filter(|id| is_peer_id(id) && !held_by_someone)
 }
 
 /// Messages only hosts and co-hosts may send; the session re-reads the
@@ -320,6 +350,36 @@ mod tests {
         assert!(!is_host_only(&ClientMessage::Ping));
         assert!(!is_host_only(&ClientMessage::Leave));
         assert!(!is_host_only(&ClientMessage::ChatSync { after: 0 }));
+    }
+
+    #[test]
+    fn a_resume_changes_only_what_differs() {
+        let stored = peer("p-me", PeerRole::Member);
+        assert!(changes_on_resume(&stored, stored.media, PeerRole::Member).is_empty());
+        let muted = MediaState {
+            mic: false,
+            cam: true,
+            screen: false,
+            hand: false,
+        };
+        assert_eq!(
+            changes_on_resume(&stored, muted, PeerRole::CoHost),
+            vec![PeerChange::Media(muted), PeerChange::Role(PeerRole::CoHost)]
+        );
+        assert_eq!(
+            changes_on_resume(&stored, stored.media, PeerRole::Host),
+            vec![PeerChange::Role(PeerRole::Host)]
+        );
+    }
+
+    #[test]
+    fn a_lost_presence_keeps_its_peer_id_only_if_well_formed_and_free() {
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(reusable_peer_id(Some(id), false), Some(id));
+        assert_eq!(reusable_peer_id(Some(id), true), None);
+        assert_eq!(reusable_peer_id(Some("../../x"), false), None);
+        assert_eq!(reusable_peer_id(Some(&id.to_uppercase()), false), None);
+        assert_eq!(reusable_peer_id(None, false), None);
     }
 
     #[test]
