@@ -14,9 +14,8 @@
 //! it answers again (and says so in the log).
 
 use app::throttle::{Decision, RateError, RateStore, Rule};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::Script;
-use std::time::Duration;
 
 fn key(name: &str) -> String {
     format!("moim:rate:{name}")
@@ -32,16 +31,10 @@ pub struct RedisRateStore {
 }
 
 impl RedisRateStore {
-    /// Its own connection manager, configured like the room bus's: short
-    /// timeouts, so a Redis outage costs a request milliseconds, not
-    /// seconds, before the local fallback answers.
+    /// Its own connection manager, configured like the room bus's.
     pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(1000));
+        let config = domain::rooms::redis::manager_config();
         let manager = ConnectionManager::new_with_config(client, config).await?;
         Ok(Self::new(manager))
     }

@@ -4,7 +4,7 @@ mod common;
 
 use app::protocol::{ClientMessage, ErrorCode, ServerMessage};
 use common::chatter::{
-    assert_exactly_once, chat as send, chatter, complete_view, history, Chatter, Instances,
+    assert_exactly_once, chat as send, complete_view, history, spawn_all, Chatter, Instances,
 };
 use common::people::{join_call, meeting_with_everyone, person, Person};
 use common::ws::Ws;
@@ -43,23 +43,8 @@ async fn many_messages_with_drops_are_stored_once_in_one_order(backend: Backend)
     let code = meeting_with_everyone(&app, &people).await;
     let per_client = 260;
     let instances: Instances = Arc::new(vec![app.clone()]);
-    let chatters: Vec<Chatter> = people
-        .iter()
-        .cloned()
-        .enumerate()
-        .map(|(id, who)| Chatter {
-            id,
-            who,
-            code: code.clone(),
-            count: per_client,
-            drop_rate: 0.03,
-        })
-        .collect();
-    let tasks: Vec<_> = chatters
-        .iter()
-        .cloned()
-        .map(|c| tokio::spawn(chatter(instances.clone(), c)))
-        .collect();
+    let chatters = Chatter::everyone(&people, &code, per_client, 0.03);
+    let tasks = spawn_all(&instances, &chatters);
     let mut outcomes = Vec::new();
     for task in tasks {
         outcomes.push(task.await.expect("client task"));

@@ -8,7 +8,7 @@ mod common;
 
 use app::protocol::{ClientMessage, ServerMessage};
 use common::chatter::{
-    assert_exactly_once, chat, chatter, complete_view, history, try_join, Chatter, Instances,
+    assert_exactly_once, chat, complete_view, history, spawn_all, try_join, Chatter, Instances,
 };
 use common::people::{join_call, meeting_with_everyone, person};
 use common::redis_server::RedisServer;
@@ -73,24 +73,9 @@ async fn ten_thousand_messages_from_twenty_clients_survive_a_killed_instance_and
     let total = per_client * people.len();
     assert_eq!(total, 10_000);
     let instances: Instances = Arc::new(vec![one.clone(), two.clone()]);
-    let chatters: Vec<Chatter> = people
-        .iter()
-        .cloned()
-        .enumerate()
-        .map(|(id, who)| Chatter {
-            id,
-            who,
-            code: code.clone(),
-            count: per_client,
-            drop_rate: 0.01,
-        })
-        .collect();
+    let chatters = Chatter::everyone(&people, &code, per_client, 0.01);
     let started = Instant::now();
-    let tasks: Vec<_> = chatters
-        .iter()
-        .cloned()
-        .map(|c| tokio::spawn(chatter(instances.clone(), c)))
-        .collect();
+    let tasks = spawn_all(&instances, &chatters);
 
     // A fifth of the way in, instance two dies (half the clients were on
     // it); at half way Redis crashes and comes back empty.

@@ -53,16 +53,22 @@ fn unavailable(err: redis::RedisError) -> PresenceError {
     PresenceError::Unavailable(err.to_string())
 }
 
+/// How every Redis connection of moim is kept: short timeouts, so an
+/// outage costs a request milliseconds, not seconds, before the in-process
+/// fallback answers; reconnecting by itself.
+pub fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(1000))
+}
+
 /// Connects (failing start-up if Redis does not answer) and starts the
 /// subscriber loop.
 pub async fn connect(url: &str) -> Result<(Arc<RedisBus>, Arc<RedisPresence>), redis::RedisError> {
     let client = redis::Client::open(url)?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(2)))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_millis(1000));
-    let manager = ConnectionManager::new_with_config(client.clone(), config).await?;
+    let manager = ConnectionManager::new_with_config(client.clone(), manager_config()).await?;
     let fanout = Arc::new(Fanout::default());
     let (subscribe_tx, subscribe_rx) = mpsc::unbounded_channel::<SubscribeRequest>();
     let subscribed = Arc::new(AtomicBool::new(false));

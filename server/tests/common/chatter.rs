@@ -46,6 +46,36 @@ pub struct Chatter {
     pub drop_rate: f64,
 }
 
+impl Chatter {
+    /// One chatter per person, numbered in order, each sending `count`.
+    pub fn everyone(people: &[Person], code: &str, count: usize, drop_rate: f64) -> Vec<Self> {
+        people
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(id, who)| Chatter {
+                id,
+                who,
+                code: code.to_string(),
+                count,
+                drop_rate,
+            })
+            .collect()
+    }
+}
+
+/// Starts every chatter at once.
+pub fn spawn_all(
+    instances: &Instances,
+    chatters: &[Chatter],
+) -> Vec<tokio::task::JoinHandle<Outcome>> {
+    chatters
+        .iter()
+        .cloned()
+        .map(|c| tokio::spawn(chatter(instances.clone(), c)))
+        .collect()
+}
+
 /// What one client ends up with.
 pub struct Outcome {
     pub id: usize,
@@ -226,8 +256,12 @@ pub async fn chatter(instances: Instances, chatter: Chatter) -> Outcome {
 
 /// The whole visible history, page by page.
 pub async fn history(ws: &mut Ws) -> Vec<ChatMessage> {
+    sync_from(ws, 0).await
+}
+
+/// Every visible message after `after`, page by page.
+async fn sync_from(ws: &mut Ws, mut after: i64) -> Vec<ChatMessage> {
     let mut all = Vec::new();
-    let mut after = 0;
     loop {
         ws.send(&ClientMessage::ChatSync { after }).await;
         let ServerMessage::ChatBatch { messages, more, .. } = ws
@@ -249,22 +283,8 @@ pub async fn history(ws: &mut Ws) -> Vec<ChatMessage> {
 pub async fn complete_view(instances: &Instances, chatter: &Chatter, outcome: &mut Outcome) {
     let mut attempt = 0;
     let (mut ws, _) = connect(instances, chatter, outcome.peer.clone(), &mut attempt).await;
-    let mut after = outcome.contiguous();
-    loop {
-        ws.send(&ClientMessage::ChatSync { after }).await;
-        let ServerMessage::ChatBatch { messages, more, .. } = ws
-            .recv_until(|m| matches!(m, ServerMessage::ChatBatch { older: false, .. }))
-            .await
-        else {
-            unreachable!()
-        };
-        after = messages.last().map(|m| m.seq).unwrap_or(after);
-        for m in messages {
-            outcome.seen.insert(m.seq, m);
-        }
-        if !more {
-            return;
-        }
+    for m in sync_from(&mut ws, outcome.contiguous()).await {
+        outcome.seen.insert(m.seq, m);
     }
 }
 
