@@ -23,14 +23,8 @@ pub const INVITEES_MAX: usize = 200;
 /// The join button turns on this long before the start.
 pub const JOIN_EARLY_MS: i64 = 10 * 60 * 1000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Role {
-    Host,
-    CoHost,
-    Invitee,
-    /// Has the link, nothing more.
-    Visitor,
-}
+/// A person's standing in a meeting (shared with the server's rules).
+pub use crate::protocol::meetings::Role;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meeting {

@@ -13,5 +13,6 @@ pub mod chat;
 pub mod clock;
 pub mod db;
 pub mod ids;
+pub mod meetings;
 pub mod placement;
 pub mod rooms;

@@ -9,6 +9,7 @@
 //! upgrade request.
 
 pub mod ice;
+pub mod meetings;
 
 use crate::ice::IceConfig;
 use serde::{Deserialize, Serialize};

@@ -9,11 +9,11 @@
 //! `\` reach the file raw), and a CR passes through everywhere.
 
 use app::calendar::ics;
-use app::meetings::ssr::find_live_by_code;
 use app::state::{client_address, AppState};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use domain::meetings::find_live_by_code;
 use std::net::SocketAddr;
 
 pub async fn invite_ics(

@@ -11,13 +11,13 @@ use super::session::{self, EventAction};
 use super::{Credentials, SignalingState};
 use crate::chat;
 use app::error::ApiError;
-use app::meetings::ssr::MeetingRow;
 use app::protocol::{
     close, parse_client_message, ClientMessage, ErrorCode, LeaveReason, MediaState, ParseProblem,
     PeerInfo, PeerRole, ServerMessage, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use domain::clock::now_ms;
+use domain::meetings::MeetingRow;
 use domain::rooms::bus::RoomEvent;
 use domain::rooms::{JoinOutcome, PeerChange, PresenceEntry, Rooms};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -1039,7 +1039,7 @@ fn parse_error(problem: ParseProblem) -> ServerMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use app::meetings::ssr::MeetingRow;
+    use domain::meetings::MeetingRow;
 
     fn caller(participant: &str, role: PeerRole) -> Caller {
         Caller {
