@@ -3,17 +3,32 @@
 
 use super::*;
 
+/// Chat delivery: how far this page has the room's chat, and what it sent
+/// that is not confirmed yet.
+#[derive(Default)]
+pub(super) struct ChatState {
+    pub(super) synced_to: Cell<i64>,
+    pub(super) pending: RefCell<Vec<PendingChat>>,
+}
+
+pub(super) struct PendingChat {
+    pub(super) key: String,
+    pub(super) text: String,
+    pub(super) to: Option<PeerId>,
+    pub(super) last_sent_ms: f64,
+}
+
 impl Call {
     pub(super) fn my_participant(&self) -> String {
         self.0.participant_id.borrow().clone().unwrap_or_default()
     }
 
     pub(super) fn after_welcome_chat(&self, resumed_page: bool, head: i64) {
-        let synced = self.0.chat_synced_to.get();
+        let synced = self.0.chat.synced_to.get();
         if !resumed_page && synced == 0 && head > crate::protocol::CHAT_PAGE as i64 {
             // A late joiner: the newest page now, older on request.
             self.send(&ClientMessage::ChatHistory { before: head + 1 });
-            self.0.chat_synced_to.set(head);
+            self.0.chat.synced_to.set(head);
             self.send(&ClientMessage::ChatSync { after: head });
         } else {
             self.send(&ClientMessage::ChatSync { after: synced });
@@ -60,7 +75,7 @@ impl Call {
                 },
             )
         });
-        self.0.chat_pending.borrow_mut().push(PendingChat {
+        self.0.chat.pending.borrow_mut().push(PendingChat {
             key: key.clone(),
             text: text.clone(),
             to: to.clone(),
@@ -77,7 +92,8 @@ impl Call {
         });
         if let Some(p) = self
             .0
-            .chat_pending
+            .chat
+            .pending
             .borrow_mut()
             .iter_mut()
             .find(|p| p.key == key)
@@ -95,7 +111,8 @@ impl Call {
     pub(super) fn resend_chat(&self, stale_only: bool) {
         let pending: Vec<(String, String, Option<PeerId>)> = self
             .0
-            .chat_pending
+            .chat
+            .pending
             .borrow()
             .iter()
             .filter(|p| decide::resend_chat_now(!stale_only, p.last_sent_ms, now()))
@@ -110,7 +127,7 @@ impl Call {
     }
 
     pub(super) fn is_pending(&self, key: &str) -> bool {
-        self.0.chat_pending.borrow().iter().any(|p| p.key == key)
+        self.0.chat.pending.borrow().iter().any(|p| p.key == key)
     }
 
     pub(super) fn set_chat_status(&self, key: &str, status: ChatStatus) {
@@ -126,7 +143,7 @@ impl Call {
 
     pub(super) fn chat_failed(&self, key: &str, final_: bool) {
         if final_ {
-            self.0.chat_pending.borrow_mut().retain(|p| p.key != key);
+            self.0.chat.pending.borrow_mut().retain(|p| p.key != key);
             self.set_chat_status(key, ChatStatus::Failed);
         } else {
             self.set_chat_status(key, ChatStatus::Retrying);
@@ -134,7 +151,7 @@ impl Call {
     }
 
     pub(super) fn on_chat_ack(&self, key: &str, seq: i64, sent_at_ms: i64) {
-        self.0.chat_pending.borrow_mut().retain(|p| p.key != key);
+        self.0.chat.pending.borrow_mut().retain(|p| p.key != key);
         self.view().chat.update(|list| {
             if let Some(at) = list
                 .iter()
@@ -168,7 +185,7 @@ impl Call {
     pub(super) fn on_chat(&self, message: ChatMessage, live: bool) {
         let view = self.view();
         let seq = message.seq;
-        let synced = self.0.chat_synced_to.get();
+        let synced = self.0.chat.synced_to.get();
         let from_other = message.sender_id != self.my_participant();
         let entry = self.entry_of(message);
         let is_new = view
@@ -179,7 +196,7 @@ impl Call {
             view.chat_unread.update(|n| *n += 1);
         }
         if seq == synced + 1 {
-            self.0.chat_synced_to.set(seq);
+            self.0.chat.synced_to.set(seq);
         } else if seq > synced + 1 {
             // Something in between never arrived (or is private to
             // others): the database fills the gap.
@@ -201,12 +218,12 @@ impl Call {
             return;
         }
         if let Some(newest) = newest {
-            if newest > self.0.chat_synced_to.get() {
-                self.0.chat_synced_to.set(newest);
+            if newest > self.0.chat.synced_to.get() {
+                self.0.chat.synced_to.set(newest);
             }
         }
         if more {
-            let after = self.0.chat_synced_to.get();
+            let after = self.0.chat.synced_to.get();
             self.send(&ClientMessage::ChatSync { after });
         }
         if view

@@ -3,13 +3,37 @@
 
 use super::*;
 
+/// The signaling connection's own state.
+pub(super) struct SocketState {
+    pub(super) socket: RefCell<Option<Socket>>,
+    /// Counts sockets, so events of an old one are ignored.
+    pub(super) generation: Cell<u32>,
+    /// Reconnect attempts since the last welcome (the backoff step).
+    pub(super) attempts: Cell<u32>,
+    /// Refusals in a row before a socket opened (see `decide`).
+    pub(super) failures_before_open: Cell<u32>,
+    pub(super) last_message_ms: Cell<f64>,
+}
+
+impl SocketState {
+    pub(super) fn new(now_ms: f64) -> Self {
+        Self {
+            socket: RefCell::new(None),
+            generation: Cell::new(0),
+            attempts: Cell::new(0),
+            failures_before_open: Cell::new(0),
+            last_message_ms: Cell::new(now_ms),
+        }
+    }
+}
+
 impl Call {
     pub(super) fn connect(&self) {
         if self.0.closed.get() {
             return;
         }
-        let generation = self.0.generation.get() + 1;
-        self.0.generation.set(generation);
+        let generation = self.0.conn.generation.get() + 1;
+        self.0.conn.generation.set(generation);
         let ws = match WebSocket::new(&self.0.url) {
             Ok(ws) => ws,
             Err(_) => {
@@ -20,7 +44,7 @@ impl Call {
         let weak = self.weak();
         let on_open = Closure::<dyn FnMut(JsValue)>::new(move |_| {
             if let Some(call) = Call::from_weak(&weak) {
-                if call.0.generation.get() == generation {
+                if call.0.conn.generation.get() == generation {
                     call.on_open();
                 }
             }
@@ -30,14 +54,14 @@ impl Call {
             let Some(call) = Call::from_weak(&weak) else {
                 return;
             };
-            if call.0.generation.get() != generation {
+            if call.0.conn.generation.get() != generation {
                 return;
             }
             let Ok(event) = event.dyn_into::<MessageEvent>() else {
                 return;
             };
             if let Some(text) = event.data().as_string() {
-                call.0.last_message_ms.set(now());
+                call.0.conn.last_message_ms.set(now());
                 match serde_json::from_str::<ServerMessage>(&text) {
                     Ok(message) => call.on_message(message),
                     Err(err) => log(&format!("moim: unreadable server message: {err}")),
@@ -49,7 +73,7 @@ impl Call {
             let Some(call) = Call::from_weak(&weak) else {
                 return;
             };
-            if call.0.generation.get() != generation {
+            if call.0.conn.generation.get() != generation {
                 return;
             }
             let code = event
@@ -61,15 +85,15 @@ impl Call {
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-        *self.0.socket.borrow_mut() = Some(Socket {
+        *self.0.conn.socket.borrow_mut() = Some(Socket {
             ws,
             _callbacks: vec![on_open, on_message, on_close],
         });
     }
 
     pub(super) fn on_open(&self) {
-        self.0.last_message_ms.set(now());
-        self.0.failures_before_open.set(0);
+        self.0.conn.last_message_ms.set(now());
+        self.0.conn.failures_before_open.set(0);
         let resume = self.0.me.borrow().clone();
         let media = self.view().local.get_untracked();
         self.send(&ClientMessage::Join {
@@ -80,7 +104,7 @@ impl Call {
     }
 
     pub(super) fn on_close(&self, code: u16) {
-        *self.0.socket.borrow_mut() = None;
+        *self.0.conn.socket.borrow_mut() = None;
         if self.0.closed.get() {
             return;
         }
@@ -101,25 +125,26 @@ impl Call {
             view.phase.set(Phase::Reconnecting);
         }
         if at_once {
-            self.0.attempts.set(0);
+            self.0.conn.attempts.set(0);
         }
         if refused_before_open {
             self.0
+                .conn
                 .failures_before_open
-                .set(self.0.failures_before_open.get() + 1);
+                .set(self.0.conn.failures_before_open.get() + 1);
         }
         self.schedule_reconnect();
     }
 
     pub(super) fn schedule_reconnect(&self) {
-        let attempt = self.0.attempts.get();
-        self.0.attempts.set(attempt + 1);
+        let attempt = self.0.conn.attempts.get();
+        self.0.conn.attempts.set(attempt + 1);
         let delay = decide::reconnect_delay_ms(attempt, js_sys::Math::random());
         let weak = self.weak();
         set_timeout(
             move || {
                 if let Some(call) = Call::from_weak(&weak) {
-                    if decide::should_ask_the_door(call.0.failures_before_open.get()) {
+                    if decide::should_ask_the_door(call.0.conn.failures_before_open.get()) {
                         call.check_still_admitted();
                     } else {
                         call.connect();
@@ -141,7 +166,7 @@ impl Call {
                 }
                 Err(crate::error::ApiError::Ended) => call.finish(EndReason::Ended),
                 _ => {
-                    call.0.failures_before_open.set(0);
+                    call.0.conn.failures_before_open.set(0);
                     call.connect();
                 }
             }
@@ -149,7 +174,7 @@ impl Call {
     }
 
     pub(super) fn send(&self, message: &ClientMessage) -> bool {
-        let socket = self.0.socket.borrow();
+        let socket = self.0.conn.socket.borrow();
         let Some(socket) = socket.as_ref() else {
             return false;
         };
@@ -174,7 +199,7 @@ impl Call {
                 chat_head,
                 ..
             } => {
-                self.0.attempts.set(0);
+                self.0.conn.attempts.set(0);
                 let had_presence = self.0.me.borrow().is_some();
                 if had_presence && !resumed {
                     // Our old presence was gone: everyone starts over with us.
@@ -186,7 +211,7 @@ impl Call {
                 view.max_participants.set(max_participants);
                 view.me.set(Some(you));
                 // Reconcile: connect to new peers, forget vanished ones.
-                let known: Vec<PeerId> = self.0.links.borrow().keys().cloned().collect();
+                let known: Vec<PeerId> = self.0.mesh.links.borrow().keys().cloned().collect();
                 for id in known {
                     if !peers.iter().any(|p| p.peer_id == id) {
                         self.drop_link(&id);

@@ -3,6 +3,26 @@
 use super::links::video_sender;
 use super::*;
 
+/// This page's camera, microphone and screen.
+pub(super) struct LocalMedia {
+    pub(super) camera: RefCell<Option<MediaStream>>,
+    pub(super) screen: RefCell<Option<MediaStreamTrack>>,
+    /// What is sent to every peer: the microphone and the camera or screen.
+    pub(super) outgoing: MediaStream,
+    pub(super) local_meter: RefCell<Option<media::LevelMeter>>,
+}
+
+impl LocalMedia {
+    pub(super) fn new(outgoing: MediaStream) -> Self {
+        Self {
+            camera: RefCell::new(None),
+            screen: RefCell::new(None),
+            outgoing,
+            local_meter: RefCell::new(None),
+        }
+    }
+}
+
 impl Call {
     pub(super) async fn open_media(&self) {
         let view = self.view();
@@ -21,17 +41,17 @@ impl Call {
                 media::set_enabled(&stream, "video", wanted.cam);
                 for track in stream.get_tracks().iter() {
                     if let Ok(track) = track.dyn_into::<MediaStreamTrack>() {
-                        self.0.outgoing.add_track(&track);
+                        self.0.local.outgoing.add_track(&track);
                     }
                 }
-                *self.0.local_meter.borrow_mut() = media::LevelMeter::new(&stream);
+                *self.0.local.local_meter.borrow_mut() = media::LevelMeter::new(&stream);
                 let has_audio = stream.get_audio_tracks().length() > 0;
                 let has_video = stream.get_video_tracks().length() > 0;
                 view.local.update(|m| {
                     m.mic &= has_audio;
                     m.cam &= has_video;
                 });
-                *self.0.camera.borrow_mut() = Some(stream);
+                *self.0.local.camera.borrow_mut() = Some(stream);
             }
             Err(problem) => {
                 let reason = match problem {
@@ -47,7 +67,7 @@ impl Call {
             }
         }
         // `Clone::clone`, not `MediaStream.clone()` (which copies the tracks).
-        let outgoing = Clone::clone(&self.0.outgoing);
+        let outgoing = Clone::clone(&self.0.local.outgoing);
         self.0.streams.update_value(|s| {
             s.insert(LOCAL.to_string(), outgoing);
         });
@@ -55,7 +75,7 @@ impl Call {
     }
 
     pub(super) fn camera_track(&self, kind: &str) -> Option<MediaStreamTrack> {
-        let camera = self.0.camera.borrow();
+        let camera = self.0.local.camera.borrow();
         let stream = camera.as_ref()?;
         let tracks = if kind == "video" {
             stream.get_video_tracks()
@@ -113,7 +133,7 @@ impl Call {
             track.set_onended(Some(ended.as_ref().unchecked_ref()));
             ended.forget();
             call.swap_video(Some(&track)).await;
-            *call.0.screen.borrow_mut() = Some(track);
+            *call.0.local.screen.borrow_mut() = Some(track);
             call.view().local.update(|m| m.screen = true);
             call.send_media();
         });
@@ -131,7 +151,7 @@ impl Call {
     }
 
     pub fn stop_screen(&self) {
-        let Some(screen) = self.0.screen.borrow_mut().take() else {
+        let Some(screen) = self.0.local.screen.borrow_mut().take() else {
             return;
         };
         screen.set_onended(None);
@@ -148,7 +168,7 @@ impl Call {
     /// Puts `track` (or nothing) where the outgoing video was, on every
     /// connection and in the local preview.
     pub(super) async fn swap_video(&self, track: Option<&MediaStreamTrack>) {
-        let outgoing = &self.0.outgoing;
+        let outgoing = &self.0.local.outgoing;
         for old in outgoing.get_video_tracks().iter() {
             if let Ok(old) = old.dyn_into::<MediaStreamTrack>() {
                 outgoing.remove_track(&old);
@@ -157,7 +177,7 @@ impl Call {
         if let Some(track) = track {
             outgoing.add_track(track);
         }
-        let links: Vec<Rc<Link>> = self.0.links.borrow().values().cloned().collect();
+        let links: Vec<Rc<Link>> = self.0.mesh.links.borrow().values().cloned().collect();
         for link in links {
             match video_sender(&link.pc) {
                 Some(sender) => {
@@ -179,17 +199,17 @@ impl Call {
     // ------------------------------------------------------------ signaling
 
     pub(super) fn release_media(&self) {
-        if let Some(timer) = self.0.ice_refresh.borrow_mut().take() {
+        if let Some(timer) = self.0.mesh.ice_refresh.borrow_mut().take() {
             timer.clear();
         }
-        if let Some(stream) = self.0.camera.borrow_mut().take() {
+        if let Some(stream) = self.0.local.camera.borrow_mut().take() {
             media::stop(&stream);
         }
-        if let Some(track) = self.0.screen.borrow_mut().take() {
+        if let Some(track) = self.0.local.screen.borrow_mut().take() {
             track.set_onended(None);
             track.stop();
         }
-        if let Some(meter) = self.0.local_meter.borrow_mut().take() {
+        if let Some(meter) = self.0.local.local_meter.borrow_mut().take() {
             meter.close();
         }
         for handle in self.0.timers.borrow_mut().drain(..) {

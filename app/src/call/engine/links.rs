@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// The peer connections and the ICE servers they use.
+#[derive(Default)]
+pub(super) struct Mesh {
+    pub(super) links: RefCell<HashMap<PeerId, Rc<Link>>>,
+    pub(super) ice: RefCell<Option<IceConfig>>,
+    /// Fetches fresh TURN credentials before the current ones expire.
+    pub(super) ice_refresh: RefCell<Option<TimeoutHandle>>,
+}
+
 impl Call {
     /// Takes new ICE servers for new and existing connections. With
     /// `restart`, existing connections gather again, so TURN allocations
@@ -10,14 +19,14 @@ impl Call {
     pub(super) fn use_ice(&self, ice: IceConfig, restart: bool) {
         let expires = ice.expires_at_ms;
         let config = rtc_configuration(Some(&ice));
-        *self.0.ice.borrow_mut() = Some(ice);
-        for link in self.0.links.borrow().values() {
+        *self.0.mesh.ice.borrow_mut() = Some(ice);
+        for link in self.0.mesh.links.borrow().values() {
             let _ = link.pc.set_configuration_with_configuration(&config);
             if restart {
                 restart_ice(&link.pc);
             }
         }
-        if let Some(old) = self.0.ice_refresh.borrow_mut().take() {
+        if let Some(old) = self.0.mesh.ice_refresh.borrow_mut().take() {
             old.clear();
         }
         let Some(expires) = expires else {
@@ -39,7 +48,7 @@ impl Call {
             },
             Duration::from_millis(wait.max(0) as u64),
         );
-        *self.0.ice_refresh.borrow_mut() = timer.ok();
+        *self.0.mesh.ice_refresh.borrow_mut() = timer.ok();
     }
 
     // ------------------------------------------------------------ peers
@@ -51,12 +60,13 @@ impl Call {
     /// gathers candidates after rolling back a brand-new connection's
     /// offer, so first contact avoids it.
     pub(super) fn ensure_link(&self, peer_id: &str, initiate: bool) -> Option<Rc<Link>> {
-        if let Some(link) = self.0.links.borrow().get(peer_id) {
+        if let Some(link) = self.0.mesh.links.borrow().get(peer_id) {
             return Some(link.clone());
         }
         let me = self.0.me.borrow().clone()?;
         let link = Rc::new(self.new_link(peer_id, &me)?);
         self.0
+            .mesh
             .links
             .borrow_mut()
             .insert(peer_id.to_string(), link.clone());
@@ -100,15 +110,15 @@ impl Call {
         if link.sending.replace(true) {
             return;
         }
-        for track in self.0.outgoing.get_tracks().iter() {
+        for track in self.0.local.outgoing.get_tracks().iter() {
             if let Ok(track) = track.dyn_into::<MediaStreamTrack>() {
-                link.pc.add_track_0(&track, &self.0.outgoing);
+                link.pc.add_track_0(&track, &self.0.local.outgoing);
             }
         }
     }
 
     pub(super) fn new_link(&self, peer_id: &str, me: &str) -> Option<Link> {
-        let config = rtc_configuration(self.0.ice.borrow().as_ref());
+        let config = rtc_configuration(self.0.mesh.ice.borrow().as_ref());
         let pc = RtcPeerConnection::new_with_configuration(&config).ok()?;
         let stream = MediaStream::new().ok()?;
         let mut callbacks = Vec::new();
@@ -188,11 +198,11 @@ impl Call {
     }
 
     pub(super) fn link(&self, peer_id: &str) -> Option<Rc<Link>> {
-        self.0.links.borrow().get(peer_id).cloned()
+        self.0.mesh.links.borrow().get(peer_id).cloned()
     }
 
     pub(super) fn drop_link(&self, peer_id: &str) {
-        let removed = self.0.links.borrow_mut().remove(peer_id);
+        let removed = self.0.mesh.links.borrow_mut().remove(peer_id);
         if removed.is_some() {
             self.0.streams.update_value(|s| {
                 s.remove(peer_id);
@@ -204,7 +214,7 @@ impl Call {
     }
 
     pub(super) fn drop_all_links(&self) {
-        let ids: Vec<PeerId> = self.0.links.borrow().keys().cloned().collect();
+        let ids: Vec<PeerId> = self.0.mesh.links.borrow().keys().cloned().collect();
         for id in ids {
             self.drop_link(&id);
         }

@@ -94,37 +94,21 @@ impl Drop for Socket {
     }
 }
 
-struct PendingChat {
-    key: String,
-    text: String,
-    to: Option<PeerId>,
-    last_sent_ms: f64,
-}
-
 pub struct Inner {
     view: CallView,
     url: String,
     code: String,
-    socket: RefCell<Option<Socket>>,
-    /// Counts sockets, so events of an old one are ignored.
-    generation: Cell<u32>,
-    attempts: Cell<u32>,
-    failures_before_open: Cell<u32>,
-    last_message_ms: Cell<f64>,
+    /// The signaling connection (`connection`).
+    conn: connection::SocketState,
     me: RefCell<Option<PeerId>>,
     participant_id: RefCell<Option<String>>,
-    links: RefCell<HashMap<PeerId, Rc<Link>>>,
-    ice: RefCell<Option<IceConfig>>,
-    /// Fetches fresh TURN credentials before the current ones expire.
-    ice_refresh: RefCell<Option<TimeoutHandle>>,
-    camera: RefCell<Option<MediaStream>>,
-    screen: RefCell<Option<MediaStreamTrack>>,
-    /// What is sent to every peer: the microphone and the camera or screen.
-    outgoing: MediaStream,
-    local_meter: RefCell<Option<media::LevelMeter>>,
+    /// The peer connections (`links`).
+    mesh: links::Mesh,
+    /// Camera, microphone and screen (`devices`).
+    local: devices::LocalMedia,
     streams: StoredValue<HashMap<PeerId, MediaStream>, LocalStorage>,
-    chat_synced_to: Cell<i64>,
-    chat_pending: RefCell<Vec<PendingChat>>,
+    /// Chat delivery (`chat`).
+    chat: chat::ChatState,
     timers: RefCell<Vec<IntervalHandle>>,
     closed: Cell<bool>,
 }
@@ -154,23 +138,13 @@ impl Call {
             view,
             url,
             code,
-            socket: RefCell::new(None),
-            generation: Cell::new(0),
-            attempts: Cell::new(0),
-            failures_before_open: Cell::new(0),
-            last_message_ms: Cell::new(now()),
+            conn: connection::SocketState::new(now()),
             me: RefCell::new(None),
             participant_id: RefCell::new(None),
-            links: RefCell::new(HashMap::new()),
-            ice: RefCell::new(None),
-            ice_refresh: RefCell::new(None),
-            camera: RefCell::new(None),
-            screen: RefCell::new(None),
-            outgoing,
-            local_meter: RefCell::new(None),
+            mesh: links::Mesh::default(),
+            local: devices::LocalMedia::new(outgoing),
             streams,
-            chat_synced_to: Cell::new(0),
-            chat_pending: RefCell::new(Vec::new()),
+            chat: chat::ChatState::default(),
             timers: RefCell::new(Vec::new()),
             closed: Cell::new(false),
         });
@@ -203,7 +177,7 @@ impl Call {
         if self.0.closed.replace(true) {
             return;
         }
-        *self.0.socket.borrow_mut() = None;
+        *self.0.conn.socket.borrow_mut() = None;
         self.drop_all_links();
         self.release_media();
         self.view().phase.set(Phase::Closed(reason));
@@ -236,6 +210,7 @@ impl Call {
                 };
                 let open = call
                     .0
+                    .conn
                     .socket
                     .borrow()
                     .as_ref()
@@ -243,10 +218,10 @@ impl Call {
                 if !open {
                     return;
                 }
-                if now() - call.0.last_message_ms.get() > SILENCE_LIMIT_MS {
+                if now() - call.0.conn.last_message_ms.get() > SILENCE_LIMIT_MS {
                     // Half-open connection: drop it and reconnect.
                     log("moim: signaling connection silent; reconnecting");
-                    *call.0.socket.borrow_mut() = None;
+                    *call.0.conn.socket.borrow_mut() = None;
                     call.on_close(close::ABNORMAL);
                     return;
                 }
@@ -274,7 +249,7 @@ impl Call {
         let mut speaking = std::collections::HashSet::new();
         let local = view.local.get_untracked();
         if local.mic {
-            if let Some(meter) = self.0.local_meter.borrow_mut().as_mut() {
+            if let Some(meter) = self.0.local.local_meter.borrow_mut().as_mut() {
                 if meter.level() > SPEAKING_LEVEL {
                     if let Some(me) = self.0.me.borrow().clone() {
                         speaking.insert(me);
@@ -283,7 +258,7 @@ impl Call {
             }
         }
         let peers = view.peers.get_untracked();
-        for (id, link) in self.0.links.borrow().iter() {
+        for (id, link) in self.0.mesh.links.borrow().iter() {
             let mic_on = peers.iter().any(|p| &p.peer_id == id && p.media.mic);
             if !mic_on {
                 continue;
