@@ -8,7 +8,7 @@
 //! then drops the ORGANIZER), `NAME` is not escaped at all (its `;`, `,` and
 //! `\` reach the file raw), and a CR passes through everywhere.
 
-use crate::meetings::ssr::{meeting_link, MeetingRow};
+use domain::meetings::{meeting_link, MeetingRow};
 
 /// The RFC 5545 calendar file for a meeting.
 pub fn ics(row: &MeetingRow, public_url: &str) -> String {

@@ -3,23 +3,9 @@
 //! travel on the signaling connection (`protocol::ClientMessage::ChatSend`).
 
 use crate::error::ApiError;
-use crate::protocol::ChatMessage;
 use leptos::prelude::*;
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Transcript {
-    /// The meeting is still on (or has not started): no transcript yet.
-    NotYet,
-    /// The viewer was not in the meeting.
-    NotParticipant,
-    Ready {
-        /// Every message the viewer may see, oldest first.
-        messages: Vec<ChatMessage>,
-        /// The viewer's participant id (marks their own messages).
-        viewer_id: String,
-    },
-}
+pub use crate::protocol::Transcript;
 
 /// The chat of a meeting that is over, for its participants only.
 #[server(endpoint = "chat_transcript")]

@@ -2,6 +2,7 @@
 mod account;
 mod home;
 mod lobby;
+mod meeting_frame;
 mod meetings;
 mod not_found;
 mod room;

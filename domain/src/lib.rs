@@ -12,6 +12,7 @@
 pub mod chat;
 pub mod clock;
 pub mod db;
+pub mod door;
 pub mod ids;
 pub mod meetings;
 pub mod placement;

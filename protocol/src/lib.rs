@@ -313,6 +313,22 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ParseProblem> {
     })
 }
 
+/// The chat of a meeting that is over, as its participants see it on the
+/// meeting page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Transcript {
+    /// The meeting is still on (or has not started): no transcript yet.
+    NotYet,
+    /// The viewer was not in the meeting.
+    NotParticipant,
+    Ready {
+        /// Every message the viewer may see, oldest first.
+        messages: Vec<ChatMessage>,
+        /// The viewer's participant id (marks their own messages).
+        viewer_id: String,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,12 +2,12 @@
 //! limit, storing (exactly once), confirming to the sender and waking the
 //! room. Storage itself is `domain::chat`.
 
-use crate::signaling::{Caller, SignalingState};
 use app::protocol::{ErrorCode, PeerId, ServerMessage, CHAT_KEY_MAX, CHAT_MAX_CHARS, CHAT_PAGE};
 use app::throttle::{Limiter, Rule};
 use domain::chat::{self as store, NewMessage, Stored};
 use domain::clock::now_ms;
 use domain::rooms::bus::RoomEvent;
+use domain::rooms::Rooms;
 use sqlx::AnyPool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,9 +56,23 @@ fn key_is_valid(key: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// What sending chat needs from the server: the database, the room (for
+/// the recipient's presence and to wake everyone), and the rate limit.
+pub struct ChatCx<'a> {
+    pub db: &'a AnyPool,
+    pub rooms: &'a Rooms,
+    pub limits: &'a ChatLimits,
+}
+
+/// Who sends (from the connection's server-side identity).
+pub struct Sender<'a> {
+    pub participant_id: &'a str,
+    pub display_name: &'a str,
+}
+
 pub async fn send(
-    state: &SignalingState,
-    caller: &Caller,
+    cx: &ChatCx<'_>,
+    caller: &Sender<'_>,
     room: &str,
     key: String,
     text: String,
@@ -71,10 +85,10 @@ pub async fn send(
             &key,
         );
     }
-    let db = &state.app.db;
+    let db = cx.db;
     // A resend of something already stored: confirm it again, store
     // nothing, and do not count it against the rate.
-    match store::find_by_key(db, room, &caller.participant_id, &key).await {
+    match store::find_by_key(db, room, caller.participant_id, &key).await {
         Ok(Some(message)) => return vec![ack(&message)],
         Ok(None) => {}
         Err(err) => {
@@ -96,7 +110,7 @@ pub async fn send(
         );
     }
     let recipient = match &to {
-        Some(peer_id) => match state.rooms.presence.get(room, peer_id).await.ok().flatten() {
+        Some(peer_id) => match cx.rooms.presence.get(room, peer_id).await.ok().flatten() {
             Some(peer) if peer.participant_id != caller.participant_id => {
                 Some((peer.participant_id, peer.display_name))
             }
@@ -110,7 +124,7 @@ pub async fn send(
         },
         None => None,
     };
-    if !state.chat_limits.allow(&caller.participant_id).await {
+    if !cx.limits.allow(caller.participant_id).await {
         return refusal(
             ErrorCode::RateLimited,
             "sending too fast; retry shortly",
@@ -118,8 +132,8 @@ pub async fn send(
         );
     }
     let new = NewMessage {
-        sender_id: caller.participant_id.clone(),
-        sender_name: caller.display_name.clone(),
+        sender_id: caller.participant_id.to_string(),
+        sender_name: caller.display_name.to_string(),
         key: key.clone(),
         text,
         sent_at_ms: now_ms(),
@@ -131,7 +145,7 @@ pub async fn send(
         Err(err) => {
             // A concurrent resend of the same key may have won the race.
             if let Ok(Some(message)) =
-                store::find_by_key(db, room, &caller.participant_id, &key).await
+                store::find_by_key(db, room, caller.participant_id, &key).await
             {
                 return vec![ack(&message)];
             }
@@ -149,13 +163,13 @@ pub async fn send(
             },
         },
         Some((recipient_id, _)) => RoomEvent::Participants {
-            ids: vec![caller.participant_id.clone(), recipient_id.clone()],
+            ids: vec![caller.participant_id.to_string(), recipient_id.clone()],
             message: ServerMessage::Chat {
                 message: message.clone(),
             },
         },
     };
-    if let Err(err) = state.rooms.bus.publish(room, event).await {
+    if let Err(err) = cx.rooms.bus.publish(room, event).await {
         tracing::warn!(error = %err, "chat stored but not announced");
     }
     vec![ack(&message)]

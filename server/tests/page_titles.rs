@@ -133,7 +133,9 @@ async fn pages_render_while_other_instances_start_in_the_same_process() {
     while !starting.is_finished() || answered < 40 {
         let pages = [
             format!("/m/{code}"),
-            "/m/nosuchcode".to_string(),
+            // Not a meeting code: a wrong code would count against the
+            // link-guessing limit, and this loop runs as long as it must.
+            "/no/such/page".to_string(),
             "/meetings".into(),
         ];
         let requests = pages.iter().map(|path| {

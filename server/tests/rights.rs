@@ -177,6 +177,7 @@ on_both_databases!(
     current_access_reads_rights_afresh,
     reentry_never_undoes_a_decision,
     settings_changes_take_back_what_they_no_longer_give,
+    an_unverified_address_keeps_no_admission_when_the_door_closes,
     cohost_changes_are_announced_and_keep_people_in,
     cancelling_closes_the_call,
     turn_only_for_people_in_a_meeting_in_session,
@@ -407,6 +408,46 @@ async fn settings_changes_take_back_what_they_no_longer_give(backend: Backend) {
     assert_eq!(enter(&app, &bob, &code, "").await, "Admitted");
     update(&app, &ann, &code, "", &["allow_guests"]).await;
     assert_eq!(door(&app, &bob, &code).await, "Admitted");
+}
+
+/// Someone let in while the door was open, whose unverified address is on
+/// the invitation list, waits again when the host turns the waiting room
+/// on: an address counts as an invitation only once verified (the rule
+/// that admits, used by the clean-up too). Verified, it does count.
+async fn an_unverified_address_keeps_no_admission_when_the_door_closes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ann = person(&app, "ann").await;
+    let (client, jar) = app.client_with_jar();
+    let signed_up = app
+        .call(
+            &client,
+            "sign_up",
+            &[
+                ("username", "mal"),
+                ("display_name", "Mal"),
+                ("email", "mal@example.org"),
+                ("password", "correct horse battery"),
+            ],
+        )
+        .await;
+    assert_eq!(signed_up.status(), 200);
+    let mal = Person {
+        client,
+        jar,
+        name: "mal".into(),
+    };
+    let code = instant_meeting(&app, &ann, "mal@example.org", &[]).await;
+    // The door open (no waiting room): Mal walks in.
+    update(&app, &ann, &code, "mal@example.org", &["allow_guests"]).await;
+    assert_eq!(enter(&app, &mal, &code, "").await, "Admitted");
+    // The host closes the door, the invitation list unchanged.
+    update(&app, &ann, &code, "mal@example.org", &["waiting_room"]).await;
+    assert_eq!(door(&app, &mal, &code).await, "Waiting");
+    // Once Mal proves the address, the invitation lets Mal in.
+    common::people::mark_verified(&app, "mal").await;
+    assert_eq!(enter(&app, &mal, &code, "").await, "Admitted");
+    update(&app, &ann, &code, "mal@example.org", &["waiting_room"]).await;
+    assert_eq!(door(&app, &mal, &code).await, "Admitted");
 }
 
 async fn cohost_changes_are_announced_and_keep_people_in(backend: Backend) {

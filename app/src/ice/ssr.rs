@@ -1,6 +1,6 @@
 //! Server half of ICE configuration.
 
-use super::{IceConfig, IceServer};
+use crate::protocol::ice::{IceConfig, IceServer};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use std::time::Duration;
@@ -38,15 +38,16 @@ pub fn turn_credentials(
 
 impl IceSettings {
     /// The servers for someone whose access was just read: TURN
-    /// credentials only when `access.may_use_turn(now_ms)`, else STUN
-    /// alone (nothing that lets anyone relay through our TURN server).
+    /// credentials only when `turn_allowed` (`lobby::ssr::Access::
+    /// may_use_turn`), else STUN alone (nothing that lets anyone relay
+    /// through our TURN server).
     pub fn config_for_access(
         &self,
         participant: &str,
         now_ms: i64,
-        access: &crate::lobby::ssr::Access,
+        turn_allowed: bool,
     ) -> IceConfig {
-        if access.may_use_turn(now_ms) {
+        if turn_allowed {
             self.config_for(participant, now_ms)
         } else {
             self.stun_only()

@@ -533,14 +533,15 @@ impl LobbyCx {
     /// person not (or no longer) admitted `Forbidden`: credentials are a
     /// relay on our operator's bill, so they never outlive the right to be
     /// in the call. The page keeps the servers it has when a refresh fails.
-    pub async fn ice_config(&self) -> ApiResult<crate::ice::IceConfig> {
+    pub async fn ice_config(&self) -> ApiResult<crate::protocol::ice::IceConfig> {
         let (viewer, access) = self.viewer_access().await?;
         access.in_call()?;
-        Ok(self
-            .meetings
-            .state()
-            .ice
-            .config_for_access(&participant_id(&viewer), now_ms(), &access))
+        let now = now_ms();
+        Ok(self.meetings.state().ice.config_for_access(
+            &participant_id(&viewer),
+            now,
+            access.may_use_turn(now),
+        ))
     }
 
     /// The viewer, who must be identified (`Unauthenticated`).
@@ -550,7 +551,7 @@ impl LobbyCx {
 
     /// The chat transcript of a meeting that is over, for the people who
     /// were let in (and hosts).
-    pub async fn transcript(&self) -> ApiResult<crate::chat::Transcript> {
+    pub async fn transcript(&self) -> ApiResult<crate::protocol::Transcript> {
         let viewer = self.identified_viewer().await?;
         let participant = participant_id(&viewer);
         let role = self.role(Some(&viewer)).await?;
@@ -562,7 +563,7 @@ impl LobbyCx {
         let over = meeting.ended_at.is_some()
             || now_ms() >= meeting.starts_at + meeting.duration_minutes * 60_000;
         if !over {
-            return Ok(crate::chat::Transcript::NotYet);
+            return Ok(crate::protocol::Transcript::NotYet);
         }
         let messages = domain::chat::after(
             &self.meetings.state().db,
@@ -573,7 +574,7 @@ impl LobbyCx {
         )
         .await
         .map_err(internal)?;
-        Ok(crate::chat::Transcript::Ready {
+        Ok(crate::protocol::Transcript::Ready {
             messages,
             viewer_id: participant,
         })
@@ -631,49 +632,11 @@ pub async fn record_entry(
     })
 }
 
-/// Takes back the admissions that the meeting's current settings no longer
-/// give; returns how many. Reads the settings from the database in the
-/// same statements, so it is right whenever it runs: after a settings
-/// change, and again by an entry that raced one. Only admissions that a
-/// rule gave (no `decided_by`: the waiting room was off, or the person was
-/// invited) are judged again; a host's decision stands, and the host and
-/// co-hosts are never touched.
-/// - Guests, when guests are off: their waiting or admitted rows go (they
-///   may knock again if guests are allowed again; nobody refused them, so
-///   nothing is remembered against them).
-/// - With the waiting room on, everyone else admitted by a rule who would
-///   now knock (no longer invited, or let in while the door was open)
-///   waits again: being dropped from a list is not a decision to throw
-///   someone out, so the host sees their knock and can let them back in
-///   with one click, where a removal would keep them out for good.
+/// See `domain::door::revoke_outdated_admissions`.
 pub async fn revoke_outdated_admissions(db: &sqlx::AnyPool, meeting_id: &str) -> ApiResult<u64> {
-    let guests = sqlx::query(
-        "DELETE FROM meeting_admissions WHERE meeting_id = $1 AND is_guest = 1 \
-         AND state IN ('waiting', 'admitted') \
-         AND EXISTS (SELECT 1 FROM meetings m WHERE m.id = $1 AND m.allow_guests = 0)",
-    )
-    .bind(meeting_id)
-    .execute(db)
-    .await
-    .map_err(internal)?
-    .rows_affected();
-    let knocking = sqlx::query(
-        "UPDATE meeting_admissions SET state = 'waiting' \
-         WHERE meeting_id = $1 AND state = 'admitted' AND decided_by IS NULL \
-         AND EXISTS (SELECT 1 FROM meetings m WHERE m.id = $1 AND m.waiting_room = 1) \
-         AND participant_id NOT IN (SELECT host_id FROM meetings WHERE id = $1) \
-         AND participant_id NOT IN (SELECT user_id FROM meeting_cohosts WHERE meeting_id = $1) \
-         AND (is_guest = 1 OR NOT EXISTS (SELECT 1 FROM meeting_invitees i \
-              WHERE i.meeting_id = $1 AND (i.user_id = meeting_admissions.participant_id \
-              OR (i.email_key IS NOT NULL AND i.email_key = \
-                  (SELECT u.email_key FROM users u WHERE u.id = meeting_admissions.participant_id)))))",
-    )
-    .bind(meeting_id)
-    .execute(db)
-    .await
-    .map_err(internal)?
-    .rows_affected();
-    Ok(guests + knocking)
+    domain::door::revoke_outdated_admissions(db, meeting_id)
+        .await
+        .map_err(internal)
 }
 
 /// Marks `participant` removed (they cannot come straight back) and closes

@@ -567,7 +567,9 @@ impl MeetingCx {
         // After the commit, so that an entry written while this ran is
         // either seen here or sees the new revision itself (`enter`).
         let db = &self.state().db;
-        let revoked = crate::lobby::ssr::revoke_outdated_admissions(db, &row.id).await?;
+        let revoked = domain::door::revoke_outdated_admissions(db, &row.id)
+            .await
+            .map_err(internal)?;
         // Connections in the call re-read their rights (a revoked
         // admission closes; the room size may have changed too).
         let bus = self.state().bus.as_ref();

@@ -1,7 +1,7 @@
 //! The pre-join lobby (preview, devices, name, knock), the host's list of
 //! knocks, and the room page an admitted person reaches.
 
-use super::meetings::WithMeeting;
+use super::meeting_frame::WithMeeting;
 use crate::auth::Viewer;
 use crate::components::{field_problem_text, form_error_text, use_auth};
 use crate::error::ApiError;

@@ -2,7 +2,7 @@
 //! the frame; the browser runs the call (`crate::call::engine`).
 
 use super::lobby::KnockPanel;
-use super::meetings::WithMeeting;
+use super::meeting_frame::WithMeeting;
 use crate::call::{
     CallView, ChatEntry, ChatNotice, ChatStatus, EndReason, LinkState, Notice, Phase,
 };

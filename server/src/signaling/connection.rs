@@ -827,7 +827,16 @@ impl Live {
                 Flow::Stop(Ending::Settled)
             }
             ClientMessage::ChatSend { key, text, to } => {
-                let result = chat::send(&self.state, &self.caller, &self.room, key, text, to).await;
+                let cx = chat::ChatCx {
+                    db: &self.state.app.db,
+                    rooms: &self.rooms,
+                    limits: &self.state.chat_limits,
+                };
+                let sender = chat::Sender {
+                    participant_id: &self.caller.participant_id,
+                    display_name: &self.caller.display_name,
+                };
+                let result = chat::send(&cx, &sender, &self.room, key, text, to).await;
                 self.reply_all(wire, result).await
             }
             ClientMessage::ChatSync { after } => {

@@ -1,0 +1,50 @@
+//! The door (admission) as stored. The rules of entering and deciding are
+//! still in `app::lobby::ssr`; what lives here is what a settings change
+//! takes back.
+
+use crate::meetings::invited_clause;
+use sqlx::AnyPool;
+
+/// Takes back the admissions that the meeting's current settings no longer
+/// give; returns how many. Reads the settings from the database in the
+/// same statements, so it is right whenever it runs: after a settings
+/// change, and again by an entry that raced one. Only admissions that a
+/// rule gave (no `decided_by`: the waiting room was off, or the person was
+/// invited) are judged again; a host's decision stands, and the host and
+/// co-hosts are never touched.
+/// - Guests, when guests are off: their waiting or admitted rows go (they
+///   may knock again if guests are allowed again; nobody refused them, so
+///   nothing is remembered against them).
+/// - With the waiting room on, everyone else admitted by a rule who would
+///   now knock (no longer invited, or let in while the door was open)
+///   waits again: being dropped from a list is not a decision to throw
+///   someone out, so the host sees their knock and can let them back in
+///   with one click, where a removal would keep them out for good.
+pub async fn revoke_outdated_admissions(db: &AnyPool, meeting_id: &str) -> sqlx::Result<u64> {
+    let guests = sqlx::query(
+        "DELETE FROM meeting_admissions WHERE meeting_id = $1 AND is_guest = 1 \
+         AND state IN ('waiting', 'admitted') \
+         AND EXISTS (SELECT 1 FROM meetings m WHERE m.id = $1 AND m.allow_guests = 0)",
+    )
+    .bind(meeting_id)
+    .execute(db)
+    .await?
+    .rows_affected();
+    // Still invited means what `meetings::invited_clause` says (an address
+    // counts only once its owner verified it), the same rule that admits.
+    let knocking = sqlx::query(&format!(
+        "UPDATE meeting_admissions SET state = 'waiting' \
+         WHERE meeting_id = $1 AND state = 'admitted' AND decided_by IS NULL \
+         AND EXISTS (SELECT 1 FROM meetings m WHERE m.id = $1 AND m.waiting_room = 1) \
+         AND participant_id NOT IN (SELECT host_id FROM meetings WHERE id = $1) \
+         AND participant_id NOT IN (SELECT user_id FROM meeting_cohosts WHERE meeting_id = $1) \
+         AND (is_guest = 1 OR NOT EXISTS (SELECT 1 FROM meeting_invitees \
+              WHERE meeting_id = $1 AND {}))",
+        invited_clause("meeting_admissions.participant_id")
+    ))
+    .bind(meeting_id)
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(guests + knocking)
+}
