@@ -1,9 +1,77 @@
-//! The door (admission) as stored. The rules of entering and deciding are
-//! still in `app::lobby::ssr`; what lives here is what a settings change
-//! takes back.
+//! The door (admission) as stored: what a settings change takes back, a
+//! removal, ending and reopening a meeting. The rules of entering and
+//! deciding are still in `app::lobby::ssr`.
 
-use crate::meetings::invited_clause;
+use crate::meetings::{invited_clause, MeetingRow};
+use crate::rooms::bus::{RoomBus, RoomEvent};
 use sqlx::AnyPool;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemovalError {
+    #[error("the host cannot be removed")]
+    Host,
+    #[error("not in this meeting")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] sqlx::Error),
+}
+
+/// Marks `participant` removed (they cannot come straight back) and closes
+/// their connections to the call, on every instance. The host cannot be
+/// removed.
+pub async fn remove_participant(
+    db: &AnyPool,
+    bus: &dyn RoomBus,
+    meeting: &MeetingRow,
+    participant: &str,
+    by: &str,
+    now_ms: i64,
+) -> Result<(), RemovalError> {
+    if participant == meeting.host_id {
+        return Err(RemovalError::Host);
+    }
+    let result = sqlx::query(
+        "UPDATE meeting_admissions SET state = 'removed', decided_at = $1, decided_by = $2 \
+         WHERE meeting_id = $3 AND participant_id = $4",
+    )
+    .bind(now_ms)
+    .bind(by)
+    .bind(&meeting.id)
+    .bind(participant)
+    .execute(db)
+    .await?;
+    if result.rows_affected() == 0 {
+        return Err(RemovalError::NotFound);
+    }
+    let event = RoomEvent::Removed {
+        participant_id: participant.to_string(),
+    };
+    if let Err(err) = bus.publish(&meeting.id, event).await {
+        // Stored all the same: their next reconnect is refused.
+        tracing::warn!(error = %err, "could not tell the call about a removal");
+    }
+    Ok(())
+}
+
+/// Ends the meeting for everyone: new joins are refused until a host
+/// enters again (`reopen`).
+pub async fn end_meeting(db: &AnyPool, meeting_id: &str, now_ms: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE meetings SET ended_at = $1 WHERE id = $2")
+        .bind(now_ms)
+        .bind(meeting_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// A host entered an ended meeting: it is open again.
+pub async fn reopen(db: &AnyPool, meeting_id: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE meetings SET ended_at = NULL WHERE id = $1")
+        .bind(meeting_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
 
 /// Takes back the admissions that the meeting's current settings no longer
 /// give; returns how many. Reads the settings from the database in the

@@ -639,8 +639,7 @@ pub async fn revoke_outdated_admissions(db: &sqlx::AnyPool, meeting_id: &str) ->
         .map_err(internal)
 }
 
-/// Marks `participant` removed (they cannot come straight back) and closes
-/// their connections to the call. The host cannot be removed.
+/// See `domain::door::remove_participant`.
 pub async fn remove_participant(
     db: &sqlx::AnyPool,
     bus: &dyn domain::rooms::bus::RoomBus,
@@ -648,52 +647,25 @@ pub async fn remove_participant(
     participant: &str,
     by: &str,
 ) -> ApiResult<()> {
-    if participant == meeting.host_id {
-        return Err(ApiError::Forbidden);
-    }
-    let result = sqlx::query(
-        "UPDATE meeting_admissions SET state = 'removed', decided_at = $1, decided_by = $2 \
-         WHERE meeting_id = $3 AND participant_id = $4",
-    )
-    .bind(now_ms())
-    .bind(by)
-    .bind(&meeting.id)
-    .bind(participant)
-    .execute(db)
-    .await
-    .map_err(internal)?;
-    if result.rows_affected() == 0 {
-        return Err(ApiError::NotFound);
-    }
-    let event = domain::rooms::bus::RoomEvent::Removed {
-        participant_id: participant.to_string(),
-    };
-    if let Err(err) = bus.publish(&meeting.id, event).await {
-        // Stored all the same: their next reconnect is refused.
-        tracing::warn!(error = %err, "could not tell the call about a removal");
-    }
-    Ok(())
+    use domain::door::RemovalError;
+    domain::door::remove_participant(db, bus, meeting, participant, by, now_ms())
+        .await
+        .map_err(|err| match err {
+            RemovalError::Host => ApiError::Forbidden,
+            RemovalError::NotFound => ApiError::NotFound,
+            RemovalError::Store(err) => internal(err),
+        })
 }
 
-/// Ends the meeting for everyone: new joins are refused until a host
-/// enters again.
+/// See `domain::door::end_meeting`.
 pub async fn end_meeting(db: &sqlx::AnyPool, meeting_id: &str) -> ApiResult<()> {
-    sqlx::query("UPDATE meetings SET ended_at = $1 WHERE id = $2")
-        .bind(now_ms())
-        .bind(meeting_id)
-        .execute(db)
+    domain::door::end_meeting(db, meeting_id, now_ms())
         .await
-        .map_err(internal)?;
-    Ok(())
+        .map_err(internal)
 }
 
 async fn reopen(db: &sqlx::AnyPool, meeting_id: &str) -> ApiResult<()> {
-    sqlx::query("UPDATE meetings SET ended_at = NULL WHERE id = $1")
-        .bind(meeting_id)
-        .execute(db)
-        .await
-        .map_err(internal)?;
-    Ok(())
+    domain::door::reopen(db, meeting_id).await.map_err(internal)
 }
 
 pub fn participant_id(viewer: &Viewer) -> String {

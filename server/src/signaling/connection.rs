@@ -17,6 +17,7 @@ use app::protocol::{
 };
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use domain::clock::now_ms;
+use domain::door::RemovalError;
 use domain::meetings::MeetingRow;
 use domain::rooms::bus::RoomEvent;
 use domain::rooms::{JoinOutcome, PeerChange, PresenceEntry, Rooms};
@@ -813,7 +814,8 @@ impl Live {
             }
             ClientMessage::Remove { peer } => self.remove(wire, &peer).await,
             ClientMessage::EndMeeting => {
-                if let Err(err) = app::lobby::ssr::end_meeting(&self.state.app.db, &self.room).await
+                if let Err(err) =
+                    domain::door::end_meeting(&self.state.app.db, &self.room, now_ms()).await
                 {
                     tracing::error!(error = %err, "could not end the meeting");
                     return self
@@ -868,19 +870,23 @@ impl Live {
         let Ok(Some(target)) = target else {
             return self.reply(wire, unknown_peer(peer_id)).await;
         };
-        let stored = app::lobby::ssr::remove_participant(
+        let stored = domain::door::remove_participant(
             &self.state.app.db,
             self.rooms.bus.as_ref(),
             &self.caller.meeting,
             &target.participant_id,
             &self.caller.participant_id,
+            now_ms(),
         )
         .await;
         if let Err(err) = stored {
             let message = match err {
-                app::error::ApiError::Forbidden => forbidden(),
-                app::error::ApiError::NotFound => unknown_peer(peer_id),
-                _ => ServerMessage::error(ErrorCode::Internal, "try again"),
+                RemovalError::Host => forbidden(),
+                RemovalError::NotFound => unknown_peer(peer_id),
+                RemovalError::Store(err) => {
+                    tracing::error!(error = %err, "could not store a removal");
+                    ServerMessage::error(ErrorCode::Internal, "try again")
+                }
             };
             return self.reply(wire, message).await;
         }
