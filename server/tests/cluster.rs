@@ -7,38 +7,8 @@ use app::protocol::{ClientMessage, LeaveReason, ServerMessage};
 use common::people::{enter, instant_meeting, join_call, person};
 use common::redis_server::RedisServer;
 use common::ws::expect_relayed;
-use common::{spawn_with, Backend, Spawn, TestApp};
+use common::{cluster, spawn_with, Backend, Spawn};
 use std::time::{Duration, Instant};
-
-/// Two instances on one fresh PostgreSQL database and one Redis.
-async fn cluster(redis: &RedisServer) -> (TestApp, TestApp) {
-    let mut first = Spawn::new(Backend::Postgres);
-    first.extra_args = vec!["--redis-url".into(), redis.url()];
-    first.killable = true;
-    let one = spawn_with(first).await;
-    let mut second = Spawn::new(Backend::Postgres);
-    second.extra_args = vec!["--redis-url".into(), redis.url()];
-    second.database_url = Some(one.database_url.clone());
-    second.killable = true;
-    let two = spawn_with(second).await;
-    (one, two)
-}
-
-async fn readyz(app: &TestApp) -> u16 {
-    reqwest::get(app.url("/readyz"))
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-async fn healthz(app: &TestApp) -> u16 {
-    reqwest::get(app.url("/healthz"))
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
 
 fn chat(key: &str, text: &str) -> ClientMessage {
     ClientMessage::ChatSend {
@@ -51,8 +21,8 @@ fn chat(key: &str, text: &str) -> ClientMessage {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_room_across_two_instances() {
     let redis = RedisServer::start();
-    let (one, two) = cluster(&redis).await;
-    assert_eq!(readyz(&one).await, 200);
+    let (one, two) = cluster(&redis, &[]).await;
+    assert_eq!(one.status_of("/readyz").await, 200);
     let ann = person(&one, "ann").await;
     let bob = person(&one, "bob").await;
     let code = instant_meeting(&one, &ann, "bob", &[]).await;
@@ -148,7 +118,7 @@ async fn one_room_across_two_instances() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_outage_keeps_local_calls_and_recovers_without_losing_chat() {
     let mut redis = RedisServer::start();
-    let (one, two) = cluster(&redis).await;
+    let (one, two) = cluster(&redis, &[]).await;
     let ann = person(&one, "ann").await;
     let bob = person(&one, "bob").await;
     let cat = person(&one, "cat").await;
@@ -171,12 +141,12 @@ async fn redis_outage_keeps_local_calls_and_recovers_without_losing_chat() {
     let outage = Instant::now();
     // Not ready (cross-instance delivery is down), but alive.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while readyz(&one).await != 503 && Instant::now() < deadline {
+    while one.status_of("/readyz").await != 503 && Instant::now() < deadline {
         a.send(&ClientMessage::Ping).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(readyz(&one).await, 503);
-    assert_eq!(healthz(&one).await, 200);
+    assert_eq!(one.status_of("/readyz").await, 503);
+    assert_eq!(one.status_of("/healthz").await, 200);
 
     // Same-instance participants keep talking.
     expect_relayed(&mut a, &ann_peer.peer_id, &mut c, &cat_peer.peer_id).await;
@@ -189,11 +159,13 @@ async fn redis_outage_keeps_local_calls_and_recovers_without_losing_chat() {
     tokio::time::sleep(Duration::from_secs(10).saturating_sub(outage.elapsed())).await;
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while (readyz(&one).await != 200 || readyz(&two).await != 200) && Instant::now() < deadline {
+    while (one.status_of("/readyz").await != 200 || two.status_of("/readyz").await != 200)
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(readyz(&one).await, 200);
-    assert_eq!(readyz(&two).await, 200);
+    assert_eq!(one.status_of("/readyz").await, 200);
+    assert_eq!(two.status_of("/readyz").await, 200);
     // Connections are asked to come back (the restarted Redis is empty and
     // events may have been lost). The client follows, as the browser does:
     // it joins again under its peer id and fetches the chat it missed.
@@ -233,7 +205,7 @@ async fn redis_outage_keeps_local_calls_and_recovers_without_losing_chat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_instance_loses_its_participants_and_a_terminated_one_hands_them_over() {
     let redis = RedisServer::start();
-    let (one, two) = cluster(&redis).await;
+    let (one, two) = cluster(&redis, &[]).await;
     let ann = person(&one, "ann").await;
     let bob = person(&one, "bob").await;
     let cat = person(&one, "cat").await;

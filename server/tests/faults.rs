@@ -13,44 +13,26 @@ use common::chatter::{
 use common::people::{join_call, meeting_with_everyone, person};
 use common::redis_server::RedisServer;
 use common::ws::{expect_relayed, Event};
-use common::{spawn_with, Backend, Spawn, TestApp};
+use common::{cluster, TestApp};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Two killable instances on one fresh PostgreSQL database and one Redis,
-/// with room for a large chatty meeting from one test address.
-async fn cluster(redis: &RedisServer) -> (Arc<TestApp>, Arc<TestApp>) {
-    let args = |redis: &RedisServer| {
-        [
-            "--redis-url",
-            &redis.url(),
+/// Two instances with room for a large chatty meeting from one test
+/// address.
+async fn chatty_cluster(redis: &RedisServer) -> (Arc<TestApp>, Arc<TestApp>) {
+    let (one, two) = cluster(
+        redis,
+        &[
             "--chat-messages-per-minute",
             "1000000",
             "--sign-ups-per-hour",
             "1000",
             "--mesh-max-participants",
             "20",
-        ]
-        .map(String::from)
-        .to_vec()
-    };
-    let mut first = Spawn::new(Backend::Postgres);
-    first.extra_args = args(redis);
-    first.killable = true;
-    let one = spawn_with(first).await;
-    let mut second = Spawn::new(Backend::Postgres);
-    second.extra_args = args(redis);
-    second.database_url = Some(one.database_url.clone());
-    second.killable = true;
-    let two = spawn_with(second).await;
+        ],
+    )
+    .await;
     (Arc::new(one), Arc::new(two))
-}
-
-async fn status(app: &TestApp, path: &str) -> u16 {
-    match reqwest::get(app.url(path)).await {
-        Ok(response) => response.status().as_u16(),
-        Err(_) => 0,
-    }
 }
 
 /// Polls until `app` has stored at least `count` chat messages.
@@ -63,7 +45,7 @@ async fn stored_at_least(app: &TestApp, count: i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_thousand_messages_from_twenty_clients_survive_a_killed_instance_and_a_redis_restart() {
     let mut redis = RedisServer::start();
-    let (one, two) = cluster(&redis).await;
+    let (one, two) = chatty_cluster(&redis).await;
     let mut people = Vec::new();
     for i in 0..20 {
         people.push(person(&one, &format!("user{i:02}")).await);
@@ -137,7 +119,7 @@ async fn redis_down_for_minutes_keeps_same_instance_calls_and_recovers_by_itself
             .unwrap_or(300),
     );
     let mut redis = RedisServer::start();
-    let (one, two) = cluster(&redis).await;
+    let (one, two) = chatty_cluster(&redis).await;
     let ann = person(&one, "ann").await;
     let bob = person(&one, "bob").await;
     let cat = person(&one, "cat").await;
@@ -156,20 +138,20 @@ async fn redis_down_for_minutes_keeps_same_instance_calls_and_recovers_by_itself
     while down.elapsed() < outage {
         // Not ready (cross-instance delivery is down), but alive.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while status(&one, "/readyz").await != 503 && Instant::now() < deadline {
+        while one.status_of("/readyz").await != 503 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         assert_eq!(
-            status(&one, "/readyz").await,
+            one.status_of("/readyz").await,
             503,
             "not ready without Redis"
         );
         assert_eq!(
-            status(&two, "/readyz").await,
+            two.status_of("/readyz").await,
             503,
             "not ready without Redis"
         );
-        assert_eq!(status(&one, "/healthz").await, 200, "alive without Redis");
+        assert_eq!(one.status_of("/healthz").await, 200, "alive without Redis");
         // The call on one instance goes on: signals and chat between Ann and
         // Cat, confirmed and delivered.
         expect_relayed(&mut a, &ann_peer.peer_id, &mut c, &cat_peer.peer_id).await;
@@ -202,13 +184,13 @@ async fn redis_down_for_minutes_keeps_same_instance_calls_and_recovers_by_itself
     // Back: both instances ready again on their own, and the calls resume.
     tokio::task::block_in_place(|| redis.restart());
     let back = Instant::now();
-    while (status(&one, "/readyz").await != 200 || status(&two, "/readyz").await != 200)
+    while (one.status_of("/readyz").await != 200 || two.status_of("/readyz").await != 200)
         && back.elapsed() < Duration::from_secs(30)
     {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(status(&one, "/readyz").await, 200, "ready again");
-    assert_eq!(status(&two, "/readyz").await, 200, "ready again");
+    assert_eq!(one.status_of("/readyz").await, 200, "ready again");
+    assert_eq!(two.status_of("/readyz").await, 200, "ready again");
     println!(
         "ready again {:.1} s after Redis returned",
         back.elapsed().as_secs_f64()

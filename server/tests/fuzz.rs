@@ -217,10 +217,12 @@ fn message(sender: String, text: String, to: Option<String>) -> ChatMessage {
     }
 }
 
-/// Chat messages as (sender name, text, private recipient's name).
-fn messages() -> impl Strategy<Value = Vec<(String, String, Option<String>)>> {
+/// Chat messages from hostile sender names and texts, some private (to a
+/// hostile recipient name).
+fn messages() -> impl Strategy<Value = Vec<ChatMessage>> {
     prop::collection::vec(
-        (nasty_text(), nasty_text(), prop::option::of(nasty_text())),
+        (nasty_text(), nasty_text(), prop::option::of(nasty_text()))
+            .prop_map(|(sender, text, to)| message(sender, text, to)),
         0..8,
     )
 }
@@ -231,12 +233,8 @@ fn transcript_writers() {
         "transcript .txt",
         (nasty_text(), messages()),
         |(title, list)| {
-            let list: Vec<ChatMessage> = list
-                .iter()
-                .map(|(s, t, to)| message(s.clone(), t.clone(), to.clone()))
-                .collect();
             let text =
-                moim_server::transcript::render_transcript(title, &list, false, |_| "t".into());
+                moim_server::transcript::render_transcript(title, list, false, |_| "t".into());
             // The title, a blank line, then one line per message: a message
             // cannot forge lines.
             let lines = text.lines().count();
@@ -249,12 +247,8 @@ fn transcript_writers() {
         "transcript .md",
         (nasty_text(), messages()),
         |(title, list)| {
-            let list: Vec<ChatMessage> = list
-                .iter()
-                .map(|(s, t, to)| message(s.clone(), t.clone(), to.clone()))
-                .collect();
             let text =
-                moim_server::transcript::render_transcript(title, &list, true, |_| "t".into());
+                moim_server::transcript::render_transcript(title, list, true, |_| "t".into());
             // Every message line is quoted: nothing a person typed starts a
             // Markdown block of its own.
             let mut in_header = true;

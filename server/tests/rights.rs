@@ -9,7 +9,7 @@ use app::lobby::ssr::{current_access, record_entry, Access, MeetingPhase};
 use app::lobby::Admission;
 use app::meetings::Role;
 use app::protocol::{close, PeerRole, ServerMessage};
-use common::people::{enter, instant_meeting, join_call, person, Person};
+use common::people::{enter, instant_meeting, join_call, person, person_with_email, Person};
 use common::{spawn_app, spawn_with, Backend, Spawn, TestApp};
 use domain::rooms::bus::RoomEvent;
 use serde_json::Value;
@@ -233,7 +233,7 @@ async fn current_access_reads_rights_afresh(backend: Backend) {
 
     // Ended: nobody is in the call, the host included, and the upgrade
     // says the same (the host enters again to reopen).
-    app::lobby::ssr::end_meeting(&app.state.db, &mid)
+    domain::door::end_meeting(&app.state.db, &mid, domain::clock::now_ms())
         .await
         .expect("end");
     for who in [&ann_id, &bob_id] {
@@ -396,7 +396,7 @@ async fn settings_changes_take_back_what_they_no_longer_give(backend: Backend) {
     .await
     .expect("record_entry");
     assert_eq!(late, Admission::Admitted, "the late write lands");
-    let revoked = app::lobby::ssr::revoke_outdated_admissions(&app.state.db, &mid)
+    let revoked = domain::door::revoke_outdated_admissions(&app.state.db, &mid)
         .await
         .expect("revoke");
     assert_eq!(revoked, 1);
@@ -417,25 +417,7 @@ async fn settings_changes_take_back_what_they_no_longer_give(backend: Backend) {
 async fn an_unverified_address_keeps_no_admission_when_the_door_closes(backend: Backend) {
     let app = spawn_app(backend).await;
     let ann = person(&app, "ann").await;
-    let (client, jar) = app.client_with_jar();
-    let signed_up = app
-        .call(
-            &client,
-            "sign_up",
-            &[
-                ("username", "mal"),
-                ("display_name", "Mal"),
-                ("email", "mal@example.org"),
-                ("password", "correct horse battery"),
-            ],
-        )
-        .await;
-    assert_eq!(signed_up.status(), 200);
-    let mal = Person {
-        client,
-        jar,
-        name: "mal".into(),
-    };
+    let mal = person_with_email(&app, "mal", "mal@example.org").await;
     let code = instant_meeting(&app, &ann, "mal@example.org", &[]).await;
     // The door open (no waiting room): Mal walks in.
     update(&app, &ann, &code, "mal@example.org", &["allow_guests"]).await;

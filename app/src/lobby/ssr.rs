@@ -633,14 +633,14 @@ pub async fn record_entry(
 }
 
 /// See `domain::door::revoke_outdated_admissions`.
-pub async fn revoke_outdated_admissions(db: &sqlx::AnyPool, meeting_id: &str) -> ApiResult<u64> {
+async fn revoke_outdated_admissions(db: &sqlx::AnyPool, meeting_id: &str) -> ApiResult<u64> {
     domain::door::revoke_outdated_admissions(db, meeting_id)
         .await
         .map_err(internal)
 }
 
 /// See `domain::door::remove_participant`.
-pub async fn remove_participant(
+async fn remove_participant(
     db: &sqlx::AnyPool,
     bus: &dyn domain::rooms::bus::RoomBus,
     meeting: &MeetingRow,
@@ -655,13 +655,6 @@ pub async fn remove_participant(
             RemovalError::NotFound => ApiError::NotFound,
             RemovalError::Store(err) => internal(err),
         })
-}
-
-/// See `domain::door::end_meeting`.
-pub async fn end_meeting(db: &sqlx::AnyPool, meeting_id: &str) -> ApiResult<()> {
-    domain::door::end_meeting(db, meeting_id, now_ms())
-        .await
-        .map_err(internal)
 }
 
 async fn reopen(db: &sqlx::AnyPool, meeting_id: &str) -> ApiResult<()> {

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 /// A token bucket: `capacity` messages at once, refilled at `per_second`.
 #[derive(Debug, Clone)]
-pub struct TokenBucket {
+struct TokenBucket {
     capacity: f64,
     per_second: f64,
     tokens: f64,
@@ -13,7 +13,7 @@ pub struct TokenBucket {
 }
 
 impl TokenBucket {
-    pub fn new(capacity: u32, per_second: u32, now: Instant) -> Self {
+    fn new(capacity: u32, per_second: u32, now: Instant) -> Self {
         Self {
             capacity: f64::from(capacity),
             per_second: f64::from(per_second),
@@ -23,7 +23,7 @@ impl TokenBucket {
     }
 
     /// Takes one token if there is one.
-    pub fn try_take(&mut self, now: Instant) -> bool {
+    fn try_take(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);

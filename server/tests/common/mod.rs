@@ -242,6 +242,15 @@ impl TestApp {
         }
     }
 
+    /// The status `path` answers with, or 0 when the instance does not
+    /// answer at all (killed): for health probes.
+    pub async fn status_of(&self, path: &str) -> u16 {
+        match reqwest::get(self.url(path)).await {
+            Ok(response) => response.status().as_u16(),
+            Err(_) => 0,
+        }
+    }
+
     /// A browser-like client: keeps cookies, sends our Origin, does not
     /// follow redirects (so tests can see them).
     pub fn client(&self) -> reqwest::Client {
@@ -306,21 +315,9 @@ impl TestApp {
 
     /// A new account (display name = username), signed in on its own client.
     pub async fn signed_up_client(&self, username: &str, email: &str) -> reqwest::Client {
-        let client = self.client();
-        let response = self
-            .call(
-                &client,
-                "sign_up",
-                &[
-                    ("username", username),
-                    ("display_name", username),
-                    ("email", email),
-                    ("password", "correct horse battery"),
-                ],
-            )
-            .await;
-        assert_eq!(response.status(), 200, "sign up {username}");
-        client
+        people::person_with_email(self, username, email)
+            .await
+            .client
     }
 
     pub async fn sign_in(
@@ -426,4 +423,23 @@ macro_rules! on_both_databases {
             }
         )*
     };
+}
+
+/// Two killable instances on one fresh PostgreSQL database and `redis`,
+/// each with `extra_args` too.
+pub async fn cluster(redis: &redis_server::RedisServer, extra_args: &[&str]) -> (TestApp, TestApp) {
+    let spawn = |database_url: Option<String>| {
+        let mut spawn = Spawn::new(Backend::Postgres);
+        spawn.extra_args = ["--redis-url", &redis.url()]
+            .iter()
+            .chain(extra_args)
+            .map(|arg| arg.to_string())
+            .collect();
+        spawn.database_url = database_url;
+        spawn.killable = true;
+        spawn
+    };
+    let one = spawn_with(spawn(None)).await;
+    let two = spawn_with(spawn(Some(one.database_url.clone()))).await;
+    (one, two)
 }

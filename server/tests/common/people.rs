@@ -19,6 +19,11 @@ pub struct Person {
 
 /// Signs up `name` (display name the same) on `app`.
 pub async fn person(app: &TestApp, name: &str) -> Person {
+    person_with_email(app, name, "").await
+}
+
+/// Signs up `name` with the (unverified) address `email`.
+pub async fn person_with_email(app: &TestApp, name: &str, email: &str) -> Person {
     let (client, jar) = app.client_with_jar();
     let response = app
         .call(
@@ -27,7 +32,7 @@ pub async fn person(app: &TestApp, name: &str) -> Person {
             &[
                 ("username", name),
                 ("display_name", name),
-                ("email", ""),
+                ("email", email),
                 ("password", "correct horse battery"),
             ],
         )
