@@ -158,7 +158,7 @@ impl Application {
         };
         let store = DbSessionStore::new(pool);
         store.spawn_cleanup(Duration::from_secs(300));
-        let media = Arc::new(signaling::media::MeshRelay::new(rooms.clone()));
+        let media = Arc::new(domain::media::MeshRelay::new(rooms.clone()));
         let signaling = signaling::SignalingState {
             app: state.clone(),
             rooms,

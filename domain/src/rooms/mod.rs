@@ -50,7 +50,7 @@ impl PeerChange {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum JoinOutcome {
     /// In; `displaced` are older presences of the same participant (another
     /// tab, a reloaded page) that this one replaced.

@@ -6,9 +6,6 @@
 //! `docs/protocol.md`.
 
 mod connection;
-pub mod limits;
-pub mod media;
-mod session;
 mod sockets;
 
 use crate::security::{is_same_origin, OriginPolicy};
@@ -29,7 +26,7 @@ use std::time::Duration;
 use tower_sessions::session::Id;
 use tower_sessions::{Expiry, Session};
 
-pub use connection::Caller;
+pub use domain::call::Caller;
 pub use sockets::SocketCounts;
 
 #[derive(Clone)]
@@ -50,7 +47,7 @@ pub struct SignalingState {
     /// Open connections per participant and per client address.
     pub sockets: Arc<SocketCounts>,
     /// Where a session's `signal` messages go (the mesh relay for now).
-    pub media: Arc<dyn media::Media>,
+    pub media: Arc<dyn domain::media::Media>,
 }
 
 /// What a connection needs to ask again, during the call, whether this

@@ -6,9 +6,9 @@
 //! built-in SFU will be the second: it answers a room's signals itself. The
 //! session only hands signals over and never assumes which side it has.
 
-use app::protocol::{PeerInfo, ServerMessage, Signal};
-use domain::rooms::bus::RoomEvent;
-use domain::rooms::Rooms;
+use crate::rooms::bus::RoomEvent;
+use crate::rooms::Rooms;
+use protocol::{PeerInfo, ServerMessage, Signal};
 
 /// Why a signal was not taken.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -80,14 +80,14 @@ impl FrameGate {
 
     pub fn check(&mut self, bytes: usize, now: Instant) -> FrameVerdict {
         if bytes > self.max_bytes {
-            return FrameVerdict::Close(app::protocol::close::TOO_BIG);
+            return FrameVerdict::Close(protocol::close::TOO_BIG);
         }
         if self.bucket.try_take(now) {
             return FrameVerdict::Accept;
         }
         self.refused += 1;
         if self.refused > FLOOD_LIMIT {
-            FrameVerdict::Close(app::protocol::close::POLICY)
+            FrameVerdict::Close(protocol::close::POLICY)
         } else if self.refused == 1 || self.refused.is_multiple_of(WARN_EVERY) {
             FrameVerdict::DropAndWarn
         } else {
@@ -108,7 +108,7 @@ mod tests {
         assert_eq!(gate.check(100, now), FrameVerdict::Accept);
         assert_eq!(
             gate.check(101, now),
-            FrameVerdict::Close(app::protocol::close::TOO_BIG)
+            FrameVerdict::Close(protocol::close::TOO_BIG)
         );
     }
 
@@ -133,7 +133,7 @@ mod tests {
         // Past the flood limit: closed as a policy violation.
         assert_eq!(
             gate.check(10, start),
-            FrameVerdict::Close(app::protocol::close::POLICY)
+            FrameVerdict::Close(protocol::close::POLICY)
         );
         // A connection that slows down is fine again.
         let mut calm = FrameGate::new(1000, start);

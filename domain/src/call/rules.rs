@@ -1,11 +1,10 @@
-//! The call session's decisions, without sockets, timers or stores: given
-//! who this connection is and what arrived, what happens. `connection`
-//! carries them out (sends, publishes, closes); these functions only
-//! decide, so their tests need no socket and no waiting.
+//! The call session's rules, as pure functions: what a room event means for
+//! this connection, who may do what, how big a room may get. The session
+//! (`super::session`) applies them; their tests need no session at all.
 
-use app::protocol::{ClientMessage, MediaState, PeerInfo, PeerRole, ServerMessage};
-use domain::rooms::bus::RoomEvent;
-use domain::rooms::PeerChange;
+use crate::rooms::bus::RoomEvent;
+use crate::rooms::PeerChange;
+use protocol::{ClientMessage, MediaState, PeerInfo, PeerRole, ServerMessage};
 
 /// The connection as the decisions see it.
 #[derive(Debug, Clone, Copy)]
@@ -157,7 +156,7 @@ pub fn room_limit(meeting_max: i64, server_max: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use app::protocol::{LeaveReason, MediaState, Signal};
+    use protocol::{LeaveReason, MediaState, Signal};
 
     fn me(role: PeerRole) -> Me<'static> {
         Me {
