@@ -4,13 +4,10 @@
 //! username)). They are handed only to someone admitted to a meeting that is
 //! in session (within its scheduled time, or started by a host or co-host,
 //! and neither ended nor cancelled): a relay on the operator's bill must not
-//! outlive the right to be in the call. See `lobby::ssr::Access`.
+//! outlive the right to be in the call. See `domain::door::access::Access`.
 
 use crate::error::ApiError;
 use leptos::prelude::*;
-
-#[cfg(feature = "ssr")]
-pub mod ssr;
 
 pub use protocol::ice::{IceConfig, IceServer};
 

@@ -16,68 +16,11 @@
 
 use crate::error::ApiError;
 use leptos::prelude::*;
-use serde::{Deserialize, Serialize};
 
+mod model;
 #[cfg(feature = "ssr")]
 pub mod ssr;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Admission {
-    Admitted,
-    Waiting,
-    Denied,
-    Removed,
-}
-
-impl Admission {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Admission::Admitted => "admitted",
-            Admission::Waiting => "waiting",
-            Admission::Denied => "denied",
-            Admission::Removed => "removed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "admitted" => Admission::Admitted,
-            "waiting" => Admission::Waiting,
-            "denied" => Admission::Denied,
-            "removed" => Admission::Removed,
-            _ => return None,
-        })
-    }
-}
-
-/// Someone waiting at the door, as hosts see them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Knock {
-    pub participant_id: String,
-    pub display_name: String,
-    pub is_guest: bool,
-    pub knocked_at_ms: i64,
-}
-
-/// How many knocks hosts get at once; the rest wait their turn.
-pub const KNOCK_PAGE: usize = 50;
-
-/// The waiting list as hosts see it: the oldest `KNOCK_PAGE` knocks, and
-/// how many people wait in all.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KnockPage {
-    pub knocks: Vec<Knock>,
-    pub total: u64,
-}
-
-/// Where the viewer stands with a meeting's door.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DoorStatus {
-    /// None until the viewer has asked to enter.
-    pub admission: Option<Admission>,
-    /// Whether the viewer may let others in.
-    pub is_moderator: bool,
-}
+pub use model::*;
 
 #[server(endpoint = "door_state")]
 pub async fn door_state(code: String) -> Result<DoorStatus, ApiError> {

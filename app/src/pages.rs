@@ -5,6 +5,7 @@ mod lobby;
 mod meeting_frame;
 mod meetings;
 mod not_found;
+mod require_user;
 mod room;
 
 pub use account::{GuestPage, ProfilePage, SignInPage, SignUpPage, VerifyEmailPage};
@@ -12,49 +13,5 @@ pub use home::HomePage;
 pub use lobby::{KnockPanel, LobbyPage};
 pub use meetings::{EditMeetingPage, MeetingPage, MeetingsPage, NewMeetingPage};
 pub use not_found::NotFound;
+pub use require_user::RequireUser;
 pub use room::RoomPage;
-
-use crate::auth::Viewer;
-use crate::components::use_auth;
-use crate::validate::encode_query_value;
-use leptos::either::Either;
-use leptos::prelude::*;
-use leptos_router::components::Redirect;
-use leptos_router::hooks::use_location;
-
-/// Renders `content` for a signed-in user; anyone else is sent to sign in
-/// and brought back here afterwards.
-#[component]
-pub fn RequireUser<F, V>(content: F) -> impl IntoView
-where
-    F: Fn(crate::auth::UserSummary) -> V + Clone + Send + Sync + 'static,
-    V: IntoView + 'static,
-{
-    let viewer = use_auth().viewer;
-    let location = use_location();
-    let here = move || {
-        let path = location.pathname.get();
-        let search = location.search.get();
-        if search.is_empty() {
-            path
-        } else {
-            format!("{path}?{search}")
-        }
-    };
-    view! {
-        <Suspense fallback=|| ()>
-            {move || {
-                let content = content.clone();
-                Suspend::new(async move {
-                    match viewer.await {
-                        Ok(Some(Viewer::User(user))) => Either::Left(content(user)),
-                        _ => {
-                            let target = format!("/signin?next={}", encode_query_value(&here()));
-                            Either::Right(view! { <Redirect path=target /> })
-                        }
-                    }
-                })
-            }}
-        </Suspense>
-    }
-}

@@ -42,7 +42,7 @@ pub struct AppState {
     /// The URL people use to reach moim, for links in calendar files.
     pub public_url: String,
     /// STUN/TURN servers handed to admitted participants.
-    pub ice: Arc<crate::ice::ssr::IceSettings>,
+    pub ice: Arc<domain::ice::IceSettings>,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
     /// Bounds concurrent argon2 work so a burst of sign-ins cannot starve

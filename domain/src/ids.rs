@@ -1,60 +1,36 @@
 //! Ids as their own types, so a room id cannot be passed where an instance
-//! id is expected.
+//! id is expected. Peer and participant ids are part of the wire protocol
+//! and come from there; all share one definition (`protocol::string_id!`).
 
-use serde::{Deserialize, Serialize};
-use std::fmt;
+pub use protocol::{ParticipantId, PeerId};
 
-macro_rules! string_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
-
-        impl $name {
-            pub fn new(id: impl Into<String>) -> Self {
-                Self(id.into())
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl From<&str> for $name {
-            fn from(id: &str) -> Self {
-                Self(id.to_string())
-            }
-        }
-
-        impl From<String> for $name {
-            fn from(id: String) -> Self {
-                Self(id)
-            }
-        }
-    };
-}
-
-string_id!(
+protocol::string_id!(
     /// A meeting's call: the meeting's database id.
     RoomId
 );
 
-string_id!(
+protocol::string_id!(
     /// One running moim process. Random per start: a restarted process is a
     /// new instance (what it held before is gone with it).
     InstanceId
 );
 
+protocol::string_id!(
+    /// One WebSocket connection of a peer. A resumed page keeps its peer id
+    /// but gets a new connection id, which is how an older connection of
+    /// the same page learns it was replaced.
+    ConnectionId
+);
+
 impl InstanceId {
     pub fn random() -> Self {
         Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+}
+
+impl ConnectionId {
+    pub fn random() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
     }
 }
 
@@ -65,6 +41,7 @@ mod tests {
     #[test]
     fn instances_started_apart_have_different_ids() {
         assert_ne!(InstanceId::random(), InstanceId::random());
+        assert_ne!(ConnectionId::random(), ConnectionId::random());
     }
 
     #[test]

@@ -9,11 +9,13 @@
 //! Time comes in as a value (`clock::Clock`) and I/O stays behind the
 //! boundary traits, so the rules can be tested without sleeping.
 
+pub mod accounts;
 pub mod call;
 pub mod chat;
 pub mod clock;
 pub mod db;
 pub mod door;
+pub mod ice;
 pub mod ids;
 pub mod media;
 pub mod meetings;

@@ -54,7 +54,7 @@ impl Media for MeshRelay {
             return Err(MediaRefusal::UnknownPeer);
         }
         let event = RoomEvent::Direct {
-            to: to.to_string(),
+            to: to.into(),
             message: ServerMessage::Signal {
                 from: from.peer_id.clone(),
                 signal,

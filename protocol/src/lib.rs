@@ -9,6 +9,7 @@
 //! upgrade request.
 
 pub mod ice;
+pub mod ids;
 pub mod meetings;
 
 use crate::ice::IceConfig;
@@ -67,9 +68,7 @@ pub mod close {
     pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
-/// Identifies one presence in a room: made by the server at a fresh join,
-/// kept across reconnects of the same page (resume).
-pub type PeerId = String;
+pub use ids::{ParticipantId, PeerId};
 
 /// What a participant sends and shows, as everyone else sees it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -100,7 +99,7 @@ impl PeerRole {
 pub struct PeerInfo {
     pub peer_id: PeerId,
     /// The user id, or the guest id of a session: stable across rejoins.
-    pub participant_id: String,
+    pub participant_id: ParticipantId,
     pub display_name: String,
     pub role: PeerRole,
     pub media: MediaState,

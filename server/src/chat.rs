@@ -137,7 +137,9 @@ pub async fn send(
         key: key.clone(),
         text,
         sent_at_ms: now_ms(),
-        to: recipient.clone(),
+        to: recipient
+            .as_ref()
+            .map(|(id, name)| (id.to_string(), name.clone())),
     };
     let message = match store::store(db, room, new).await {
         Ok(Stored::New(message)) => message,
@@ -163,7 +165,7 @@ pub async fn send(
             },
         },
         Some((recipient_id, _)) => RoomEvent::Participants {
-            ids: vec![caller.participant_id.to_string(), recipient_id.clone()],
+            ids: vec![caller.participant_id.into(), recipient_id.clone()],
             message: ServerMessage::Chat {
                 message: message.clone(),
             },

@@ -139,7 +139,7 @@ impl Application {
             },
             public_url: public_url.clone(),
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
-            ice: Arc::new(app::ice::ssr::IceSettings {
+            ice: Arc::new(domain::ice::IceSettings {
                 stun_urls: config.stun_urls.clone(),
                 turn_urls: config.turn_urls.clone(),
                 turn_secret: config.turn_secret.clone(),

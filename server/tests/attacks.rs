@@ -711,7 +711,7 @@ async fn messages_host_actions_and_cross_room_signals_are_refused(backend: Backe
         .send(&ClientMessage::ChatSend {
             key: "private-1".into(),
             text: "psst".into(),
-            to: Some(cat_peer.participant_id.clone()),
+            to: Some(cat_peer.peer_id.clone()),
         })
         .await;
     let answer = ann_ws

@@ -25,7 +25,7 @@ fn spawn(backend: Backend) -> Spawn {
 
 async fn join(app: &TestApp, who: &Person, code: &str, resume: Option<String>) -> (Ws, String) {
     let (ws, you, _) = join_call(app, who, code, resume).await;
-    (ws, you.peer_id)
+    (ws, you.peer_id.into_string())
 }
 
 fn is_error(m: &ServerMessage) -> bool {
@@ -168,7 +168,7 @@ async fn bad_chat_input_is_refused_and_private_stays_private(backend: Backend) {
     a.send(&ClientMessage::ChatSend {
         key: "k-private".into(),
         text: "for bob only".into(),
-        to: Some(bob_peer.clone()),
+        to: Some(bob_peer.clone().into()),
     })
     .await;
     let ServerMessage::Chat { message } = b

@@ -177,7 +177,7 @@ async fn redis_outage_keeps_local_calls_and_recovers_without_losing_chat() {
             Some(_) => continue,
         }
     }
-    let (mut a, again, _) = join_call(&one, &ann, &code, Some(ann_peer.peer_id.clone())).await;
+    let (mut a, again, _) = join_call(&one, &ann, &code, Some(ann_peer.peer_id.to_string())).await;
     assert_eq!(
         again.peer_id, ann_peer.peer_id,
         "the page keeps its peer id"
@@ -195,7 +195,7 @@ async fn redis_outage_keeps_local_calls_and_recovers_without_losing_chat() {
         _ => unreachable!(),
     }
     // Cross-instance delivery is back (Bob reconnects too).
-    let (mut b, _, _) = join_call(&two, &bob, &code, Some(bob_peer.peer_id.clone())).await;
+    let (mut b, _, _) = join_call(&two, &bob, &code, Some(bob_peer.peer_id.to_string())).await;
     b.send(&chat("after", "after the outage")).await;
     a.recv_until(|m| matches!(m, ServerMessage::Chat { message } if message.key == "after"))
         .await;
@@ -228,7 +228,8 @@ async fn a_killed_instance_loses_its_participants_and_a_terminated_one_hands_the
     drop(c);
     // Bob's client reconnects to instance one at once and resumes: Ann
     // sees no change for him.
-    let (_b, again, welcome) = join_call(&one, &bob, &code, Some(bob_peer.peer_id.clone())).await;
+    let (_b, again, welcome) =
+        join_call(&one, &bob, &code, Some(bob_peer.peer_id.to_string())).await;
     let ServerMessage::Welcome { resumed, .. } = welcome else {
         unreachable!()
     };
@@ -267,6 +268,7 @@ async fn a_killed_instance_loses_its_participants_and_a_terminated_one_hands_the
         ServerMessage::Reconnect
     );
     assert_eq!(c.closed_with().await, 1012);
-    let (_c, resumed_cat, _) = join_call(&one, &cat, &code, Some(cat_again.peer_id.clone())).await;
+    let (_c, resumed_cat, _) =
+        join_call(&one, &cat, &code, Some(cat_again.peer_id.to_string())).await;
     assert_eq!(resumed_cat.peer_id, cat_again.peer_id);
 }

@@ -211,7 +211,7 @@ async fn redis_down_for_minutes_keeps_same_instance_calls_and_recovers_by_itself
                 Event::Quiet => panic!("{} was not asked to reconnect", who.name),
             }
         }
-        let (ws, again) = try_join(app, who, &code, Some(peer.peer_id.clone()))
+        let (ws, again) = try_join(app, who, &code, Some(peer.peer_id.to_string()))
             .await
             .unwrap_or_else(|| panic!("{} rejoins", who.name));
         assert_eq!(again, peer.peer_id, "the page keeps its peer id");

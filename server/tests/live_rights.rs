@@ -85,7 +85,7 @@ fn join_frame() -> String {
 async fn in_call(app: &TestApp, who: &Person, code: &str) -> (Ws, String) {
     enter(app, who, code, "").await;
     let (ws, you, _) = join_call(app, who, code, None).await;
-    (ws, you.peer_id)
+    (ws, you.peer_id.into_string())
 }
 
 on_both_databases!(
@@ -115,7 +115,7 @@ async fn signing_out_ends_the_open_call_and_a_stolen_cookie_dies_with_it(backend
     assert_eq!(
         left,
         ServerMessage::PeerLeft {
-            peer_id: bob_peer,
+            peer_id: bob_peer.into(),
             reason: LeaveReason::Left
         }
     );
@@ -210,7 +210,7 @@ async fn a_demoted_cohost_loses_host_powers_on_the_open_socket(backend: Backend)
     ));
     bob_ws
         .send(&ClientMessage::Remove {
-            peer: cat_peer.clone(),
+            peer: cat_peer.clone().into(),
         })
         .await;
     let refused = bob_ws

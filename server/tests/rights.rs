@@ -5,12 +5,13 @@
 
 mod common;
 
-use app::lobby::ssr::{current_access, record_entry, Access, MeetingPhase};
+use app::lobby::ssr::{current_access, Access, MeetingPhase};
 use app::lobby::Admission;
 use app::meetings::Role;
 use app::protocol::{close, PeerRole, ServerMessage};
 use common::people::{enter, instant_meeting, join_call, person, person_with_email, Person};
 use common::{spawn_app, spawn_with, Backend, Spawn, TestApp};
+use domain::door::admissions::{self, Entrant};
 use domain::rooms::bus::RoomEvent;
 use serde_json::Value;
 use std::sync::Arc;
@@ -55,6 +56,24 @@ async fn entered_as(app: &TestApp, meeting: &str, name: &str) -> String {
     .await
     .expect("admission row");
     id
+}
+
+/// Writes an entry as the door does (`admissions::record_entry`).
+async fn record_entry(
+    db: &sqlx::AnyPool,
+    meeting_id: &str,
+    participant_id: &str,
+    display_name: &str,
+    is_guest: bool,
+    wanted: Admission,
+) -> sqlx::Result<Admission> {
+    let entrant = Entrant {
+        meeting_id,
+        participant_id,
+        display_name,
+        is_guest,
+    };
+    admissions::record_entry(db, entrant, wanted, domain::clock::now_ms()).await
 }
 
 async fn access(app: &TestApp, meeting: &str, participant: &str, is_guest: bool) -> Access {
@@ -198,7 +217,10 @@ async fn current_access_reads_rights_afresh(backend: Backend) {
     assert_eq!(before.role, Role::Invitee);
     assert_eq!(before.peer_role, PeerRole::Member);
     assert_eq!(before.admission, None);
-    assert_eq!(before.in_call(), Err(app::error::ApiError::Forbidden));
+    assert_eq!(
+        before.in_call().map_err(app::error::ApiError::from),
+        Err(app::error::ApiError::Forbidden)
+    );
 
     enter(&app, &ann, &code, "").await;
     enter(&app, &bob, &code, "").await;
@@ -218,7 +240,10 @@ async fn current_access_reads_rights_afresh(backend: Backend) {
     assert_eq!(enter(&app, &visitor, &code, "Gus").await, "Waiting");
     let gus = entered_as(&app, &mid, "Gus").await;
     assert_eq!(
-        access(&app, &mid, &gus, true).await.in_call(),
+        access(&app, &mid, &gus, true)
+            .await
+            .in_call()
+            .map_err(app::error::ApiError::from),
         Err(app::error::ApiError::Forbidden)
     );
     decide(&app, &ann, &code, &gus, "admit").await;
@@ -227,7 +252,10 @@ async fn current_access_reads_rights_afresh(backend: Backend) {
     assert!(admitted.in_call().is_ok());
     update(&app, &ann, &code, "bob", &["waiting_room"]).await;
     assert_eq!(
-        access(&app, &mid, &gus, true).await.in_call(),
+        access(&app, &mid, &gus, true)
+            .await
+            .in_call()
+            .map_err(app::error::ApiError::from),
         Err(app::error::ApiError::Forbidden)
     );
 
@@ -239,7 +267,10 @@ async fn current_access_reads_rights_afresh(backend: Backend) {
     for who in [&ann_id, &bob_id] {
         let ended = access(&app, &mid, who, false).await;
         assert_eq!(ended.phase, MeetingPhase::Ended);
-        assert_eq!(ended.in_call(), Err(app::error::ApiError::Ended));
+        assert_eq!(
+            ended.in_call().map_err(app::error::ApiError::from),
+            Err(app::error::ApiError::Ended)
+        );
     }
     assert_eq!(
         common::ws::open(&app, &ann.jar, &code).await.status(),
@@ -256,9 +287,15 @@ async fn current_access_reads_rights_afresh(backend: Backend) {
     assert_eq!(cancelled.status(), 200);
     let gone = access(&app, &mid, &bob_id, false).await;
     assert_eq!(gone.phase, MeetingPhase::Cancelled);
-    assert_eq!(gone.in_call(), Err(app::error::ApiError::NotFound));
+    assert_eq!(
+        gone.in_call().map_err(app::error::ApiError::from),
+        Err(app::error::ApiError::NotFound)
+    );
     let missing = access(&app, "no-such-meeting", &bob_id, false).await;
-    assert_eq!(missing.in_call(), Err(app::error::ApiError::NotFound));
+    assert_eq!(
+        missing.in_call().map_err(app::error::ApiError::from),
+        Err(app::error::ApiError::NotFound)
+    );
 }
 
 async fn reentry_never_undoes_a_decision(backend: Backend) {
@@ -376,7 +413,10 @@ async fn settings_changes_take_back_what_they_no_longer_give(backend: Backend) {
     assert_eq!(door(&app, &ann, &code).await, "Admitted");
     // Bob's running call is not his to keep: a reconnect is refused.
     assert_eq!(
-        access(&app, &mid, &bob_id, false).await.in_call(),
+        access(&app, &mid, &bob_id, false)
+            .await
+            .in_call()
+            .map_err(app::error::ApiError::from),
         Err(app::error::ApiError::Forbidden)
     );
     assert_eq!(common::ws::open(&app, &bob.jar, &code).await.status(), 403);
@@ -468,7 +508,7 @@ async fn cohost_changes_are_announced_and_keep_people_in(backend: Backend) {
     assert_eq!(
         next_event(&mut events, is_access_changed).await,
         RoomEvent::AccessChanged {
-            participant_id: Some(bob_id.clone())
+            participant_id: Some(bob_id.clone().into())
         }
     );
     let demoted = access(&app, &mid, &bob_id, false).await;

@@ -234,7 +234,7 @@ async fn leaving_dropping_and_resuming(backend: Backend) {
         .await;
     b.drop_connection();
     let mut b = open(&app, &bob.jar, &code).await.open();
-    match b.join(Some(bob_peer.peer_id.clone())).await {
+    match b.join(Some(bob_peer.peer_id.to_string())).await {
         ServerMessage::Welcome { you, resumed, .. } => {
             assert!(resumed);
             assert_eq!(you.peer_id, bob_peer.peer_id);
@@ -257,7 +257,8 @@ async fn leaving_dropping_and_resuming(backend: Backend) {
     // connections), under the same peer id since nobody holds it, and
     // announced to Ann as someone joining.
     let mut b = open(&app, &bob.jar, &code).await.open();
-    let ServerMessage::Welcome { you, resumed, .. } = b.join(Some(bob_peer.peer_id.clone())).await
+    let ServerMessage::Welcome { you, resumed, .. } =
+        b.join(Some(bob_peer.peer_id.to_string())).await
     else {
         unreachable!()
     };

@@ -1,17 +1,14 @@
 //! Server-only half of accounts: the user table, password hashing, and the
 //! session records that say who someone is.
 
-use super::{AccountEmail, GuestSummary, UserSummary, VerifyOutcome, Viewer};
+use super::model::{AccountEmail, GuestSummary, UserSummary, VerifyOutcome, Viewer};
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblem, Limit};
 use crate::state::AppState;
 use crate::throttle::Rule;
 use crate::validate;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use axum::extract::ConnectInfo;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 use tower_sessions::Session;
 
 /// Session key of a signed-in user's identity.
@@ -69,266 +66,90 @@ pub async fn touch_session(
 
 // ---------------------------------------------------------------- users table
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct UserRow {
-    pub id: String,
-    pub username: String,
-    pub display_name: String,
-    pub email: Option<String>,
-    pub password_hash: String,
-    pub auth_version: i64,
-    pub email_verified_at_ms: Option<i64>,
-}
+pub use domain::accounts::UserRow;
 
-impl UserRow {
-    pub(crate) fn summary(&self) -> UserSummary {
-        UserSummary {
-            id: self.id.clone(),
-            username: self.username.clone(),
-            display_name: self.display_name.clone(),
-            email: self.email.clone(),
-            email_verified: self.verified_email().is_some(),
-        }
-    }
-
-    /// The address, when its owner has proved it.
-    pub fn verified_email(&self) -> Option<&str> {
-        self.email_verified_at_ms.and(self.email.as_deref())
+pub(crate) fn summary(user: &UserRow) -> UserSummary {
+    UserSummary {
+        id: user.id.clone(),
+        username: user.username.clone(),
+        display_name: user.display_name.clone(),
+        email: user.email.clone(),
+        email_verified: user.verified_email().is_some(),
     }
 }
-
-const USER_COLUMNS: &str =
-    "id, username, display_name, email, password_hash, auth_version, email_verified_at_ms";
 
 pub async fn find_user_by_id(db: &sqlx::AnyPool, id: &str) -> sqlx::Result<Option<UserRow>> {
-    sqlx::query_as::<_, UserRow>(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    domain::accounts::find_by_id(db, id).await
 }
 
 pub async fn find_user_by_username(
     db: &sqlx::AnyPool,
     username: &str,
 ) -> sqlx::Result<Option<UserRow>> {
-    sqlx::query_as::<_, UserRow>(&format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE username_key = $1"
-    ))
-    .bind(validate::username_key(username))
-    .fetch_optional(db)
-    .await
+    domain::accounts::find_by_username_key(db, &validate::username_key(username)).await
 }
 
 // ---------------------------------------------------------------- email verification
-//
-// An address typed at sign-up is a claim. It is proved by opening a link
-// mailed to it (a random token; only its SHA-256 is stored, valid 24 hours,
-// once). Until then it grants nothing and blocks nobody: addresses are
-// unique only among verified ones, and when one account proves an address,
-// other accounts' unproven claims on it are dropped, so whoever typed
-// someone else's address first cannot lock the owner out.
+// (the rules and storage: `domain::accounts::verification`)
 
-/// How long a confirmation link works.
-const VERIFICATION_LIFETIME_MS: i64 = 24 * 3600 * 1000;
-/// A new link is mailed at most this often per account.
-const RESEND_INTERVAL_MS: i64 = 60 * 1000;
-
-fn new_token() -> String {
-    use base64::Engine;
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn token_hash(token: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-pub fn verification_link(public_url: &str, token: &str) -> String {
-    format!(
-        "{}/verify-email?token={token}",
-        public_url.trim_end_matches('/')
-    )
-}
+use domain::accounts::verification;
 
 /// Replaces the account's pending link with a new one and mails it. When
 /// another account has already proved the address, its owner gets a note
 /// instead (and the link is never sent): the caller's answer is the same
 /// either way, so nobody learns whose address it is.
 async fn issue_verification(state: &AppState, user_id: &str, email: &str) -> ApiResult<()> {
-    let key = validate::email_key(email);
-    let token = new_token();
-    let now = now_ms();
-    let mut tx = state.db.begin().await.map_err(internal)?;
-    sqlx::query("DELETE FROM email_verifications WHERE user_id = $1")
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(internal)?;
-    sqlx::query(
-        "INSERT INTO email_verifications (token_hash, user_id, email_key, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+    let token = verification::new_token();
+    let taken = verification::replace_pending(
+        &state.db,
+        user_id,
+        &validate::email_key(email),
+        &token,
+        now_ms(),
     )
-    .bind(token_hash(&token))
-    .bind(user_id)
-    .bind(&key)
-    .bind(now)
-    .bind(now + VERIFICATION_LIFETIME_MS)
-    .execute(&mut *tx)
     .await
     .map_err(internal)?;
-    let owner: Option<(String,)> = sqlx::query_as(
-        "SELECT id FROM users WHERE email_key = $1 AND email_verified_at_ms IS NOT NULL \
-         AND id <> $2",
-    )
-    .bind(&key)
-    .bind(user_id)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(internal)?;
-    tx.commit().await.map_err(internal)?;
-    let mail = if owner.is_some() {
+    let mail = if taken {
         crate::mail::address_in_use(email, &state.public_url)
     } else {
-        crate::mail::verification(email, &verification_link(&state.public_url, &token))
+        crate::mail::verification(email, &verification::link(&state.public_url, &token))
     };
     crate::mail::send_later(&state.mailer, mail);
     Ok(())
 }
 
-/// Marks the address behind `token` verified for its account, dropping
-/// other accounts' unproven claims on it. Unknown, expired and used tokens
-/// all answer `Invalid`.
 async fn redeem_verification(db: &sqlx::AnyPool, token: &str) -> ApiResult<VerifyOutcome> {
-    // Tokens are 43 characters; anything far off is not one of ours.
-    if token.is_empty() || token.len() > 128 {
-        return Ok(VerifyOutcome::Invalid);
-    }
-    let now = now_ms();
-    let mut tx = db.begin().await.map_err(internal)?;
-    let pending: Option<(String, String, i64)> = sqlx::query_as(
-        "SELECT user_id, email_key, expires_at FROM email_verifications WHERE token_hash = $1",
-    )
-    .bind(token_hash(token))
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(internal)?;
-    let Some((user_id, key, expires_at)) = pending else {
-        return Ok(VerifyOutcome::Invalid);
-    };
-    // Used once, whatever happens next.
-    sqlx::query("DELETE FROM email_verifications WHERE token_hash = $1")
-        .bind(token_hash(token))
-        .execute(&mut *tx)
+    match verification::redeem(db, token, now_ms())
         .await
-        .map_err(internal)?;
-    if expires_at < now {
-        tx.commit().await.map_err(internal)?;
-        return Ok(VerifyOutcome::Invalid);
-    }
-    let updated = sqlx::query(
-        "UPDATE users SET email_verified_at_ms = $1, updated_at = $1 \
-         WHERE id = $2 AND email_key = $3 AND email_verified_at_ms IS NULL",
-    )
-    .bind(now)
-    .bind(&user_id)
-    .bind(&key)
-    .execute(&mut *tx)
-    .await;
-    match updated {
-        Ok(done) if done.rows_affected() == 1 => {}
-        // The address changed since, or another account proved it first.
-        Ok(_) => {
-            tx.commit().await.map_err(internal)?;
-            return Ok(VerifyOutcome::Invalid);
+        .map_err(internal)?
+    {
+        Some(user_id) => {
+            tracing::info!(user_id = %user_id, "email address verified");
+            Ok(VerifyOutcome::Verified)
         }
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            return Ok(VerifyOutcome::Invalid);
-        }
-        Err(e) => return Err(internal(e)),
+        None => Ok(VerifyOutcome::Invalid),
     }
-    sqlx::query(
-        "UPDATE users SET email = NULL, email_key = NULL, updated_at = $1 \
-         WHERE email_key = $2 AND id <> $3 AND email_verified_at_ms IS NULL",
-    )
-    .bind(now)
-    .bind(&key)
-    .bind(&user_id)
-    .execute(&mut *tx)
-    .await
-    .map_err(internal)?;
-    sqlx::query("DELETE FROM email_verifications WHERE email_key = $1")
-        .bind(&key)
-        .execute(&mut *tx)
-        .await
-        .map_err(internal)?;
-    tx.commit().await.map_err(internal)?;
-    tracing::info!(user_id = %user_id, "email address verified");
-    Ok(VerifyOutcome::Verified)
 }
 
 // ---------------------------------------------------------------- passwords
+// (argon2 off the async threads: `domain::accounts::passwords`)
 
-fn hash_blocking(password: &str) -> Result<String, argon2::password_hash::Error> {
-    use rand::RngCore;
-    let mut salt_bytes = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut salt_bytes);
-    let salt = SaltString::encode_b64(&salt_bytes)?;
-    Ok(Argon2::default()
-        .hash_password(password.as_bytes(), &salt)?
-        .to_string())
-}
-
-fn verify_blocking(password: &str, hash: &str) -> bool {
-    match PasswordHash::new(hash) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
-    }
-}
-
-/// A real argon2 hash of nothing anyone knows, verified against when the
-/// username does not exist so both failures take the same time.
-fn dummy_hash() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| hash_blocking("moim: no such user, compare anyway").unwrap_or_default())
-}
-
-/// `permits`: the share of hashing this kind of request may use.
 async fn hash_password(permits: &tokio::sync::Semaphore, password: String) -> ApiResult<String> {
-    let _permit = permits.acquire().await.map_err(internal)?;
-    tokio::task::spawn_blocking(move || hash_blocking(&password))
+    domain::accounts::passwords::hash(permits, password)
         .await
-        .map_err(internal)?
         .map_err(internal)
 }
 
-/// `hash` None means "no such user": a dummy hash is checked instead and the
-/// answer is always false.
+/// `hash` None means "no such user": always false, in the same time.
 async fn verify_password(
     state: &AppState,
     password: String,
     hash: Option<String>,
 ) -> ApiResult<bool> {
-    let _permit = state.hashing_permits.acquire().await.map_err(internal)?;
-    tokio::task::spawn_blocking(move || match hash {
-        Some(hash) => verify_blocking(&password, &hash),
-        None => {
-            let _ = verify_blocking(&password, dummy_hash());
-            false
-        }
-    })
-    .await
-    .map_err(internal)
+    domain::accounts::passwords::verify(&state.hashing_permits, password, hash)
+        .await
+        .map_err(internal)
 }
-
-// ---------------------------------------------------------------- requests
 
 pub struct SignUpForm {
     pub username: String,
@@ -450,7 +271,7 @@ impl RequestCx {
         let now = now_ms();
         if let Some(auth) = self.session_auth().await? {
             let user = self.checked_user(auth, now).await?;
-            return Ok(user.map(|user| Viewer::User(user.summary())));
+            return Ok(user.map(|user| Viewer::User(summary(&user))));
         }
         let absolute_ms = self.state.auth.absolute_lifetime.as_millis() as i64;
         let guest = self
@@ -557,35 +378,20 @@ impl RequestCx {
             auth_version: 1,
             email_verified_at_ms: None,
         };
-        let inserted = sqlx::query(
-            "INSERT INTO users (id, username, username_key, display_name, email, email_key, \
-             password_hash, auth_version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&user.id)
-        .bind(&user.username)
-        .bind(validate::username_key(&user.username))
-        .bind(&user.display_name)
-        .bind(user.email.clone())
-        .bind(user.email.as_deref().map(validate::email_key))
-        .bind(&user.password_hash)
-        .bind(user.auth_version)
-        .bind(now)
-        .bind(now)
-        .execute(db)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            // Two sign-ups raced past the check above: the unique index
-            // decides (only usernames are unique here; addresses are stored
-            // unverified, and only verified ones are unique).
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+        let new_user = domain::accounts::NewUser {
+            user: &user,
+            username_key: validate::username_key(&user.username),
+            email_key: user.email.as_deref().map(validate::email_key),
+        };
+        match domain::accounts::create(db, new_user, now).await {
+            Ok(()) => {}
+            Err(domain::accounts::CreateError::UsernameTaken) => {
                 return Err(ApiError::Invalid(vec![FieldError::new(
                     "username",
                     FieldProblem::UsernameTaken,
                 )]));
             }
-            Err(e) => return Err(internal(e)),
+            Err(domain::accounts::CreateError::Store(e)) => return Err(internal(e)),
         }
         tracing::info!(user_id = %user.id, "account created");
         if let Some(email) = &user.email {
@@ -617,15 +423,12 @@ impl RequestCx {
         if user.email_verified_at_ms.is_some() {
             return Ok(());
         }
-        let (last,): (Option<i64>,) =
-            sqlx::query_as("SELECT MAX(created_at) FROM email_verifications WHERE user_id = $1")
-                .bind(&user.id)
-                .fetch_one(&self.state.db)
-                .await
-                .map_err(internal)?;
+        let last = verification::last_issued(&self.state.db, &user.id)
+            .await
+            .map_err(internal)?;
         let since = now_ms() - last.unwrap_or(0);
-        if since < RESEND_INTERVAL_MS {
-            let wait_ms = RESEND_INTERVAL_MS - since;
+        if since < verification::RESEND_INTERVAL_MS {
+            let wait_ms = verification::RESEND_INTERVAL_MS - since;
             return Err(ApiError::TooManyAttempts {
                 retry_after_secs: (wait_ms as u64).div_ceil(1000).max(1),
             });
@@ -740,14 +543,9 @@ impl RequestCx {
         let user = self.signed_in_user().await?;
         let display_name = validate::display_name("display_name", display_name)
             .map_err(|e| ApiError::Invalid(vec![e]))?;
-        sqlx::query("UPDATE users SET display_name = $1, updated_at = $2 WHERE id = $3")
-            .bind(display_name)
-            .bind(now_ms())
-            .bind(&user.id)
-            .execute(&self.state.db)
+        domain::accounts::set_display_name(&self.state.db, &user.id, &display_name, now_ms())
             .await
-            .map_err(internal)?;
-        Ok(())
+            .map_err(internal)
     }
 
     pub async fn change_password(&self, current: &str, new: &str) -> ApiResult<()> {
@@ -775,14 +573,13 @@ impl RequestCx {
         }
         let password_hash = hash_password(&self.state.hashing_permits, new.to_string()).await?;
         let new_version = user.auth_version + 1;
-        sqlx::query(
-            "UPDATE users SET password_hash = $1, auth_version = $2, updated_at = $3 WHERE id = $4",
+        domain::accounts::set_password(
+            &self.state.db,
+            &user.id,
+            &password_hash,
+            new_version,
+            now_ms(),
         )
-        .bind(password_hash)
-        .bind(new_version)
-        .bind(now_ms())
-        .bind(&user.id)
-        .execute(&self.state.db)
         .await
         .map_err(internal)?;
         tracing::info!(user_id = %user.id, "password changed; other sessions ended");

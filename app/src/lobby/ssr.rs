@@ -1,213 +1,24 @@
 //! Server half of the waiting room.
 
-use super::{Admission, DoorStatus, Knock, KnockPage, KNOCK_PAGE};
+use super::model::{Admission, DoorStatus, Knock, KnockPage, KNOCK_PAGE};
 use crate::auth::ssr::{internal, now_ms, set_error_status, RequestCx};
 use crate::auth::Viewer;
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblem, Limit};
 use crate::meetings::ssr::{MeetingCx, MeetingRow};
 use crate::meetings::Role;
-use crate::protocol::PeerRole;
 
-/// Where a meeting stands, for the people in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MeetingPhase {
-    /// Can be joined (within the rules of the door).
-    Live,
-    /// A host ended it for everyone; a host entering again reopens it.
-    Ended,
-    /// Cancelled (or gone): it looks missing to everyone.
-    Cancelled,
-}
+use domain::door::access::{access_with_role, stored_admission, Refusal};
+pub use domain::door::access::{current_access, Access, MeetingPhase};
+use domain::door::admissions::{self, Entrant};
 
-/// One participant's standing in one meeting, read from the database now.
-/// The connection upgrade and the running call's re-checks (on
-/// `RoomEvent::AccessChanged`) read it the same way, through
-/// [`current_access`] and [`Access::in_call`], so the two cannot drift.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Access {
-    pub phase: MeetingPhase,
-    /// The stored door state (None: never asked to enter).
-    pub admission: Option<Admission>,
-    /// The role in the meeting's own terms (invitee, visitor…).
-    pub role: Role,
-    /// The role as the call shows it.
-    pub peer_role: PeerRole,
-    /// When the join window opens (start minus the early margin) and when
-    /// the scheduled time ends, unix ms.
-    pub opens_at_ms: i64,
-    pub ends_at_ms: i64,
-    /// A host or co-host is admitted (has entered): the meeting has been
-    /// started, so it is in session outside its scheduled window too.
-    pub started: bool,
-}
-
-impl Access {
-    fn new(
-        meeting: &MeetingRow,
-        role: Role,
-        is_guest: bool,
-        admission: Option<Admission>,
-        started: bool,
-    ) -> Self {
-        let phase = if meeting.cancelled_at.is_some() {
-            MeetingPhase::Cancelled
-        } else if meeting.ended_at.is_some() {
-            MeetingPhase::Ended
-        } else {
-            MeetingPhase::Live
-        };
-        Self {
-            phase,
-            admission,
-            role,
-            peer_role: peer_role(role, is_guest),
-            opens_at_ms: meeting.starts_at - crate::meetings::JOIN_EARLY_MS,
-            ends_at_ms: meeting.starts_at + meeting.duration_minutes * 60_000,
-            started,
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Cancelled => ApiError::NotFound,
+            Refusal::NotAdmitted => ApiError::Forbidden,
+            Refusal::Ended => ApiError::Ended,
         }
     }
-
-    /// A gone meeting: nobody may be in it.
-    fn gone(is_guest: bool) -> Self {
-        Self {
-            phase: MeetingPhase::Cancelled,
-            admission: None,
-            role: Role::Visitor,
-            peer_role: peer_role(Role::Visitor, is_guest),
-            opens_at_ms: 0,
-            ends_at_ms: 0,
-            started: false,
-        }
-    }
-
-    /// Whether they may be in the call now, and why not: `NotFound` for a
-    /// cancelled meeting (as for a wrong link), `Forbidden` when not
-    /// admitted (waiting, denied, removed, or a guest after guests were
-    /// turned off), `Ended` after a host ended it. Hosts are no exception
-    /// to `Ended`: entering again (which reopens the meeting) is the way
-    /// back, so an ended meeting has nobody in it and hands out nothing.
-    pub fn in_call(&self) -> ApiResult<()> {
-        match self.phase {
-            MeetingPhase::Cancelled => Err(ApiError::NotFound),
-            _ if self.admission != Some(Admission::Admitted) => Err(ApiError::Forbidden),
-            MeetingPhase::Ended => Err(ApiError::Ended),
-            MeetingPhase::Live => Ok(()),
-        }
-    }
-
-    pub fn is_moderator(&self) -> bool {
-        self.peer_role.is_moderator()
-    }
-
-    /// Whether TURN credentials may be handed out at `now_ms`: in the call
-    /// now, and the meeting in session, i.e. within its scheduled window
-    /// or started by a host or co-host (an instant meeting is started by
-    /// its host entering, and stays so until ended). Before the window
-    /// and after it in a meeting nobody started, STUN only.
-    pub fn may_use_turn(&self, now_ms: i64) -> bool {
-        self.in_call().is_ok()
-            && (self.started || (self.opens_at_ms <= now_ms && now_ms < self.ends_at_ms))
-    }
-}
-
-/// The call's role for a meeting role.
-pub fn peer_role(role: Role, is_guest: bool) -> PeerRole {
-    match role {
-        Role::Host => PeerRole::Host,
-        Role::CoHost => PeerRole::CoHost,
-        _ if is_guest => PeerRole::Guest,
-        _ => PeerRole::Member,
-    }
-}
-
-/// The stored door state of one participant.
-async fn stored_admission(
-    db: &sqlx::AnyPool,
-    meeting_id: &str,
-    participant_id: &str,
-) -> ApiResult<Option<Admission>> {
-    let row: Option<(String,)> = sqlx::query_as(
-        "SELECT state FROM meeting_admissions WHERE meeting_id = $1 AND participant_id = $2",
-    )
-    .bind(meeting_id)
-    .bind(participant_id)
-    .fetch_optional(db)
-    .await
-    .map_err(internal)?;
-    Ok(row.and_then(|(s,)| Admission::parse(&s)))
-}
-
-/// Whether a host or current co-host of the meeting is admitted.
-async fn started(db: &sqlx::AnyPool, meeting: &MeetingRow) -> ApiResult<bool> {
-    let row: Option<(String,)> = sqlx::query_as(
-        "SELECT participant_id FROM meeting_admissions a \
-         WHERE a.meeting_id = $1 AND a.state = 'admitted' AND (a.participant_id = $2 \
-         OR a.participant_id IN (SELECT user_id FROM meeting_cohosts WHERE meeting_id = $1)) \
-         LIMIT 1",
-    )
-    .bind(&meeting.id)
-    .bind(&meeting.host_id)
-    .fetch_optional(db)
-    .await
-    .map_err(internal)?;
-    Ok(row.is_some())
-}
-
-/// The shared part of every access decision, given the role.
-async fn access_with_role(
-    db: &sqlx::AnyPool,
-    meeting: &MeetingRow,
-    participant_id: &str,
-    role: Role,
-    is_guest: bool,
-) -> ApiResult<Access> {
-    let mut admission = stored_admission(db, &meeting.id, participant_id).await?;
-    // Guests are let in only while the meeting allows guests: turning
-    // guests off shuts them out at once, whatever is stored.
-    if is_guest && meeting.allow_guests == 0 {
-        admission = None;
-    }
-    let started = started(db, meeting).await?;
-    Ok(Access::new(meeting, role, is_guest, admission, started))
-}
-
-/// Where `participant_id` (an account, or a guest identity when
-/// `is_guest`) stands in the meeting `meeting_id` right now: the meeting's
-/// phase, their admission and their role, all read afresh. For a running
-/// call to re-check its caller when rights change. A missing meeting reads
-/// as cancelled.
-pub async fn current_access(
-    db: &sqlx::AnyPool,
-    meeting_id: &str,
-    participant_id: &str,
-    is_guest: bool,
-) -> ApiResult<Access> {
-    let Some(meeting) = crate::meetings::ssr::find_by_id(db, meeting_id)
-        .await
-        .map_err(internal)?
-    else {
-        return Ok(Access::gone(is_guest));
-    };
-    let role = if is_guest {
-        Role::Visitor
-    } else {
-        let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE id = $1")
-            .bind(participant_id)
-            .fetch_optional(db)
-            .await
-            .map_err(internal)?;
-        if exists.is_none() {
-            // The account is gone: nobody to let in.
-            return Ok(Access::gone(is_guest));
-        }
-        let cohosts = crate::meetings::ssr::cohost_usernames(db, meeting_id)
-            .await
-            .map_err(internal)?;
-        crate::meetings::ssr::user_role(db, &meeting, participant_id, &cohosts)
-            .await
-            .map_err(internal)?
-    };
-    access_with_role(db, &meeting, participant_id, role, is_guest).await
 }
 
 /// One request about one meeting's door.
@@ -259,7 +70,8 @@ impl LobbyCx {
             role,
             viewer.is_guest(),
         )
-        .await?;
+        .await
+        .map_err(internal)?;
         Ok((viewer, access))
     }
 
@@ -276,30 +88,30 @@ impl LobbyCx {
     }
 
     async fn stored(&self, participant_id: &str) -> ApiResult<Option<Admission>> {
-        stored_admission(&self.meetings.state().db, &self.meeting.id, participant_id).await
+        stored_admission(&self.meetings.state().db, &self.meeting.id, participant_id)
+            .await
+            .map_err(internal)
     }
 
     /// Records a state whatever was stored before, keeping the first knock
     /// time. Only for hosts and co-hosts, whose role lets them in; everyone
-    /// else goes through `record_entry`, which never undoes a decision.
+    /// else goes through `admissions::record_entry`, which never undoes a
+    /// decision.
     async fn store(&self, viewer: &Viewer, admission: Admission) -> ApiResult<()> {
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO meeting_admissions (meeting_id, participant_id, display_name, is_guest, state, knocked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (meeting_id, participant_id) DO UPDATE SET state = excluded.state, \
-             display_name = excluded.display_name",
-        )
-        .bind(&self.meeting.id)
-        .bind(participant_id(viewer))
-        .bind(viewer.display_name())
-        .bind(i64::from(viewer.is_guest()))
-        .bind(admission.as_str())
-        .bind(now)
-        .execute(&self.meetings.state().db)
-        .await
-        .map_err(internal)?;
-        Ok(())
+        let participant = participant_id(viewer);
+        let entrant = self.entrant(viewer, &participant);
+        admissions::store(&self.meetings.state().db, entrant, admission, now_ms())
+            .await
+            .map_err(internal)
+    }
+
+    fn entrant<'a>(&'a self, viewer: &'a Viewer, participant: &'a str) -> Entrant<'a> {
+        Entrant {
+            meeting_id: &self.meeting.id,
+            participant_id: participant,
+            display_name: viewer.display_name(),
+            is_guest: viewer.is_guest(),
+        }
     }
 
     pub async fn door_state(&self) -> ApiResult<DoorStatus> {
@@ -369,15 +181,12 @@ impl LobbyCx {
         // A host may deny or remove them between the check above and this
         // write: the write only ever moves a missing or waiting row, and
         // answers with what is stored.
-        let admission = record_entry(
-            &self.meetings.state().db,
-            &meeting.id,
-            &participant_id(&viewer),
-            viewer.display_name(),
-            viewer.is_guest(),
-            wanted,
-        )
-        .await?;
+        let participant = participant_id(&viewer);
+        let entrant = self.entrant(&viewer, &participant);
+        let admission =
+            admissions::record_entry(&self.meetings.state().db, entrant, wanted, now_ms())
+                .await
+                .map_err(internal)?;
         // Let in by a rule read from the meeting as it was when this
         // request began: if its settings changed since (the revision moved),
         // the change's own clean-up may have run before this write, so
@@ -410,13 +219,9 @@ impl LobbyCx {
     /// pass the count together; it bounds a flood, not an exact number.)
     async fn knock_allowed(&self) -> ApiResult<()> {
         let state = self.meetings.state();
-        let (waiting,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM meeting_admissions WHERE meeting_id = $1 AND state = 'waiting'",
-        )
-        .bind(&self.meeting.id)
-        .fetch_one(&state.db)
-        .await
-        .map_err(internal)?;
+        let waiting = admissions::waiting_count(&state.db, &self.meeting.id)
+            .await
+            .map_err(internal)?;
         if waiting >= i64::from(state.actions.max_waiting) {
             return Err(ApiError::Limited {
                 what: Limit::WaitingRoomFull,
@@ -432,12 +237,10 @@ impl LobbyCx {
     /// The meeting's revision in the database now (bumped by every change
     /// of its settings).
     async fn revision_now(&self) -> ApiResult<i64> {
-        let row: Option<(i64,)> = sqlx::query_as("SELECT revision FROM meetings WHERE id = $1")
-            .bind(&self.meeting.id)
-            .fetch_optional(&self.meetings.state().db)
+        domain::meetings::revision(&self.meetings.state().db, &self.meeting.id)
             .await
-            .map_err(internal)?;
-        row.map(|(r,)| r).ok_or(ApiError::NotFound)
+            .map_err(internal)?
+            .ok_or(ApiError::NotFound)
     }
 
     async fn require_moderator(&self) -> ApiResult<Viewer> {
@@ -452,38 +255,24 @@ impl LobbyCx {
     pub async fn knocks(&self) -> ApiResult<KnockPage> {
         self.require_moderator().await?;
         let db = &self.meetings.state().db;
-        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT participant_id, display_name, is_guest, knocked_at FROM meeting_admissions \
-             WHERE meeting_id = $1 AND state = 'waiting' ORDER BY knocked_at, participant_id \
-             LIMIT $2",
-        )
-        .bind(&self.meeting.id)
-        .bind(KNOCK_PAGE as i64)
-        .fetch_all(db)
-        .await
-        .map_err(internal)?;
+        let rows = admissions::waiting(db, &self.meeting.id, KNOCK_PAGE)
+            .await
+            .map_err(internal)?;
         let total = if rows.len() < KNOCK_PAGE {
             rows.len() as i64
         } else {
-            let (total,): (i64,) = sqlx::query_as(
-                "SELECT COUNT(*) FROM meeting_admissions WHERE meeting_id = $1 AND state = 'waiting'",
-            )
-            .bind(&self.meeting.id)
-            .fetch_one(db)
-            .await
-            .map_err(internal)?;
-            total
+            admissions::waiting_count(db, &self.meeting.id)
+                .await
+                .map_err(internal)?
         };
         let knocks = rows
             .into_iter()
-            .map(
-                |(participant_id, display_name, is_guest, knocked_at)| Knock {
-                    participant_id,
-                    display_name,
-                    is_guest: is_guest != 0,
-                    knocked_at_ms: knocked_at,
-                },
-            )
+            .map(|waiting| Knock {
+                participant_id: waiting.participant_id,
+                display_name: waiting.display_name,
+                is_guest: waiting.is_guest != 0,
+                knocked_at_ms: waiting.knocked_at,
+            })
             .collect();
         Ok(KnockPage {
             knocks,
@@ -505,26 +294,23 @@ impl LobbyCx {
             }
         };
         let all = participant == "*";
-        let result = sqlx::query(
-            "UPDATE meeting_admissions SET state = $1, decided_at = $2, decided_by = $3 \
-             WHERE meeting_id = $4 AND state = 'waiting' AND ($5 = 1 OR participant_id = $6)",
+        let decided = admissions::decide(
+            &self.meetings.state().db,
+            &self.meeting.id,
+            (!all).then_some(participant),
+            state,
+            &participant_id(&moderator),
+            now_ms(),
         )
-        .bind(state.as_str())
-        .bind(now_ms())
-        .bind(participant_id(&moderator))
-        .bind(&self.meeting.id)
-        .bind(i64::from(all))
-        .bind(participant)
-        .execute(&self.meetings.state().db)
         .await
         .map_err(internal)?;
-        if !all && result.rows_affected() == 0 {
+        if !all && decided == 0 {
             return Err(ApiError::NotFound);
         }
         // Other hosts' lists change too.
         let state = self.meetings.state();
         state.knock_notices.changed(&self.meeting.id).await;
-        Ok(result.rows_affected())
+        Ok(decided)
     }
 
     /// ICE servers for someone in the call now: with fresh TURN
@@ -594,44 +380,6 @@ impl LobbyCx {
     }
 }
 
-/// Records that someone entered and the door's rules give them `wanted`
-/// (admitted or waiting), without ever undoing a decision: a new row is
-/// made, a waiting one takes `wanted`, and a denied, removed or admitted
-/// one stays as it is, in one statement, so a re-entry racing a host's
-/// deny or removal cannot turn it back into a knock. Returns the state now
-/// stored.
-pub async fn record_entry(
-    db: &sqlx::AnyPool,
-    meeting_id: &str,
-    participant_id: &str,
-    display_name: &str,
-    is_guest: bool,
-    wanted: Admission,
-) -> ApiResult<Admission> {
-    let (state,): (String,) = sqlx::query_as(
-        "INSERT INTO meeting_admissions (meeting_id, participant_id, display_name, is_guest, state, knocked_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (meeting_id, participant_id) DO UPDATE SET \
-         display_name = excluded.display_name, \
-         state = CASE WHEN meeting_admissions.state = 'waiting' THEN excluded.state \
-                 ELSE meeting_admissions.state END \
-         RETURNING state",
-    )
-    .bind(meeting_id)
-    .bind(participant_id)
-    .bind(display_name)
-    .bind(i64::from(is_guest))
-    .bind(wanted.as_str())
-    .bind(now_ms())
-    .fetch_one(db)
-    .await
-    .map_err(internal)?;
-    Admission::parse(&state).ok_or_else(|| {
-        tracing::error!(%state, "unknown admission state stored");
-        ApiError::Internal
-    })
-}
-
 /// See `domain::door::revoke_outdated_admissions`.
 async fn revoke_outdated_admissions(db: &sqlx::AnyPool, meeting_id: &str) -> ApiResult<u64> {
     domain::door::revoke_outdated_admissions(db, meeting_id)
@@ -672,57 +420,10 @@ pub fn participant_id(viewer: &Viewer) -> String {
 mod tests {
     use super::*;
 
-    fn access(phase: MeetingPhase, admission: Option<Admission>, started: bool) -> Access {
-        Access {
-            phase,
-            admission,
-            role: Role::Invitee,
-            peer_role: PeerRole::Member,
-            opens_at_ms: 1_000,
-            ends_at_ms: 2_000,
-            started,
-        }
-    }
-
     #[test]
-    fn in_call_needs_a_live_meeting_and_an_admission() {
-        let admitted = Some(Admission::Admitted);
-        assert_eq!(
-            access(MeetingPhase::Live, admitted, false).in_call(),
-            Ok(())
-        );
-        for refused in [
-            None,
-            Some(Admission::Waiting),
-            Some(Admission::Denied),
-            Some(Admission::Removed),
-        ] {
-            assert_eq!(
-                access(MeetingPhase::Live, refused, true).in_call(),
-                Err(ApiError::Forbidden)
-            );
-        }
-        assert_eq!(
-            access(MeetingPhase::Ended, admitted, true).in_call(),
-            Err(ApiError::Ended)
-        );
-        assert_eq!(
-            access(MeetingPhase::Cancelled, admitted, true).in_call(),
-            Err(ApiError::NotFound)
-        );
-    }
-
-    #[test]
-    fn turn_only_in_session() {
-        let admitted = Some(Admission::Admitted);
-        let unstarted = access(MeetingPhase::Live, admitted, false);
-        assert!(!unstarted.may_use_turn(999), "before the window");
-        assert!(unstarted.may_use_turn(1_000));
-        assert!(unstarted.may_use_turn(1_999));
-        assert!(!unstarted.may_use_turn(2_000), "after the window");
-        let started = access(MeetingPhase::Live, admitted, true);
-        assert!(started.may_use_turn(0) && started.may_use_turn(1_000_000));
-        assert!(!access(MeetingPhase::Ended, admitted, true).may_use_turn(1_500));
-        assert!(!access(MeetingPhase::Live, Some(Admission::Waiting), true).may_use_turn(1_500));
+    fn each_refusal_answers_like_the_pages_do() {
+        assert_eq!(ApiError::from(Refusal::Cancelled), ApiError::NotFound);
+        assert_eq!(ApiError::from(Refusal::NotAdmitted), ApiError::Forbidden);
+        assert_eq!(ApiError::from(Refusal::Ended), ApiError::Ended);
     }
 }

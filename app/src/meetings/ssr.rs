@@ -1,6 +1,6 @@
 //! Server-only half of meetings: storage, rules and the calendar file.
 
-use super::{Meeting, MeetingLists, Role};
+use super::model::{Meeting, MeetingLists, Role};
 use crate::auth::ssr::{internal, now_ms, set_error_status, RequestCx};
 use crate::auth::Viewer;
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblem};
@@ -11,6 +11,7 @@ use sqlx::AnyPool;
 /// A scheduled start may lie this far in the past (a form filled slowly).
 const START_SLACK_MS: i64 = 5 * 60 * 1000;
 
+use domain::meetings::store;
 pub use domain::meetings::{
     cohost_usernames, find_by_id, find_live_by_code, invited_clause, invitee_labels,
     is_code_shaped, meeting_link, new_code, user_role, MeetingRow, MEETING_SELECT,
@@ -56,23 +57,7 @@ impl MeetingForm {
 }
 
 /// A meeting's fields after every check.
-struct ValidMeeting {
-    title: String,
-    description: String,
-    starts_at: i64,
-    duration_minutes: i64,
-    waiting_room: bool,
-    allow_guests: bool,
-    max_participants: i64,
-    invitees: Vec<Invitee>,
-}
-
-#[derive(Debug, Clone)]
-struct Invitee {
-    label: String,
-    user_id: Option<String>,
-    email_key: Option<String>,
-}
+use domain::meetings::store::{Invitee, MeetingFields as ValidMeeting};
 
 fn parse_int(field: &str, raw: &str, errors: &mut Vec<FieldError>) -> Option<i64> {
     match raw.trim().parse::<i64>() {
@@ -105,7 +90,7 @@ async fn resolve_invitees(
     errors: &mut Vec<FieldError>,
 ) -> ApiResult<Vec<Invitee>> {
     let entries = split_list(raw);
-    if entries.len() > super::INVITEES_MAX {
+    if entries.len() > super::model::INVITEES_MAX {
         errors.push(FieldError::new("invitees", FieldProblem::TooLong));
         return Ok(Vec::new());
     }
@@ -158,13 +143,13 @@ async fn validate_meeting(
     let title = form.title.split_whitespace().collect::<Vec<_>>().join(" ");
     if title.is_empty() {
         errors.push(FieldError::new("title", FieldProblem::Required));
-    } else if title.chars().count() > super::TITLE_MAX {
+    } else if title.chars().count() > super::model::TITLE_MAX {
         errors.push(FieldError::new("title", FieldProblem::TooLong));
     } else if title.chars().any(char::is_control) {
         errors.push(FieldError::new("title", FieldProblem::ControlChars));
     }
     let description = form.description.trim().to_string();
-    if description.chars().count() > super::DESCRIPTION_MAX {
+    if description.chars().count() > super::model::DESCRIPTION_MAX {
         errors.push(FieldError::new("description", FieldProblem::TooLong));
     }
     let starts_at = if instant {
@@ -187,7 +172,7 @@ async fn validate_meeting(
         Some(60)
     } else {
         match parse_int("duration_minutes", &form.duration_minutes, &mut errors) {
-            Some(d) if !(1..=super::DURATION_MAX_MINUTES).contains(&d) => {
+            Some(d) if !(1..=super::model::DURATION_MAX_MINUTES).contains(&d) => {
                 errors.push(FieldError::new(
                     "duration_minutes",
                     FieldProblem::OutOfRange,
@@ -198,10 +183,13 @@ async fn validate_meeting(
         }
     };
     let max_participants = if form.max_participants.trim().is_empty() {
-        Some(super::PARTICIPANTS_DEFAULT)
+        Some(super::model::PARTICIPANTS_DEFAULT)
     } else {
         match parse_int("max_participants", &form.max_participants, &mut errors) {
-            Some(n) if !(super::PARTICIPANTS_MIN..=super::PARTICIPANTS_MAX).contains(&n) => {
+            Some(n)
+                if !(super::model::PARTICIPANTS_MIN..=super::model::PARTICIPANTS_MAX)
+                    .contains(&n) =>
+            {
                 errors.push(FieldError::new(
                     "max_participants",
                     FieldProblem::OutOfRange,
@@ -227,42 +215,6 @@ async fn validate_meeting(
         }
         _ => Err(ApiError::Invalid(errors)),
     }
-}
-
-/// Replaces a meeting's invitees; answers the addresses that were not
-/// invited before (they get an invitation mail).
-async fn write_invitees(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    meeting_id: &str,
-    invitees: &[Invitee],
-) -> sqlx::Result<Vec<String>> {
-    let before: Vec<(String,)> = sqlx::query_as(
-        "SELECT email_key FROM meeting_invitees WHERE meeting_id = $1 AND email_key IS NOT NULL",
-    )
-    .bind(meeting_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    let before: std::collections::HashSet<String> = before.into_iter().map(|(k,)| k).collect();
-    let added = invitees
-        .iter()
-        .filter(|i| i.user_id.is_none())
-        .filter(|i| i.email_key.as_ref().is_some_and(|k| !before.contains(k)))
-        .map(|i| i.label.clone())
-        .collect();
-    sqlx::query("DELETE FROM meeting_invitees WHERE meeting_id = $1")
-        .bind(meeting_id)
-        .execute(&mut **tx)
-        .await?;
-    for invitee in invitees {
-        sqlx::query("INSERT INTO meeting_invitees (meeting_id, user_id, email_key, label) VALUES ($1, $2, $3, $4)")
-            .bind(meeting_id)
-            .bind(invitee.user_id.clone())
-            .bind(invitee.email_key.clone())
-            .bind(&invitee.label)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(added)
 }
 
 /// Mails each newly invited address the link and the calendar file, in the
@@ -353,7 +305,9 @@ impl MeetingCx {
     }
 
     async fn user(&self) -> ApiResult<crate::auth::UserSummary> {
-        Ok(self.auth.signed_in_user().await?.summary())
+        Ok(crate::auth::ssr::summary(
+            &self.auth.signed_in_user().await?,
+        ))
     }
 
     pub async fn role_of(&self, row: &MeetingRow, viewer: Option<&Viewer>) -> ApiResult<Role> {
@@ -447,17 +401,7 @@ impl MeetingCx {
     pub async fn list(&self) -> ApiResult<MeetingLists> {
         let user = self.user().await?;
         let db = &self.state().db;
-        let rows = sqlx::query_as::<_, MeetingRow>(&format!(
-            "{MEETING_SELECT} WHERE m.host_id = $1 \
-             OR m.id IN (SELECT meeting_id FROM meeting_cohosts WHERE user_id = $1) \
-             OR m.id IN (SELECT meeting_id FROM meeting_invitees WHERE {}) \
-             ORDER BY m.starts_at",
-            invited_clause("$1")
-        ))
-        .bind(&user.id)
-        .fetch_all(db)
-        .await
-        .map_err(internal)?;
+        let rows = store::list_for_user(db, &user.id).await.map_err(internal)?;
         let now = now_ms();
         let viewer = Some(Viewer::User(user));
         let mut lists = MeetingLists {
@@ -483,30 +427,9 @@ impl MeetingCx {
         let valid = validate_meeting(&self.state().db, form, instant, now).await?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let code = new_code();
-        let mut tx = self.state().db.begin().await.map_err(internal)?;
-        sqlx::query(
-            "INSERT INTO meetings (id, code, host_id, title, description, starts_at, duration_minutes, \
-             waiting_room, allow_guests, max_participants, revision, cancelled_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, NULL, $11, $11)",
-        )
-        .bind(&id)
-        .bind(&code)
-        .bind(&user.id)
-        .bind(&valid.title)
-        .bind(&valid.description)
-        .bind(valid.starts_at)
-        .bind(valid.duration_minutes)
-        .bind(i64::from(valid.waiting_room))
-        .bind(i64::from(valid.allow_guests))
-        .bind(valid.max_participants)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(internal)?;
-        let invited = write_invitees(&mut tx, &id, &valid.invitees)
+        let invited = store::insert(&self.state().db, &id, &code, &user.id, &valid, now)
             .await
             .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
         tracing::info!(meeting = %id, host = %user.id, "meeting scheduled");
         mail_invitations(self.state(), &code, invited).await;
         Ok(code)
@@ -542,28 +465,9 @@ impl MeetingCx {
         if keeps_start {
             valid.starts_at = row.starts_at;
         }
-        let mut tx = self.state().db.begin().await.map_err(internal)?;
-        sqlx::query(
-            "UPDATE meetings SET title = $1, description = $2, starts_at = $3, duration_minutes = $4, \
-             waiting_room = $5, allow_guests = $6, max_participants = $7, revision = revision + 1, \
-             updated_at = $8 WHERE id = $9",
-        )
-        .bind(&valid.title)
-        .bind(&valid.description)
-        .bind(valid.starts_at)
-        .bind(valid.duration_minutes)
-        .bind(i64::from(valid.waiting_room))
-        .bind(i64::from(valid.allow_guests))
-        .bind(valid.max_participants)
-        .bind(now)
-        .bind(&row.id)
-        .execute(&mut *tx)
-        .await
-        .map_err(internal)?;
-        let invited = write_invitees(&mut tx, &row.id, &valid.invitees)
+        let invited = store::update(&self.state().db, &row.id, &valid, now)
             .await
             .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
         // After the commit, so that an entry written while this ran is
         // either seen here or sees the new revision itself (`enter`).
         let db = &self.state().db;
@@ -584,10 +488,7 @@ impl MeetingCx {
     pub async fn cancel(&self, code: &str) -> ApiResult<()> {
         let row = self.editable(code).await?;
         let now = now_ms();
-        sqlx::query("UPDATE meetings SET cancelled_at = $1, revision = revision + 1, updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(&row.id)
-            .execute(&self.state().db)
+        store::cancel(&self.state().db, &row.id, now)
             .await
             .map_err(internal)?;
         tracing::info!(meeting = %row.id, "meeting cancelled");
@@ -632,77 +533,16 @@ impl MeetingCx {
         }
         ids.sort();
         ids.dedup();
-        let mut tx = db.begin().await.map_err(internal)?;
-        let before: Vec<(String,)> =
-            sqlx::query_as("SELECT user_id FROM meeting_cohosts WHERE meeting_id = $1")
-                .bind(&row.id)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(internal)?;
-        let before: Vec<String> = before.into_iter().map(|(id,)| id).collect();
-        sqlx::query("DELETE FROM meeting_cohosts WHERE meeting_id = $1")
-            .bind(&row.id)
-            .execute(&mut *tx)
+        let change = store::replace_cohosts(db, &row.id, &ids, &user.id, now_ms())
             .await
             .map_err(internal)?;
-        for id in &ids {
-            sqlx::query("INSERT INTO meeting_cohosts (meeting_id, user_id) VALUES ($1, $2)")
-                .bind(&row.id)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
-        }
-        let now = now_ms();
-        let mut admitted_waiting = false;
-        for id in before.iter().filter(|id| !ids.contains(id)) {
-            // A former co-host who is in stays in, as a participant the
-            // host chose to keep: their admission becomes the host's
-            // decision, so a later settings change does not send them back
-            // to the waiting room as if a rule had let them in. The host
-            // removes them explicitly if that is what they want.
-            sqlx::query(
-                "UPDATE meeting_admissions SET decided_at = $1, decided_by = $2 \
-                 WHERE meeting_id = $3 AND participant_id = $4 AND state = 'admitted' \
-                 AND decided_by IS NULL",
-            )
-            .bind(now)
-            .bind(&user.id)
-            .bind(&row.id)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(internal)?;
-        }
-        for id in ids.iter().filter(|id| !before.contains(id)) {
-            // A new co-host already knocking goes in, as co-hosts do on
-            // entering. A denial or removal is left as it was: they enter
-            // again as co-host if they come back.
-            let result = sqlx::query(
-                "UPDATE meeting_admissions SET state = 'admitted', decided_at = $1, decided_by = $2 \
-                 WHERE meeting_id = $3 AND participant_id = $4 AND state = 'waiting'",
-            )
-            .bind(now)
-            .bind(&user.id)
-            .bind(&row.id)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(internal)?;
-            admitted_waiting |= result.rows_affected() > 0;
-        }
-        tx.commit().await.map_err(internal)?;
         // Everyone whose role changed re-reads it: a demoted co-host loses
         // the host controls in the call, a new one gains them.
         let bus = self.state().bus.as_ref();
-        let changed = before
-            .iter()
-            .filter(|id| !ids.contains(id))
-            .chain(ids.iter().filter(|id| !before.contains(id)));
-        for id in changed {
+        for id in &change.changed {
             domain::rooms::bus::access_changed(bus, &row.id, Some(id)).await;
         }
-        if admitted_waiting {
+        if change.admitted_waiting {
             domain::rooms::bus::knocks_changed(bus, &row.id).await;
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! Sign in, sign up, guest entry and the profile page.
 
-use super::RequireUser;
+use super::require_user::RequireUser;
 use crate::auth::{AccountEmail, ResendVerification, VerifyOutcome, Viewer};
 use crate::components::{error_of, text, use_auth, Field, FormError};
 use crate::i18n::*;

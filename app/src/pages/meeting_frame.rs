@@ -1,7 +1,7 @@
 //! What every page of one meeting shares: the code from the address, and
 //! the frame that loads the meeting or shows the not-found page.
 
-use super::NotFound;
+use super::not_found::NotFound;
 use crate::components::form_error_text;
 use crate::error::ApiError;
 use crate::i18n::*;

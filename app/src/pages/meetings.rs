@@ -1,7 +1,7 @@
 //! The meetings list, the schedule and edit forms, and a meeting's page.
 
 use super::meeting_frame::WithMeeting;
-use super::RequireUser;
+use super::require_user::RequireUser;
 use crate::components::{error_of, field_problem_text, form_error_text, text, Field, FormError};
 use crate::i18n::*;
 use crate::meetings::{
@@ -420,7 +420,7 @@ fn MeetingDetails(meeting: Meeting) -> impl IntoView {
                 </dl>
             </div>
             <ChatTranscript code=code.clone() path=meeting.path() />
-            {can_edit.then(|| view! { <super::KnockPanel code=code.clone() /> })}
+            {can_edit.then(|| view! { <super::lobby::KnockPanel code=code.clone() /> })}
             {is_host.then(|| view! {
                 <div class="card">
                     <h2>{t!(i18n, meeting_cohosts)}</h2>

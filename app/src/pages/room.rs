@@ -20,7 +20,8 @@ use std::collections::HashMap;
 
 /// Media streams by peer id ("" is this page's own), browser objects that
 /// cannot live in signals.
-pub type Streams = StoredValue<HashMap<String, web_sys::MediaStream>, LocalStorage>;
+pub type Streams =
+    StoredValue<HashMap<crate::protocol::PeerId, web_sys::MediaStream>, LocalStorage>;
 
 /// What the page can ask of the running call (browser only).
 #[derive(Clone, Copy)]
@@ -163,7 +164,7 @@ fn CallRoom(meeting: Meeting, moderator: bool) -> impl IntoView {
                 <div class="grid" data-count=move || (view.peers.with(|p| p.len()) + 1).to_string() data-testid="grid">
                     <Tile id=String::new() view streams />
                     <For each=move || view.peers.get() key=|p| p.peer_id.clone() let:peer>
-                        <Tile id=peer.peer_id view streams />
+                        <Tile id=peer.peer_id.to_string() view streams />
                     </For>
                 </div>
                 {move || (view.peers.with(|p| p.is_empty()) && view.phase.get() == Phase::Live).then(|| view! {
@@ -261,17 +262,17 @@ fn Tile(id: String, view: CallView, streams: Streams) -> impl IntoView {
             .unwrap_or_default()
     };
     let peer_id = Signal::derive(move || {
-        info.with(|i| i.as_ref().map(|i| i.peer_id.clone()))
+        info.with(|i| i.as_ref().map(|i| i.peer_id.to_string()))
             .unwrap_or_default()
     });
-    let speaking = move || view.speaking.with(|s| s.contains(&peer_id.get()));
+    let speaking = move || view.speaking.with(|s| s.contains(peer_id.get().as_str()));
     let link = {
         let id = id.clone();
         Signal::derive(move || {
             if local {
                 None
             } else {
-                view.links.with(|l| l.get(&id).copied())
+                view.links.with(|l| l.get(id.as_str()).copied())
             }
         })
     };
@@ -282,7 +283,7 @@ fn Tile(id: String, view: CallView, streams: Streams) -> impl IntoView {
         let key = id.clone();
         Effect::new(move |_| {
             view.media_epoch.track();
-            let stream = streams.with_value(|s| s.get(&key).cloned());
+            let stream = streams.with_value(|s| s.get(key.as_str()).cloned());
             if let Some(video) = video_ref.get() {
                 crate::call::engine::attach(&video, stream.as_ref(), view);
             }
@@ -422,7 +423,7 @@ fn PeoplePanel(view: CallView, actions: Actions) -> impl IntoView {
             <h2>{t!(i18n, call_people)}</h2>
             <ul class="people">
                 {move || view.me.get().map(|me| view! {
-                    <li class="person" data-testid="person" data-peer=me.peer_id.clone()>
+                    <li class="person" data-testid="person" data-peer=me.peer_id.to_string()>
                         <span>{me.display_name.clone()}" ("{t!(i18n, call_you)}")"</span>
                     </li>
                 })}
@@ -432,7 +433,7 @@ fn PeoplePanel(view: CallView, actions: Actions) -> impl IntoView {
                         let remove = peer.peer_id.clone();
                         let is_host = peer.role == PeerRole::Host;
                         view! {
-                            <li class="person" data-testid="person" data-peer=peer.peer_id.clone()>
+                            <li class="person" data-testid="person" data-peer=peer.peer_id.to_string()>
                                 <span>
                                     {peer.media.hand.then_some("✋ ")}
                                     {peer.display_name.clone()}
@@ -494,7 +495,7 @@ fn ChatPanel(view: CallView, actions: Actions) -> impl IntoView {
         actions.with(|c| {
             let _ = (c, &to, &text);
             #[cfg(feature = "hydrate")]
-            c.send_chat(text.clone(), to.clone());
+            c.send_chat(text.clone(), to.clone().map(Into::into));
         });
         draft.set(String::new());
     };
@@ -529,7 +530,7 @@ fn ChatPanel(view: CallView, actions: Actions) -> impl IntoView {
                         on:change=move |ev| recipient.set(event_target_value(&ev))>
                         <option value="">{t!(i18n, chat_everyone)}</option>
                         <For each=move || view.peers.get() key=|p| p.peer_id.clone() let:peer>
-                            <option value=peer.peer_id.clone()>{peer.display_name.clone()}</option>
+                            <option value=peer.peer_id.to_string()>{peer.display_name.clone()}</option>
                         </For>
                     </select>
                 </label>

@@ -2,6 +2,7 @@
 //! room events, timers, answers) and effects (frames to send, events to
 //! publish, closes, and questions for the stores).
 
+use crate::ids::{ConnectionId, ParticipantId};
 use crate::rooms::bus::RoomEvent;
 use crate::rooms::{JoinOutcome, PeerChange, PresenceEntry};
 use protocol::ice::IceConfig;
@@ -99,7 +100,7 @@ pub enum Change {
 #[derive(Debug, Clone)]
 pub enum Rights {
     /// Admitted, with the current identity and role.
-    Admitted(Caller),
+    Admitted(Box<Caller>),
     /// No session any more (sign-out, expiry, password change).
     SignedOut,
     /// The meeting is gone (cancelled).
@@ -146,7 +147,7 @@ pub enum Ask {
     /// the same participant's → [`Answer::Resumed`].
     Resume {
         peer_id: PeerId,
-        conn_id: String,
+        conn_id: ConnectionId,
         expires_at_ms: i64,
     },
     /// Whether anyone holds this peer id → [`Answer::Held`].
@@ -172,7 +173,7 @@ pub enum Ask {
     /// Push this presence's expiry forward → [`Answer::Refreshed`].
     Refresh {
         peer_id: PeerId,
-        conn_id: String,
+        conn_id: ConnectionId,
         expires_at_ms: i64,
     },
     /// Hand a signal to the media side → [`Answer::Signalled`].
@@ -194,7 +195,7 @@ pub enum Ask {
     /// Record that a host removed this participant → [`Answer::Removal`].
     RemoveParticipant {
         peer_id: PeerId,
-        participant_id: String,
+        participant_id: ParticipantId,
     },
     /// Record that the meeting ended → [`Answer::MeetingEnded`].
     EndMeeting,
@@ -263,7 +264,7 @@ pub enum Effect {
     /// the same page can resume.
     HoldForResume {
         peer_id: PeerId,
-        conn_id: String,
+        conn_id: ConnectionId,
         expires_at_ms: i64,
     },
 }

@@ -32,14 +32,14 @@ pub use io::{
 pub use session::CallSession;
 
 use crate::meetings::MeetingRow;
-use protocol::PeerRole;
+use protocol::{ParticipantId, PeerRole};
 
 /// Who is on the connection, settled at the upgrade and re-read with the
 /// rights.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub meeting: MeetingRow,
-    pub participant_id: String,
+    pub participant_id: ParticipantId,
     pub display_name: String,
     pub role: PeerRole,
     /// TURN credentials only while the meeting is in session (read with

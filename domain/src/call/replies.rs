@@ -1,14 +1,14 @@
 //! The session's own messages to the browser and to the room.
 
 use crate::rooms::bus::RoomEvent;
-use protocol::{ErrorCode, LeaveReason, ParseProblem, PeerInfo, ServerMessage};
+use protocol::{ErrorCode, LeaveReason, ParseProblem, PeerId, PeerInfo, ServerMessage};
 
 /// Tells everyone but `peer_id` that it left.
 pub(super) fn left(peer_id: &str, reason: LeaveReason) -> RoomEvent {
     RoomEvent::Broadcast {
-        skip: Some(peer_id.to_string()),
+        skip: Some(peer_id.into()),
         message: ServerMessage::PeerLeft {
-            peer_id: peer_id.to_string(),
+            peer_id: peer_id.into(),
             reason,
         },
     }
@@ -16,7 +16,7 @@ pub(super) fn left(peer_id: &str, reason: LeaveReason) -> RoomEvent {
 
 pub(super) fn updated(peer: &PeerInfo, skip: Option<&str>) -> RoomEvent {
     RoomEvent::Broadcast {
-        skip: skip.map(str::to_string),
+        skip: skip.map(PeerId::from),
         message: ServerMessage::PeerUpdated { peer: peer.clone() },
     }
 }

@@ -156,7 +156,7 @@ pub fn room_limit(meeting_max: i64, server_max: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::{LeaveReason, MediaState, Signal};
+    use protocol::{LeaveReason, MediaState, ParticipantId, PeerId, Signal};
 
     fn me(role: PeerRole) -> Me<'static> {
         Me {
@@ -170,7 +170,7 @@ mod tests {
     fn peer(peer_id: &str, role: PeerRole) -> PeerInfo {
         PeerInfo {
             peer_id: peer_id.into(),
-            participant_id: format!("u-{peer_id}"),
+            participant_id: format!("u-{peer_id}").into(),
             display_name: peer_id.into(),
             role,
             media: MediaState::default(),
@@ -180,7 +180,7 @@ mod tests {
 
     fn broadcast(skip: Option<&str>, message: ServerMessage) -> RoomEvent {
         RoomEvent::Broadcast {
-            skip: skip.map(String::from),
+            skip: skip.map(PeerId::from),
             message,
         }
     }
@@ -266,7 +266,7 @@ mod tests {
     #[test]
     fn private_chat_reaches_only_its_participants() {
         let event = |ids: &[&str]| RoomEvent::Participants {
-            ids: ids.iter().map(|s| s.to_string()).collect(),
+            ids: ids.iter().map(|s| ParticipantId::from(*s)).collect(),
             message: ServerMessage::Pong,
         };
         assert_eq!(
@@ -325,7 +325,7 @@ mod tests {
             EventAction::Resync
         );
         let access = |who: Option<&str>| RoomEvent::AccessChanged {
-            participant_id: who.map(String::from),
+            participant_id: who.map(ParticipantId::from),
         };
         assert_eq!(
             on_event(me(PeerRole::Member), &access(None)),

@@ -8,8 +8,8 @@ use crate::rooms::bus::RoomEvent;
 use crate::rooms::{JoinOutcome, PeerChange, RoomSettings};
 use protocol::ice::IceConfig;
 use protocol::{
-    close, ClientMessage, ErrorCode, LeaveReason, MediaState, PeerInfo, PeerRole, ServerMessage,
-    Signal, PROTOCOL_VERSION,
+    close, ClientMessage, ErrorCode, LeaveReason, MediaState, PeerId, PeerInfo, PeerRole,
+    ServerMessage, Signal, PROTOCOL_VERSION,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,14 +107,14 @@ impl Call {
     fn join(&mut self, resume: Option<&str>) -> Vec<Effect> {
         self.send(&ClientMessage::Join {
             version: PROTOCOL_VERSION,
-            resume: resume.map(String::from),
+            resume: resume.map(PeerId::from),
             media: media(true),
         })
     }
 
     fn admit(&mut self, purpose: Purpose) -> Vec<Effect> {
         let now = self.session.caller().clone();
-        self.answer(Answer::Rights(purpose, Rights::Admitted(now)))
+        self.answer(Answer::Rights(purpose, Rights::Admitted(Box::new(now))))
     }
 
     /// Joins afresh into a room where `others` are, up to the welcome.
@@ -559,7 +559,7 @@ fn host_actions_are_refused_to_members_and_to_demoted_hosts() {
     now.may_use_turn = true;
     let refused = demoted.answer(Answer::Rights(
         Purpose::HostAction(end.clone()),
-        Rights::Admitted(now),
+        Rights::Admitted(Box::new(now)),
     ));
     assert_eq!(error_code(&refused), Some(ErrorCode::Forbidden));
     assert!(matches!(
@@ -839,7 +839,7 @@ fn rights_withdrawn_during_the_call_close_with_the_reason() {
     let mut swapped = Call::joined_with("bob", PeerRole::Member, vec![]);
     let closed = swapped.answer(Answer::Rights(
         Purpose::DuringCall,
-        Rights::Admitted(caller("eve", PeerRole::Host)),
+        Rights::Admitted(Box::new(caller("eve", PeerRole::Host))),
     ));
     assert_eq!(close_code(&closed), Some(close::SIGNED_OUT));
 

@@ -59,7 +59,7 @@ pub(super) enum Verdict {
 pub(super) fn verdict(rights: Rights, current: &Caller) -> Verdict {
     match rights {
         Rights::Admitted(caller) if caller.participant_id == current.participant_id => {
-            Verdict::Stay(caller)
+            Verdict::Stay(*caller)
         }
         // The session now names someone else: the person on this
         // connection is no longer signed in.

@@ -5,7 +5,8 @@
 //! implementation is `super::local::LocalBus`; the Redis one (pub/sub
 //! across instances) is `super::redis::RedisBus`.
 
-use protocol::{PeerId, ServerMessage};
+use crate::ids::{ConnectionId, ParticipantId, PeerId};
+use protocol::ServerMessage;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -25,13 +26,16 @@ pub enum RoomEvent {
     Direct { to: PeerId, message: ServerMessage },
     /// To the connections of these participants (private chat).
     Participants {
-        ids: Vec<String>,
+        ids: Vec<ParticipantId>,
         message: ServerMessage,
     },
     /// A newer connection (`conn_id`) now owns `peer_id`; older ones close.
-    Takeover { peer_id: PeerId, conn_id: String },
+    Takeover {
+        peer_id: PeerId,
+        conn_id: ConnectionId,
+    },
     /// A host removed this participant: their connections close.
-    Removed { participant_id: String },
+    Removed { participant_id: ParticipantId },
     /// A host ended the meeting: every connection closes.
     Ended,
     /// Someone's rights in this meeting changed in the database (role,
@@ -39,7 +43,9 @@ pub enum RoomEvent {
     /// connection of `participant_id` (every connection of the room when
     /// `None`) re-reads its role and admission and acts on it: a demoted
     /// co-host loses host controls, a revoked admission closes.
-    AccessChanged { participant_id: Option<String> },
+    AccessChanged {
+        participant_id: Option<ParticipantId>,
+    },
 
     /// Events may have been lost (the cross-instance link was down):
     /// connections ask their clients to reconnect and resynchronise.
@@ -68,7 +74,7 @@ pub trait RoomBus: Send + Sync + 'static {
 /// connection also re-reads its rights on its next heartbeat.
 pub async fn access_changed(bus: &dyn RoomBus, meeting_id: &str, participant_id: Option<&str>) {
     let event = RoomEvent::AccessChanged {
-        participant_id: participant_id.map(str::to_string),
+        participant_id: participant_id.map(ParticipantId::from),
     };
     if let Err(err) = bus.publish(meeting_id, event).await {
         tracing::warn!(error = %err, "could not announce an access change");

@@ -20,7 +20,7 @@ fn entry(peer: &str, participant: &str, expires: i64) -> PresenceEntry {
             media: MediaState::default(),
             joined_at_ms: 0,
         },
-        conn_id: format!("conn-{peer}"),
+        conn_id: format!("conn-{peer}").into(),
         expires_at_ms: expires,
     }
 }
@@ -90,21 +90,30 @@ pub async fn presence_contract(presence: &dyn Presence) {
         .join("s", entry("q1", "alice", 10), 6)
         .await
         .unwrap();
-    assert!(presence.refresh("s", "q1", "conn-q1", 20).await.unwrap());
     assert!(presence
-        .resume("s", "q1", "mallory", "conn-x", 30)
+        .refresh("s", &"q1".into(), &"conn-q1".into(), 20)
+        .await
+        .unwrap());
+    assert!(presence
+        .resume("s", &"q1".into(), &"mallory".into(), &"conn-x".into(), 30)
         .await
         .unwrap()
         .is_none());
     assert!(presence
-        .resume("s", "q1", "alice", "conn-new", 30)
+        .resume("s", &"q1".into(), &"alice".into(), &"conn-new".into(), 30)
         .await
         .unwrap()
         .is_some());
-    assert!(!presence.refresh("s", "q1", "conn-q1", 40).await.unwrap());
+    assert!(!presence
+        .refresh("s", &"q1".into(), &"conn-q1".into(), 40)
+        .await
+        .unwrap());
     assert_eq!(presence.expired(35).await.unwrap().len(), 1);
     // Refreshed in between: not removed as expired.
-    presence.refresh("s", "q1", "conn-new", 50).await.unwrap();
+    presence
+        .refresh("s", &"q1".into(), &"conn-new".into(), 50)
+        .await
+        .unwrap();
     assert!(presence
         .remove_expired("s", "q1", 35)
         .await

@@ -2,7 +2,8 @@
 
 use super::bus::{BusError, RoomBus, RoomEvent};
 use super::{JoinOutcome, PeerChange, Presence, PresenceEntry, PresenceError};
-use protocol::{PeerId, PeerInfo};
+use crate::ids::{ConnectionId, ParticipantId, PeerId};
+use protocol::PeerInfo;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast;
@@ -133,19 +134,19 @@ impl Presence for LocalPresence {
     async fn resume(
         &self,
         room: &str,
-        peer_id: &str,
-        participant_id: &str,
-        conn_id: &str,
+        peer_id: &PeerId,
+        participant_id: &ParticipantId,
+        conn_id: &ConnectionId,
         expires_at_ms: i64,
     ) -> Result<Option<PeerInfo>, PresenceError> {
         let mut rooms = self.lock();
         let Some(entry) = rooms.get_mut(room).and_then(|peers| peers.get_mut(peer_id)) else {
             return Ok(None);
         };
-        if entry.peer.participant_id != participant_id {
+        if entry.peer.participant_id != *participant_id {
             return Ok(None);
         }
-        entry.conn_id = conn_id.to_string();
+        entry.conn_id = conn_id.clone();
         entry.expires_at_ms = expires_at_ms;
         Ok(Some(entry.peer.clone()))
     }
@@ -153,13 +154,13 @@ impl Presence for LocalPresence {
     async fn refresh(
         &self,
         room: &str,
-        peer_id: &str,
-        conn_id: &str,
+        peer_id: &PeerId,
+        conn_id: &ConnectionId,
         expires_at_ms: i64,
     ) -> Result<bool, PresenceError> {
         let mut rooms = self.lock();
         match rooms.get_mut(room).and_then(|peers| peers.get_mut(peer_id)) {
-            Some(entry) if entry.conn_id == conn_id => {
+            Some(entry) if entry.conn_id == *conn_id => {
                 entry.expires_at_ms = expires_at_ms;
                 Ok(true)
             }

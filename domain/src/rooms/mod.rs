@@ -17,8 +17,9 @@ pub mod redis;
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
 
+use crate::ids::{ConnectionId, ParticipantId, PeerId};
 use bus::{BusError, RoomBus, RoomEvent};
-use protocol::{LeaveReason, MediaState, PeerId, PeerInfo, PeerRole, ServerMessage};
+use protocol::{LeaveReason, MediaState, PeerInfo, PeerRole, ServerMessage};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use std::time::Duration;
 pub struct PresenceEntry {
     pub peer: PeerInfo,
     /// The connection that currently holds this presence.
-    pub conn_id: String,
+    pub conn_id: ConnectionId,
     /// Unix ms after which the presence counts as lost.
     pub expires_at_ms: i64,
 }
@@ -87,17 +88,17 @@ pub trait Presence: Send + Sync + 'static {
     async fn resume(
         &self,
         room: &str,
-        peer_id: &str,
-        participant_id: &str,
-        conn_id: &str,
+        peer_id: &PeerId,
+        participant_id: &ParticipantId,
+        conn_id: &ConnectionId,
         expires_at_ms: i64,
     ) -> Result<Option<PeerInfo>, PresenceError>;
     /// Pushes the expiry forward if `conn_id` still holds the presence.
     async fn refresh(
         &self,
         room: &str,
-        peer_id: &str,
-        conn_id: &str,
+        peer_id: &PeerId,
+        conn_id: &ConnectionId,
         expires_at_ms: i64,
     ) -> Result<bool, PresenceError>;
     /// Changes a stored presence; None when it is gone.
@@ -170,7 +171,7 @@ impl Rooms {
     /// logged; clients resynchronise when they reconnect).
     pub async fn tell_others(&self, room: &str, about: &str, message: ServerMessage) {
         let event = RoomEvent::Broadcast {
-            skip: Some(about.to_string()),
+            skip: Some(about.into()),
             message,
         };
         if let Err(err) = self.bus.publish(room, event).await {
@@ -192,7 +193,7 @@ impl Rooms {
     /// Tells the room someone left.
     pub async fn announce_left(&self, room: &str, peer_id: &str, reason: LeaveReason) {
         let message = ServerMessage::PeerLeft {
-            peer_id: peer_id.to_string(),
+            peer_id: peer_id.into(),
             reason,
         };
         self.tell_others(room, peer_id, message).await;

@@ -17,8 +17,9 @@
 use super::bus::{BusError, RoomBus, RoomEvent};
 use super::local::Fanout;
 use super::{JoinOutcome, PeerChange, Presence, PresenceEntry, PresenceError};
+use crate::ids::{ConnectionId, ParticipantId, PeerId};
 use futures_util::StreamExt;
-use protocol::{PeerId, PeerInfo};
+use protocol::PeerInfo;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -375,9 +376,9 @@ impl Presence for RedisPresence {
         let result: Vec<String> = self
             .join
             .key(&keys(room)[..])
-            .arg(&peer.peer_id)
-            .arg(&peer.participant_id)
-            .arg(&entry.conn_id)
+            .arg(peer.peer_id.as_str())
+            .arg(peer.participant_id.as_str())
+            .arg(entry.conn_id.as_str())
             .arg(entry.expires_at_ms)
             .arg(encode(peer)?)
             .arg(max)
@@ -399,17 +400,17 @@ impl Presence for RedisPresence {
     async fn resume(
         &self,
         room: &str,
-        peer_id: &str,
-        participant_id: &str,
-        conn_id: &str,
+        peer_id: &PeerId,
+        participant_id: &ParticipantId,
+        conn_id: &ConnectionId,
         expires_at_ms: i64,
     ) -> Result<Option<PeerInfo>, PresenceError> {
         let info: Option<String> = self
             .resume
             .key(&keys(room)[..])
-            .arg(peer_id)
-            .arg(participant_id)
-            .arg(conn_id)
+            .arg(peer_id.as_str())
+            .arg(participant_id.as_str())
+            .arg(conn_id.as_str())
             .arg(expires_at_ms)
             .arg(member(room, peer_id))
             .invoke_async(&mut self.conn())
@@ -421,15 +422,15 @@ impl Presence for RedisPresence {
     async fn refresh(
         &self,
         room: &str,
-        peer_id: &str,
-        conn_id: &str,
+        peer_id: &PeerId,
+        conn_id: &ConnectionId,
         expires_at_ms: i64,
     ) -> Result<bool, PresenceError> {
         let held: i64 = self
             .refresh
             .key(&keys(room)[..])
-            .arg(peer_id)
-            .arg(conn_id)
+            .arg(peer_id.as_str())
+            .arg(conn_id.as_str())
             .arg(expires_at_ms)
             .arg(member(room, peer_id))
             .invoke_async(&mut self.conn())
@@ -524,7 +525,7 @@ impl Presence for RedisPresence {
             .into_iter()
             .filter_map(|m| {
                 m.split_once('|')
-                    .map(|(room, peer)| (room.to_string(), peer.to_string()))
+                    .map(|(room, peer)| (room.to_string(), PeerId::from(peer)))
             })
             .collect())
     }

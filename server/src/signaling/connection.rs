@@ -8,7 +8,7 @@
 //! something of the stores, the answer goes back to it before anything
 //! else is read, so a step such as joining is never interleaved.
 
-use super::{Credentials, SignalingState};
+use super::state::{Credentials, SignalingState};
 use crate::chat;
 use app::error::ApiError;
 use app::protocol::{close, ErrorCode, ServerMessage};
@@ -18,6 +18,7 @@ use domain::call::{
     Rights, Timer,
 };
 use domain::door::RemovalError;
+use domain::ids::{ConnectionId, PeerId};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
@@ -51,8 +52,8 @@ pub async fn run(
             let session = CallSession::new(
                 caller,
                 state.rooms.settings.clone(),
-                uuid::Uuid::new_v4().to_string(),
-                uuid::Uuid::new_v4().simple().to_string(),
+                ConnectionId::random(),
+                PeerId::new(uuid::Uuid::new_v4().simple().to_string()),
                 Now::system(),
             );
             let mut pump = Pump {
@@ -359,7 +360,7 @@ impl Pump<'_> {
 /// The answer of a rights re-check, as the session reads it.
 fn rights(result: Result<Caller, ApiError>) -> Rights {
     match result {
-        Ok(caller) => Rights::Admitted(caller),
+        Ok(caller) => Rights::Admitted(Box::new(caller)),
         Err(ApiError::Unauthenticated) => Rights::SignedOut,
         // A cancelled meeting looks like a missing one.
         Err(ApiError::NotFound) => Rights::Cancelled,

@@ -143,7 +143,9 @@ pub async fn try_join(
     }
     loop {
         match ws.next_event(Duration::from_secs(5)).await {
-            Event::Message(ServerMessage::Welcome { you, .. }) => return Some((ws, you.peer_id)),
+            Event::Message(ServerMessage::Welcome { you, .. }) => {
+                return Some((ws, you.peer_id.into_string()))
+            }
             Event::Message(_) => continue,
             Event::Quiet | Event::Closed => return None,
         }

@@ -265,7 +265,7 @@ impl Ws {
 pub fn join_message(resume: Option<String>) -> ClientMessage {
     ClientMessage::Join {
         version: PROTOCOL_VERSION,
-        resume,
+        resume: resume.map(Into::into),
         media: MediaState {
             mic: true,
             cam: true,
@@ -287,7 +287,7 @@ pub fn offer() -> Signal {
 /// checks that `to` receives it, marked as coming from `from_peer`.
 pub async fn expect_relayed(from: &mut Ws, from_peer: &str, to: &mut Ws, to_peer: &str) {
     from.send(&ClientMessage::Signal {
-        to: to_peer.to_string(),
+        to: to_peer.into(),
         signal: offer(),
     })
     .await;
@@ -295,7 +295,7 @@ pub async fn expect_relayed(from: &mut Ws, from_peer: &str, to: &mut Ws, to_peer
         to.recv_until(|m| matches!(m, ServerMessage::Signal { .. }))
             .await,
         ServerMessage::Signal {
-            from: from_peer.to_string(),
+            from: from_peer.into(),
             signal: offer()
         }
     );

@@ -206,7 +206,7 @@ impl Call {
                     self.drop_all_links();
                 }
                 *self.0.me.borrow_mut() = Some(you.peer_id.clone());
-                *self.0.participant_id.borrow_mut() = Some(you.participant_id.clone());
+                *self.0.participant_id.borrow_mut() = Some(you.participant_id.to_string());
                 self.use_ice(ice, false);
                 view.max_participants.set(max_participants);
                 view.me.set(Some(you));

@@ -69,7 +69,7 @@ impl Call {
         // `Clone::clone`, not `MediaStream.clone()` (which copies the tracks).
         let outgoing = Clone::clone(&self.0.local.outgoing);
         self.0.streams.update_value(|s| {
-            s.insert(LOCAL.to_string(), outgoing);
+            s.insert(LOCAL.into(), outgoing);
         });
         view.media_epoch.update(|e| *e += 1);
     }

@@ -69,13 +69,13 @@ impl Call {
             .mesh
             .links
             .borrow_mut()
-            .insert(peer_id.to_string(), link.clone());
+            .insert(peer_id.into(), link.clone());
         let stream = Clone::clone(&link.stream);
         self.0.streams.update_value(|s| {
-            s.insert(peer_id.to_string(), stream);
+            s.insert(peer_id.into(), stream);
         });
         self.view().links.update(|l| {
-            l.insert(peer_id.to_string(), LinkState::Connecting);
+            l.insert(peer_id.into(), LinkState::Connecting);
         });
         if initiate {
             // Adding tracks fires `negotiationneeded`: the offer follows.
@@ -146,7 +146,7 @@ impl Call {
             // `null` marks the end of gathering; nothing to relay.
             if let Some(candidate) = event.candidate() {
                 call.send(&ClientMessage::Signal {
-                    to: id.clone(),
+                    to: id.clone().into(),
                     signal: Signal::Candidate {
                         candidate: candidate.candidate(),
                         sdp_mid: candidate.sdp_mid(),
@@ -230,7 +230,7 @@ impl Call {
         if result.is_ok() {
             if let Some(signal) = local_description(&link.pc) {
                 self.send(&ClientMessage::Signal {
-                    to: peer_id.to_string(),
+                    to: peer_id.into(),
                     signal,
                 });
             }
@@ -340,7 +340,7 @@ impl Call {
             _ => return,
         };
         self.view().links.update(|l| {
-            l.insert(peer_id.to_string(), shown);
+            l.insert(peer_id.into(), shown);
         });
     }
 

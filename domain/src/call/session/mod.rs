@@ -14,6 +14,7 @@ use super::replies::*;
 use super::rules::{self, EventAction};
 use super::verdict::{verdict, Leave, Verdict};
 use super::Caller;
+use crate::ids::ConnectionId;
 use crate::rooms::bus::RoomEvent;
 use crate::rooms::{PeerChange, RoomSettings};
 use protocol::{
@@ -50,7 +51,7 @@ enum Phase {
 pub struct CallSession {
     caller: Caller,
     settings: RoomSettings,
-    conn_id: String,
+    conn_id: ConnectionId,
     /// The peer id a fresh join takes (made by the pump, so tests can name
     /// it).
     fresh_peer_id: PeerId,
@@ -68,7 +69,7 @@ impl CallSession {
     pub fn new(
         caller: Caller,
         settings: RoomSettings,
-        conn_id: String,
+        conn_id: ConnectionId,
         fresh_peer_id: PeerId,
         now: Now,
     ) -> Self {
@@ -100,7 +101,7 @@ impl CallSession {
         self.peer.as_ref()
     }
 
-    pub fn conn_id(&self) -> &str {
+    pub fn conn_id(&self) -> &ConnectionId {
         &self.conn_id
     }
 
@@ -474,7 +475,7 @@ impl CallSession {
                     return;
                 };
                 let peer_id = rules::reusable_peer_id(resume.as_deref(), held)
-                    .map(str::to_string)
+                    .map(PeerId::from)
                     .unwrap_or_else(|| self.fresh_peer_id.clone());
                 let media = *media;
                 self.ask_to_join(peer_id, media, now, out);

@@ -1,6 +1,9 @@
-//! The door (admission) as stored: what a settings change takes back, a
-//! removal, ending and reopening a meeting. The rules of entering and
-//! deciding are still in `app::lobby::ssr`.
+//! The door (admission): who stands where (`access`), what a settings
+//! change takes back, a removal, ending and reopening a meeting. Entering
+//! and deciding on knocks are still orchestrated in `app::lobby::ssr`.
+
+pub mod access;
+pub mod admissions;
 
 use crate::meetings::{invited_clause, MeetingRow};
 use crate::rooms::bus::{RoomBus, RoomEvent};
@@ -44,7 +47,7 @@ pub async fn remove_participant(
         return Err(RemovalError::NotFound);
     }
     let event = RoomEvent::Removed {
-        participant_id: participant.to_string(),
+        participant_id: participant.into(),
     };
     if let Err(err) = bus.publish(&meeting.id, event).await {
         // Stored all the same: their next reconnect is refused.

@@ -1,8 +1,9 @@
-//! Server half of ICE configuration.
+//! ICE servers for a participant: STUN, and TURN with coturn REST
+//! credentials (`use-auth-secret`) for someone allowed to relay.
 
-use crate::protocol::ice::{IceConfig, IceServer};
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use protocol::ice::{IceConfig, IceServer};
 use std::time::Duration;
 
 /// STUN/TURN settings, from the server configuration.
@@ -38,7 +39,7 @@ pub fn turn_credentials(
 
 impl IceSettings {
     /// The servers for someone whose access was just read: TURN
-    /// credentials only when `turn_allowed` (`lobby::ssr::Access::
+    /// credentials only when `turn_allowed` (`door::access::Access::
     /// may_use_turn`), else STUN alone (nothing that lets anyone relay
     /// through our TURN server).
     pub fn config_for_access(

@@ -1,6 +1,9 @@
 //! Meetings as stored: the row, the code in the link, and the one place a
-//! person's role in a meeting is decided. The rules of scheduling and
-//! editing (the form) are still in `app::meetings::ssr`.
+//! person's role in a meeting is decided; `store` writes them. Checking
+//! the schedule form (field by field, for the page) stays with the web
+//! layer, `app::meetings::ssr`.
+
+pub mod store;
 
 use protocol::meetings::Role;
 use sqlx::AnyPool;
@@ -73,6 +76,16 @@ pub async fn find_by_id(db: &AnyPool, id: &str) -> sqlx::Result<Option<MeetingRo
         .bind(id)
         .fetch_optional(db)
         .await
+}
+
+/// The meeting's revision in the database now (bumped by every change of
+/// its settings); `None` when it is gone.
+pub async fn revision(db: &AnyPool, id: &str) -> sqlx::Result<Option<i64>> {
+    let row: Option<(i64,)> = sqlx::query_as("SELECT revision FROM meetings WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(|(revision,)| revision))
 }
 
 /// The role of the account `user_id` in `row` (an invitation by email
