@@ -23,8 +23,6 @@ pub mod pages;
 pub use ::protocol;
 #[cfg(feature = "ssr")]
 pub mod state;
-#[cfg(feature = "ssr")]
-pub mod throttle;
 pub mod time;
 pub mod validate;
 

@@ -2,7 +2,7 @@
 //! in-memory guards. Built once in `server`, reached from server functions
 //! through Leptos context and from axum handlers through `State`.
 
-use crate::throttle::{ActionPolicy, FailureLimiter, Limiter, LoginThrottle, Rule};
+use domain::throttle::{ActionPolicy, FailureLimiter, Limiter, LoginThrottle, Rule};
 use axum::extract::FromRef;
 use leptos::prelude::LeptosOptions;
 use std::sync::Arc;

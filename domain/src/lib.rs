@@ -21,3 +21,4 @@ pub mod media;
 pub mod meetings;
 pub mod placement;
 pub mod rooms;
+pub mod throttle;

@@ -11,6 +11,7 @@
 pub mod ice;
 pub mod ids;
 pub mod meetings;
+pub mod text;
 
 use crate::ice::IceConfig;
 use serde::{Deserialize, Serialize};

@@ -3,13 +3,11 @@
 //! reports start-up errors.
 
 pub mod calendar;
-pub mod chat;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod health;
 pub mod http;
-pub mod limits;
 pub mod mail;
 pub use domain::rooms;
 pub mod security;
@@ -24,7 +22,7 @@ use crate::http::{HttpMetrics, HttpSettings};
 use crate::security::OriginPolicy;
 use crate::session_store::DbSessionStore;
 use app::state::{AppState, AuthSettings};
-use app::throttle::{FailureLimiter, Limiter, LoginThrottle};
+use domain::throttle::{FailureLimiter, Limiter, LoginThrottle};
 use leptos::config::LeptosOptions;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,7 +77,7 @@ impl Application {
                     .await
                     .map_err(redis_error)?;
                 // Abuse limits count across instances too.
-                let rates = limits::RedisRateStore::connect(url.as_str())
+                let rates = domain::throttle::redis::RedisRateStore::connect(url.as_str())
                     .await
                     .map_err(redis_error)?;
                 tracing::info!(redis = %db::redact(url.as_str()), "rooms and limits shared through Redis");
@@ -129,12 +127,12 @@ impl Application {
                 app::state::meeting_lookup_policy(),
             )),
             limiter: limiter.clone(),
-            actions: app::throttle::ActionPolicy {
-                sign_ups: app::throttle::Rule::per(
+            actions: domain::throttle::ActionPolicy {
+                sign_ups: domain::throttle::Rule::per(
                     config.sign_ups_per_hour,
                     Duration::from_secs(3600),
                 ),
-                guests: app::throttle::Rule::per(config.guests_per_hour, Duration::from_secs(3600)),
+                guests: domain::throttle::Rule::per(config.guests_per_hour, Duration::from_secs(3600)),
                 ..Default::default()
             },
             public_url: public_url.clone(),
@@ -164,7 +162,7 @@ impl Application {
             rooms,
             media,
             origin: Arc::new(origin.clone()),
-            chat_limits: Arc::new(chat::ChatLimits::new(
+            chat_limits: Arc::new(domain::chat::service::ChatLimits::new(
                 limiter,
                 20,
                 config.chat_messages_per_minute,

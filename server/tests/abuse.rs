@@ -5,7 +5,7 @@
 
 mod common;
 
-use app::throttle::{LocalRateStore, RateStore, Rule};
+use domain::throttle::{LocalRateStore, RateStore, Rule};
 use common::redis_server::RedisServer;
 use common::{spawn_with, Backend, Spawn, TestApp};
 use reqwest::Client;
@@ -377,14 +377,14 @@ macro_rules! on_both_stores {
             mod $name {
                 #[tokio::test]
                 async fn local() {
-                    let store: std::sync::Arc<dyn app::throttle::RateStore> =
+                    let store: std::sync::Arc<dyn domain::throttle::RateStore> =
                         std::sync::Arc::new(super::LocalRateStore::default());
                     super::$name(store).await
                 }
                 #[tokio::test]
                 async fn redis() {
                     let server = super::RedisServer::start();
-                    let store = moim_server::limits::RedisRateStore::connect(&server.url())
+                    let store = domain::throttle::redis::RedisRateStore::connect(&server.url())
                         .await
                         .expect("redis");
                     super::$name(std::sync::Arc::new(store)).await

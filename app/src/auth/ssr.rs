@@ -4,7 +4,7 @@
 use super::model::{AccountEmail, GuestSummary, UserSummary, VerifyOutcome, Viewer};
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblem, Limit};
 use crate::state::AppState;
-use crate::throttle::Rule;
+use domain::throttle::Rule;
 use crate::validate;
 use axum::extract::ConnectInfo;
 use serde::{Deserialize, Serialize};
@@ -484,7 +484,7 @@ impl RequestCx {
     /// Counts one `what` for this client address; `Limited` once the rule
     /// is used up.
     pub async fn limit(&self, what: &str, rule: Rule, kind: Limit) -> ApiResult<()> {
-        let key = format!("{what}:{}", crate::throttle::client_key(&self.client));
+        let key = format!("{what}:{}", domain::throttle::client_key(&self.client));
         let decision = self.state.limiter.hit(&key, rule).await;
         if decision.allowed {
             return Ok(());

@@ -7,6 +7,8 @@
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
 
+pub mod service;
+
 use protocol::ChatMessage;
 use sqlx::AnyPool;
 

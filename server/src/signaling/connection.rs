@@ -9,7 +9,7 @@
 //! else is read, so a step such as joining is never interleaved.
 
 use super::state::{Credentials, SignalingState};
-use crate::chat;
+use domain::chat::service as chat;
 use app::error::ApiError;
 use app::protocol::{close, ErrorCode, ServerMessage};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};

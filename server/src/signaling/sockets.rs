@@ -89,9 +89,9 @@ fn decrement(map: &mut HashMap<String, u32>, key: &str) {
 }
 
 /// One client for counting: the same key as every other limit
-/// (`app::throttle::client_key`: IPv4, or an IPv6 /64).
+/// (`domain::throttle::client_key`: IPv4, or an IPv6 /64).
 fn address_key(ip: IpAddr) -> String {
-    app::throttle::client_key(&ip.to_string())
+    domain::throttle::client_key(&ip.to_string())
 }
 
 #[derive(Debug)]

@@ -21,7 +21,7 @@ pub struct SignalingState {
     pub app: AppState,
     pub rooms: Rooms,
     pub origin: Arc<OriginPolicy>,
-    pub chat_limits: Arc<crate::chat::ChatLimits>,
+    pub chat_limits: Arc<domain::chat::service::ChatLimits>,
     /// Set on shutdown: no new joins, open connections sent elsewhere.
     pub draining: tokio::sync::watch::Receiver<bool>,
     /// The session store, read afresh when a live connection re-checks

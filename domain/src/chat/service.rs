@@ -1,13 +1,13 @@
 //! Chat over the signaling connection: validation, the per-person rate
 //! limit, storing (exactly once), confirming to the sender and waking the
-//! room. Storage itself is `domain::chat`.
+//! room. Storage itself is the parent module.
 
-use app::protocol::{ErrorCode, PeerId, ServerMessage, CHAT_KEY_MAX, CHAT_MAX_CHARS, CHAT_PAGE};
-use app::throttle::{Limiter, Rule};
-use domain::chat::{self as store, NewMessage, Stored};
-use domain::clock::now_ms;
-use domain::rooms::bus::RoomEvent;
-use domain::rooms::Rooms;
+use protocol::{ErrorCode, PeerId, ServerMessage, CHAT_KEY_MAX, CHAT_MAX_CHARS, CHAT_PAGE};
+use crate::throttle::{Limiter, Rule};
+use super::{self as store, NewMessage, Stored};
+use crate::clock::now_ms;
+use crate::rooms::bus::RoomEvent;
+use crate::rooms::Rooms;
 use sqlx::AnyPool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,8 +97,8 @@ pub async fn send(
         }
     }
     // Line breaks made one kind; control characters and bidirectional
-    // overrides dropped (see `validate::chat_text`).
-    let text = app::validate::chat_text(&text);
+    // overrides dropped (see `protocol::text::chat_text`).
+    let text = protocol::text::chat_text(&text);
     if text.trim().is_empty() {
         return refusal(ErrorCode::ChatEmpty, "empty message", &key);
     }
@@ -177,7 +177,7 @@ pub async fn send(
     vec![ack(&message)]
 }
 
-fn ack(message: &app::protocol::ChatMessage) -> ServerMessage {
+fn ack(message: &protocol::ChatMessage) -> ServerMessage {
     ServerMessage::ChatAck {
         key: message.key.clone(),
         seq: message.seq,
@@ -243,7 +243,7 @@ mod tests {
         assert!(!key_is_valid(""));
         assert!(!key_is_valid("has space"));
         assert!(!key_is_valid(&"k".repeat(CHAT_KEY_MAX + 1)));
-        assert_eq!(app::validate::chat_text("a\u{0}b\nc\u{7}"), "ab\nc");
+        assert_eq!(protocol::text::chat_text("a\u{0}b\nc\u{7}"), "ab\nc");
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 //! (`REDIS_URL`), so N instances do not hand an attacker N budgets.
 //!
 //! One key per limited thing (`moim:rate:{key}`) holding the GCRA arrival
-//! time in unix milliseconds (see `app::throttle`), read and advanced by one
+//! time in unix milliseconds (see `super`), read and advanced by one
 //! Lua script: atomic across instances, and expiring by itself once the
 //! key's slate would be clean (`PX`). The decision itself is computed by the
 //! same Rust function as the in-process store; the script only applies the
@@ -10,10 +10,10 @@
 //! instances' clocks agree to well under the intervals used (seconds and
 //! more), and it keeps the contract tests deterministic.
 //!
-//! When Redis fails, `app::throttle::Limiter` counts on this instance until
+//! When Redis fails, `super::Limiter` counts on this instance until
 //! it answers again (and says so in the log).
 
-use app::throttle::{Decision, RateError, RateStore, Rule};
+use super::{Decision, RateError, RateStore, Rule};
 use redis::aio::ConnectionManager;
 use redis::Script;
 
@@ -34,7 +34,7 @@ impl RedisRateStore {
     /// Its own connection manager, configured like the room bus's.
     pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(url)?;
-        let config = domain::rooms::redis::manager_config();
+        let config = crate::rooms::redis::manager_config();
         let manager = ConnectionManager::new_with_config(client, config).await?;
         Ok(Self::new(manager))
     }

@@ -10,10 +10,12 @@
 //! the chat limit already had.
 //!
 //! The counters live behind `RateStore`: in this process by default, in
-//! Redis with `REDIS_URL` (`moim_server::limits`), so N instances do not give
+//! Redis with `REDIS_URL` (`redis`), so N instances do not give
 //! an attacker N budgets. Time is passed in (unix milliseconds, since
 //! instances share the wall clock, not `Instant`), so the rules are testable
 //! without sleeping.
+
+pub mod redis;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
