@@ -1,0 +1,57 @@
+//! moim's benchmarks. `scripts/bench.sh` builds a release `moim` and runs
+//! this; each benchmark starts its own `moim` on a free port with a fresh
+//! SQLite database, drives it the way browsers do, and prints a table.
+//!
+//! Benchmarks (pick with arguments; all when none):
+//! - `connections`: server memory per idle joined call socket (RSS delta of
+//!   the server process divided by the sockets), for 1,000 and 5,000
+//!   sockets in rooms of 50, and one room of 50 against 50 rooms of 1.
+
+mod connections;
+mod server;
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let mut moim = String::from("target/release/moim");
+    let mut which = Vec::new();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--moim" => match args.next() {
+                Some(path) => moim = path,
+                None => return usage("--moim needs a path"),
+            },
+            "connections" => which.push(arg),
+            "-h" | "--help" => return usage(""),
+            other => return usage(&format!("unknown argument {other:?}")),
+        }
+    }
+    if which.is_empty() {
+        which.push("connections".to_string());
+    }
+    for bench in which {
+        let result = match bench.as_str() {
+            "connections" => connections::run(&moim).await,
+            _ => Ok(()),
+        };
+        if let Err(err) = result {
+            eprintln!("moim-bench {bench}: {err}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn usage(problem: &str) -> ExitCode {
+    if !problem.is_empty() {
+        eprintln!("moim-bench: {problem}");
+    }
+    eprintln!("usage: moim-bench [--moim PATH] [connections]");
+    if problem.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}
