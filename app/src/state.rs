@@ -2,8 +2,8 @@
 //! in-memory guards. Built once in `server`, reached from server functions
 //! through Leptos context and from axum handlers through `State`.
 
-use domain::throttle::{ActionPolicy, FailureLimiter, Limiter, LoginThrottle, Rule};
 use axum::extract::FromRef;
+use domain::throttle::{ActionPolicy, FailureLimiter, Limiter, LoginThrottle, Rule};
 use leptos::prelude::LeptosOptions;
 use std::sync::Arc;
 use std::time::Duration;

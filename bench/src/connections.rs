@@ -31,10 +31,22 @@ struct Figure {
 
 pub async fn run(moim: &str) -> Result<(), Error> {
     let scenarios = [
-        Scenario { rooms: 20, per_room: 50 },
-        Scenario { rooms: 100, per_room: 50 },
-        Scenario { rooms: 1, per_room: 50 },
-        Scenario { rooms: 50, per_room: 1 },
+        Scenario {
+            rooms: 20,
+            per_room: 50,
+        },
+        Scenario {
+            rooms: 100,
+            per_room: 50,
+        },
+        Scenario {
+            rooms: 1,
+            per_room: 50,
+        },
+        Scenario {
+            rooms: 50,
+            per_room: 1,
+        },
     ];
     let mut figures = Vec::new();
     for scenario in &scenarios {

@@ -40,7 +40,8 @@ impl Server {
     pub async fn start(moim: &str) -> Result<Self, Error> {
         let port = free_port()?;
         let base = format!("http://127.0.0.1:{port}");
-        let data_dir = std::env::temp_dir().join(format!("moim-bench-{}-{port}", std::process::id()));
+        let data_dir =
+            std::env::temp_dir().join(format!("moim-bench-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&data_dir)?;
         let child = Command::new(moim)
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -115,7 +116,11 @@ pub struct Browser {
 
 impl Browser {
     /// Calls a server function with form fields; the answer's JSON.
-    pub async fn call(&self, function: &str, fields: &[(&str, &str)]) -> Result<serde_json::Value, Error> {
+    pub async fn call(
+        &self,
+        function: &str,
+        fields: &[(&str, &str)],
+    ) -> Result<serde_json::Value, Error> {
         let response = self
             .client
             .post(format!("{}/api/{function}", self.base))
@@ -164,9 +169,12 @@ impl Browser {
     }
 
     pub async fn guest(&self, name: &str) -> Result<(), Error> {
-        self.call("continue_as_guest", &[("display_name", name), ("next", "/")])
-            .await
-            .map(drop)
+        self.call(
+            "continue_as_guest",
+            &[("display_name", name), ("next", "/")],
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn enter(&self, code: &str) -> Result<(), Error> {

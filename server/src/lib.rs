@@ -132,7 +132,10 @@ impl Application {
                     config.sign_ups_per_hour,
                     Duration::from_secs(3600),
                 ),
-                guests: domain::throttle::Rule::per(config.guests_per_hour, Duration::from_secs(3600)),
+                guests: domain::throttle::Rule::per(
+                    config.guests_per_hour,
+                    Duration::from_secs(3600),
+                ),
                 ..Default::default()
             },
             public_url: public_url.clone(),

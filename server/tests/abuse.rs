@@ -5,9 +5,9 @@
 
 mod common;
 
-use domain::throttle::{LocalRateStore, RateStore, Rule};
 use common::redis_server::RedisServer;
 use common::{spawn_with, Backend, Spawn, TestApp};
+use domain::throttle::{LocalRateStore, RateStore, Rule};
 use reqwest::Client;
 use serde_json::Value;
 use std::sync::Arc;

@@ -4,9 +4,9 @@
 use super::model::{AccountEmail, GuestSummary, UserSummary, VerifyOutcome, Viewer};
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblem, Limit};
 use crate::state::AppState;
-use domain::throttle::Rule;
 use crate::validate;
 use axum::extract::ConnectInfo;
+use domain::throttle::Rule;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use tower_sessions::Session;

@@ -2,12 +2,12 @@
 //! limit, storing (exactly once), confirming to the sender and waking the
 //! room. Storage itself is the parent module.
 
-use protocol::{ErrorCode, PeerId, ServerMessage, CHAT_KEY_MAX, CHAT_MAX_CHARS, CHAT_PAGE};
-use crate::throttle::{Limiter, Rule};
 use super::{self as store, NewMessage, Stored};
 use crate::clock::now_ms;
 use crate::rooms::bus::RoomEvent;
 use crate::rooms::Rooms;
+use crate::throttle::{Limiter, Rule};
+use protocol::{ErrorCode, PeerId, ServerMessage, CHAT_KEY_MAX, CHAT_MAX_CHARS, CHAT_PAGE};
 use sqlx::AnyPool;
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,7 +9,6 @@
 //! else is read, so a step such as joining is never interleaved.
 
 use super::state::{Credentials, SignalingState};
-use domain::chat::service as chat;
 use app::error::ApiError;
 use app::protocol::{close, ErrorCode, ServerMessage};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -17,6 +16,7 @@ use domain::call::{
     Answer, Ask, CallSession, Caller, ChatRequest, Effect, Frame, Input, Now, RemovalAnswer,
     Rights, Timer,
 };
+use domain::chat::service as chat;
 use domain::door::RemovalError;
 use domain::ids::{ConnectionId, PeerId};
 use futures_util::stream::{SplitSink, SplitStream};
