@@ -37,7 +37,7 @@ step "rustfmt"
 cargo fmt --all -- --check
 
 step "clippy: server and shared app (ssr)"
-cargo clippy --locked -p protocol -p domain -p moim-server -p app --all-targets -- -D warnings
+cargo clippy --locked -p protocol -p domain -p moim-server -p app -p moim-bench --all-targets -- -D warnings
 step "no import cycles between the modules of any crate"
 for crate in protocol domain app server; do
   python3 scripts/module-cycles.py "$crate/src"

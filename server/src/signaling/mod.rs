@@ -24,6 +24,9 @@ pub use domain::call::Caller;
 pub use sockets::SocketCounts;
 pub use state::{Credentials, SignalingState};
 
+/// The initial read buffer of a call socket.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
 pub async fn upgrade(
     State(state): State<SignalingState>,
     Path(code): Path<String>,
@@ -72,6 +75,15 @@ pub async fn upgrade(
     // between the two get a proper 1009 close from the connection.
     ws.max_message_size(MAX_MESSAGE_BYTES * 4)
         .max_frame_size(MAX_MESSAGE_BYTES * 4)
+        // tungstenite reserves a 128 KiB read buffer per socket up front;
+        // signaling frames are small, and the buffer grows for a large one
+        // anyway. 4 KiB here took an idle joined socket from ~140 KiB to
+        // the figure `scripts/bench.sh connections` prints.
+        .read_buffer_size(READ_BUFFER_BYTES)
+        // Writes go out at once (every send is flushed with a deadline);
+        // the bound keeps a stuck client from growing the queue.
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_MESSAGE_BYTES * 8)
         .on_upgrade(move |socket| async move {
             connection::run(socket, state, caller, credentials).await;
             drop(slot);
