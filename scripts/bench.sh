@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs moim's benchmarks against a release build and prints their tables.
-# Usage: scripts/bench.sh [connections]
+# Usage: scripts/bench.sh [connections] [chat]   (all when none)
 # Figures, not pass/fail: see bench/src/main.rs for what each one measures.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -7,6 +7,7 @@
 //!   the server process divided by the sockets), for 1,000 and 5,000
 //!   sockets in rooms of 50, and one room of 50 against 50 rooms of 1.
 
+mod chat;
 mod connections;
 mod server;
 
@@ -23,17 +24,18 @@ async fn main() -> ExitCode {
                 Some(path) => moim = path,
                 None => return usage("--moim needs a path"),
             },
-            "connections" => which.push(arg),
+            "connections" | "chat" => which.push(arg),
             "-h" | "--help" => return usage(""),
             other => return usage(&format!("unknown argument {other:?}")),
         }
     }
     if which.is_empty() {
-        which.push("connections".to_string());
+        which.extend(["connections".to_string(), "chat".to_string()]);
     }
     for bench in which {
         let result = match bench.as_str() {
             "connections" => connections::run(&moim).await,
+            "chat" => chat::run(&moim).await,
             _ => Ok(()),
         };
         if let Err(err) = result {
@@ -48,7 +50,7 @@ fn usage(problem: &str) -> ExitCode {
     if !problem.is_empty() {
         eprintln!("moim-bench: {problem}");
     }
-    eprintln!("usage: moim-bench [--moim PATH] [connections]");
+    eprintln!("usage: moim-bench [--moim PATH] [connections] [chat]");
     if problem.is_empty() {
         ExitCode::SUCCESS
     } else {

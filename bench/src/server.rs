@@ -38,6 +38,11 @@ impl Server {
     /// Starts `moim` with limits lifted for load (sockets per address,
     /// guests per hour, room size) and waits until it is ready.
     pub async fn start(moim: &str) -> Result<Self, Error> {
+        Self::start_with(moim, &[]).await
+    }
+
+    /// The same, with extra environment (`DATABASE_URL`, flags as `MOIM_*`).
+    pub async fn start_with(moim: &str, env: &[(&str, &str)]) -> Result<Self, Error> {
         let port = free_port()?;
         let base = format!("http://127.0.0.1:{port}");
         let data_dir =
@@ -53,6 +58,7 @@ impl Server {
             .args(["--guests-per-hour", "1000000"])
             .args(["--log", "warn"])
             .env("LEPTOS_SITE_ROOT", &data_dir)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
