@@ -9,6 +9,7 @@
 
 mod chat;
 mod connections;
+mod fanout;
 mod server;
 
 use std::process::ExitCode;
@@ -24,18 +25,19 @@ async fn main() -> ExitCode {
                 Some(path) => moim = path,
                 None => return usage("--moim needs a path"),
             },
-            "connections" | "chat" => which.push(arg),
+            "connections" | "chat" | "fanout" => which.push(arg),
             "-h" | "--help" => return usage(""),
             other => return usage(&format!("unknown argument {other:?}")),
         }
     }
     if which.is_empty() {
-        which.extend(["connections".to_string(), "chat".to_string()]);
+        which.extend(["fanout", "connections", "chat"].map(String::from));
     }
     for bench in which {
         let result = match bench.as_str() {
             "connections" => connections::run(&moim).await,
             "chat" => chat::run(&moim).await,
+            "fanout" => fanout::run(&moim).await,
             _ => Ok(()),
         };
         if let Err(err) = result {
@@ -50,7 +52,7 @@ fn usage(problem: &str) -> ExitCode {
     if !problem.is_empty() {
         eprintln!("moim-bench: {problem}");
     }
-    eprintln!("usage: moim-bench [--moim PATH] [connections] [chat]");
+    eprintln!("usage: moim-bench [--moim PATH] [fanout] [connections] [chat]");
     if problem.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -195,6 +195,11 @@ impl Browser {
 
     /// Opens the call's socket and joins; returns it after the welcome.
     pub async fn join_call(&self, code: &str) -> Result<Socket, Error> {
+        Ok(self.join_call_as(code).await?.0)
+    }
+
+    /// The same, with the peer id the welcome gave.
+    pub async fn join_call_as(&self, code: &str) -> Result<(Socket, String), Error> {
         let ws_url = format!("{}/m/{code}/ws", self.base.replacen("http", "ws", 1));
         let mut request = ws_url.as_str().into_client_request()?;
         let http_url: reqwest::Url = format!("{}/m/{code}", self.base).parse()?;
@@ -215,11 +220,27 @@ impl Browser {
             .await?;
         while let Some(frame) = socket.next().await {
             if let Message::Text(text) = frame? {
-                if let Ok(ServerMessage::Welcome { .. }) = serde_json::from_str(&text) {
-                    return Ok(socket);
+                if let Ok(ServerMessage::Welcome { you, .. }) = serde_json::from_str(&text) {
+                    return Ok((socket, you.peer_id.into_string()));
                 }
             }
         }
         Err("the socket closed before the welcome".into())
     }
+}
+
+/// CPU time (user + system) a process has used, from `/proc/PID/stat`.
+pub fn cpu_of(pid: u32) -> Result<Duration, Error> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which is in parentheses and may hold
+    // spaces): utime and stime are the 12th and 13th.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or("odd /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).ok_or("no utime")?.parse::<u64>()?
+        + fields.get(12).ok_or("no stime")?.parse::<u64>()?;
+    // Linux reports in USER_HZ, 100 on every architecture it runs on here.
+    Ok(Duration::from_millis(ticks * 10))
 }
