@@ -8,6 +8,7 @@
 //! Everyone in a room receives every message of the room (the sender too).
 
 use crate::server::{Error, Server, Socket};
+use crate::stats::{millis, percentile};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{ClientMessage, ServerMessage};
 use std::process::Command;
@@ -69,18 +70,6 @@ pub async fn run(moim: &str) -> Result<(), Error> {
         );
     }
     Ok(())
-}
-
-fn millis(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 async fn measure(

@@ -15,6 +15,7 @@
 //! unsaturated server, not of a saturating-load search.
 
 use crate::server::{cpu_of, Error, Server, Socket};
+use crate::stats::{millis, percentile};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{ClientMessage, MediaState, ServerMessage};
 use std::collections::HashMap;
@@ -134,17 +135,6 @@ pub async fn run(moim: &str) -> Result<(), Error> {
         }
     }
     Ok(())
-}
-
-fn millis(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 async fn measure_moim(moim: &str, size: usize) -> Result<Figure, Error> {

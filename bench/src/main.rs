@@ -11,6 +11,7 @@ mod chat;
 mod connections;
 mod fanout;
 mod server;
+mod stats;
 
 use std::process::ExitCode;
 

@@ -1,23 +1,17 @@
 //! The session's own messages to the browser and to the room.
 
 use crate::rooms::bus::RoomEvent;
-use protocol::{ErrorCode, LeaveReason, ParseProblem, PeerId, PeerInfo, ServerMessage};
+use protocol::{ErrorCode, ParseProblem, PeerInfo, ServerMessage};
 
-/// Tells everyone but `peer_id` that it left.
-pub(super) fn left(peer_id: &str, reason: LeaveReason) -> RoomEvent {
-    RoomEvent::Broadcast {
-        skip: Some(peer_id.into()),
-        message: ServerMessage::PeerLeft {
-            peer_id: peer_id.into(),
-            reason,
-        },
-    }
-}
-
+/// The others (or, without `skip`, everyone) see `peer` as it is now.
 pub(super) fn updated(peer: &PeerInfo, skip: Option<&str>) -> RoomEvent {
-    RoomEvent::Broadcast {
-        skip: skip.map(PeerId::from),
-        message: ServerMessage::PeerUpdated { peer: peer.clone() },
+    let message = ServerMessage::PeerUpdated { peer: peer.clone() };
+    match skip {
+        Some(about) => RoomEvent::to_others(about, message),
+        None => RoomEvent::Broadcast {
+            skip: None,
+            message,
+        },
     }
 }
 

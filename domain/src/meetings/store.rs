@@ -58,24 +58,18 @@ pub async fn insert(
     now_ms: i64,
 ) -> sqlx::Result<Vec<String>> {
     let mut tx = db.begin().await?;
-    sqlx::query(
+    let insert = sqlx::query(
         "INSERT INTO meetings (id, code, host_id, title, description, starts_at, duration_minutes, \
          waiting_room, allow_guests, max_participants, revision, cancelled_at, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, NULL, $11, $11)",
     )
     .bind(id)
     .bind(code)
-    .bind(host_id)
-    .bind(&fields.title)
-    .bind(&fields.description)
-    .bind(fields.starts_at)
-    .bind(fields.duration_minutes)
-    .bind(i64::from(fields.waiting_room))
-    .bind(i64::from(fields.allow_guests))
-    .bind(fields.max_participants)
-    .bind(now_ms)
-    .execute(&mut *tx)
-    .await?;
+    .bind(host_id);
+    bind_settings(insert, fields)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
     let invited = write_invitees(&mut tx, id, &fields.invitees).await?;
     tx.commit().await?;
     Ok(invited)
@@ -90,25 +84,34 @@ pub async fn update(
     now_ms: i64,
 ) -> sqlx::Result<Vec<String>> {
     let mut tx = db.begin().await?;
-    sqlx::query(
+    let update = sqlx::query(
         "UPDATE meetings SET title = $1, description = $2, starts_at = $3, duration_minutes = $4, \
          waiting_room = $5, allow_guests = $6, max_participants = $7, revision = revision + 1, \
          updated_at = $8 WHERE id = $9",
-    )
-    .bind(&fields.title)
-    .bind(&fields.description)
-    .bind(fields.starts_at)
-    .bind(fields.duration_minutes)
-    .bind(i64::from(fields.waiting_room))
-    .bind(i64::from(fields.allow_guests))
-    .bind(fields.max_participants)
-    .bind(now_ms)
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
+    );
+    bind_settings(update, fields)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     let invited = write_invitees(&mut tx, id, &fields.invitees).await?;
     tx.commit().await?;
     Ok(invited)
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds the settings, in the order both `insert` and `update` name them
+/// (title through max_participants).
+fn bind_settings<'q>(query: Query<'q>, fields: &'q MeetingFields) -> Query<'q> {
+    query
+        .bind(&fields.title)
+        .bind(&fields.description)
+        .bind(fields.starts_at)
+        .bind(fields.duration_minutes)
+        .bind(i64::from(fields.waiting_room))
+        .bind(i64::from(fields.allow_guests))
+        .bind(fields.max_participants)
 }
 
 pub async fn cancel(db: &AnyPool, id: &str, now_ms: i64) -> sqlx::Result<()> {

@@ -6,7 +6,7 @@
 //! across instances) is `super::redis::RedisBus`.
 
 use crate::ids::{ConnectionId, ParticipantId, PeerId};
-use protocol::ServerMessage;
+use protocol::{LeaveReason, ServerMessage};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -66,6 +66,25 @@ pub trait RoomBus: Send + Sync + 'static {
     /// Whether cross-instance delivery currently works (for `/readyz`).
     fn is_healthy(&self) -> bool {
         true
+    }
+}
+
+impl RoomEvent {
+    /// `message` to every connection of the room but `about`'s.
+    pub fn to_others(about: &str, message: ServerMessage) -> Self {
+        RoomEvent::Broadcast {
+            skip: Some(about.into()),
+            message,
+        }
+    }
+
+    /// Everyone else learns that `peer_id` left, and why.
+    pub fn left(peer_id: &str, reason: LeaveReason) -> Self {
+        let message = ServerMessage::PeerLeft {
+            peer_id: peer_id.into(),
+            reason,
+        };
+        Self::to_others(peer_id, message)
     }
 }
 

@@ -170,10 +170,11 @@ impl Rooms {
     /// Tells everyone in the room but `about` (best effort: a failure is
     /// logged; clients resynchronise when they reconnect).
     pub async fn tell_others(&self, room: &str, about: &str, message: ServerMessage) {
-        let event = RoomEvent::Broadcast {
-            skip: Some(about.into()),
-            message,
-        };
+        self.publish_best_effort(room, RoomEvent::to_others(about, message))
+            .await;
+    }
+
+    async fn publish_best_effort(&self, room: &str, event: RoomEvent) {
         if let Err(err) = self.bus.publish(room, event).await {
             tracing::warn!(error = %err, "could not tell the room");
         }
@@ -192,11 +193,8 @@ impl Rooms {
 
     /// Tells the room someone left.
     pub async fn announce_left(&self, room: &str, peer_id: &str, reason: LeaveReason) {
-        let message = ServerMessage::PeerLeft {
-            peer_id: peer_id.into(),
-            reason,
-        };
-        self.tell_others(room, peer_id, message).await;
+        self.publish_best_effort(room, RoomEvent::left(peer_id, reason))
+            .await;
     }
 
     /// Removes presences whose connection (or instance) is gone, and tells

@@ -49,6 +49,7 @@ pub async fn run(
     // change reaches a connection that has not joined yet too.
     match state.rooms.bus.subscribe(&caller.meeting.id).await {
         Ok(events) => {
+            let caller_room = caller.meeting.id.clone();
             let session = CallSession::new(
                 caller,
                 state.rooms.settings.clone(),
@@ -57,6 +58,7 @@ pub async fn run(
                 Now::system(),
             );
             let mut pump = Pump {
+                room: caller_room,
                 session,
                 state: &state,
                 credentials: &credentials,
@@ -76,6 +78,9 @@ pub async fn run(
 }
 
 struct Pump<'a> {
+    /// The session's room, kept apart so effects can name it while the
+    /// session is borrowed.
+    room: String,
     session: CallSession,
     state: &'a SignalingState,
     credentials: &'a Credentials,
@@ -140,7 +145,7 @@ impl Pump<'_> {
 
     async fn carry_out(&mut self, effect: Effect) -> Option<Answer> {
         let rooms = &self.state.rooms;
-        let room = self.session.room().to_string();
+        let room = self.room.as_str();
         match effect {
             Effect::Send(message) => {
                 let _ = self.wire.send(&message).await;
@@ -152,19 +157,19 @@ impl Pump<'_> {
                 let _ = self.wire.write(Message::Ping(Default::default())).await;
             }
             Effect::Publish(event) => {
-                if let Err(err) = rooms.bus.publish(&room, event).await {
+                if let Err(err) = rooms.bus.publish(room, event).await {
                     tracing::warn!(error = %err, "could not publish to the room");
                 }
             }
             Effect::RemovePresence { peer_id, announce } => {
-                if let Ok(Some(_)) = rooms.presence.remove(&room, &peer_id).await {
+                if let Ok(Some(_)) = rooms.presence.remove(room, &peer_id).await {
                     if let Some(reason) = announce {
-                        rooms.announce_left(&room, &peer_id, reason).await;
+                        rooms.announce_left(room, &peer_id, reason).await;
                     }
                 }
             }
             Effect::ClearRoom => {
-                if let Err(err) = rooms.presence.clear(&room).await {
+                if let Err(err) = rooms.presence.clear(room).await {
                     tracing::warn!(error = %err, "could not empty the room");
                 }
             }
@@ -175,13 +180,13 @@ impl Pump<'_> {
             } => {
                 if let Err(err) = rooms
                     .presence
-                    .refresh(&room, &peer_id, &conn_id, expires_at_ms)
+                    .refresh(room, &peer_id, &conn_id, expires_at_ms)
                     .await
                 {
                     tracing::warn!(error = %err, "could not shorten a dropped presence");
                 }
             }
-            Effect::Ask(ask) => return Some(self.ask(&room, ask).await),
+            Effect::Ask(ask) => return Some(self.ask(room, ask).await),
         }
         None
     }

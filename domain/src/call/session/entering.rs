@@ -120,16 +120,19 @@ impl CallSession {
                     return;
                 };
                 for old in displaced {
-                    out.push(Effect::Publish(left(&old.peer_id, LeaveReason::Replaced)));
+                    out.push(Effect::Publish(RoomEvent::left(
+                        &old.peer_id,
+                        LeaveReason::Replaced,
+                    )));
                     out.push(Effect::Publish(RoomEvent::Takeover {
                         peer_id: old.peer_id,
                         conn_id: self.conn_id.clone(),
                     }));
                 }
-                out.push(Effect::Publish(RoomEvent::Broadcast {
-                    skip: Some(peer.peer_id.clone()),
-                    message: ServerMessage::PeerJoined { peer: peer.clone() },
-                }));
+                out.push(Effect::Publish(RoomEvent::to_others(
+                    &peer.peer_id,
+                    ServerMessage::PeerJoined { peer: peer.clone() },
+                )));
                 self.peer = Some(peer);
                 out.push(Effect::Ask(Ask::Roster {
                     with_turn: self.caller.may_use_turn,

@@ -91,11 +91,6 @@ impl CallSession {
         &self.caller
     }
 
-    /// The room: the meeting's id.
-    pub fn room(&self) -> &str {
-        &self.caller.meeting.id
-    }
-
     /// This connection's presence, once it holds one.
     pub fn peer(&self) -> Option<&PeerInfo> {
         self.peer.as_ref()
@@ -279,7 +274,7 @@ impl CallSession {
     }
 
     fn in_call(&mut self, message: ClientMessage, now: Now, out: &mut Vec<Effect>) {
-        let Some(me) = self.peer.clone() else {
+        let Some(me) = &mut self.peer else {
             return;
         };
         match message {
@@ -289,24 +284,22 @@ impl CallSession {
             ),
             ClientMessage::Ping => self.reply(ServerMessage::Pong, out),
             ClientMessage::Signal { to, signal } => out.push(Effect::Ask(Ask::Signal {
-                from: me,
+                from: me.clone(),
                 to,
                 signal,
             })),
             ClientMessage::Media { media } => {
                 // Shown to the others even if it cannot be stored.
-                if let Some(peer) = &mut self.peer {
-                    peer.media = media;
-                }
+                me.media = media;
                 out.push(Effect::Ask(Ask::Update {
-                    peer_id: me.peer_id,
+                    peer_id: me.peer_id.clone(),
                     changes: vec![PeerChange::Media(media)],
                     why: Change::Media,
                 }));
             }
             ClientMessage::Leave => {
                 out.push(Effect::RemovePresence {
-                    peer_id: me.peer_id,
+                    peer_id: me.peer_id.clone(),
                     announce: Some(LeaveReason::Left),
                 });
                 self.close(close::NORMAL, "left", out);
@@ -364,7 +357,9 @@ impl CallSession {
     }
 
     fn event_in_call(&mut self, event: &RoomEvent, now: Now, out: &mut Vec<Effect>) {
-        let Some(me) = self.peer.clone() else {
+        // Every room event passes here for every connection: decide on
+        // borrowed ids, copy only what an action keeps.
+        let Some(me) = &self.peer else {
             return;
         };
         let who = rules::Me {
@@ -373,7 +368,9 @@ impl CallSession {
             participant_id: &self.caller.participant_id,
             role: self.caller.role,
         };
-        match rules::on_event(who, event) {
+        let action = rules::on_event(who, event);
+        let my_peer_id = || me.peer_id.clone();
+        match action {
             EventAction::Ignore => {}
             EventAction::Forward(message) => self.reply(message, out),
             EventAction::ForwardOwnUpdate(peer) => {
@@ -392,7 +389,7 @@ impl CallSession {
             }
             EventAction::Removed => {
                 out.push(Effect::RemovePresence {
-                    peer_id: me.peer_id,
+                    peer_id: my_peer_id(),
                     announce: Some(LeaveReason::Removed),
                 });
                 self.tell(Leave::removed(), out);
@@ -410,7 +407,7 @@ impl CallSession {
                 // reached presence (a cancel from the meetings page), so
                 // each connection takes its own presence away.
                 out.push(Effect::RemovePresence {
-                    peer_id: me.peer_id,
+                    peer_id: my_peer_id(),
                     announce: None,
                 });
                 self.tell(Leave::ended(), out);
