@@ -28,6 +28,9 @@ const turnPort = Number(process.env.MOIM_E2E_TURN_PORT ?? 3479);
 const turnSecret = "moim-e2e-turn-secret";
 const relayURL = `http://127.0.0.1:${relayPort}`;
 const relayDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "moim-e2e-relay-"));
+// Instances whose calls all go through the built-in media server.
+const sfuPort = port + 4;
+const sfuDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "moim-e2e-sfu-"));
 // Two more instances sharing PostgreSQL and Redis (scripts/test.sh makes
 // both), for the scale-out test: ports +2 and +3.
 const clusterDb = process.env.MOIM_E2E_DATABASE_URL;
@@ -106,6 +109,48 @@ export default defineConfig({
           `--turn-credential-ttl-seconds 60`,
       ),
       url: `${relayURL}/healthz`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+    {
+      // Every call through the built-in media server (port +4), and one
+      // that also sends it through coturn only (port +5).
+      command: logged(
+        "sfu",
+        `"${bin}" --listen 127.0.0.1:${sfuPort} --data-dir "${sfuDataDir}" --site-root "${siteRoot}" --log warn --sign-ups-per-hour 100000 --guests-per-hour 100000 ` +
+          `--media-mode sfu --sfu-udp-listen 127.0.0.1:0`,
+      ),
+      url: `http://127.0.0.1:${sfuPort}/healthz`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+    {
+      command: logged(
+        "sfu-relay",
+        `"${bin}" --listen 127.0.0.1:${sfuPort + 1} --data-dir "${sfuDataDir}/relay" --site-root "${siteRoot}" --log warn --sign-ups-per-hour 100000 --guests-per-hour 100000 ` +
+          `--media-mode sfu --sfu-udp-listen 127.0.0.1:0 ` +
+          `--turn-urls "turn:127.0.0.1:${turnPort}?transport=udp" --turn-secret ${turnSecret} --ice-transport-policy relay`,
+      ),
+      url: `http://127.0.0.1:${sfuPort + 1}/healthz`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+    {
+      // Meetings move to the media server at the third arrival here (the
+      // default is the fifth): the same move with fewer browsers on a
+      // small test machine.
+      command: logged(
+        "switch",
+        `"${bin}" --listen 127.0.0.1:${sfuPort + 2} --data-dir "${sfuDataDir}/switch" --site-root "${siteRoot}" --log warn --sign-ups-per-hour 100000 --guests-per-hour 100000 ` +
+          `--sfu-switch-at 3 --sfu-udp-listen 127.0.0.1:0`,
+      ),
+      url: `http://127.0.0.1:${sfuPort + 2}/healthz`,
       reuseExistingServer: false,
       timeout: 60_000,
       stdout: "pipe",

@@ -148,6 +148,7 @@ mod tests {
             cancelled_at: None,
             updated_at: 1_700_000_000_000,
             ended_at: None,
+            media_mode: "automatic".into(),
         }
     }
 

@@ -108,6 +108,8 @@ pub struct CallView {
     /// Some remote audio could not start without a click.
     pub needs_sound: RwSignal<bool>,
     pub max_participants: RwSignal<u32>,
+    /// Whether media goes browser to browser or through the server.
+    pub media_path: RwSignal<crate::protocol::MediaPath>,
     pub knocks_epoch: RwSignal<u64>,
     pub chat: RwSignal<Vec<ChatEntry>>,
     pub chat_open: RwSignal<bool>,
@@ -134,6 +136,7 @@ impl CallView {
             media_epoch: RwSignal::new(0),
             needs_sound: RwSignal::new(false),
             max_participants: RwSignal::new(0),
+            media_path: RwSignal::new(crate::protocol::MediaPath::Direct),
             knocks_epoch: RwSignal::new(0),
             chat: RwSignal::new(Vec::new()),
             chat_open: RwSignal::new(false),

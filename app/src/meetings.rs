@@ -43,6 +43,7 @@ pub async fn schedule_meeting(
     waiting_room: Option<String>,
     allow_guests: Option<String>,
     max_participants: Option<String>,
+    media_mode: Option<String>,
     instant: Option<String>,
 ) -> Result<String, ApiError> {
     let cx = ssr::MeetingCx::new().await?;
@@ -55,6 +56,7 @@ pub async fn schedule_meeting(
         waiting_room,
         allow_guests,
         max_participants,
+        media_mode,
     );
     let result = cx.schedule(form, instant.is_some()).await;
     cx.finish_redirect(result)
@@ -71,6 +73,7 @@ pub async fn update_meeting(
     waiting_room: Option<String>,
     allow_guests: Option<String>,
     max_participants: Option<String>,
+    media_mode: Option<String>,
 ) -> Result<String, ApiError> {
     let cx = ssr::MeetingCx::new().await?;
     let form = ssr::MeetingForm::from_fields(
@@ -82,6 +85,7 @@ pub async fn update_meeting(
         waiting_room,
         allow_guests,
         max_participants,
+        media_mode,
     );
     let result = cx.update(&code, form).await;
     cx.finish_redirect(result)

@@ -54,6 +54,8 @@ impl Server {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--mesh-max-participants", "50"])
+            // Signaling only: no room moves to the media server.
+            .args(["--media-mode", "mesh"])
             .args(["--max-sockets-per-address", "100000"])
             .args(["--guests-per-hour", "1000000"])
             .args(["--log", "warn"])

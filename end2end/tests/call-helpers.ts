@@ -18,6 +18,29 @@ export const RECORD_PEER_CONNECTIONS = () => {
   } as typeof RTCPeerConnection;
 };
 
+/**
+ * Test instrumentation: headless Chromium has no screen to capture, so a
+ * 16:9 canvas stream stands in for getDisplayMedia (the fake camera is 4:3).
+ */
+export const FAKE_SCREEN = () => {
+  navigator.mediaDevices.getDisplayMedia = async () => {
+    const canvas = document.createElement("canvas");
+    canvas.width = 1280;
+    canvas.height = 720;
+    const ctx = canvas.getContext("2d")!;
+    let frame = 0;
+    setInterval(() => {
+      frame += 1;
+      ctx.fillStyle = `hsl(${frame % 360}, 70%, 50%)`;
+      ctx.fillRect(0, 0, canvas.width, canvas.height);
+      ctx.fillStyle = "#fff";
+      ctx.font = "80px sans-serif";
+      ctx.fillText(`slide ${frame}`, 100, 300);
+    }, 50);
+    return canvas.captureStream(20);
+  };
+};
+
 export interface Person {
   name: string;
   context: BrowserContext;

@@ -1,5 +1,6 @@
 import { test, expect } from "./fixtures";
 import {
+  FAKE_SCREEN,
   closeAll,
   expectPlaying,
   joinCall,
@@ -110,26 +111,7 @@ test("a dropped signaling connection reconnects without a duplicate tile", async
 test("a shared screen is seen by the other side, and stopping restores the camera", async ({ browser }) => {
   const ann = await person(browser, "ann");
   const bob = await person(browser, "bob");
-  // Headless Chromium has no screen to capture: a 16:9 canvas stream stands
-  // in for getDisplayMedia (the fake camera is 4:3).
-  await bob.context.addInitScript(() => {
-    navigator.mediaDevices.getDisplayMedia = async () => {
-      const canvas = document.createElement("canvas");
-      canvas.width = 1280;
-      canvas.height = 720;
-      const ctx = canvas.getContext("2d")!;
-      let frame = 0;
-      setInterval(() => {
-        frame += 1;
-        ctx.fillStyle = `hsl(${frame % 360}, 70%, 50%)`;
-        ctx.fillRect(0, 0, canvas.width, canvas.height);
-        ctx.fillStyle = "#fff";
-        ctx.font = "80px sans-serif";
-        ctx.fillText(`slide ${frame}`, 100, 300);
-      }, 50);
-      return canvas.captureStream(20);
-    };
-  });
+  await bob.context.addInitScript(FAKE_SCREEN);
   const path = await meetingWith(ann, [bob]);
   await joinCall(ann, path);
   await joinCall(bob, path);

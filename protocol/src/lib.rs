@@ -10,6 +10,7 @@
 
 pub mod ice;
 pub mod ids;
+pub mod media_server;
 pub mod meetings;
 pub mod text;
 
@@ -17,7 +18,7 @@ use crate::ice::IceConfig;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any change that an older peer could not understand.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Largest text frame the server reads; a larger one closes the connection
 /// with 1009 (message too big).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -70,6 +71,7 @@ pub mod close {
 }
 
 pub use ids::{ParticipantId, PeerId};
+pub use media_server::MediaPath;
 
 /// What a participant sends and shows, as everyone else sees it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -134,8 +136,15 @@ pub enum ClientMessage {
         resume: Option<PeerId>,
         media: MediaState,
     },
-    /// Relay to one other peer of the room.
+    /// Relay to one other peer of the room (rooms with a direct media
+    /// path).
     Signal { to: PeerId, signal: Signal },
+    /// For the built-in media server (rooms whose media path is
+    /// `server`): this page's offer, or its answer to the server's offer.
+    MediaServerSignal { signal: Signal },
+    /// The page closed its media-server connection (the room went back to
+    /// direct media and the direct connections are up).
+    MediaServerClose,
     /// My microphone, camera, screen or hand changed.
     Media { media: MediaState },
     /// Keep-alive; answered by `pong`.
@@ -194,6 +203,9 @@ pub enum ErrorCode {
     ChatEmpty,
     ChatTooLong,
     ChatBadKey,
+    /// A media-server signal in a room whose media is direct, or one the
+    /// media server could not take.
+    MediaRefused,
     Internal,
 }
 
@@ -227,6 +239,8 @@ pub enum ServerMessage {
         max_participants: u32,
         /// The newest chat sequence number the viewer may see.
         chat_head: i64,
+        /// Whether media goes browser to browser or through the server.
+        media_path: MediaPath,
     },
     PeerJoined {
         peer: PeerInfo,
@@ -240,6 +254,17 @@ pub enum ServerMessage {
     },
     Signal {
         from: PeerId,
+        signal: Signal,
+    },
+    /// The room's media moved (an automatic room grew past the switch
+    /// point, or stayed small long enough): connect the new way, and close
+    /// the old only once the new one shows video.
+    MediaPathChanged {
+        path: MediaPath,
+    },
+    /// From the built-in media server: its answer to this page's offer,
+    /// or its own offer when the tracks to receive changed.
+    MediaServerSignal {
         signal: Signal,
     },
     /// A host asks you to mute; the client mutes and says who asked.

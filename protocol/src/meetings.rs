@@ -44,3 +44,46 @@ pub enum Role {
     /// Has the link, nothing more.
     Visitor,
 }
+
+/// How a meeting's media travels, as its host set it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MediaMode {
+    /// Direct for small calls, through the media server from the server's
+    /// switch point on (`--sfu-switch-at`).
+    #[default]
+    Automatic,
+    /// Always browser to browser (up to the mesh limit).
+    Direct,
+    /// Always through the media server, even for two people: nobody
+    /// learns anyone else's network address.
+    Server,
+}
+
+impl MediaMode {
+    pub const ALL: [MediaMode; 3] = [MediaMode::Automatic, MediaMode::Direct, MediaMode::Server];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaMode::Automatic => "automatic",
+            MediaMode::Direct => "direct",
+            MediaMode::Server => "server",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|mode| mode.as_str() == s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_modes_read_back_what_they_write() {
+        for mode in MediaMode::ALL {
+            assert_eq!(MediaMode::parse(mode.as_str()), Some(mode));
+        }
+        assert_eq!(MediaMode::parse("sfu"), None);
+    }
+}

@@ -87,6 +87,36 @@ pub struct Config {
     #[arg(long, env = "MOIM_MESH_MAX_PARTICIPANTS", default_value_t = 6, value_parser = clap::value_parser!(u32).range(2..=50))]
     pub mesh_max_participants: u32,
 
+    /// How calls' media travels: `mesh` browser to browser; `sfu` every
+    /// call through the built-in media server (participants never learn
+    /// each other's addresses); `auto` (default) as each meeting's media
+    /// setting says, direct for meetings set to automatic.
+    #[arg(long, env = "MOIM_MEDIA_MODE", value_enum, default_value = "auto")]
+    pub media_mode: MediaMode,
+
+    /// In a meeting whose media is automatic, the arrival that makes the
+    /// call this big moves it to the media server (it goes back to direct
+    /// after 30 s at two people or fewer). Calls spread over instances
+    /// (REDIS_URL) stay direct.
+    #[arg(long, env = "MOIM_SFU_SWITCH_AT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=50))]
+    pub sfu_switch_at: u32,
+
+    /// Most people in one call through the media server. A meeting's own
+    /// limit applies when lower.
+    #[arg(long, env = "MOIM_SFU_MAX_PARTICIPANTS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(2..=500))]
+    pub sfu_max_participants: u32,
+
+    /// The media server's UDP address (one port for every call). Default:
+    /// the listen host, port 7882 (another free port if that one is taken
+    /// and this setting is not given). Open it to browsers.
+    #[arg(long, env = "MOIM_SFU_UDP_LISTEN")]
+    pub sfu_udp_listen: Option<SocketAddr>,
+
+    /// The address browsers send media to, when it is not the one the
+    /// media server binds (NAT 1:1, containers).
+    #[arg(long, env = "MOIM_SFU_PUBLIC_IP")]
+    pub sfu_public_ip: Option<std::net::IpAddr>,
+
     /// Seconds a participant whose connection dropped stays in the room
     /// (to resume without anyone noticing) before everyone sees them leave.
     #[arg(long, env = "MOIM_RECONNECT_GRACE_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=120))]
@@ -173,6 +203,29 @@ pub struct Config {
     /// that has started (streamed pages, downloads).
     #[arg(long, env = "MOIM_REQUEST_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MediaMode {
+    Auto,
+    Mesh,
+    Sfu,
+}
+
+/// The media server's UDP port unless `--sfu-udp-listen` says otherwise.
+pub const SFU_DEFAULT_PORT: u16 = 7882;
+
+impl Config {
+    /// The media server's socket settings.
+    pub fn media_server(&self) -> crate::media_server::MediaServerConfig {
+        crate::media_server::MediaServerConfig {
+            listen: self
+                .sfu_udp_listen
+                .unwrap_or_else(|| SocketAddr::new(self.listen.ip(), SFU_DEFAULT_PORT)),
+            public_ip: self.sfu_public_ip,
+            listen_chosen: self.sfu_udp_listen.is_some(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -24,6 +24,8 @@ pub enum StartupError {
     },
     #[error("invalid log filter {filter:?} (MOIM_LOG): {reason}")]
     LogFilter { filter: String, reason: String },
+    #[error(transparent)]
+    MediaServer(#[from] crate::media_server::MediaServerError),
 }
 
 /// A refusal by the HTTP layer itself.

@@ -9,6 +9,7 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod mail;
+pub mod media_server;
 pub use domain::rooms;
 pub mod security;
 pub mod session_store;
@@ -96,6 +97,19 @@ impl Application {
                 max_participants: config.mesh_max_participants,
                 reconnect_grace: Duration::from_secs(config.reconnect_grace_seconds),
                 write_timeout: Duration::from_secs(config.ws_write_timeout_seconds),
+                media: domain::media::paths::PathPolicy {
+                    server: match config.media_mode {
+                        config::MediaMode::Auto => domain::media::paths::ServerMediaMode::Auto,
+                        config::MediaMode::Mesh => domain::media::paths::ServerMediaMode::Mesh,
+                        config::MediaMode::Sfu => domain::media::paths::ServerMediaMode::Sfu,
+                    },
+                    switch_at: config.sfu_switch_at as usize,
+                    // The media server of one instance cannot reach people
+                    // on another: calls spread over instances stay direct.
+                    switching: config.redis_url.is_none(),
+                    ..Default::default()
+                },
+                media_server_max_participants: config.sfu_max_participants,
                 ..rooms::RoomSettings::default()
             },
         };
@@ -160,10 +174,23 @@ impl Application {
         let store = DbSessionStore::new(pool);
         store.spawn_cleanup(Duration::from_secs(300));
         let media = Arc::new(domain::media::MeshRelay::new(rooms.clone()));
+        let media_server = match config.media_mode {
+            config::MediaMode::Mesh => None,
+            config::MediaMode::Auto | config::MediaMode::Sfu => Some(Arc::new(
+                media_server::LocalMediaServer::start(&config.media_server())?,
+            )),
+        };
+        let media_paths = Arc::new(domain::media::paths::MediaPaths::new(
+            rooms.settings.media.clone(),
+        ));
         let signaling = signaling::SignalingState {
             app: state.clone(),
             rooms,
             media,
+            media_paths,
+            media_server: media_server
+                .clone()
+                .map(|server| server as Arc<dyn domain::media::MediaServer>),
             origin: Arc::new(origin.clone()),
             chat_limits: Arc::new(domain::chat::service::ChatLimits::new(
                 limiter,

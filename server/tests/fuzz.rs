@@ -289,6 +289,7 @@ fn calendar_writer() {
                 cancelled_at: None,
                 updated_at: 1_800_000_000_000,
                 ended_at: None,
+                media_mode: "automatic".into(),
             };
             let file = app::calendar::ics(&row, "https://moim.example");
             let bytes = file.as_bytes();

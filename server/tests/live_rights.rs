@@ -311,6 +311,10 @@ async fn hosts_are_never_locked_out_of_their_own_full_room(backend: Backend) {
     spawn
         .extra_args
         .extend(["--mesh-max-participants".into(), "2".into()]);
+    // Browser to browser only: the mesh's limit is the room's.
+    spawn
+        .extra_args
+        .extend(["--media-mode".into(), "mesh".into()]);
     let app = spawn_with(spawn).await;
     let ann = person(&app, "ann").await;
     let bob = person(&app, "bob").await;

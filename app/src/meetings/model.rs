@@ -13,6 +13,8 @@ pub const INVITEES_MAX: usize = 200;
 /// The join button turns on this long before the start.
 pub use crate::protocol::meetings::JOIN_EARLY_MS;
 
+/// How a meeting's media travels.
+pub use crate::protocol::meetings::MediaMode;
 /// A person's standing in a meeting (shared with the server's rules).
 pub use crate::protocol::meetings::Role;
 
@@ -27,6 +29,7 @@ pub struct Meeting {
     pub waiting_room: bool,
     pub allow_guests: bool,
     pub max_participants: i64,
+    pub media_mode: MediaMode,
     pub invitees: Vec<String>,
     /// Co-hosts' usernames.
     pub cohosts: Vec<String>,

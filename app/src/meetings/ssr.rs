@@ -27,6 +27,7 @@ pub struct MeetingForm {
     pub waiting_room: bool,
     pub allow_guests: bool,
     pub max_participants: String,
+    pub media_mode: String,
 }
 
 impl MeetingForm {
@@ -42,6 +43,7 @@ impl MeetingForm {
         waiting_room: Option<String>,
         allow_guests: Option<String>,
         max_participants: Option<String>,
+        media_mode: Option<String>,
     ) -> Self {
         Self {
             title,
@@ -52,6 +54,7 @@ impl MeetingForm {
             waiting_room: waiting_room.is_some(),
             allow_guests: allow_guests.is_some(),
             max_participants: max_participants.unwrap_or_default(),
+            media_mode: media_mode.unwrap_or_default(),
         }
     }
 }
@@ -199,9 +202,22 @@ async fn validate_meeting(
             other => other,
         }
     };
+    // Absent (an older page, a plain API call): automatic.
+    let media_mode = match form.media_mode.trim() {
+        "" => Some(super::model::MediaMode::default()),
+        raw => {
+            let mode = super::model::MediaMode::parse(raw);
+            if mode.is_none() {
+                errors.push(FieldError::new("media_mode", FieldProblem::OutOfRange));
+            }
+            mode
+        }
+    };
     let invitees = resolve_invitees(db, &form.invitees, &mut errors).await?;
-    match (starts_at, duration_minutes, max_participants) {
-        (Some(starts_at), Some(duration_minutes), Some(max_participants)) if errors.is_empty() => {
+    match (starts_at, duration_minutes, max_participants, media_mode) {
+        (Some(starts_at), Some(duration_minutes), Some(max_participants), Some(media_mode))
+            if errors.is_empty() =>
+        {
             Ok(ValidMeeting {
                 title,
                 description,
@@ -210,6 +226,7 @@ async fn validate_meeting(
                 waiting_room: form.waiting_room,
                 allow_guests: form.allow_guests,
                 max_participants,
+                media_mode,
                 invitees,
             })
         }
@@ -352,6 +369,7 @@ impl MeetingCx {
                 .collect(),
             Role::Visitor => Vec::new(),
         };
+        let media_mode = row.media_mode();
         Ok(Meeting {
             code: row.code.clone(),
             title: row.title,
@@ -362,6 +380,7 @@ impl MeetingCx {
             waiting_room: row.waiting_room != 0,
             allow_guests: row.allow_guests != 0,
             max_participants: row.max_participants,
+            media_mode,
             invitees,
             cohosts: cohosts.into_iter().map(|(_, name)| name).collect(),
             cancelled: row.cancelled_at.is_some(),

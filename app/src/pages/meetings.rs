@@ -5,12 +5,13 @@ use super::require_user::RequireUser;
 use crate::components::{error_of, field_problem_text, form_error_text, text, Field, FormError};
 use crate::i18n::*;
 use crate::meetings::{
-    CancelMeeting, Meeting, Role, ScheduleMeeting, SetCohosts, UpdateMeeting, PARTICIPANTS_DEFAULT,
-    PARTICIPANTS_MAX, PARTICIPANTS_MIN,
+    CancelMeeting, MediaMode, Meeting, Role, ScheduleMeeting, SetCohosts, UpdateMeeting,
+    PARTICIPANTS_DEFAULT, PARTICIPANTS_MAX, PARTICIPANTS_MIN,
 };
 use crate::time::{now_ms, LocalTime};
 use leptos::either::{Either, EitherOf3};
 use leptos::prelude::*;
+use leptos_i18n::I18nContext;
 use leptos_meta::Title;
 use leptos_router::components::A;
 
@@ -233,6 +234,8 @@ fn MeetingEditor(existing: Option<Meeting>) -> impl IntoView {
         .as_ref()
         .map_or(PARTICIPANTS_DEFAULT, |m| m.max_participants)
         .to_string();
+    let media_mode = existing.as_ref().map(|m| m.media_mode).unwrap_or_default();
+    let media_problem = move || error.get().and_then(|e| e.field_problem("media_mode"));
     let code = existing.as_ref().map(|m| m.code.clone());
     let is_edit = code.is_some();
 
@@ -303,6 +306,18 @@ fn MeetingEditor(existing: Option<Meeting>) -> impl IntoView {
                 value=Signal::stored(max_participants)
                 error=error
             />
+            <div class="field" class:field-invalid=move || media_problem().is_some()>
+                <label for="field-media-mode">{t!(i18n, meeting_media)}</label>
+                <select id="field-media-mode" name="media_mode" aria-describedby="field-media-mode-hint field-media-mode-error">
+                    {MediaMode::ALL.into_iter().map(|mode| view! {
+                        <option value=mode.as_str() selected=mode == media_mode>{media_mode_text(i18n, mode)}</option>
+                    }).collect_view()}
+                </select>
+                <p class="field-hint" id="field-media-mode-hint">{t!(i18n, meeting_media_hint)}</p>
+                <p class="field-error" role="alert" id="field-media-mode-error" data-field-error="media_mode">
+                    {move || media_problem().map(|p| field_problem_text(i18n, p))}
+                </p>
+            </div>
         </fieldset>
         <FormError error=error />
         <button type="submit" class="button" disabled=move || pending.get() data-testid="meeting-submit">
@@ -415,6 +430,7 @@ fn MeetingDetails(meeting: Meeting) -> impl IntoView {
                     <dt>{t!(i18n, meeting_waiting_room)}</dt><dd>{on_off(meeting.waiting_room)}</dd>
                     <dt>{t!(i18n, meeting_allow_guests)}</dt><dd>{on_off(meeting.allow_guests)}</dd>
                     <dt>{t!(i18n, meeting_max_participants)}</dt><dd>{meeting.max_participants}</dd>
+                    <dt>{t!(i18n, meeting_media)}</dt><dd data-testid="meeting-media">{media_mode_text(i18n, meeting.media_mode)}</dd>
                     <dt>{t!(i18n, meeting_invitees)}</dt><dd data-testid="meeting-invitees">{or_dash(meeting.invitees.join(", "))}</dd>
                     <dt>{t!(i18n, meeting_cohosts)}</dt><dd data-testid="meeting-cohosts">{or_dash(meeting.cohosts.join(", "))}</dd>
                 </dl>
@@ -550,5 +566,14 @@ fn InviteesMailNote() -> impl IntoView {
                 }
             })}
         </Transition>
+    }
+}
+
+/// A meeting's media setting, in words.
+fn media_mode_text(i18n: I18nContext<Locale>, mode: MediaMode) -> String {
+    match mode {
+        MediaMode::Automatic => t_string!(i18n, meeting_media_automatic).to_string(),
+        MediaMode::Direct => t_string!(i18n, meeting_media_direct).to_string(),
+        MediaMode::Server => t_string!(i18n, meeting_media_server).to_string(),
     }
 }

@@ -146,6 +146,17 @@ fn CallRoom(meeting: Meeting, moderator: bool) -> impl IntoView {
                 <span class="pill" data-testid="people-count">
                     {move || format!("{} / {}", view.peers.with(|p| p.len()) + 1, view.max_participants.get().max(1))}
                 </span>
+                <span class="pill" data-testid="media-path" title=move || t_string!(i18n, call_media_label).to_string()
+                    data-path=move || match view.media_path.get() {
+                        crate::protocol::MediaPath::Direct => "direct",
+                        crate::protocol::MediaPath::Server => "server",
+                    }>
+                    <span class="visually-hidden">{t!(i18n, call_media_label)}": "</span>
+                    {move || match view.media_path.get() {
+                        crate::protocol::MediaPath::Direct => t_string!(i18n, call_media_direct).to_string(),
+                        crate::protocol::MediaPath::Server => t_string!(i18n, call_media_server).to_string(),
+                    }}
+                </span>
             </header>
             {move || match view.phase.get() {
                 Phase::Closed(reason) => Either::Left(view! {

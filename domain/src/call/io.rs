@@ -6,7 +6,7 @@ use crate::ids::{ConnectionId, ParticipantId};
 use crate::rooms::bus::RoomEvent;
 use crate::rooms::{JoinOutcome, PeerChange, PresenceEntry};
 use protocol::ice::IceConfig;
-use protocol::{ClientMessage, LeaveReason, PeerId, PeerInfo, ServerMessage, Signal};
+use protocol::{ClientMessage, LeaveReason, MediaPath, PeerId, PeerInfo, ServerMessage, Signal};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -70,6 +70,8 @@ pub enum Input {
     /// A write to the socket failed or timed out.
     SocketGone,
     Answer(Answer),
+    /// The media server's answer or offer for this connection.
+    FromMediaServer(Signal),
 }
 
 /// Why the rights are being checked, which decides what follows.
@@ -165,8 +167,9 @@ pub enum Ask {
         changes: Vec<PeerChange>,
         why: Change,
     },
-    /// Everyone present, the newest chat message and the ICE servers, for
-    /// the welcome → [`Answer::Roster`].
+    /// Everyone present, the newest chat message, the ICE servers and the
+    /// media path (which the arrival may change), for the welcome →
+    /// [`Answer::Roster`].
     Roster {
         with_turn: bool,
     },
@@ -201,6 +204,9 @@ pub enum Ask {
     EndMeeting,
     /// → [`Answer::Chat`].
     Chat(ChatRequest),
+    /// The room's media path given its size now (an automatic room may
+    /// switch) → [`Answer::RoomMedia`].
+    RoomMedia,
 }
 
 #[derive(Debug, Clone)]
@@ -216,7 +222,11 @@ pub enum Answer {
         peers: Vec<PeerInfo>,
         chat_head: i64,
         ice: IceConfig,
+        /// The room's media path with this connection in it.
+        media_path: MediaPath,
     },
+    /// The room's media path now.
+    RoomMedia(MediaPath),
     /// `None`: the store failed.
     Refreshed(Option<bool>),
     /// Whether the media side took the signal for `to`.
@@ -260,6 +270,13 @@ pub enum Effect {
     },
     /// Empty the room (the meeting ended).
     ClearRoom,
+    /// Hand a signal of this connection's peer to the media server.
+    ToMediaServer {
+        peer_id: PeerId,
+        signal: Signal,
+    },
+    /// Close this connection's media-server connection, if it has one.
+    CloseMediaServer,
     /// The connection dropped: keep its presence until `expires_at_ms` so
     /// the same page can resume.
     HoldForResume {

@@ -8,8 +8,8 @@ use crate::rooms::bus::RoomEvent;
 use crate::rooms::{JoinOutcome, PeerChange, RoomSettings};
 use protocol::ice::IceConfig;
 use protocol::{
-    close, ClientMessage, ErrorCode, LeaveReason, MediaState, PeerId, PeerInfo, PeerRole,
-    ServerMessage, Signal, PROTOCOL_VERSION,
+    close, ClientMessage, ErrorCode, LeaveReason, MediaPath, MediaState, PeerId, PeerInfo,
+    PeerRole, ServerMessage, Signal, PROTOCOL_VERSION,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +35,7 @@ fn caller(participant: &str, role: PeerRole) -> Caller {
             cancelled_at: None,
             updated_at: 0,
             ended_at: None,
+            media_mode: "automatic".into(),
         },
         participant_id: participant.into(),
         display_name: participant.to_uppercase(),
@@ -131,6 +132,7 @@ impl Call {
             peers,
             chat_head: 0,
             ice: ice(),
+            media_path: protocol::MediaPath::Direct,
         });
         assert!(matches!(
             welcome[..],
@@ -244,6 +246,7 @@ fn join_checks_rights_then_enters_under_a_fresh_id_and_welcomes() {
         peers: others,
         chat_head: 7,
         ice: ice(),
+        media_path: protocol::MediaPath::Direct,
     });
     match sent(&welcome)[..] {
         [ServerMessage::Welcome {
@@ -351,6 +354,7 @@ fn a_resume_takes_the_old_presence_over_and_brings_the_page_state() {
         peers: vec![now],
         chat_head: 0,
         ice: ice(),
+        media_path: protocol::MediaPath::Direct,
     });
     assert!(matches!(
         sent(&welcome)[..],
@@ -759,7 +763,11 @@ fn a_mute_request_reaches_a_present_peer_only() {
 fn heartbeats_refresh_presence_and_a_silent_or_lost_connection_goes() {
     let mut call = Call::joined_with("bob", PeerRole::Member, vec![]);
     let asked = call.input(Input::Timer(Timer::Heartbeat));
-    assert!(matches!(asks(&asked)[..], [Ask::Refresh { .. }]));
+    // An automatic meeting's room also looks at its media path.
+    assert!(matches!(
+        asks(&asked)[..],
+        [Ask::Refresh { .. }, Ask::RoomMedia]
+    ));
     assert_eq!(
         call.answer(Answer::Refreshed(Some(true))),
         vec![Effect::Ping]
@@ -884,4 +892,147 @@ fn leaving_settles_the_presence_and_closes_normally() {
     }));
     assert_eq!(close_code(&left), Some(close::NORMAL));
     assert!(!holds(&left));
+}
+
+fn media_server_offer() -> ClientMessage {
+    ClientMessage::MediaServerSignal {
+        signal: Signal::Description {
+            sdp_type: "offer".into(),
+            sdp: "v=0\r\n".into(),
+        },
+    }
+}
+
+#[test]
+fn a_room_moving_to_the_media_server_is_told_once_and_then_takes_its_signals() {
+    let mut call = Call::joined_with("bob", PeerRole::Member, vec![]);
+    // Direct: the media server is not for this room (yet).
+    let refused = call.send(&media_server_offer());
+    assert_eq!(error_code(&refused), Some(ErrorCode::MediaRefused));
+
+    // The room grew: the page hears it once, whether from its own look or
+    // from the room.
+    let moved = call.answer(Answer::RoomMedia(MediaPath::Server));
+    assert_eq!(
+        sent(&moved),
+        vec![&ServerMessage::MediaPathChanged {
+            path: MediaPath::Server
+        }]
+    );
+    let told_again = call.event(RoomEvent::Broadcast {
+        skip: None,
+        message: ServerMessage::MediaPathChanged {
+            path: MediaPath::Server,
+        },
+    });
+    assert!(told_again.is_empty(), "{told_again:?}");
+    let signalled = call.send(&media_server_offer());
+    assert!(
+        matches!(&signalled[..], [Effect::ToMediaServer { peer_id, .. }] if peer_id.as_str() == FRESH),
+        "{signalled:?}"
+    );
+    // Closing the media-server connection is the page's to say.
+    assert_eq!(
+        call.send(&ClientMessage::MediaServerClose),
+        vec![Effect::CloseMediaServer]
+    );
+
+    // Back to direct, announced by another connection's look.
+    let back = call.event(RoomEvent::Broadcast {
+        skip: None,
+        message: ServerMessage::MediaPathChanged {
+            path: MediaPath::Direct,
+        },
+    });
+    assert_eq!(
+        sent(&back),
+        vec![&ServerMessage::MediaPathChanged {
+            path: MediaPath::Direct
+        }]
+    );
+}
+
+#[test]
+fn a_fixed_media_setting_never_looks_at_the_room_size_and_sets_the_limit() {
+    let settings = RoomSettings {
+        max_participants: 6,
+        media_server_max_participants: 100,
+        ..RoomSettings::default()
+    };
+    let limit_for = |mode: &str, settings: &RoomSettings| {
+        let mut caller = caller("bob", PeerRole::Member);
+        caller.meeting.media_mode = mode.into();
+        caller.meeting.max_participants = 50;
+        let mut session = CallSession::new(
+            caller,
+            settings.clone(),
+            "conn-1".into(),
+            FRESH.into(),
+            Clock::new().now(),
+        );
+        let clock = Clock::new();
+        session.handle(
+            Input::Frame(Frame::Text(
+                serde_json::to_string(&ClientMessage::Join {
+                    version: PROTOCOL_VERSION,
+                    resume: None,
+                    media: media(true),
+                })
+                .unwrap(),
+            )),
+            clock.now(),
+        );
+        let admitted = Rights::Admitted(Box::new(session.caller().clone()));
+        let asked = session.handle(
+            Input::Answer(Answer::Rights(Purpose::AtJoin, admitted)),
+            clock.now(),
+        );
+        asked.iter().find_map(|effect| match effect {
+            Effect::Ask(Ask::Join { limit, .. }) => Some(*limit),
+            _ => None,
+        })
+    };
+    // Direct only: the mesh limit; automatic or server: the media
+    // server's (under the meeting's own 50).
+    assert_eq!(limit_for("direct", &settings), Some(6));
+    assert_eq!(limit_for("automatic", &settings), Some(50));
+    assert_eq!(limit_for("server", &settings), Some(50));
+    // A server that never uses the media server keeps the mesh limit.
+    let mut mesh = settings.clone();
+    mesh.media.server = crate::media::paths::ServerMediaMode::Mesh;
+    assert_eq!(limit_for("automatic", &mesh), Some(6));
+
+    let mut call = Call::open("bob", PeerRole::Member);
+    call.session = {
+        let mut caller = caller("bob", PeerRole::Member);
+        caller.meeting.media_mode = "server".into();
+        CallSession::new(
+            caller,
+            settings,
+            "conn-1".into(),
+            FRESH.into(),
+            call.clock.now(),
+        )
+    };
+    call.join(None);
+    call.admit(Purpose::AtJoin);
+    call.answer(Answer::Joined(Some(JoinOutcome::Joined {
+        displaced: vec![],
+    })));
+    let peers: Vec<PeerInfo> = call.session.peer().cloned().into_iter().collect();
+    let welcome = call.answer(Answer::Roster {
+        peers,
+        chat_head: 0,
+        ice: ice(),
+        media_path: MediaPath::Server,
+    });
+    assert!(matches!(
+        sent(&welcome)[..],
+        [ServerMessage::Welcome {
+            media_path: MediaPath::Server,
+            ..
+        }]
+    ));
+    let beat = call.input(Input::Timer(Timer::Heartbeat));
+    assert!(matches!(asks(&beat)[..], [Ask::Refresh { .. }]), "{beat:?}");
 }

@@ -46,13 +46,23 @@ pub struct MeetingRow {
     pub updated_at: i64,
     /// Set when a host ended the meeting for everyone.
     pub ended_at: Option<i64>,
+    /// `automatic`, `direct` or `server` (see the migration).
+    pub media_mode: String,
+}
+
+impl MeetingRow {
+    /// How the host wants the media to travel (automatic for anything the
+    /// database should never hold).
+    pub fn media_mode(&self) -> protocol::meetings::MediaMode {
+        protocol::meetings::MediaMode::parse(&self.media_mode).unwrap_or_default()
+    }
 }
 
 /// The columns of `MeetingRow`, for queries that pick meetings in other ways.
 pub const MEETING_SELECT: &str =
     "SELECT m.id, m.code, m.host_id, u.display_name AS host_name, m.title, \
      m.description, m.starts_at, m.duration_minutes, m.waiting_room, m.allow_guests, \
-     m.max_participants, m.revision, m.cancelled_at, m.updated_at, m.ended_at \
+     m.max_participants, m.revision, m.cancelled_at, m.updated_at, m.ended_at, m.media_mode \
      FROM meetings m JOIN users u ON u.id = m.host_id";
 
 /// A live (not cancelled) meeting by code, or None: missing, malformed and

@@ -30,6 +30,7 @@ pub struct MeetingFields {
     pub waiting_room: bool,
     pub allow_guests: bool,
     pub max_participants: i64,
+    pub media_mode: protocol::meetings::MediaMode,
     pub invitees: Vec<Invitee>,
 }
 
@@ -60,8 +61,8 @@ pub async fn insert(
     let mut tx = db.begin().await?;
     let insert = sqlx::query(
         "INSERT INTO meetings (id, code, host_id, title, description, starts_at, duration_minutes, \
-         waiting_room, allow_guests, max_participants, revision, cancelled_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, NULL, $11, $11)",
+         waiting_room, allow_guests, max_participants, media_mode, revision, cancelled_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, NULL, $12, $12)",
     )
     .bind(id)
     .bind(code)
@@ -86,8 +87,8 @@ pub async fn update(
     let mut tx = db.begin().await?;
     let update = sqlx::query(
         "UPDATE meetings SET title = $1, description = $2, starts_at = $3, duration_minutes = $4, \
-         waiting_room = $5, allow_guests = $6, max_participants = $7, revision = revision + 1, \
-         updated_at = $8 WHERE id = $9",
+         waiting_room = $5, allow_guests = $6, max_participants = $7, media_mode = $8, \
+         revision = revision + 1, updated_at = $9 WHERE id = $10",
     );
     bind_settings(update, fields)
         .bind(now_ms)
@@ -102,7 +103,7 @@ pub async fn update(
 type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 /// Binds the settings, in the order both `insert` and `update` name them
-/// (title through max_participants).
+/// (title through media_mode).
 fn bind_settings<'q>(query: Query<'q>, fields: &'q MeetingFields) -> Query<'q> {
     query
         .bind(&fields.title)
@@ -112,6 +113,7 @@ fn bind_settings<'q>(query: Query<'q>, fields: &'q MeetingFields) -> Query<'q> {
         .bind(i64::from(fields.waiting_room))
         .bind(i64::from(fields.allow_guests))
         .bind(fields.max_participants)
+        .bind(fields.media_mode.as_str())
 }
 
 pub async fn cancel(db: &AnyPool, id: &str, now_ms: i64) -> sqlx::Result<()> {

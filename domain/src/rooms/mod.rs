@@ -130,7 +130,8 @@ pub trait Presence: Send + Sync + 'static {
 /// Timings of presence and heartbeats.
 #[derive(Debug, Clone)]
 pub struct RoomSettings {
-    /// Most people in a call (the mesh limit); a meeting's own is lower.
+    /// Most people in a call with direct media (the mesh limit); a
+    /// meeting's own may be lower.
     pub max_participants: u32,
     /// How long a dropped connection's presence waits for a resume.
     pub reconnect_grace: Duration,
@@ -143,6 +144,10 @@ pub struct RoomSettings {
     pub idle_timeout: Duration,
     /// How long one write to a client may take before it counts as gone.
     pub write_timeout: Duration,
+    /// When rooms use the media server.
+    pub media: crate::media::paths::PathPolicy,
+    /// Most people in a call whose media goes through the server.
+    pub media_server_max_participants: u32,
 }
 
 impl Default for RoomSettings {
@@ -154,6 +159,8 @@ impl Default for RoomSettings {
             presence_ttl: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(20),
             write_timeout: Duration::from_secs(10),
+            media: crate::media::paths::PathPolicy::default(),
+            media_server_max_participants: 100,
         }
     }
 }

@@ -63,8 +63,10 @@ pub async fn run(
                 state: &state,
                 credentials: &credentials,
                 wire: &mut wire,
+                media_server: None,
             };
             pump.run(&mut stream, events).await;
+            pump.disconnect_media();
         }
         Err(err) => {
             tracing::error!(error = %err, "cannot subscribe to the room");
@@ -85,9 +87,39 @@ struct Pump<'a> {
     state: &'a SignalingState,
     credentials: &'a Credentials,
     wire: &'a mut Wire,
+    /// This connection's link to the media server, from its first signal:
+    /// where the server's answers and offers arrive.
+    media_server: Option<MediaServerLink>,
+}
+
+struct MediaServerLink {
+    outbox: domain::media::MediaServerOutbox,
+    inbox: tokio::sync::mpsc::Receiver<app::protocol::Signal>,
+}
+
+/// Signals from the media server one connection may have waiting (a few
+/// offers in a row while people join at once).
+const MEDIA_SERVER_BACKLOG: usize = 32;
+
+/// The next signal from the media server, or never without a link.
+async fn from_media_server(link: &mut Option<MediaServerLink>) -> Option<app::protocol::Signal> {
+    match link {
+        Some(link) => link.inbox.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Pump<'_> {
+    /// The call connection ended: so does its media connection.
+    fn disconnect_media(&mut self) {
+        if self.media_server.take().is_none() {
+            return;
+        }
+        if let (Some(server), Some(peer)) = (&self.state.media_server, self.session.peer()) {
+            server.disconnect(&self.room, &peer.peer_id, self.session.conn_id());
+        }
+    }
+
     async fn run(
         &mut self,
         stream: &mut Stream,
@@ -119,6 +151,7 @@ impl Pump<'_> {
                 // Shutting down: the client reconnects (to another
                 // instance) and resumes its presence.
                 _ = draining.wait_for(|draining| *draining), if live => Input::Draining,
+                Some(signal) = from_media_server(&mut self.media_server) => Input::FromMediaServer(signal),
             };
             self.drive(input).await;
         }
@@ -186,9 +219,48 @@ impl Pump<'_> {
                     tracing::warn!(error = %err, "could not shorten a dropped presence");
                 }
             }
+            Effect::CloseMediaServer => self.disconnect_media(),
+            Effect::ToMediaServer { peer_id, signal } => {
+                let Some(server) = &self.state.media_server else {
+                    let message = ServerMessage::error(
+                        ErrorCode::MediaRefused,
+                        "this server has no media server",
+                    );
+                    let _ = self.wire.send(&message).await;
+                    return None;
+                };
+                let link = self.media_server.get_or_insert_with(|| {
+                    let (outbox, inbox) = tokio::sync::mpsc::channel(MEDIA_SERVER_BACKLOG);
+                    MediaServerLink { outbox, inbox }
+                });
+                server.signal(room, &peer_id, self.session.conn_id(), &link.outbox, signal);
+            }
             Effect::Ask(ask) => return Some(self.ask(room, ask).await),
         }
         None
+    }
+
+    /// The room's media path given its `size`; a change is told to the
+    /// whole room (once: only the observation that makes it sees it).
+    async fn room_media(&self, room: &str, size: usize) -> app::protocol::MediaPath {
+        let mode = self.session.caller().meeting.media_mode();
+        let observed = self
+            .state
+            .media_paths
+            .observe(room, mode, size, std::time::Instant::now());
+        if observed.changed {
+            tracing::info!(meeting = %room, path = ?observed.path, size, "the call's media moves");
+            let event = domain::rooms::bus::RoomEvent::Broadcast {
+                skip: None,
+                message: ServerMessage::MediaPathChanged {
+                    path: observed.path,
+                },
+            };
+            if let Err(err) = self.state.rooms.bus.publish(room, event).await {
+                tracing::warn!(error = %err, "could not tell the room its media moved");
+            }
+        }
+        observed.path
     }
 
     /// Answers one question of the session from the stores.
@@ -269,12 +341,30 @@ impl Pump<'_> {
                 } else {
                     state.app.ice.stun_only()
                 };
+                // This arrival may be the one that moves the room.
+                let media_path = self.room_media(room, peers.len()).await;
                 Answer::Roster {
                     peers,
                     chat_head,
                     ice,
+                    media_path,
                 }
             }
+            Ask::RoomMedia => match rooms.presence.list(room).await {
+                Ok(peers) => Answer::RoomMedia(self.room_media(room, peers.len()).await),
+                // Unknown size: the path stays as it is.
+                Err(_) => Answer::RoomMedia(
+                    state
+                        .media_paths
+                        .observe(
+                            room,
+                            caller.meeting.media_mode(),
+                            1,
+                            std::time::Instant::now(),
+                        )
+                        .path,
+                ),
+            },
             Ask::Refresh {
                 peer_id,
                 conn_id,

@@ -35,6 +35,10 @@ pub struct SignalingState {
     pub sockets: Arc<SocketCounts>,
     /// Where a session's `signal` messages go (the mesh relay for now).
     pub media: Arc<dyn domain::media::Media>,
+    /// Each room's media path (and when automatic rooms switch).
+    pub media_paths: Arc<domain::media::paths::MediaPaths>,
+    /// The built-in media server, unless media is browser to browser only.
+    pub media_server: Option<Arc<dyn domain::media::MediaServer>>,
 }
 
 /// What a connection needs to ask again, during the call, whether this

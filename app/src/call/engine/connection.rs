@@ -2,6 +2,7 @@
 //! server message does.
 
 use super::*;
+use crate::protocol::MediaPath;
 
 /// The signaling connection's own state.
 pub(super) struct SocketState {
@@ -197,6 +198,7 @@ impl Call {
                 ice,
                 max_participants,
                 chat_head,
+                media_path,
                 ..
             } => {
                 self.0.conn.attempts.set(0);
@@ -210,6 +212,17 @@ impl Call {
                 self.use_ice(ice, false);
                 view.max_participants.set(max_participants);
                 view.me.set(Some(you));
+                view.media_path.set(media_path);
+                if media_path == MediaPath::Server {
+                    // One connection to the server carries everything.
+                    self.drop_all_links();
+                    view.peers.set(peers);
+                    self.start_server_link();
+                    view.phase.set(Phase::Live);
+                    self.after_welcome_chat(had_presence, chat_head);
+                    return;
+                }
+                self.drop_server_link();
                 // Reconcile: connect to new peers, forget vanished ones.
                 let known: Vec<PeerId> = self.0.mesh.links.borrow().keys().cloned().collect();
                 for id in known {
@@ -225,6 +238,18 @@ impl Call {
                 view.peers.set(peers);
                 view.phase.set(Phase::Live);
                 self.after_welcome_chat(had_presence, chat_head);
+            }
+            ServerMessage::PeerJoined { peer } if self.media_path() == MediaPath::Server => {
+                let id = peer.peer_id.clone();
+                view.peers.update(|list| {
+                    list.retain(|p| p.peer_id != peer.peer_id);
+                    list.push(peer);
+                });
+                let state = self.server_state();
+                view.links.update(|l| {
+                    l.insert(id, state);
+                });
+                self.assign_server_tracks();
             }
             ServerMessage::PeerJoined { peer } => {
                 self.drop_link(&peer.peer_id);
@@ -248,10 +273,21 @@ impl Call {
             }
             ServerMessage::PeerLeft { peer_id, .. } => {
                 self.drop_link(&peer_id);
+                self.forget_server_peer(&peer_id);
                 view.peers
                     .update(|list| list.retain(|p| p.peer_id != peer_id));
             }
             ServerMessage::Signal { from, signal } => self.on_signal(from, signal),
+            ServerMessage::MediaServerSignal { signal } => self.on_server_signal(signal),
+            ServerMessage::MediaPathChanged { path } => {
+                if view.media_path.get_untracked() != path {
+                    view.media_path.set(path);
+                    match path {
+                        MediaPath::Server => self.move_to_server(),
+                        MediaPath::Direct => self.move_to_direct(),
+                    }
+                }
+            }
             ServerMessage::MuteRequested { by_name } => {
                 self.set_mic(false);
                 view.notice.set(Some(Notice::MutedBy(by_name)));

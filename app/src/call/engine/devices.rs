@@ -177,6 +177,10 @@ impl Call {
         if let Some(track) = track {
             outgoing.add_track(track);
         }
+        let server_sender = self.0.server.video_sender.borrow().clone();
+        if let Some(sender) = server_sender {
+            let _ = JsFuture::from(sender.replace_track(track)).await;
+        }
         let links: Vec<Rc<Link>> = self.0.mesh.links.borrow().values().cloned().collect();
         for link in links {
             match video_sender(&link.pc) {

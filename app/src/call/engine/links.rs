@@ -70,10 +70,15 @@ impl Call {
             .links
             .borrow_mut()
             .insert(peer_id.into(), link.clone());
-        let stream = Clone::clone(&link.stream);
-        self.0.streams.update_value(|s| {
-            s.insert(peer_id.into(), stream);
-        });
+        // While the media server still shows this peer (the room is
+        // going back to direct), its tile keeps that until this link has
+        // video (see `on_track`).
+        if !self.server_link_active() {
+            let stream = Clone::clone(&link.stream);
+            self.0.streams.update_value(|s| {
+                s.insert(peer_id.into(), stream);
+            });
+        }
         self.view().links.update(|l| {
             l.insert(peer_id.into(), LinkState::Connecting);
         });
@@ -183,18 +188,9 @@ impl Call {
         pc.set_oniceconnectionstatechange(Some(on_ice_state.as_ref().unchecked_ref()));
         callbacks.push(on_ice_state);
 
-        Some(Link {
-            pc,
-            // Any fixed rule both sides agree on will do.
-            polite: decide::is_polite(me, peer_id),
-            making_offer: Cell::new(false),
-            ignore_offer: Cell::new(false),
-            sending: Cell::new(false),
-            stream,
-            meter: RefCell::new(None),
-            restart_timer: RefCell::new(None),
-            _callbacks: callbacks,
-        })
+        // Any fixed rule both sides agree on will do.
+        let polite = decide::is_polite(me, peer_id);
+        Some(Link::new(pc, polite, stream, callbacks))
     }
 
     pub(super) fn link(&self, peer_id: &str) -> Option<Rc<Link>> {
@@ -203,13 +199,23 @@ impl Call {
 
     pub(super) fn drop_link(&self, peer_id: &str) {
         let removed = self.0.mesh.links.borrow_mut().remove(peer_id);
-        if removed.is_some() {
-            self.0.streams.update_value(|s| {
-                s.remove(peer_id);
-            });
-            self.view().links.update(|l| {
-                l.remove(peer_id);
-            });
+        if let Some(link) = removed {
+            // Only if the tile still shows this link (not the media
+            // server's stream that replaced it).
+            let shown = self
+                .0
+                .streams
+                .with_value(|s| s.get(peer_id).map(|shown| shown.id()) == Some(link.stream.id()));
+            if shown {
+                self.0.streams.update_value(|s| {
+                    s.remove(peer_id);
+                });
+            }
+            if !self.server_link_active() {
+                self.view().links.update(|l| {
+                    l.remove(peer_id);
+                });
+            }
         }
     }
 

@@ -11,6 +11,7 @@ mod chat;
 mod connection;
 mod devices;
 mod links;
+mod server_link;
 
 use super::decide;
 use super::{
@@ -66,6 +67,27 @@ struct Link {
     _callbacks: Vec<Closure<dyn FnMut(JsValue)>>,
 }
 
+impl Link {
+    fn new(
+        pc: RtcPeerConnection,
+        polite: bool,
+        stream: MediaStream,
+        callbacks: Vec<Closure<dyn FnMut(JsValue)>>,
+    ) -> Self {
+        Self {
+            pc,
+            polite,
+            making_offer: Cell::new(false),
+            ignore_offer: Cell::new(false),
+            sending: Cell::new(false),
+            stream,
+            meter: RefCell::new(None),
+            restart_timer: RefCell::new(None),
+            _callbacks: callbacks,
+        }
+    }
+}
+
 impl Drop for Link {
     fn drop(&mut self) {
         self.pc.set_onnegotiationneeded(None);
@@ -104,6 +126,8 @@ pub struct Inner {
     participant_id: RefCell<Option<String>>,
     /// The peer connections (`links`).
     mesh: links::Mesh,
+    /// The connection to the media server (`server_link`).
+    server: server_link::ServerMedia,
     /// Camera, microphone and screen (`devices`).
     local: devices::LocalMedia,
     streams: StoredValue<HashMap<PeerId, MediaStream>, LocalStorage>,
@@ -142,6 +166,7 @@ impl Call {
             me: RefCell::new(None),
             participant_id: RefCell::new(None),
             mesh: links::Mesh::default(),
+            server: server_link::ServerMedia::default(),
             local: devices::LocalMedia::new(outgoing),
             streams,
             chat: chat::ChatState::default(),
@@ -179,6 +204,7 @@ impl Call {
         }
         *self.0.conn.socket.borrow_mut() = None;
         self.drop_all_links();
+        self.drop_server_link();
         self.release_media();
         self.view().phase.set(Phase::Closed(reason));
     }
@@ -270,6 +296,25 @@ impl Call {
             if let Some(meter) = meter.as_mut() {
                 if meter.level() > SPEAKING_LEVEL {
                     speaking.insert(id.clone());
+                }
+            }
+        }
+        if self.media_path() == crate::protocol::MediaPath::Server {
+            let mut meters = self.0.server.meters.borrow_mut();
+            for peer in peers.iter().filter(|p| p.media.mic) {
+                if !meters.contains_key(&peer.peer_id) {
+                    let stream = self.0.streams.with_value(|s| s.get(&peer.peer_id).cloned());
+                    let meter = stream
+                        .filter(|s| s.get_audio_tracks().length() > 0)
+                        .and_then(|s| media::LevelMeter::new(&s));
+                    if let Some(meter) = meter {
+                        meters.insert(peer.peer_id.clone(), meter);
+                    }
+                }
+                if let Some(meter) = meters.get_mut(&peer.peer_id) {
+                    if meter.level() > SPEAKING_LEVEL {
+                        speaking.insert(peer.peer_id.clone());
+                    }
                 }
             }
         }

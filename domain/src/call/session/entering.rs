@@ -9,7 +9,8 @@ use crate::rooms::bus::RoomEvent;
 use crate::rooms::{JoinOutcome, PresenceEntry};
 use protocol::ice::IceConfig;
 use protocol::{
-    close, ErrorCode, LeaveReason, MediaState, PeerId, PeerInfo, ServerMessage, PROTOCOL_VERSION,
+    close, ErrorCode, LeaveReason, MediaPath, MediaState, PeerId, PeerInfo, ServerMessage,
+    PROTOCOL_VERSION,
 };
 
 impl CallSession {
@@ -74,10 +75,24 @@ impl CallSession {
     }
 
     pub(super) fn room_limit(&self) -> u32 {
-        rules::room_limit(
-            self.caller.meeting.max_participants,
-            self.settings.max_participants,
-        )
+        let mode = self.caller.meeting.media_mode();
+        let server_max = if self.settings.media.may_use_server(mode) {
+            self.settings.media_server_max_participants
+        } else {
+            self.settings.max_participants
+        };
+        rules::room_limit(self.caller.meeting.max_participants, server_max)
+    }
+
+    /// How this room's media travels now.
+    pub(super) fn media_path(&self) -> MediaPath {
+        self.media_path
+    }
+
+    /// Whether this room's path follows its size.
+    pub(super) fn media_path_follows_size(&self) -> bool {
+        let mode = self.caller.meeting.media_mode();
+        self.settings.media.fixed(mode).is_none()
     }
 
     pub(super) fn on_resumed(&mut self, found: Option<PeerInfo>, now: Now, out: &mut Vec<Effect>) {
@@ -205,6 +220,7 @@ impl CallSession {
         peers: Vec<PeerInfo>,
         chat_head: i64,
         ice: IceConfig,
+        media_path: MediaPath,
         out: &mut Vec<Effect>,
     ) {
         let Some(me) = self.peer.clone() else {
@@ -213,6 +229,7 @@ impl CallSession {
         if !matches!(self.phase, Phase::Entering { .. }) {
             return;
         }
+        self.media_path = media_path;
         tracing::info!(
             meeting = %self.caller.meeting.id,
             peer = %me.peer_id,
@@ -232,6 +249,7 @@ impl CallSession {
                 ice,
                 max_participants: self.room_limit(),
                 chat_head,
+                media_path: self.media_path(),
             },
             out,
         );

@@ -18,8 +18,8 @@ use crate::ids::ConnectionId;
 use crate::rooms::bus::RoomEvent;
 use crate::rooms::{PeerChange, RoomSettings};
 use protocol::{
-    close, parse_client_message, ClientMessage, ErrorCode, LeaveReason, MediaState, PeerId,
-    PeerInfo, ServerMessage, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+    close, parse_client_message, ClientMessage, ErrorCode, LeaveReason, MediaPath, MediaState,
+    PeerId, PeerInfo, ServerMessage, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
 use std::time::Instant;
 
@@ -61,6 +61,8 @@ pub struct CallSession {
     /// The presence asked for at a fresh join, until the answer.
     joining: Option<PeerInfo>,
     resumed: bool,
+    /// How the room's media travels, as last learned.
+    media_path: MediaPath,
     gate: FrameGate,
     last_inbound: Instant,
 }
@@ -82,6 +84,7 @@ impl CallSession {
             peer: None,
             joining: None,
             resumed: false,
+            media_path: MediaPath::Direct,
             gate: FrameGate::new(MAX_MESSAGE_BYTES, now.instant),
             last_inbound: now.instant,
         }
@@ -150,6 +153,11 @@ impl CallSession {
             Input::Timer(timer) => self.on_timer(timer, now, &mut out),
             Input::SocketGone => self.end(Ending::Dropped, now, &mut out),
             Input::Answer(answer) => self.on_answer(answer, now, &mut out),
+            Input::FromMediaServer(signal) => {
+                if self.is_live() {
+                    self.reply(ServerMessage::MediaServerSignal { signal }, &mut out);
+                }
+            }
         }
         out
     }
@@ -274,6 +282,7 @@ impl CallSession {
     }
 
     fn in_call(&mut self, message: ClientMessage, now: Now, out: &mut Vec<Effect>) {
+        let media_path = self.media_path();
         let Some(me) = &mut self.peer else {
             return;
         };
@@ -288,6 +297,21 @@ impl CallSession {
                 to,
                 signal,
             })),
+            ClientMessage::MediaServerClose => out.push(Effect::CloseMediaServer),
+            ClientMessage::MediaServerSignal { signal } => {
+                if media_path == MediaPath::Server {
+                    out.push(Effect::ToMediaServer {
+                        peer_id: me.peer_id.clone(),
+                        signal,
+                    });
+                } else {
+                    let message = ServerMessage::error(
+                        ErrorCode::MediaRefused,
+                        "this room's media goes directly between browsers",
+                    );
+                    out.push(Effect::Send(message));
+                }
+            }
             ClientMessage::Media { media } => {
                 // Shown to the others even if it cannot be stored.
                 me.media = media;
@@ -356,7 +380,22 @@ impl CallSession {
         }
     }
 
+    /// The room's media path is `path`: the page hears of a change once.
+    fn media_path_now(&mut self, path: MediaPath, out: &mut Vec<Effect>) {
+        if self.is_live() && path != self.media_path {
+            self.media_path = path;
+            self.reply(ServerMessage::MediaPathChanged { path }, out);
+        }
+    }
+
     fn event_in_call(&mut self, event: &RoomEvent, now: Now, out: &mut Vec<Effect>) {
+        if let RoomEvent::Broadcast {
+            message: ServerMessage::MediaPathChanged { path },
+            ..
+        } = event
+        {
+            return self.media_path_now(*path, out);
+        }
         // Every room event passes here for every connection: decide on
         // borrowed ids, copy only what an action keeps.
         let Some(me) = &self.peer else {
@@ -449,6 +488,11 @@ impl CallSession {
                         expires_at_ms: self.presence_expiry(now),
                     }));
                 }
+                // A room that shrank goes back to direct media after a
+                // while; someone has to look.
+                if self.media_path_follows_size() {
+                    out.push(Effect::Ask(Ask::RoomMedia));
+                }
             }
             (Timer::Recheck, Phase::Live) => {
                 out.push(Effect::Ask(Ask::Rights(Purpose::DuringCall)));
@@ -483,7 +527,9 @@ impl CallSession {
                 peers,
                 chat_head,
                 ice,
-            } => self.welcome(peers, chat_head, ice, out),
+                media_path,
+            } => self.welcome(peers, chat_head, ice, media_path, out),
+            Answer::RoomMedia(path) => self.media_path_now(path, out),
             Answer::Refreshed(refreshed) => match refreshed {
                 // Lost (reaped during a stall, or Redis came back empty):
                 // the client reconnects and joins again under the same id.

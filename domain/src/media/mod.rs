@@ -3,12 +3,16 @@
 //!
 //! The first side is the mesh relay: browsers send media to each other and
 //! the server passes their signals along to the addressed peer. The
-//! built-in SFU will be the second: it answers a room's signals itself. The
-//! session only hands signals over and never assumes which side it has.
+//! built-in SFU ([`MediaServer`]) is the second: in a room whose media path
+//! is `server`, each browser signals the server itself, which answers and
+//! forwards. The session only hands signals over.
 
+pub mod paths;
+
+use crate::ids::ConnectionId;
 use crate::rooms::bus::RoomEvent;
 use crate::rooms::Rooms;
-use protocol::{PeerInfo, ServerMessage, Signal};
+use protocol::{PeerId, PeerInfo, ServerMessage, Signal};
 
 /// Why a signal was not taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,4 +69,31 @@ impl Media for MeshRelay {
         }
         Ok(())
     }
+}
+
+/// Where the media server's signals for one connection go: its answers and
+/// its own offers, in order.
+pub type MediaServerOutbox = tokio::sync::mpsc::Sender<Signal>;
+
+/// The built-in media server (SFU), as the signaling side sees it: one
+/// media connection per call connection, opened at its first signal and
+/// closed when the call connection ends. Calls never wait on media work.
+pub trait MediaServer: Send + Sync + 'static {
+    /// Takes `signal` from `peer` of `room`. The first signal of a call
+    /// connection (`conn`) opens its media connection, and replaces an
+    /// older one of the same peer (a resumed page); what the server says
+    /// back goes to `outbox`.
+    fn signal(
+        &self,
+        room: &str,
+        peer: &PeerId,
+        conn: &ConnectionId,
+        outbox: &MediaServerOutbox,
+        signal: Signal,
+    );
+
+    /// The call connection `conn` of `peer` ended: its media connection
+    /// closes and its tracks leave everyone else's (unless a newer call
+    /// connection of the same peer already took it over).
+    fn disconnect(&self, room: &str, peer: &PeerId, conn: &ConnectionId);
 }

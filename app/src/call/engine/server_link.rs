@@ -1,0 +1,588 @@
+//! The connection to the built-in media server, in rooms whose media path
+//! is `server`: one RTCPeerConnection for the whole call. The page
+//! publishes its microphone and camera on it once, and the server adds a
+//! track for everyone else's (offering again whenever they change); the
+//! page is the polite side and only ever offers at the start.
+//!
+//! A forwarded stream is named after its sender's media client id, which
+//! both sides derive from the peer id: that is how a track finds its tile.
+
+use super::links::{description_init, local_description, rtc_configuration};
+use super::*;
+use crate::protocol::media_server::{media_client_id, publisher_of_stream};
+use crate::protocol::{MediaPath, PeerInfo};
+use web_sys::{RtcRtpTransceiverDirection, RtcRtpTransceiverInit};
+
+/// The server link and what arrived on it.
+#[derive(Default)]
+pub(super) struct ServerMedia {
+    pub(super) link: RefCell<Option<Rc<Link>>>,
+    /// The sender of this page's video (camera or screen), for swaps.
+    pub(super) video_sender: RefCell<Option<RtcRtpSender>>,
+    /// Every track received, with its sender's media client id.
+    tracks: RefCell<Vec<(u64, MediaStreamTrack)>>,
+    /// Speaking meters of the remote streams, by peer.
+    pub(super) meters: RefCell<HashMap<PeerId, media::LevelMeter>>,
+    /// The peers whose tile shows a stream from the media server (the
+    /// others, while the room moves, still show their direct link's).
+    shown: RefCell<std::collections::HashSet<PeerId>>,
+    /// A restart of the connection is waiting.
+    restarting: Cell<bool>,
+    /// Received video tracks (by id) known to have decoded a frame: a tile
+    /// changes over to a new stream only then, so it never goes black.
+    decoded: RefCell<std::collections::HashSet<String>>,
+    /// Looks for decoded frames while the room moves.
+    switch_timer: RefCell<Option<IntervalHandle>>,
+}
+
+/// How often a moving room looks for the new path's first frames.
+const SWITCH_POLL: Duration = Duration::from_millis(200);
+
+/// How long a broken media-server connection waits before starting over.
+const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// How long a move between direct and server media may keep both
+/// connections before the old one closes anyway.
+const SWITCH_GRACE: Duration = Duration::from_secs(8);
+
+impl Call {
+    pub(super) fn media_path(&self) -> MediaPath {
+        self.view().media_path.get_untracked()
+    }
+
+    /// Connects to the media server afresh (at every welcome: the server
+    /// closed the old media connection with the old call connection).
+    pub(super) fn start_server_link(&self) {
+        self.drop_server_link();
+        let Some(link) = self.new_server_link() else {
+            log("moim: could not open the connection to the media server");
+            return;
+        };
+        let link = Rc::new(link);
+        *self.0.server.link.borrow_mut() = Some(link.clone());
+        // While direct links still show everyone, their state stands.
+        if self.0.mesh.links.borrow().is_empty() {
+            self.show_server_state(LinkState::Connecting);
+        }
+        // Both kinds are published from the start, so the page never has
+        // to offer again (a camera turned on later takes the same sender).
+        let outgoing = &self.0.local.outgoing;
+        for kind in ["audio", "video"] {
+            let init = RtcRtpTransceiverInit::new();
+            init.set_direction(RtcRtpTransceiverDirection::Sendonly);
+            init.set_streams(&js_sys::Array::of1(outgoing));
+            let track = outgoing
+                .get_tracks()
+                .iter()
+                .filter_map(|t| t.dyn_into::<MediaStreamTrack>().ok())
+                .find(|t| t.kind() == kind);
+            let transceiver = match &track {
+                Some(track) => link
+                    .pc
+                    .add_transceiver_with_media_stream_track_and_init(track, &init),
+                None => link.pc.add_transceiver_with_str_and_init(kind, &init),
+            };
+            if kind == "video" {
+                *self.0.server.video_sender.borrow_mut() = Some(transceiver.sender());
+            }
+        }
+        link.sending.set(true);
+    }
+
+    /// Connects to the media server afresh after a moment (at most one
+    /// restart waits at a time).
+    fn restart_server_link_soon(&self) {
+        if self.0.server.restarting.replace(true) {
+            return;
+        }
+        let weak = self.weak();
+        set_timeout(
+            move || {
+                if let Some(call) = Call::from_weak(&weak) {
+                    call.0.server.restarting.set(false);
+                    if call.server_link_active() {
+                        call.start_server_link();
+                    }
+                }
+            },
+            RESTART_DELAY,
+        );
+    }
+
+    /// Closes the media-server connection; the tiles it fed go blank.
+    pub(super) fn drop_server_link(&self) {
+        let had = self.0.server.link.borrow_mut().take().is_some();
+        *self.0.server.video_sender.borrow_mut() = None;
+        self.0.server.tracks.borrow_mut().clear();
+        for (_, meter) in self.0.server.meters.borrow_mut().drain() {
+            meter.close();
+        }
+        self.0.server.decoded.borrow_mut().clear();
+        let shown: Vec<PeerId> = self.0.server.shown.borrow_mut().drain().collect();
+        self.0.streams.update_value(|s| {
+            for id in &shown {
+                s.remove(id);
+            }
+        });
+        if had && self.0.mesh.links.borrow().is_empty() {
+            self.view().links.update(|l| l.clear());
+        }
+    }
+
+    pub(super) fn server_link_active(&self) -> bool {
+        self.0.server.link.borrow().is_some()
+    }
+
+    /// The room moved to the media server: connect to it, keep the
+    /// direct links until it shows everyone (or the grace is over).
+    pub(super) fn move_to_server(&self) {
+        self.start_server_link();
+        self.poll_switch();
+        let weak = self.weak();
+        set_timeout(
+            move || {
+                if let Some(call) = Call::from_weak(&weak) {
+                    if call.media_path() == MediaPath::Server {
+                        call.drop_all_links();
+                        call.assign_server_tracks();
+                    }
+                }
+            },
+            SWITCH_GRACE,
+        );
+    }
+
+    /// The room went back to direct: connect to everyone (the side that
+    /// would yield in a clash waits for the other's offer), keep the media
+    /// server until every direct link shows video (or the grace is over).
+    pub(super) fn move_to_direct(&self) {
+        let Some(me) = self.0.me.borrow().clone() else {
+            return;
+        };
+        for peer in self.view().peers.get_untracked() {
+            self.ensure_link(&peer.peer_id, !decide::is_polite(&me, &peer.peer_id));
+        }
+        self.poll_switch();
+        let weak = self.weak();
+        set_timeout(
+            move || {
+                if let Some(call) = Call::from_weak(&weak) {
+                    if call.media_path() == MediaPath::Direct {
+                        call.leave_server_for_direct();
+                    }
+                }
+            },
+            SWITCH_GRACE,
+        );
+    }
+
+    /// While both paths are up, looks every moment for the new path's
+    /// first decoded frames, and moves each tile over once its new video
+    /// has one; stops when the move is done.
+    fn poll_switch(&self) {
+        if let Some(old) = self.0.server.switch_timer.borrow_mut().take() {
+            old.clear();
+        }
+        let weak = self.weak();
+        let timer = set_interval_with_handle(
+            move || {
+                if let Some(call) = Call::from_weak(&weak) {
+                    leptos::task::spawn_local(async move { call.check_switch().await });
+                }
+            },
+            SWITCH_POLL,
+        );
+        *self.0.server.switch_timer.borrow_mut() = timer.ok();
+    }
+
+    async fn check_switch(&self) {
+        let moving = self.server_link_active() && !self.0.mesh.links.borrow().is_empty();
+        if !moving {
+            if let Some(timer) = self.0.server.switch_timer.borrow_mut().take() {
+                timer.clear();
+            }
+            return;
+        }
+        match self.media_path() {
+            MediaPath::Server => {
+                let Some(link) = self.server_link() else {
+                    return;
+                };
+                let waiting: Vec<MediaStreamTrack> = {
+                    let shown = self.0.server.shown.borrow();
+                    let decoded = self.0.server.decoded.borrow();
+                    let peers = self.view().peers.get_untracked();
+                    self.0
+                        .server
+                        .tracks
+                        .borrow()
+                        .iter()
+                        .filter(|(publisher, track)| {
+                            track.kind() == "video"
+                                && !decoded.contains(&track.id())
+                                && peers.iter().any(|p| {
+                                    media_client_id(&p.peer_id) == *publisher
+                                        && !shown.contains(&p.peer_id)
+                                })
+                        })
+                        .map(|(_, track)| track.clone())
+                        .collect()
+                };
+                let mut any = false;
+                for track in waiting {
+                    if has_decoded(&link.pc, &track).await {
+                        self.0.server.decoded.borrow_mut().insert(track.id());
+                        any = true;
+                    }
+                }
+                if any {
+                    self.assign_server_tracks();
+                }
+            }
+            MediaPath::Direct => {
+                let waiting: Vec<PeerId> = self.0.server.shown.borrow().iter().cloned().collect();
+                for peer_id in waiting {
+                    let Some(link) = self.link(&peer_id) else {
+                        continue;
+                    };
+                    let video = link
+                        .stream
+                        .get_video_tracks()
+                        .iter()
+                        .find_map(|t| t.dyn_into::<MediaStreamTrack>().ok());
+                    let Some(video) = video else {
+                        continue;
+                    };
+                    if has_decoded(&link.pc, &video).await {
+                        self.show_mesh(&peer_id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn show_mesh(&self, peer_id: &str) {
+        if self.media_path() != MediaPath::Direct {
+            return;
+        }
+        let Some(link) = self.link(peer_id) else {
+            return;
+        };
+        let stream = Clone::clone(&link.stream);
+        self.0.streams.update_value(|s| {
+            s.insert(peer_id.into(), stream);
+        });
+        self.0.server.shown.borrow_mut().remove(peer_id);
+        self.view().media_epoch.update(|e| *e += 1);
+        if self.0.server.shown.borrow().is_empty() {
+            self.leave_server_for_direct();
+        }
+    }
+
+    /// Every tile shows a direct link (or the grace is over): the media
+    /// server connection closes, and the server hears it.
+    fn leave_server_for_direct(&self) {
+        if !self.server_link_active() {
+            return;
+        }
+        // Tiles the direct links have not taken over yet get theirs now.
+        let waiting: Vec<PeerId> = self.0.server.shown.borrow().iter().cloned().collect();
+        for id in waiting {
+            if let Some(link) = self.link(&id) {
+                let stream = Clone::clone(&link.stream);
+                self.0.streams.update_value(|s| {
+                    s.insert(id.clone(), stream);
+                });
+                self.0.server.shown.borrow_mut().remove(&id);
+            }
+        }
+        self.drop_server_link();
+        self.send(&ClientMessage::MediaServerClose);
+        self.view().media_epoch.update(|e| *e += 1);
+    }
+
+    fn server_link(&self) -> Option<Rc<Link>> {
+        self.0.server.link.borrow().clone()
+    }
+
+    fn new_server_link(&self) -> Option<Link> {
+        let config = rtc_configuration(self.0.mesh.ice.borrow().as_ref());
+        let pc = RtcPeerConnection::new_with_configuration(&config).ok()?;
+        let stream = MediaStream::new().ok()?;
+        let mut callbacks = Vec::new();
+
+        let weak = self.weak();
+        let on_negotiation = Closure::<dyn FnMut(JsValue)>::new(move |_| {
+            if let Some(call) = Call::from_weak(&weak) {
+                leptos::task::spawn_local(async move { call.offer_to_server().await });
+            }
+        });
+        pc.set_onnegotiationneeded(Some(on_negotiation.as_ref().unchecked_ref()));
+        callbacks.push(on_negotiation);
+
+        let weak = self.weak();
+        let on_track = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+            let Ok(event) = event.dyn_into::<RtcTrackEvent>() else {
+                return;
+            };
+            let Some(call) = Call::from_weak(&weak) else {
+                return;
+            };
+            let stream_id = event
+                .streams()
+                .get(0)
+                .dyn_into::<MediaStream>()
+                .ok()
+                .map(|s| s.id());
+            let Some(publisher) = stream_id.as_deref().and_then(publisher_of_stream) else {
+                return;
+            };
+            let track = event.track();
+            call.0.server.tracks.borrow_mut().push((publisher, track));
+            call.assign_server_tracks();
+        });
+        pc.set_ontrack(Some(on_track.as_ref().unchecked_ref()));
+        callbacks.push(on_track);
+
+        let weak = self.weak();
+        let on_ice_state = Closure::<dyn FnMut(JsValue)>::new(move |_| {
+            if let Some(call) = Call::from_weak(&weak) {
+                call.on_server_ice_state();
+            }
+        });
+        pc.set_oniceconnectionstatechange(Some(on_ice_state.as_ref().unchecked_ref()));
+        callbacks.push(on_ice_state);
+
+        // The server is ICE-lite and learns this page's addresses from its
+        // connectivity checks: candidates need not be sent.
+        Some(Link::new(pc, true, stream, callbacks))
+    }
+
+    async fn offer_to_server(&self) {
+        let Some(link) = self.server_link() else {
+            return;
+        };
+        link.making_offer.set(true);
+        if set_local_description(&link.pc).await.is_ok() {
+            if let Some(signal) = local_description(&link.pc) {
+                self.send(&ClientMessage::MediaServerSignal { signal });
+            }
+        } else {
+            log("moim: could not create an offer for the media server");
+        }
+        link.making_offer.set(false);
+    }
+
+    /// An answer to our offer, or the server's own offer (the tracks to
+    /// receive changed), which we answer.
+    pub(super) fn on_server_signal(&self, signal: Signal) {
+        let Some(link) = self.server_link() else {
+            return;
+        };
+        let Signal::Description { sdp_type, sdp } = signal else {
+            return;
+        };
+        let is_offer = sdp_type == "offer";
+        let kind = sdp_type.clone();
+        let call = self.clone();
+        // Applied now, in arrival order (the connection chains its own
+        // operations). An offer while ours is out rolls ours back: the
+        // page is the polite side.
+        let remote = description_init(&sdp_type, &sdp);
+        let applying = JsFuture::from(link.pc.set_remote_description(&remote));
+        leptos::task::spawn_local(async move {
+            if let Err(err) = applying.await {
+                let why = js_sys::Reflect::get(&err, &"message".into())
+                    .ok()
+                    .and_then(|m| m.as_string())
+                    .unwrap_or_default();
+                log(&format!(
+                    "moim: the media server's {kind} was refused: {why}"
+                ));
+                // The two sides no longer agree on the connection (an
+                // answer that came too late for the server): start over.
+                call.restart_server_link_soon();
+                return;
+            }
+            if is_offer {
+                if set_local_description(&link.pc).await.is_ok() {
+                    if let Some(answer) = local_description(&link.pc) {
+                        call.send(&ClientMessage::MediaServerSignal { signal: answer });
+                    }
+                }
+                call.assign_server_tracks();
+            }
+        });
+    }
+
+    fn on_server_ice_state(&self) {
+        let Some(link) = self.server_link() else {
+            return;
+        };
+        let shown = match link.pc.ice_connection_state() {
+            RtcIceConnectionState::Connected | RtcIceConnectionState::Completed => {
+                LinkState::Connected
+            }
+            RtcIceConnectionState::Failed => {
+                // An ICE-lite server cannot restart ICE on the same
+                // connection: start a new one.
+                log("moim: the media server connection failed; connecting again");
+                self.restart_server_link_soon();
+                return;
+            }
+            RtcIceConnectionState::Disconnected => LinkState::Reconnecting,
+            _ => return,
+        };
+        self.show_server_state(shown);
+    }
+
+    /// Everyone's tile shows the state of the one media connection.
+    fn show_server_state(&self, state: LinkState) {
+        let peers = self.view().peers.get_untracked();
+        self.view().links.update(|links| {
+            links.clear();
+            for peer in &peers {
+                links.insert(peer.peer_id.clone(), state);
+            }
+        });
+    }
+
+    /// The state to show for a peer that just came.
+    pub(super) fn server_state(&self) -> LinkState {
+        match self.server_link().map(|l| l.pc.ice_connection_state()) {
+            Some(RtcIceConnectionState::Connected | RtcIceConnectionState::Completed) => {
+                LinkState::Connected
+            }
+            _ => LinkState::Connecting,
+        }
+    }
+
+    /// Puts each received live track in its sender's stream, so tiles find
+    /// it under the sender's peer id. A peer still shown through a direct
+    /// link (the room is moving to the server) changes over only once the
+    /// server's video of it flows; when everyone has, the direct links go.
+    pub(super) fn assign_server_tracks(&self) {
+        if !self.server_link_active() {
+            return;
+        }
+        let peers: Vec<PeerInfo> = self.view().peers.get_untracked();
+        let mut tracks = self.0.server.tracks.borrow_mut();
+        tracks.retain(|(_, track)| track.ready_state() != web_sys::MediaStreamTrackState::Ended);
+        let mut changed = false;
+        for peer in &peers {
+            let client = media_client_id(&peer.peer_id);
+            // The newest track of each kind is shown (a sender that came
+            // back publishes new ones; a tile plays a stream's first).
+            let newest = |kind: &str| {
+                tracks
+                    .iter()
+                    .rev()
+                    .find(|(publisher, track)| *publisher == client && track.kind() == kind)
+                    .map(|(_, track)| track.clone())
+            };
+            let (audio, video) = (newest("audio"), newest("video"));
+            let shown_by_server = self.0.server.shown.borrow().contains(&peer.peer_id);
+            let stream = if shown_by_server {
+                self.0.streams.with_value(|s| s.get(&peer.peer_id).cloned())
+            } else {
+                let direct = self.0.mesh.links.borrow().contains_key(&peer.peer_id);
+                let flowing = video
+                    .as_ref()
+                    .is_some_and(|v| self.0.server.decoded.borrow().contains(&v.id()));
+                if direct && !flowing {
+                    continue;
+                }
+                let Ok(stream) = MediaStream::new() else {
+                    continue;
+                };
+                let kept = Clone::clone(&stream);
+                self.0.streams.update_value(|s| {
+                    s.insert(peer.peer_id.clone(), kept);
+                });
+                self.0
+                    .server
+                    .shown
+                    .borrow_mut()
+                    .insert(peer.peer_id.clone());
+                changed = true;
+                Some(stream)
+            };
+            let Some(stream) = stream else {
+                continue;
+            };
+            for newest in [audio, video].into_iter().flatten() {
+                if stream.get_track_by_id(&newest.id()).is_some() {
+                    continue;
+                }
+                for old in stream.get_tracks().iter() {
+                    if let Ok(old) = old.dyn_into::<MediaStreamTrack>() {
+                        if old.kind() == newest.kind() {
+                            stream.remove_track(&old);
+                        }
+                    }
+                }
+                stream.add_track(&newest);
+                changed = true;
+            }
+        }
+        drop(tracks);
+        if changed {
+            self.view().media_epoch.update(|e| *e += 1);
+        }
+        // Everyone shows through the server: the direct links can go.
+        let all_moved = {
+            let shown = self.0.server.shown.borrow();
+            peers.iter().all(|p| shown.contains(&p.peer_id))
+        };
+        if all_moved && !self.0.mesh.links.borrow().is_empty() {
+            self.drop_all_links();
+        }
+    }
+
+    /// A peer left: its stream and meter go.
+    pub(super) fn forget_server_peer(&self, peer_id: &str) {
+        if self.0.server.shown.borrow_mut().remove(peer_id) {
+            self.0.streams.update_value(|s| {
+                s.remove(peer_id);
+            });
+        }
+        if let Some(meter) = self.0.server.meters.borrow_mut().remove(peer_id) {
+            meter.close();
+        }
+        self.view().links.update(|l| {
+            l.remove(peer_id);
+        });
+    }
+}
+
+/// Whether `pc` has decoded a frame of `track` (its receiver's stats).
+async fn has_decoded(pc: &RtcPeerConnection, track: &MediaStreamTrack) -> bool {
+    let receiver = pc
+        .get_receivers()
+        .iter()
+        .filter_map(|r| r.dyn_into::<web_sys::RtcRtpReceiver>().ok())
+        .find(|r| r.track().id() == track.id());
+    let Some(receiver) = receiver else {
+        return false;
+    };
+    let Ok(report) = JsFuture::from(receiver.get_stats()).await else {
+        return false;
+    };
+    let values = js_sys::Reflect::get(&report, &"values".into())
+        .ok()
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+        .and_then(|f| f.call0(&report).ok());
+    let Some(Ok(Some(entries))) = values.map(|v| js_sys::try_iter(&v)) else {
+        return false;
+    };
+    entries.flatten().any(|stat| {
+        let kind = js_sys::Reflect::get(&stat, &"type".into())
+            .ok()
+            .and_then(|t| t.as_string());
+        let frames = js_sys::Reflect::get(&stat, &"framesDecoded".into())
+            .ok()
+            .and_then(|f| f.as_f64())
+            .unwrap_or(0.0);
+        kind.as_deref() == Some("inbound-rtp") && frames > 0.0
+    })
+}

@@ -1,0 +1,211 @@
+import { test, expect } from "./fixtures";
+import type { Browser } from "@playwright/test";
+import { FAKE_SCREEN, closeAll, expectPlaying, joinCall, meetingWith, person, remoteTiles, tileOf, videoAspect, type Person } from "./call-helpers";
+
+// Six browsers decoding five videos each on a small machine: give it time.
+test.describe.configure({ timeout: 240_000 });
+
+// The instances of playwright.config.ts that send every call through the
+// built-in media server (the second also only through coturn).
+const port = Number(process.env.MOIM_E2E_PORT ?? 3100);
+const sfuURL = `http://127.0.0.1:${port + 4}`;
+const sfuRelayURL = `http://127.0.0.1:${port + 5}`;
+const switchURL = `http://127.0.0.1:${port + 6}`;
+
+/**
+ * Test instrumentation: six browsers on a two-core test machine each
+ * encode and decode several videos; a small fake camera keeps them from
+ * starving each other (a real call has one browser per computer).
+ */
+const SMALL_CAMERA = () => {
+  const open = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  navigator.mediaDevices.getUserMedia = (c?: MediaStreamConstraints) =>
+    open({ ...c, video: c?.video ? { ...(typeof c.video === "object" ? c.video : {}), width: 320, height: 240, frameRate: 15 } : c?.video });
+};
+
+async function smallPerson(browser: Browser, label: string, baseURL?: string): Promise<Person> {
+  const p = await person(browser, label, baseURL);
+  await p.context.addInitScript(SMALL_CAMERA);
+  return p;
+}
+
+/** What the page receives over its one connection to the media server. */
+async function received(p: Person) {
+  return p.page.evaluate(async () => {
+    const pcs = (window as any).__pcs as RTCPeerConnection[];
+    const pc = pcs.at(-1)!;
+    const stats = await pc.getStats();
+    const videos: number[] = [];
+    let audioBytes = 0;
+    let pair: { local?: string; remote?: string; address?: string } | null = null;
+    let pairId: string | undefined;
+    stats.forEach((s: any) => {
+      if (s.type === "inbound-rtp" && s.kind === "video") videos.push(s.framesDecoded ?? 0);
+      if (s.type === "inbound-rtp" && s.kind === "audio") audioBytes += s.bytesReceived ?? 0;
+      if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+    });
+    const selected = pairId ? (stats.get(pairId) as any) : undefined;
+    if (selected) {
+      const remote = stats.get(selected.remoteCandidateId) as any;
+      pair = { local: (stats.get(selected.localCandidateId) as any)?.candidateType, remote: remote?.candidateType, address: `${remote?.address}:${remote?.port}` };
+    }
+    return {
+      connections: pcs.filter((c) => c.connectionState !== "closed").length,
+      decoding: videos.filter((f) => f > 0).length,
+      frames: videos.reduce((a, b) => a + b, 0),
+      audioBytes,
+      pair,
+    };
+  });
+}
+
+test("six people through the media server each decode five videos and hear audio", async ({ browser }) => {
+  const people: Person[] = [];
+  for (const label of ["ann", "bob", "cy", "di", "ed", "flo"]) people.push(await smallPerson(browser, label, sfuURL));
+  const [host, ...rest] = people;
+  const path = await meetingWith(host, rest);
+  for (const p of people) await joinCall(p, path);
+
+  for (const p of people) {
+    await expect(p.page.getByTestId("media-path")).toHaveAttribute("data-path", "server");
+    await expect(remoteTiles(p.page)).toHaveCount(5);
+  }
+  for (const p of people) {
+    // One connection, whatever the number of people; five videos decoding.
+    await expect.poll(async () => (await received(p)).decoding, { timeout: 60_000 }).toBe(5);
+    const before = await received(p);
+    expect(before.connections).toBe(1);
+    expect(before.pair?.remote).toBe("host");
+    await expect.poll(async () => (await received(p)).frames, { timeout: 20_000 }).toBeGreaterThan(before.frames);
+    await expect.poll(async () => (await received(p)).audioBytes, { timeout: 20_000 }).toBeGreaterThan(before.audioBytes);
+  }
+  // Every tile of the host shows its person's video.
+  for (const other of rest) await expectPlaying(tileOf(host.page, other.name));
+
+  // Someone leaves: gone from every grid; the others still see the rest.
+  const leaving = rest[4];
+  await leaving.page.getByTestId("leave-button").click();
+  for (const p of people.slice(0, 5)) {
+    await expect(tileOf(p.page, leaving.name)).toHaveCount(0);
+    await expect(remoteTiles(p.page)).toHaveCount(4);
+  }
+  await expectPlaying(tileOf(host.page, rest[0].name));
+  await closeAll(people);
+});
+
+test("a screen shared through the media server replaces the camera for the others", async ({ browser }) => {
+  const ann = await person(browser, "ann", sfuURL);
+  const bob = await person(browser, "bob", sfuURL);
+  await bob.context.addInitScript(FAKE_SCREEN);
+  const path = await meetingWith(ann, [bob]);
+  await joinCall(ann, path);
+  await joinCall(bob, path);
+  const bobOnAnn = tileOf(ann.page, bob.name);
+  await expectPlaying(bobOnAnn);
+  await expect.poll(() => videoAspect(bobOnAnn)).toBeCloseTo(4 / 3, 1);
+
+  await bob.page.getByTestId("share-button").click();
+  await expect(bobOnAnn).toHaveAttribute("data-screen", "true");
+  await expect.poll(() => videoAspect(bobOnAnn), { timeout: 20_000 }).toBeCloseTo(16 / 9, 1);
+  await expectPlaying(bobOnAnn);
+  // Still one connection each: the screen took the camera's sender.
+  expect((await received(ann)).connections).toBe(1);
+  await closeAll([ann, bob]);
+});
+
+test("through the media server and coturn only, media flows over relay candidates", async ({ browser }) => {
+  const ann = await person(browser, "ann", sfuRelayURL);
+  const bob = await person(browser, "bob", sfuRelayURL);
+  const path = await meetingWith(ann, [bob]);
+  await joinCall(ann, path);
+  await joinCall(bob, path);
+  await expectPlaying(tileOf(ann.page, bob.name));
+  await expectPlaying(tileOf(bob.page, ann.name));
+  for (const p of [ann, bob]) {
+    const stats = await received(p);
+    expect(stats.pair?.local).toBe("relay");
+    expect(stats.decoding).toBe(1);
+  }
+  await closeAll([ann, bob]);
+});
+
+/** Watches every remote tile of `p`: the longest time any of them showed no new frame. */
+async function watchStalls(p: Person, ignore: string[]) {
+  await p.page.evaluate((ignored) => {
+    const w = window as any;
+    w.__stall = {};
+    clearInterval(w.__stallTimer);
+    w.__stallTimer = setInterval(() => {
+      document.querySelectorAll<HTMLElement>('[data-testid="tile"][data-local="false"]').forEach((tile) => {
+        const name = tile.dataset.name!;
+        if (ignored.includes(name)) return;
+        const v = tile.querySelector("video") as HTMLVideoElement | null;
+        const now = performance.now();
+        const s = (w.__stall[name] ??= { t: -1, since: now, max: 0 });
+        if (v && v.videoWidth > 0 && v.currentTime !== s.t) {
+          s.t = v.currentTime;
+          s.since = now;
+        } else {
+          s.max = Math.max(s.max, now - s.since);
+        }
+      });
+    }, 100);
+  }, ignore);
+}
+
+async function longestStall(p: Person): Promise<number> {
+  const stalls: Record<string, { max: number }> = await p.page.evaluate(() => (window as any).__stall);
+  console.log(`${p.name}: longest stall per tile (ms)`, JSON.stringify(Object.fromEntries(Object.entries(stalls).map(([k, v]) => [k, Math.round(v.max)]))));
+  return Math.max(0, ...Object.values(stalls).map((s) => s.max));
+}
+
+test("an automatic call moves to the media server as it grows and back to direct when small", async ({ browser }) => {
+  // The instance that switches at the third arrival (the fifth by default:
+  // the rule itself is tested in domain::media::paths).
+  const people: Person[] = [];
+  for (const label of ["ann", "bob", "cy"]) people.push(await smallPerson(browser, label, switchURL));
+  const [a, b, c] = people;
+  const path = await meetingWith(a, [b, c]);
+  await joinCall(a, path);
+  await joinCall(b, path);
+  for (const p of [a, b]) await expect(p.page.getByTestId("media-path")).toHaveAttribute("data-path", "direct");
+  await expectPlaying(tileOf(a.page, b.name));
+  await expectPlaying(tileOf(b.page, a.name));
+  await watchStalls(a, [c.name]);
+  await watchStalls(b, [c.name]);
+
+  // The arrival that makes three: everyone moves, nobody's video stops for long.
+  await joinCall(c, path);
+  for (const p of people) {
+    await expect(p.page.getByTestId("media-path")).toHaveAttribute("data-path", "server", { timeout: 20_000 });
+  }
+  for (const p of people) {
+    // Only the media-server connection is left, decoding both others.
+    await expect.poll(async () => (await received(p)).connections, { timeout: 30_000 }).toBe(1);
+    await expect.poll(async () => (await received(p)).decoding, { timeout: 30_000 }).toBe(2);
+    for (const other of people.filter((o) => o !== p)) await expectPlaying(tileOf(p.page, other.name));
+  }
+  for (const p of [a, b]) {
+    expect(await longestStall(p), `${p.name}'s longest remote video stall while moving (ms)`).toBeLessThan(2_000);
+  }
+
+  // One leaves: after 30 s at two people the call goes back to direct.
+  await c.page.getByTestId("leave-button").click();
+  await expect(remoteTiles(a.page)).toHaveCount(1);
+  await watchStalls(a, []);
+  await watchStalls(b, []);
+  for (const p of [a, b]) {
+    await expect(p.page.getByTestId("media-path")).toHaveAttribute("data-path", "direct", { timeout: 60_000 });
+  }
+  for (const p of [a, b]) {
+    // The media-server connection closed; the direct one shows the other.
+    await expect.poll(async () => (await received(p)).connections, { timeout: 20_000 }).toBe(1);
+    await expect.poll(async () => (await received(p)).decoding, { timeout: 20_000 }).toBe(1);
+  }
+  await expectPlaying(tileOf(a.page, b.name));
+  await expectPlaying(tileOf(b.page, a.name));
+  for (const p of [a, b]) {
+    expect(await longestStall(p), `${p.name}'s longest stall going back to direct (ms)`).toBeLessThan(2_000);
+  }
+  await closeAll(people);
+});

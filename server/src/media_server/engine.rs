@@ -1,0 +1,408 @@
+//! The media server's thread: the UDP socket and the clock around the
+//! sans-IO SFU, and the signaling in (commands) and out (outboxes).
+
+use super::Command;
+use app::protocol::Signal;
+use bytes::BytesMut;
+use domain::ids::ConnectionId;
+use domain::media::MediaServerOutbox;
+use rtc::peer_connection::sdp::{RTCSdpType, RTCSessionDescription};
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use sansio::Protocol;
+use sfu::{ClientId, RequestId, RoomId, SFUEvent, Sfu, TaggedSFUEvent};
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+
+/// Longest wait for a datagram before commands are looked at again: the
+/// delay a signal may see when no media flows.
+const COMMAND_TICK: Duration = Duration::from_millis(10);
+/// Larger than any datagram a browser sends (MTU-sized RTP, DTLS).
+const DATAGRAM_MAX: usize = 2048;
+
+/// One media connection: which call connection owns it and where its
+/// signals go.
+struct Client {
+    conn: ConnectionId,
+    outbox: MediaServerOutbox,
+    /// The request id of the server's offer waiting for the browser's
+    /// answer (the engine pairs them).
+    offer_pending: Option<RequestId>,
+    /// When that offer left (a late answer is worth a line in the log: the
+    /// engine gives up on an offer after 5 s).
+    offer_sent: Option<Instant>,
+    /// The browser's ICE username fragment: a new one means a new peer
+    /// connection (the page started over), so a new media connection.
+    ufrag: Option<String>,
+}
+
+/// The `a=ice-ufrag` of a session description.
+fn ice_ufrag(sdp: &str) -> Option<&str> {
+    sdp.lines()
+        .find_map(|line| line.trim_end().strip_prefix("a=ice-ufrag:"))
+}
+
+struct Engine {
+    sfu: Sfu,
+    socket: UdpSocket,
+    advertised: SocketAddr,
+    /// Room (meeting id) to the engine's room id, while anyone is in it.
+    rooms: HashMap<String, RoomId>,
+    clients: HashMap<(RoomId, ClientId), Client>,
+    next_request: RequestId,
+}
+
+pub(super) fn run(socket: UdpSocket, advertised: SocketAddr, commands: Receiver<Command>) {
+    let mut engine = Engine {
+        sfu: Sfu::new(rand_id(), advertised),
+        socket,
+        advertised,
+        rooms: HashMap::new(),
+        clients: HashMap::new(),
+        next_request: 1,
+    };
+    let mut buffer = vec![0u8; DATAGRAM_MAX];
+    loop {
+        // The engine is third-party code fed by strangers' datagrams and
+        // SDP: should it ever panic, the media server starts over empty
+        // (pages reconnect when their connection fails) instead of dying.
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            engine.step(&commands, &mut buffer)
+        }));
+        match step {
+            Ok(Step::Go) => {}
+            Ok(Step::Stop) => return,
+            Err(_) => {
+                tracing::error!("the media engine failed; every media connection starts over");
+                engine.clients.clear();
+                engine.rooms.clear();
+                engine.sfu = Sfu::new(rand_id(), engine.advertised);
+            }
+        }
+    }
+}
+
+enum Step {
+    Go,
+    Stop,
+}
+
+fn rand_id() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0
+}
+
+impl Engine {
+    /// Takes the queued commands, then one datagram or timeout.
+    fn step(&mut self, commands: &Receiver<Command>, buffer: &mut [u8]) -> Step {
+        loop {
+            match commands.try_recv() {
+                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => {
+                    self.stop();
+                    return Step::Stop;
+                }
+                Ok(command) => self.command(command),
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        self.flush();
+        let now = Instant::now();
+        let wait = self
+            .sfu
+            .poll_timeout()
+            .map(|at| at.saturating_duration_since(now))
+            .unwrap_or(COMMAND_TICK)
+            .min(COMMAND_TICK);
+        if wait.is_zero() {
+            self.tick();
+            return Step::Go;
+        }
+        // A zero timeout would mean "block forever".
+        let _ = self
+            .socket
+            .set_read_timeout(Some(wait.max(Duration::from_millis(1))));
+        match self.socket.recv_from(buffer) {
+            Ok((size, from)) => self.datagram(&buffer[..size], from),
+            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            // An ICMP "port unreachable" for an earlier send: that peer is
+            // gone, the others are not.
+            Err(err) if err.kind() == ErrorKind::ConnectionReset => {}
+            Err(err) => {
+                tracing::error!(error = %err, "the media server's socket failed");
+                std::thread::sleep(COMMAND_TICK);
+            }
+        }
+        self.tick();
+        Step::Go
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Signal {
+                room,
+                client,
+                conn,
+                outbox,
+                signal,
+            } => self.signal(room, client, conn, outbox, signal),
+            Command::Disconnect { room, client, conn } => {
+                let Some(&room_id) = self.rooms.get(&room) else {
+                    return;
+                };
+                let owned = self
+                    .clients
+                    .get(&(room_id, client))
+                    .is_some_and(|c| c.conn == conn);
+                if owned {
+                    self.leave(&room, room_id, client, "call connection ended");
+                }
+            }
+            Command::Stop => {}
+        }
+    }
+
+    fn signal(
+        &mut self,
+        room: String,
+        client: ClientId,
+        conn: ConnectionId,
+        outbox: MediaServerOutbox,
+        signal: Signal,
+    ) {
+        let Signal::Description { sdp_type, sdp } = signal else {
+            // ICE-lite: the server learns the browser's addresses from its
+            // connectivity checks; trickled candidates are not needed.
+            return;
+        };
+        let room_id = *self
+            .rooms
+            .entry(room.clone())
+            .or_insert_with(uuid::Uuid::new_v4);
+        let key = (room_id, client);
+        let description = match sdp_type.as_str() {
+            "offer" => {
+                let ufrag = ice_ufrag(&sdp).map(str::to_string);
+                let same = self
+                    .clients
+                    .get(&key)
+                    .map(|c| c.conn == conn && c.ufrag == ufrag);
+                if same == Some(false) {
+                    // A resumed page, or one that started its connection
+                    // over: the old media connection goes first.
+                    self.leave(&room, room_id, client, "replaced by a newer connection");
+                    self.rooms.insert(room.clone(), room_id);
+                }
+                if same != Some(true) {
+                    self.clients.insert(
+                        key,
+                        Client {
+                            conn,
+                            outbox,
+                            offer_pending: None,
+                            offer_sent: None,
+                            ufrag,
+                        },
+                    );
+                    let request_id = self.request_id();
+                    self.event(SFUEvent::Join {
+                        request_id,
+                        room_id,
+                        client_id: client,
+                    });
+                }
+                RTCSessionDescription::offer(sdp)
+            }
+            "answer" => {
+                if self.clients.get(&key).is_none_or(|c| c.conn != conn) {
+                    return;
+                }
+                RTCSessionDescription::answer(sdp)
+            }
+            // Rollbacks and provisional answers: the browser is the polite
+            // side and never needs them with the server.
+            _ => return,
+        };
+        let description = match description {
+            Ok(description) => description,
+            Err(err) => {
+                tracing::info!(error = %err, "unreadable session description from a browser");
+                return;
+            }
+        };
+        let request_id = match description.sdp_type {
+            RTCSdpType::Answer => {
+                let pending = self.clients.get_mut(&key).and_then(|c| {
+                    if let Some(sent) = c.offer_sent.take() {
+                        let waited = sent.elapsed();
+                        if waited > Duration::from_secs(2) {
+                            tracing::warn!(
+                                ?waited,
+                                "a browser answered the media server's offer late"
+                            );
+                        }
+                    }
+                    c.offer_pending.take()
+                });
+                pending.unwrap_or_else(|| self.request_id())
+            }
+            _ => self.request_id(),
+        };
+        self.event(SFUEvent::SessionDescription {
+            request_id,
+            room_id,
+            client_id: client,
+            sdp: description,
+        });
+    }
+
+    fn leave(&mut self, room: &str, room_id: RoomId, client: ClientId, reason: &str) {
+        self.clients.remove(&(room_id, client));
+        let request_id = self.request_id();
+        self.event(SFUEvent::Leave {
+            request_id,
+            room_id,
+            client_id: client,
+            reason: reason.to_string(),
+        });
+        if !self.clients.keys().any(|(r, _)| *r == room_id) {
+            self.rooms.remove(room);
+        }
+        if self.clients.is_empty() {
+            // sfu 0.5 never forgets the addresses it has seen (its
+            // demuxer's TODO): they would pile up and a reused address
+            // (a TURN relay port) would stay tied to a closed connection.
+            // With nobody connected, a fresh engine costs nothing.
+            self.flush();
+            self.sfu = Sfu::new(rand_id(), self.advertised);
+        }
+    }
+
+    fn request_id(&mut self) -> RequestId {
+        self.next_request += 1;
+        self.next_request
+    }
+
+    fn event(&mut self, event: SFUEvent) {
+        let tagged = TaggedSFUEvent {
+            now: Instant::now(),
+            event,
+        };
+        if let Err(err) = self.sfu.handle_event(tagged) {
+            tracing::info!(error = %err, "the media server refused a signal");
+        }
+        self.deliver_events();
+    }
+
+    /// Sends the engine's answers and offers to their call connections.
+    fn deliver_events(&mut self) {
+        while let Some(TaggedSFUEvent { event, .. }) = self.sfu.poll_event() {
+            match event {
+                SFUEvent::SessionDescription {
+                    request_id,
+                    room_id,
+                    client_id,
+                    sdp,
+                } => {
+                    let Some(client) = self.clients.get_mut(&(room_id, client_id)) else {
+                        continue;
+                    };
+                    let sdp_type = match sdp.sdp_type {
+                        RTCSdpType::Offer => {
+                            client.offer_pending = Some(request_id);
+                            client.offer_sent = Some(Instant::now());
+                            "offer"
+                        }
+                        RTCSdpType::Answer => "answer",
+                        _ => continue,
+                    };
+                    let signal = Signal::Description {
+                        sdp_type: sdp_type.to_string(),
+                        sdp: sdp.sdp,
+                    };
+                    // A full outbox: that call connection is not reading
+                    // (it is going away); its page starts over on resume.
+                    if client.outbox.try_send(signal).is_err() {
+                        tracing::info!("a call connection did not take a media-server signal");
+                    }
+                }
+                SFUEvent::Err { reason, .. } => {
+                    tracing::info!(%reason, "the media server could not carry out a signal");
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn datagram(&mut self, bytes: &[u8], from: SocketAddr) {
+        let packet = TaggedBytesMut {
+            now: Instant::now(),
+            transport: TransportContext {
+                local_addr: self.advertised,
+                peer_addr: from,
+                transport_protocol: TransportProtocol::UDP,
+                ecn: None,
+            },
+            message: BytesMut::from(bytes),
+        };
+        // A stray or late datagram (a closed connection's, a scanner's)
+        // is dropped; it never stops the others.
+        if let Err(err) = self.sfu.handle_read(packet) {
+            tracing::debug!(error = %err, %from, "dropped a datagram");
+        }
+    }
+
+    fn tick(&mut self) {
+        if let Err(err) = self.sfu.handle_timeout(Instant::now()) {
+            tracing::debug!(error = %err, "media server timer");
+        }
+        // Draining the read side is what forwards: each room takes its
+        // publishers' packets there and writes them to the subscribers
+        // (nothing comes out above the engine).
+        while self.sfu.poll_read().is_some() {}
+        self.deliver_events();
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        while let Some(transmit) = self.sfu.poll_write() {
+            if let Err(err) = self
+                .socket
+                .send_to(&transmit.message, transmit.transport.peer_addr)
+            {
+                tracing::debug!(error = %err, "could not send a datagram");
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        let clients: Vec<(RoomId, ClientId)> = self.clients.keys().copied().collect();
+        for (room_id, client_id) in clients {
+            let request_id = self.request_id();
+            let _ = self.sfu.handle_event(TaggedSFUEvent {
+                now: Instant::now(),
+                event: SFUEvent::Leave {
+                    request_id,
+                    room_id,
+                    client_id,
+                    reason: "server stopping".into(),
+                },
+            });
+        }
+        self.clients.clear();
+        self.rooms.clear();
+        self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ice_ufrag_is_read_from_the_description() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:Ab+/\r\na=ice-pwd:x\r\n";
+        assert_eq!(ice_ufrag(sdp), Some("Ab+/"));
+        assert_eq!(ice_ufrag("v=0\r\n"), None);
+    }
+}

@@ -1,0 +1,224 @@
+//! The built-in media server (SFU). In a room whose media goes through the
+//! server, every call connection has one WebRTC peer connection here, on
+//! which the browser publishes its microphone and camera and receives
+//! everyone else's; all of them share ONE UDP socket.
+//!
+//! The engine is webrtc-rs's sans-IO `sfu` crate on the sans-IO `rtc` core
+//! (see Cargo.toml): it answers as ICE-lite with a ufrag that names the
+//! room and client, so a datagram finds its peer connection by the STUN
+//! username and then by its address. This module is the I/O around it: the
+//! socket, the clock and the signaling in and out ([`engine`]), behind the
+//! `domain::media::MediaServer` boundary the call sessions see.
+//!
+//! The engine runs on its own thread: DTLS and SRTP work never waits behind
+//! the signaling tasks, and they never wait on it (commands are queued).
+
+mod engine;
+
+use app::protocol::media_server::media_client_id;
+use app::protocol::Signal;
+use domain::ids::{ConnectionId, PeerId};
+use domain::media::{MediaServer, MediaServerOutbox};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+/// Where the media server listens and what it tells browsers.
+#[derive(Debug, Clone)]
+pub struct MediaServerConfig {
+    /// The UDP address to bind.
+    pub listen: SocketAddr,
+    /// The address browsers send media to, when it is not the bound one
+    /// (NAT 1:1, containers).
+    pub public_ip: Option<IpAddr>,
+    /// Whether `listen` was chosen by the operator: if not and its port is
+    /// taken, another port is used instead of failing.
+    pub listen_chosen: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaServerError {
+    #[error("cannot bind the media server's UDP socket on {addr}: {source} (set --sfu-udp-listen / MOIM_SFU_UDP_LISTEN)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the media server: {0}")]
+    Start(std::io::Error),
+}
+
+/// One call connection's request to the engine.
+enum Command {
+    Signal {
+        room: String,
+        client: u64,
+        conn: ConnectionId,
+        outbox: MediaServerOutbox,
+        signal: Signal,
+    },
+    Disconnect {
+        room: String,
+        client: u64,
+        conn: ConnectionId,
+    },
+    Stop,
+}
+
+/// The media server of this instance.
+pub struct LocalMediaServer {
+    commands: Mutex<mpsc::Sender<Command>>,
+    advertised: SocketAddr,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl LocalMediaServer {
+    /// Binds the UDP socket and starts the engine's thread.
+    pub fn start(config: &MediaServerConfig) -> Result<Self, MediaServerError> {
+        let socket = match UdpSocket::bind(config.listen) {
+            Ok(socket) => socket,
+            Err(err) if !config.listen_chosen => {
+                // The default port is taken (another instance on this
+                // host): any free port serves, it is advertised anyway.
+                let fallback = SocketAddr::new(config.listen.ip(), 0);
+                tracing::warn!(error = %err, port = config.listen.port(), "the media server's default UDP port is taken; using another");
+                UdpSocket::bind(fallback).map_err(|source| MediaServerError::Bind {
+                    addr: fallback,
+                    source,
+                })?
+            }
+            Err(source) => {
+                return Err(MediaServerError::Bind {
+                    addr: config.listen,
+                    source,
+                })
+            }
+        };
+        let bound = socket.local_addr().map_err(MediaServerError::Start)?;
+        let advertised = SocketAddr::new(advertised_ip(bound.ip(), config.public_ip), bound.port());
+        let (commands, inbox) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("moim-sfu".into())
+            .spawn(move || engine::run(socket, advertised, inbox))
+            .map_err(MediaServerError::Start)?;
+        tracing::info!(%bound, %advertised, "media server listening (UDP)");
+        Ok(Self {
+            commands: Mutex::new(commands),
+            advertised,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The address browsers send media to.
+    pub fn advertised(&self) -> SocketAddr {
+        self.advertised
+    }
+
+    fn send(&self, command: Command) {
+        let sent = match self.commands.lock() {
+            Ok(commands) => commands.send(command).is_ok(),
+            Err(_) => false,
+        };
+        if !sent {
+            tracing::warn!("the media server is not running; a media request was dropped");
+        }
+    }
+
+    /// Stops the engine (every media connection closes) and waits for it.
+    pub fn stop(&self) {
+        self.send(Command::Stop);
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            if thread.join().is_err() {
+                tracing::error!("the media server's thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for LocalMediaServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl MediaServer for LocalMediaServer {
+    fn signal(
+        &self,
+        room: &str,
+        peer: &PeerId,
+        conn: &ConnectionId,
+        outbox: &MediaServerOutbox,
+        signal: Signal,
+    ) {
+        self.send(Command::Signal {
+            room: room.to_string(),
+            client: media_client_id(peer),
+            conn: conn.clone(),
+            outbox: outbox.clone(),
+            signal,
+        });
+    }
+
+    fn disconnect(&self, room: &str, peer: &PeerId, conn: &ConnectionId) {
+        self.send(Command::Disconnect {
+            room: room.to_string(),
+            client: media_client_id(peer),
+            conn: conn.clone(),
+        });
+    }
+}
+
+/// The address to put in answers: the configured public one; else the
+/// bound one; else (bound to every interface) the one this host would use
+/// to reach the outside, found without sending anything (a UDP `connect`
+/// only picks a route), or loopback on a host with no route at all.
+fn advertised_ip(bound: IpAddr, public_ip: Option<IpAddr>) -> IpAddr {
+    if let Some(ip) = public_ip {
+        return ip;
+    }
+    if !bound.is_unspecified() {
+        return bound;
+    }
+    let probe = UdpSocket::bind((bound, 0))
+        .and_then(|socket| socket.connect(("192.0.2.1", 9)).map(|_| socket))
+        .and_then(|socket| socket.local_addr());
+    match probe {
+        Ok(addr) if !addr.ip().is_unspecified() => addr.ip(),
+        _ => IpAddr::from([127, 0, 0, 1]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_address_wins_then_the_bound_one() {
+        let public: IpAddr = "203.0.113.7".parse().unwrap();
+        let bound: IpAddr = "10.0.0.5".parse().unwrap();
+        assert_eq!(advertised_ip(bound, Some(public)), public);
+        assert_eq!(advertised_ip(bound, None), bound);
+        let any: IpAddr = "0.0.0.0".parse().unwrap();
+        assert!(!advertised_ip(any, None).is_unspecified());
+    }
+
+    #[test]
+    fn a_taken_default_port_falls_back_but_a_chosen_one_fails() {
+        let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let fallback = LocalMediaServer::start(&MediaServerConfig {
+            listen: addr,
+            public_ip: None,
+            listen_chosen: false,
+        })
+        .unwrap();
+        assert_ne!(fallback.advertised().port(), addr.port());
+        let refused = LocalMediaServer::start(&MediaServerConfig {
+            listen: addr,
+            public_ip: None,
+            listen_chosen: true,
+        });
+        assert!(matches!(refused, Err(MediaServerError::Bind { .. })));
+    }
+}
