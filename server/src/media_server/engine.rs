@@ -1,7 +1,6 @@
 //! The media server's thread: the UDP socket and the clock around the
 //! sans-IO SFU, and the signaling in (commands) and out (outboxes).
 
-use super::Command;
 use app::protocol::Signal;
 use bytes::BytesMut;
 use domain::ids::ConnectionId;
@@ -15,6 +14,23 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
+
+/// One call connection's request to the engine.
+pub(super) enum Command {
+    Signal {
+        room: String,
+        client: u64,
+        conn: ConnectionId,
+        outbox: MediaServerOutbox,
+        signal: Signal,
+    },
+    Disconnect {
+        room: String,
+        client: u64,
+        conn: ConnectionId,
+    },
+    Stop,
+}
 
 /// Longest wait for a datagram before commands are looked at again: the
 /// delay a signal may see when no media flows.

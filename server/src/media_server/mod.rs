@@ -15,6 +15,8 @@
 
 mod engine;
 
+use engine::Command;
+
 use app::protocol::media_server::media_client_id;
 use app::protocol::Signal;
 use domain::ids::{ConnectionId, PeerId};
@@ -46,23 +48,6 @@ pub enum MediaServerError {
     },
     #[error("cannot start the media server: {0}")]
     Start(std::io::Error),
-}
-
-/// One call connection's request to the engine.
-enum Command {
-    Signal {
-        room: String,
-        client: u64,
-        conn: ConnectionId,
-        outbox: MediaServerOutbox,
-        signal: Signal,
-    },
-    Disconnect {
-        room: String,
-        client: u64,
-        conn: ConnectionId,
-    },
-    Stop,
 }
 
 /// The media server of this instance.
