@@ -209,6 +209,22 @@ async fn bad_media_server_signals_hurt_nobody() {
     for signal in nasty {
         ws.send(&ClientMessage::MediaServerSignal { signal }).await;
     }
+    // What could not be read is answered with an error, not silence.
+    let refused = ws
+        .recv_within(Duration::from_secs(10), |m| {
+            matches!(m, ServerMessage::Error { .. })
+        })
+        .await;
+    assert!(
+        matches!(
+            refused,
+            ServerMessage::Error {
+                code: ErrorCode::MediaRefused,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
     // The connection (and the media server) still work: a good offer is
     // answered.
     ws.send(&ClientMessage::MediaServerSignal {

@@ -71,7 +71,7 @@ pub enum Input {
     SocketGone,
     Answer(Answer),
     /// The media server's answer or offer for this connection.
-    FromMediaServer(Signal),
+    FromMediaServer(crate::media::FromMediaServer),
 }
 
 /// Why the rights are being checked, which decides what follows.

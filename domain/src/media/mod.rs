@@ -71,9 +71,18 @@ impl Media for MeshRelay {
     }
 }
 
-/// Where the media server's signals for one connection go: its answers and
-/// its own offers, in order.
-pub type MediaServerOutbox = tokio::sync::mpsc::Sender<Signal>;
+/// What the media server says to one connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FromMediaServer {
+    /// Its answer, or its own offer.
+    Signal(Signal),
+    /// It could not take the connection's last signal (unreadable SDP, a
+    /// description out of turn): why, in plain words.
+    Refused(String),
+}
+
+/// Where the media server's words for one connection go, in order.
+pub type MediaServerOutbox = tokio::sync::mpsc::Sender<FromMediaServer>;
 
 /// The built-in media server (SFU), as the signaling side sees it: one
 /// media connection per call connection, opened at its first signal and

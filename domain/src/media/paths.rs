@@ -152,11 +152,13 @@ impl MediaPaths {
                 changed: false,
             };
         };
-        if size == 0 {
-            rooms.remove(room);
+        if size <= 1 {
+            // Nobody to send media to: a call that starts again here
+            // starts direct, whatever it was before.
+            let was = rooms.remove(room).map(|state| state.path);
             return Observed {
                 path: MediaPath::Direct,
-                changed: false,
+                changed: was == Some(MediaPath::Server),
             };
         }
         let state = rooms.entry(room.to_string()).or_default();
@@ -253,7 +255,7 @@ mod tests {
     }
 
     #[test]
-    fn each_room_switches_once_and_an_empty_room_is_forgotten() {
+    fn each_room_switches_once_and_a_room_of_one_starts_over_direct() {
         let paths = MediaPaths::new(policy());
         let now = Instant::now();
         assert!(paths.observe("a", MediaMode::Automatic, 5, now).changed);
@@ -264,9 +266,11 @@ mod tests {
             paths.observe("b", MediaMode::Automatic, 2, now).path,
             MediaPath::Direct
         );
-        paths.observe("a", MediaMode::Automatic, 0, now);
+        // The call emptied: the next one here starts direct.
+        let alone = paths.observe("a", MediaMode::Automatic, 1, now);
+        assert_eq!((alone.path, alone.changed), (MediaPath::Direct, true));
         assert_eq!(
-            paths.observe("a", MediaMode::Automatic, 1, now).path,
+            paths.observe("a", MediaMode::Automatic, 2, now).path,
             MediaPath::Direct
         );
     }

@@ -4,7 +4,7 @@
 use app::protocol::Signal;
 use bytes::BytesMut;
 use domain::ids::ConnectionId;
-use domain::media::MediaServerOutbox;
+use domain::media::{FromMediaServer, MediaServerOutbox};
 use rtc::peer_connection::sdp::{RTCSdpType, RTCSessionDescription};
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use sansio::Protocol;
@@ -243,6 +243,7 @@ impl Engine {
             Ok(description) => description,
             Err(err) => {
                 tracing::info!(error = %err, "unreadable session description from a browser");
+                self.refuse(room_id, client, "unreadable session description");
                 return;
             }
         };
@@ -270,6 +271,15 @@ impl Engine {
             client_id: client,
             sdp: description,
         });
+    }
+
+    /// Tells a connection its last signal was not taken.
+    fn refuse(&mut self, room_id: RoomId, client: ClientId, why: &str) {
+        if let Some(client) = self.clients.get(&(room_id, client)) {
+            let _ = client
+                .outbox
+                .try_send(FromMediaServer::Refused(why.to_string()));
+        }
     }
 
     fn leave(&mut self, room: &str, room_id: RoomId, client: ClientId, reason: &str) {
@@ -300,12 +310,20 @@ impl Engine {
     }
 
     fn event(&mut self, event: SFUEvent) {
+        let about = event.room_id().zip(event.client_id());
         let tagged = TaggedSFUEvent {
             now: Instant::now(),
             event,
         };
         if let Err(err) = self.sfu.handle_event(tagged) {
             tracing::info!(error = %err, "the media server refused a signal");
+            if let Some((room_id, client)) = about {
+                self.refuse(
+                    room_id,
+                    client,
+                    &format!("the media server refused it: {err}"),
+                );
+            }
         }
         self.deliver_events();
     }
@@ -338,9 +356,22 @@ impl Engine {
                     };
                     // A full outbox: that call connection is not reading
                     // (it is going away); its page starts over on resume.
-                    if client.outbox.try_send(signal).is_err() {
+                    if client
+                        .outbox
+                        .try_send(FromMediaServer::Signal(signal))
+                        .is_err()
+                    {
                         tracing::info!("a call connection did not take a media-server signal");
                     }
+                }
+                SFUEvent::Err {
+                    reason,
+                    room_id: Some(room_id),
+                    client_id: Some(client_id),
+                    ..
+                } => {
+                    tracing::info!(%reason, "the media server could not carry out a signal");
+                    self.refuse(room_id, client_id, &reason);
                 }
                 SFUEvent::Err { reason, .. } => {
                     tracing::info!(%reason, "the media server could not carry out a signal");

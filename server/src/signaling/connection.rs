@@ -94,7 +94,7 @@ struct Pump<'a> {
 
 struct MediaServerLink {
     outbox: domain::media::MediaServerOutbox,
-    inbox: tokio::sync::mpsc::Receiver<app::protocol::Signal>,
+    inbox: tokio::sync::mpsc::Receiver<domain::media::FromMediaServer>,
 }
 
 /// Signals from the media server one connection may have waiting (a few
@@ -102,7 +102,9 @@ struct MediaServerLink {
 const MEDIA_SERVER_BACKLOG: usize = 32;
 
 /// The next signal from the media server, or never without a link.
-async fn from_media_server(link: &mut Option<MediaServerLink>) -> Option<app::protocol::Signal> {
+async fn from_media_server(
+    link: &mut Option<MediaServerLink>,
+) -> Option<domain::media::FromMediaServer> {
     match link {
         Some(link) => link.inbox.recv().await,
         None => std::future::pending().await,

@@ -91,7 +91,7 @@ impl Call {
 
     /// Connects to the media server afresh after a moment (at most one
     /// restart waits at a time).
-    fn restart_server_link_soon(&self) {
+    pub(super) fn restart_server_link_soon(&self) {
         if self.0.server.restarting.replace(true) {
             return;
         }

@@ -15,6 +15,7 @@ use super::rules::{self, EventAction};
 use super::verdict::{verdict, Leave, Verdict};
 use super::Caller;
 use crate::ids::ConnectionId;
+use crate::media::FromMediaServer;
 use crate::rooms::bus::RoomEvent;
 use crate::rooms::{PeerChange, RoomSettings};
 use protocol::{
@@ -153,9 +154,17 @@ impl CallSession {
             Input::Timer(timer) => self.on_timer(timer, now, &mut out),
             Input::SocketGone => self.end(Ending::Dropped, now, &mut out),
             Input::Answer(answer) => self.on_answer(answer, now, &mut out),
-            Input::FromMediaServer(signal) => {
+            Input::FromMediaServer(said) => {
                 if self.is_live() {
-                    self.reply(ServerMessage::MediaServerSignal { signal }, &mut out);
+                    let message = match said {
+                        FromMediaServer::Signal(signal) => {
+                            ServerMessage::MediaServerSignal { signal }
+                        }
+                        FromMediaServer::Refused(why) => {
+                            ServerMessage::error(ErrorCode::MediaRefused, why)
+                        }
+                    };
+                    self.reply(message, &mut out);
                 }
             }
         }
