@@ -310,7 +310,14 @@ impl Engine {
     }
 
     fn event(&mut self, event: SFUEvent) {
-        let about = event.room_id().zip(event.client_id());
+        // Only a description the engine would not take is the page's to
+        // hear of (a join or leave it refuses is the engine's business).
+        let about = match &event {
+            SFUEvent::SessionDescription {
+                room_id, client_id, ..
+            } => Some((*room_id, *client_id)),
+            _ => None,
+        };
         let tagged = TaggedSFUEvent {
             now: Instant::now(),
             event,

@@ -348,12 +348,6 @@ impl Call {
                     self.chat_failed(&key, false);
                 }
             }
-            // The media server did not take our description: the two
-            // sides no longer agree on the connection, start it over.
-            ErrorCode::MediaRefused if self.server_link_active() => {
-                log(&format!("moim: the media server refused: {message}"));
-                self.restart_server_link_soon();
-            }
             _ => log(&format!("moim: server error {code:?}: {message}")),
         }
     }

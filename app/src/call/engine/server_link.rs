@@ -91,7 +91,7 @@ impl Call {
 
     /// Connects to the media server afresh after a moment (at most one
     /// restart waits at a time).
-    pub(super) fn restart_server_link_soon(&self) {
+    fn restart_server_link_soon(&self) {
         if self.0.server.restarting.replace(true) {
             return;
         }
@@ -100,8 +100,11 @@ impl Call {
             move || {
                 if let Some(call) = Call::from_weak(&weak) {
                     call.0.server.restarting.set(false);
-                    if call.server_link_active() {
-                        call.start_server_link();
+                    match call.media_path() {
+                        // On the way back to direct: hand over now.
+                        MediaPath::Direct => call.leave_server_for_direct(),
+                        MediaPath::Server if call.server_link_active() => call.start_server_link(),
+                        MediaPath::Server => {}
                     }
                 }
             },
