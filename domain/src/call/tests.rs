@@ -1036,3 +1036,24 @@ fn a_fixed_media_setting_never_looks_at_the_room_size_and_sets_the_limit() {
     let beat = call.input(Input::Timer(Timer::Heartbeat));
     assert!(matches!(asks(&beat)[..], [Ask::Refresh { .. }]), "{beat:?}");
 }
+
+#[test]
+fn media_server_signals_need_a_joined_and_still_admitted_connection() {
+    // Before `join`: refused like any other message.
+    let mut waiting = Call::open("bob", PeerRole::Member);
+    let early = waiting.send(&media_server_offer());
+    assert_eq!(error_code(&early), Some(ErrorCode::NotJoined));
+    assert!(!early
+        .iter()
+        .any(|e| matches!(e, Effect::ToMediaServer { .. })));
+
+    // Removed on a connection opened before: nothing reaches the media
+    // server any more.
+    let mut call = Call::joined_with("bob", PeerRole::Member, vec![]);
+    call.answer(Answer::RoomMedia(MediaPath::Server));
+    call.event(RoomEvent::Removed {
+        participant_id: "bob".into(),
+    });
+    assert!(call.session.is_over());
+    assert!(call.send(&media_server_offer()).is_empty());
+}

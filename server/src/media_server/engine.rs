@@ -43,12 +43,10 @@ const DATAGRAM_MAX: usize = 2048;
 struct Client {
     conn: ConnectionId,
     outbox: MediaServerOutbox,
-    /// The request id of the server's offer waiting for the browser's
-    /// answer (the engine pairs them).
-    offer_pending: Option<RequestId>,
-    /// When that offer left (a late answer is worth a line in the log: the
-    /// engine gives up on an offer after 5 s).
-    offer_sent: Option<Instant>,
+    /// The server's offer waiting for the browser's answer: its request id
+    /// (the engine pairs them) and when it left (a late answer is worth a
+    /// line in the log: the engine gives up on an offer after 5 s).
+    offer_pending: Option<(RequestId, Instant)>,
     /// The browser's ICE username fragment: a new one means a new peer
     /// connection (the page started over), so a new media connection.
     ufrag: Option<String>,
@@ -191,10 +189,15 @@ impl Engine {
             // connectivity checks; trickled candidates are not needed.
             return;
         };
-        let room_id = *self
-            .rooms
-            .entry(room.clone())
-            .or_insert_with(uuid::Uuid::new_v4);
+        // Only an offer may open a media connection (and name a room).
+        let room_id = match (sdp_type.as_str(), self.rooms.get(&room)) {
+            (_, Some(&room_id)) => room_id,
+            ("offer", None) => *self
+                .rooms
+                .entry(room.clone())
+                .or_insert_with(uuid::Uuid::new_v4),
+            (_, None) => return,
+        };
         let key = (room_id, client);
         let description = match sdp_type.as_str() {
             "offer" => {
@@ -216,7 +219,6 @@ impl Engine {
                             conn,
                             outbox,
                             offer_pending: None,
-                            offer_sent: None,
                             ufrag,
                         },
                     );
@@ -249,8 +251,12 @@ impl Engine {
         };
         let request_id = match description.sdp_type {
             RTCSdpType::Answer => {
-                let pending = self.clients.get_mut(&key).and_then(|c| {
-                    if let Some(sent) = c.offer_sent.take() {
+                let pending = self
+                    .clients
+                    .get_mut(&key)
+                    .and_then(|c| c.offer_pending.take());
+                match pending {
+                    Some((request_id, sent)) => {
                         let waited = sent.elapsed();
                         if waited > Duration::from_secs(2) {
                             tracing::warn!(
@@ -258,10 +264,10 @@ impl Engine {
                                 "a browser answered the media server's offer late"
                             );
                         }
+                        request_id
                     }
-                    c.offer_pending.take()
-                });
-                pending.unwrap_or_else(|| self.request_id())
+                    None => self.request_id(),
+                }
             }
             _ => self.request_id(),
         };
@@ -350,8 +356,7 @@ impl Engine {
                     };
                     let sdp_type = match sdp.sdp_type {
                         RTCSdpType::Offer => {
-                            client.offer_pending = Some(request_id);
-                            client.offer_sent = Some(Instant::now());
+                            client.offer_pending = Some((request_id, Instant::now()));
                             "offer"
                         }
                         RTCSdpType::Answer => "answer",
