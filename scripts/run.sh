@@ -9,5 +9,7 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moim/target}"
 export CARGO_INCREMENTAL=0
 scripts/setup.sh --run
+# wasm-opt from npm (scripts/setup.sh), where cargo-leptos looks for it.
+export PATH="${MOIM_TOOLS_DIR:-$HOME/.cache/moim/tools}/node_modules/.bin:$PATH"
 cargo leptos build --release
 exec "$CARGO_TARGET_DIR/release/moim" --site-root "$PWD/target/site" "$@"

@@ -13,7 +13,17 @@ mode="${1:---test}"
 CARGO_LEPTOS_VERSION="0.3.10"   # 0.3.11 needs rustc 1.96
 WASM_OPT_VERSION="0.116.1"
 
-log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
+setup_started=$(date +%s)
+log() { printf '\033[1msetup (%ss):\033[0m %s\n' "$(( $(date +%s) - setup_started ))" "$*" >&2; }
+
+# The tools are build helpers, not hot code: their own release profiles ask
+# for fat LTO with one codegen unit (cargo-leptos: about 24 minutes on two
+# cores). Without LTO, in parallel codegen units and at opt-level 2 they
+# compile in a fraction of that and run as fast as a build needs.
+tool_profile() {
+  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=2 CARGO_PROFILE_RELEASE_DEBUG=false "$@"
+}
 
 apt_updated=""
 apt_install() {
@@ -40,7 +50,7 @@ install_wasm_bindgen() {
   have="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)"
   [ "$have" = "$want" ] && return 0
   log "installing wasm-bindgen-cli $want (from crates.io)"
-  if cargo install wasm-bindgen-cli --version "$want" --locked --force >/tmp/moim-wasm-bindgen.log 2>&1; then
+  if tool_profile cargo install wasm-bindgen-cli --version "$want" --locked --force >/tmp/moim-wasm-bindgen.log 2>&1; then
     return 0
   fi
   # Its published lockfile can pin a crate the registry mirror lacks
@@ -58,7 +68,7 @@ install_wasm_bindgen() {
   src="$tmp/wasm-bindgen-cli-$want"
   grep -q '^\[workspace\]' "$src/Cargo.toml" || printf '\n[workspace]\n' >> "$src/Cargo.toml"
   (cd "$src" && cargo update -p webpki-roots --precise 1.0.10 >/dev/null 2>&1 || true)
-  cargo install --path "$src" --locked --force
+  tool_profile cargo install --path "$src" --locked --force
   rm -rf "$tmp"
 }
 
@@ -71,16 +81,25 @@ install_rust_tools() {
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
   if [ "$(cargo leptos --version 2>/dev/null | awk '{print $2}')" != "$CARGO_LEPTOS_VERSION" ]; then
-    log "installing cargo-leptos $CARGO_LEPTOS_VERSION (from crates.io, about 10 minutes once)"
-    cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked
+    log "installing cargo-leptos $CARGO_LEPTOS_VERSION (from crates.io, about 8 minutes once)"
+    tool_profile cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked
   fi
   install_wasm_bindgen
 }
 
+# Binaryen's wasm-opt as published on npm (compiled to wasm, run by Node):
+# installs in seconds, where `cargo install wasm-opt` compiles Binaryen's
+# C++ for about 15 minutes and Debian's binaryen (108) predates the wasm
+# features rustc emits today. scripts/run.sh puts its bin directory on PATH,
+# where cargo-leptos looks for wasm-opt.
+BINARYEN_VERSION="132.0.0"
+TOOLS_DIR="${MOIM_TOOLS_DIR:-$HOME/.cache/moim/tools}"
 install_wasm_opt() {
-  if ! command -v wasm-opt >/dev/null; then
-    log "installing wasm-opt $WASM_OPT_VERSION (from crates.io; compiles Binaryen, about 11 minutes once)"
-    cargo install wasm-opt --version "$WASM_OPT_VERSION" --locked
+  if [ "$("$TOOLS_DIR/node_modules/.bin/wasm-opt" --version 2>/dev/null | awk '{print $3}')" != "${BINARYEN_VERSION%%.*}" ]; then
+    command -v npm >/dev/null || apt_install nodejs npm
+    log "installing wasm-opt (Binaryen ${BINARYEN_VERSION%%.*}, from npm, seconds)"
+    mkdir -p "$TOOLS_DIR"
+    npm install --prefix "$TOOLS_DIR" --no-audit --no-fund --loglevel=error "binaryen@$BINARYEN_VERSION" >/dev/null
   fi
 }
 
@@ -98,7 +117,16 @@ install_test_tools() {
 }
 
 case "$mode" in
-  --run) install_rust_tools; install_wasm_opt ;;
-  --test) install_rust_tools; install_test_tools ;;
+  --run)
+    install_wasm_opt
+    install_rust_tools ;;
+  --test)
+    # Debian packages and npm wait on the network, the Rust tools on the
+    # CPU: both at once.
+    install_test_tools &
+    test_tools=$!
+    install_rust_tools
+    wait "$test_tools" || { log "installing the test tools failed"; exit 1; } ;;
   *) echo "usage: $0 [--run|--test]" >&2; exit 2 ;;
 esac
+log "tools ready"

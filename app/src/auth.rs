@@ -103,6 +103,36 @@ pub async fn mail_configured() -> Result<bool, ApiError> {
     Ok(state.mailer.is_configured())
 }
 
+/// The account's API tokens (for `/api/v1`).
+#[server(endpoint = "list_api_tokens")]
+pub async fn list_api_tokens() -> Result<Vec<ApiTokenInfo>, ApiError> {
+    let cx = ssr::RequestCx::new().await?;
+    let result = cx.api_tokens().await;
+    if let Err(err) = &result {
+        ssr::set_error_status(err);
+    }
+    result
+}
+
+/// Makes an API token; its secret is in the answer and nowhere else.
+#[server(endpoint = "create_api_token")]
+pub async fn create_api_token(name: String, scope: String) -> Result<NewApiToken, ApiError> {
+    let cx = ssr::RequestCx::new().await?;
+    let result = cx.create_api_token(&name, &scope).await;
+    if let Err(err) = &result {
+        ssr::set_error_status(err);
+    }
+    result
+}
+
+/// Revokes one of the account's API tokens: it stops working at once.
+#[server(endpoint = "revoke_api_token")]
+pub async fn revoke_api_token(id: String) -> Result<(), ApiError> {
+    let cx = ssr::RequestCx::new().await?;
+    let result = cx.revoke_api_token(&id).await;
+    cx.finish(result, None)
+}
+
 #[server(endpoint = "update_profile")]
 pub async fn update_profile(display_name: String) -> Result<(), ApiError> {
     let cx = ssr::RequestCx::new().await?;

@@ -110,6 +110,7 @@ pub fn form_error_text(i18n: I18nContext<Locale>, err: &ApiError) -> Option<Stri
                     t_string!(i18n, err_too_many_knocks, minutes = minutes).to_string()
                 }
                 Limit::WaitingRoomFull => t_string!(i18n, err_waiting_room_full).to_string(),
+                Limit::ApiTokens => t_string!(i18n, err_too_many_api_tokens).to_string(),
             }
         }
         ApiError::Unauthenticated => t_string!(i18n, err_sign_in_required).to_string(),

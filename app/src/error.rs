@@ -56,6 +56,8 @@ pub enum Limit {
     Knocks,
     /// The meeting's waiting list is full.
     WaitingRoomFull,
+    /// The account holds as many API tokens as it may.
+    ApiTokens,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]

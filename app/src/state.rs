@@ -58,6 +58,8 @@ pub struct AppState {
     pub knock_notices: Arc<domain::rooms::bus::KnockNotices>,
     /// Outgoing mail (SMTP, or nothing when none is configured).
     pub mailer: Arc<dyn crate::mail::Mailer>,
+    /// This instance's numbers for `/metrics`.
+    pub metrics: domain::metrics::Metrics,
 }
 
 /// 30 unknown meeting codes from one address at once, then one every 20 s

@@ -19,6 +19,7 @@ pub mod ice;
 pub mod ids;
 pub mod media;
 pub mod meetings;
+pub mod metrics;
 pub mod placement;
 pub mod rooms;
 pub mod throttle;

@@ -302,7 +302,51 @@ pub enum ServerMessage {
     },
 }
 
+impl ClientMessage {
+    /// The message's `type` on the wire (for counting, without encoding).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Join { .. } => "join",
+            Self::Signal { .. } => "signal",
+            Self::MediaServerSignal { .. } => "media_server_signal",
+            Self::MediaServerClose => "media_server_close",
+            Self::Media { .. } => "media",
+            Self::Ping => "ping",
+            Self::Leave => "leave",
+            Self::AskToMute { .. } => "ask_to_mute",
+            Self::Remove { .. } => "remove",
+            Self::EndMeeting => "end_meeting",
+            Self::ChatSend { .. } => "chat_send",
+            Self::ChatSync { .. } => "chat_sync",
+            Self::ChatHistory { .. } => "chat_history",
+        }
+    }
+}
+
 impl ServerMessage {
+    /// The message's `type` on the wire (for counting, without encoding).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Welcome { .. } => "welcome",
+            Self::PeerJoined { .. } => "peer_joined",
+            Self::PeerUpdated { .. } => "peer_updated",
+            Self::PeerLeft { .. } => "peer_left",
+            Self::Signal { .. } => "signal",
+            Self::MediaPathChanged { .. } => "media_path_changed",
+            Self::MediaServerSignal { .. } => "media_server_signal",
+            Self::MuteRequested { .. } => "mute_requested",
+            Self::Removed => "removed",
+            Self::MeetingEnded => "meeting_ended",
+            Self::KnocksChanged => "knocks_changed",
+            Self::Pong => "pong",
+            Self::Reconnect => "reconnect",
+            Self::ChatAck { .. } => "chat_ack",
+            Self::Chat { .. } => "chat",
+            Self::ChatBatch { .. } => "chat_batch",
+            Self::Error { .. } => "error",
+        }
+    }
+
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
         ServerMessage::Error {
             code,
@@ -371,6 +415,62 @@ mod tests {
             json,
             r#"{"type":"peer_left","peer_id":"p","reason":"lost"}"#
         );
+    }
+
+    #[test]
+    fn type_names_are_the_wire_tags() {
+        let client = [
+            r#"{"type":"join","version":2,"resume":null,"media":{"mic":true,"cam":true,"screen":false,"hand":false}}"#,
+            r#"{"type":"signal","to":"p","signal":{"kind":"description","sdp_type":"offer","sdp":"v=0"}}"#,
+            r#"{"type":"media_server_signal","signal":{"kind":"description","sdp_type":"offer","sdp":"v=0"}}"#,
+            r#"{"type":"media_server_close"}"#,
+            r#"{"type":"media","media":{"mic":true,"cam":true,"screen":false,"hand":false}}"#,
+            r#"{"type":"ping"}"#,
+            r#"{"type":"leave"}"#,
+            r#"{"type":"ask_to_mute","peer":"p"}"#,
+            r#"{"type":"remove","peer":"p"}"#,
+            r#"{"type":"end_meeting"}"#,
+            r#"{"type":"chat_send","key":"k","text":"hi","to":null}"#,
+            r#"{"type":"chat_sync","after":0}"#,
+            r#"{"type":"chat_history","before":9}"#,
+        ];
+        for text in client {
+            let message = parse_client_message(text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+            let wire: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(message.type_name(), wire["type"], "{text}");
+        }
+        let server = [
+            ServerMessage::PeerLeft {
+                peer_id: "p".into(),
+                reason: LeaveReason::Left,
+            },
+            ServerMessage::MediaPathChanged {
+                path: MediaPath::Server,
+            },
+            ServerMessage::MuteRequested {
+                by_name: "h".into(),
+            },
+            ServerMessage::Removed,
+            ServerMessage::MeetingEnded,
+            ServerMessage::KnocksChanged,
+            ServerMessage::Pong,
+            ServerMessage::Reconnect,
+            ServerMessage::ChatAck {
+                key: "k".into(),
+                seq: 1,
+                sent_at_ms: 1,
+            },
+            ServerMessage::ChatBatch {
+                messages: vec![],
+                older: false,
+                more: false,
+            },
+            ServerMessage::error(ErrorCode::Internal, "x"),
+        ];
+        for message in server {
+            let wire = serde_json::to_value(&message).unwrap();
+            assert_eq!(message.type_name(), wire["type"], "{wire}");
+        }
     }
 
     #[test]

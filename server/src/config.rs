@@ -15,9 +15,30 @@ pub enum LogFormat {
     Json,
 }
 
+/// What to do instead of serving (settings are the same flags and
+/// variables, given before the command).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Checks the settings, reaches the database, Redis and the mail
+    /// server when configured, and prints what moim would run with
+    /// (secrets hidden). Exits non-zero naming the setting at fault.
+    CheckConfig,
+    /// Writes a consistent copy of the SQLite database to FILE, also while
+    /// moim runs (SQLite's `VACUUM INTO`, not a file copy). For PostgreSQL
+    /// use `pg_dump` (see the README).
+    Backup {
+        /// The copy to write; must not exist yet.
+        #[arg(value_name = "FILE")]
+        to: PathBuf,
+    },
+}
+
 #[derive(Debug, Clone, Parser)]
 #[command(name = "moim", version, about = "moim: self-hosted video meetings")]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address and port to listen on.
     #[arg(long, env = "MOIM_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
@@ -155,6 +176,10 @@ pub struct Config {
     #[arg(long, env = "MOIM_CHAT_MESSAGES_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub chat_messages_per_minute: u32,
 
+    /// Requests one API token may make per minute (`/api/v1`).
+    #[arg(long, env = "MOIM_API_REQUESTS_PER_MINUTE", default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..))]
+    pub api_requests_per_minute: u32,
+
     /// Mail server for address confirmation and invitations:
     /// `smtps://user:pass@host:465` (TLS), `smtp://user:pass@host:587?tls=required`
     /// (STARTTLS), `smtp://host:25` (no encryption: local relays only).
@@ -165,6 +190,13 @@ pub struct Config {
     /// The sender of moim's mail, e.g. `moim <noreply@example.org>`.
     #[arg(long, env = "MOIM_SMTP_FROM")]
     pub smtp_from: Option<String>,
+
+    /// Address for `GET /metrics` (Prometheus text format), apart from the
+    /// main listener so it is never public by accident. Default:
+    /// 127.0.0.1:9464 (another free port if that one is taken and this
+    /// setting is not given).
+    #[arg(long, env = "MOIM_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `moim=debug,info`.
     #[arg(long, env = "MOIM_LOG", default_value = "info")]
@@ -215,6 +247,10 @@ pub enum MediaMode {
 /// The media server's UDP port unless `--sfu-udp-listen` says otherwise.
 pub const SFU_DEFAULT_PORT: u16 = 7882;
 
+/// Where `/metrics` is served unless `--metrics-listen` says otherwise.
+pub const METRICS_DEFAULT: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
+
 impl Config {
     /// The media server's socket settings.
     pub fn media_server(&self) -> crate::media_server::MediaServerConfig {
@@ -224,6 +260,7 @@ impl Config {
                 .unwrap_or_else(|| SocketAddr::new(self.listen.ip(), SFU_DEFAULT_PORT)),
             public_ip: self.sfu_public_ip,
             listen_chosen: self.sfu_udp_listen.is_some(),
+            metrics: Default::default(),
         }
     }
 }

@@ -15,6 +15,8 @@ pub enum StartupError {
     Migration(String),
     #[error("cannot listen on {addr} (MOIM_LISTEN): {reason}")]
     Listen { addr: String, reason: String },
+    #[error("cannot listen on {addr} (MOIM_METRICS_LISTEN): {reason}")]
+    MetricsListen { addr: String, reason: String },
     #[error("cannot use REDIS_URL {url}: {reason}")]
     Redis { url: String, reason: String },
     #[error("cannot use {setting}: {reason}")]

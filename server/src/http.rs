@@ -6,8 +6,8 @@ use crate::{calendar, health, transcript};
 use app::state::AppState;
 use app::{shell, App};
 use axum::body::Body;
-use axum::extract::Request;
-use axum::http::{header, StatusCode};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,7 +17,7 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tower_http::catch_panic::{CatchPanicLayer, ResponseForPanic};
 use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -40,6 +40,10 @@ pub struct HttpSettings {
     /// Longest wait for a response to start (see `Config::request_timeout`).
     pub request_timeout: Duration,
     pub metrics: Arc<HttpMetrics>,
+    /// Where every request is counted (served on the metrics listener).
+    pub counted: domain::metrics::Metrics,
+    /// Requests one API token may make per minute.
+    pub api_per_minute: u32,
 }
 
 /// Counts of what went wrong while serving, kept for `/metrics`.
@@ -125,6 +129,18 @@ pub fn app(
         .with_expiry(Expiry::OnInactivity(idle));
 
     let touch_interval_ms = state.auth.touch_interval.as_millis() as i64;
+    // The API authenticates by token alone: added below the session layer
+    // (no cookie is read or set for it) and the Origin check (a cross-site
+    // request cannot carry a token it does not know).
+    let api = crate::api::router(crate::api::ApiState {
+        app: state.clone(),
+        presence: signaling.rooms.presence.clone(),
+        per_token: domain::throttle::Rule::per(settings.api_per_minute, Duration::from_secs(60)),
+    })
+    .layer(TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        settings.request_timeout,
+    ));
     let csp = Arc::new(CspSettings::for_public_origin(
         &settings.origin.public_origin,
     ));
@@ -161,6 +177,7 @@ pub fn app(
             Arc::new(settings.origin),
             security::require_same_origin,
         ))
+        .nest("/api/v1", api)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         // Inside the header layers, so a 500 from a panic carries them too.
         .layer(catch_panics(settings.metrics));
@@ -175,6 +192,7 @@ pub fn app(
         ))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn_with_state(settings.counted, track_http))
         .with_state(state)
 }
 
@@ -195,6 +213,54 @@ async fn touch_active_session(request: Request, next: Next, interval_ms: i64) ->
         }
     }
     next.run(request).await
+}
+
+/// The label of a request's route: its pattern (`/m/{code}`), never the
+/// path people typed, so the number of series stays bounded.
+fn route_label(request: &Request) -> String {
+    if let Some(matched) = request.extensions().get::<MatchedPath>() {
+        return matched.as_str().to_string();
+    }
+    let path = request.uri().path();
+    if path.starts_with("/pkg/") {
+        "/pkg/*".to_string()
+    } else {
+        // Public files and anything unknown (404s): one series.
+        "(other)".to_string()
+    }
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Counts one request by route, method and status, and times it until
+/// its response starts.
+pub async fn track_http(
+    State(metrics): State<domain::metrics::Metrics>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = route_label(&request);
+    let method = method_label(request.method());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.http_request(
+        &route,
+        method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! `Application::build` wires everything; `main` only parses settings and
 //! reports start-up errors.
 
+pub mod api;
 pub mod calendar;
 pub mod config;
 pub mod db;
@@ -10,6 +11,8 @@ pub mod health;
 pub mod http;
 pub mod mail;
 pub mod media_server;
+pub mod metrics;
+pub mod ops;
 pub use domain::rooms;
 pub mod security;
 pub mod session_store;
@@ -42,6 +45,10 @@ pub struct Application {
     /// Tells live calls to move to another instance.
     drain: tokio::sync::watch::Sender<bool>,
     metrics: Arc<HttpMetrics>,
+    /// `/metrics`, on its own listener.
+    metrics_listener: TcpListener,
+    metrics_addr: SocketAddr,
+    metrics_router: axum::Router,
 }
 
 impl Application {
@@ -63,6 +70,23 @@ impl Application {
         })?;
 
         let public_url = config.public_origin_at(local_addr);
+        let metrics_listener = metrics::bind(config.metrics_listen).await.map_err(|e| {
+            StartupError::MetricsListen {
+                addr: config
+                    .metrics_listen
+                    .unwrap_or(config::METRICS_DEFAULT)
+                    .to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        let metrics_addr =
+            metrics_listener
+                .local_addr()
+                .map_err(|e| StartupError::MetricsListen {
+                    addr: String::new(),
+                    reason: e.to_string(),
+                })?;
+        let counted = domain::metrics::Metrics::new();
 
         let (bus, presence, limiter): (
             Arc<dyn domain::rooms::bus::RoomBus>,
@@ -74,7 +98,7 @@ impl Application {
                     url: db::redact(url.as_str()),
                     reason: e.to_string(),
                 };
-                let (bus, presence) = rooms::redis::connect(url.as_str())
+                let (bus, presence) = rooms::redis::connect_counted(url.as_str(), counted.clone())
                     .await
                     .map_err(redis_error)?;
                 // Abuse limits count across instances too.
@@ -82,12 +106,16 @@ impl Application {
                     .await
                     .map_err(redis_error)?;
                 tracing::info!(redis = %db::redact(url.as_str()), "rooms and limits shared through Redis");
-                (bus, presence, Arc::new(Limiter::new(Arc::new(rates))))
+                (
+                    bus,
+                    presence,
+                    Arc::new(Limiter::new(Arc::new(rates)).with_metrics(counted.clone())),
+                )
             }
             None => (
                 Arc::new(rooms::local::LocalBus::default()),
                 Arc::new(rooms::local::LocalPresence::default()),
-                Arc::new(Limiter::default()),
+                Arc::new(Limiter::default().with_metrics(counted.clone())),
             ),
         };
         let rooms = rooms::Rooms {
@@ -166,20 +194,25 @@ impl Application {
             knock_notices: Arc::new(domain::rooms::bus::KnockNotices::new(rooms.bus.clone())),
             bus: rooms.bus.clone(),
             mailer,
+            metrics: counted.clone(),
         };
         let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
         let origin = OriginPolicy {
             public_origin: public_url.clone(),
         };
-        let store = DbSessionStore::new(pool);
+        let store = DbSessionStore::new(pool.clone()).with_metrics(counted.clone());
         store.spawn_cleanup(Duration::from_secs(300));
         let media = Arc::new(domain::media::MeshRelay::new(rooms.clone()));
         let media_server = match config.media_mode {
             config::MediaMode::Mesh => None,
             config::MediaMode::Auto | config::MediaMode::Sfu => Some(Arc::new(
-                media_server::LocalMediaServer::start(&config.media_server())?,
+                media_server::LocalMediaServer::start(&media_server::MediaServerConfig {
+                    metrics: counted.clone(),
+                    ..config.media_server()
+                })?,
             )),
         };
+        let census = Arc::new(signaling::CallCensus::default());
         let media_paths = Arc::new(domain::media::paths::MediaPaths::new(
             rooms.settings.media.clone(),
         ));
@@ -202,8 +235,16 @@ impl Application {
             session_idle: config.session_idle(),
             rights_recheck: Duration::from_secs(config.rights_recheck_seconds),
             sockets: Arc::new(signaling::SocketCounts::new(config.max_sockets_per_address)),
+            census: census.clone(),
         };
         let metrics = Arc::new(HttpMetrics::default());
+        let metrics_router = crate::metrics::router(crate::metrics::Scrape {
+            metrics: counted.clone(),
+            pool,
+            census,
+            redis: config.redis_url.as_ref().map(|_| state.bus.clone()),
+            http: metrics.clone(),
+        });
         let router = http::app(
             state.clone(),
             store,
@@ -214,6 +255,8 @@ impl Application {
                 session_idle: config.session_idle(),
                 request_timeout: config.request_timeout(),
                 metrics: metrics.clone(),
+                counted,
+                api_per_minute: config.api_requests_per_minute,
             },
         );
 
@@ -226,11 +269,19 @@ impl Application {
             header_timeout: config.header_timeout(),
             drain: drain_tx,
             metrics,
+            metrics_listener,
+            metrics_addr,
+            metrics_router,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `/metrics` is served.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
     }
 
     pub fn state(&self) -> &AppState {
@@ -249,6 +300,15 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // Scraped through the drain too (worth watching); stopped with
+        // the rest.
+        let (metrics_stop, metrics_stop_rx) = tokio::sync::watch::channel(false);
+        let metrics_server = tokio::spawn(serve(
+            self.metrics_listener,
+            self.metrics_router,
+            self.header_timeout,
+            metrics_stop_rx,
+        ));
         let grace = self.shutdown_grace;
         let drain = self.drain;
         tokio::spawn(async move {
@@ -264,7 +324,7 @@ impl Application {
             stop_rx.clone(),
         );
         let mut deadline_rx = stop_rx;
-        tokio::select! {
+        let result = tokio::select! {
             () = server => Ok(()),
             _ = async move {
                 let _ = deadline_rx.wait_for(|stop| *stop).await;
@@ -273,7 +333,10 @@ impl Application {
                 tracing::warn!(grace_seconds = grace.as_secs(), "drain deadline passed; closing remaining connections");
                 Ok(())
             }
-        }
+        };
+        let _ = metrics_stop.send(true);
+        metrics_server.abort();
+        result
     }
 }
 

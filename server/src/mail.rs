@@ -49,6 +49,22 @@ pub fn from_settings(
     Ok(Arc::new(SmtpMailer { transport, from }))
 }
 
+/// Connects to the mail server and says hello (for `moim check-config`):
+/// `Err` with the reason, the password never in it.
+pub async fn reach(url: &Url, timeout: Duration) -> Result<(), String> {
+    let transport: AsyncSmtpTransport<Tokio1Executor> =
+        AsyncSmtpTransport::<Tokio1Executor>::from_url(url.as_str())
+            .map_err(|e| e.to_string())?
+            .timeout(Some(timeout))
+            .build();
+    match tokio::time::timeout(timeout, transport.test_connection()).await {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err("the server did not accept a connection".to_string()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} seconds", timeout.as_secs())),
+    }
+}
+
 impl SmtpMailer {
     fn message(&self, mail: Outgoing) -> Result<Message, String> {
         let to: Mailbox = mail.to.parse().map_err(|e| format!("bad recipient: {e}"))?;

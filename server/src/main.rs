@@ -1,12 +1,17 @@
 use clap::Parser;
-use moim_server::config::Config;
-use moim_server::{shutdown_signal, telemetry, Application};
+use moim_server::config::{Command, Config};
+use moim_server::{ops, shutdown_signal, telemetry, Application};
 use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     // Bad flags or variables: clap prints one message naming the setting.
     let config = Config::parse();
+    match &config.command {
+        Some(Command::CheckConfig) => return ops::check_config(&config).await,
+        Some(Command::Backup { to }) => return ops::backup(&config, to).await,
+        None => {}
+    }
     if let Err(err) = telemetry::init(&config) {
         eprintln!("moim: {err}");
         return ExitCode::FAILURE;
@@ -19,6 +24,7 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(address = %app.local_addr(), "moim is listening on http://{}", app.local_addr());
+    tracing::info!(address = %app.metrics_addr(), "metrics at http://{}/metrics", app.metrics_addr());
     match app.run_until(shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("moim stopped");

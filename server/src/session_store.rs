@@ -15,6 +15,8 @@ use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 #[derive(Debug, Clone)]
 pub struct DbSessionStore {
     pool: AnyPool,
+    /// Times each load and save (every request with a session does one).
+    metrics: domain::metrics::Metrics,
 }
 
 fn backend(err: sqlx::Error) -> session_store::Error {
@@ -29,7 +31,16 @@ use domain::clock::now_ms;
 
 impl DbSessionStore {
     pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            metrics: domain::metrics::Metrics::default(),
+        }
+    }
+
+    /// Times loads and saves into `metrics`.
+    pub fn with_metrics(mut self, metrics: domain::metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Deletes expired sessions every `period`, for as long as the process
@@ -77,6 +88,40 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.metrics
+            .timed_query("session_save", self.save_now(record))
+            .await
+    }
+
+    async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
+        self.metrics
+            .timed_query("session_load", self.load_now(session_id))
+            .await
+    }
+    async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE id = $1")
+            .bind(session_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ExpiredDeletion for DbSessionStore {
+    async fn delete_expired(&self) -> session_store::Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE expiry_ms <= $1")
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+impl DbSessionStore {
+    async fn save_now(&self, record: &Record) -> session_store::Result<()> {
         let data = serde_json::to_string(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         // An update, never an insert: `save` is for a session that exists.
@@ -100,7 +145,7 @@ impl SessionStore for DbSessionStore {
         Ok(())
     }
 
-    async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
+    async fn load_now(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
         let row: Option<(String, i64)> =
             sqlx::query_as("SELECT data, expiry_ms FROM sessions WHERE id = $1 AND expiry_ms > $2")
                 .bind(session_id.to_string())
@@ -120,26 +165,5 @@ impl SessionStore for DbSessionStore {
             data,
             expiry_date,
         }))
-    }
-
-    async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE id = $1")
-            .bind(session_id.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl ExpiredDeletion for DbSessionStore {
-    async fn delete_expired(&self) -> session_store::Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE expiry_ms <= $1")
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
     }
 }

@@ -85,6 +85,12 @@ const SERVER_FUNCTIONS: &[(&str, &[(&str, &str)])] = &[
     ),
     ("cancel_meeting", &[("code", "{code}")]),
     ("set_cohosts", &[("code", "{code}"), ("cohosts", "mallory")]),
+    ("list_api_tokens", &[]),
+    (
+        "create_api_token",
+        &[("name", "exfiltrate"), ("scope", "manage")],
+    ),
+    ("revoke_api_token", &[("id", "*")]),
 ];
 
 /// Functions that change or reveal a meeting: only its hosts may use them.
@@ -113,6 +119,9 @@ const NEEDS_IDENTITY: &[&str] = &[
     "update_meeting",
     "cancel_meeting",
     "set_cohosts",
+    "list_api_tokens",
+    "create_api_token",
+    "revoke_api_token",
 ];
 
 /// Whether `name` refused the call: an error status, or (for the chat

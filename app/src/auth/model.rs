@@ -23,6 +23,25 @@ pub struct AccountEmail {
     pub mail_configured: bool,
 }
 
+/// One of the account's API tokens, as the profile page lists it (never
+/// the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiTokenInfo {
+    pub id: String,
+    pub name: String,
+    /// `read` or `manage`.
+    pub scope: String,
+    pub created_at_ms: i64,
+    pub last_used_at_ms: Option<i64>,
+}
+
+/// A token just made: the only time its secret is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewApiToken {
+    pub name: String,
+    pub token: String,
+}
+
 /// What opening a verification link did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VerifyOutcome {

@@ -1,7 +1,9 @@
 //! Server-only half of accounts: the user table, password hashing, and the
 //! session records that say who someone is.
 
-use super::model::{AccountEmail, GuestSummary, UserSummary, VerifyOutcome, Viewer};
+use super::model::{
+    AccountEmail, ApiTokenInfo, GuestSummary, NewApiToken, UserSummary, VerifyOutcome, Viewer,
+};
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblem, Limit};
 use crate::state::AppState;
 use crate::validate;
@@ -170,6 +172,7 @@ fn collect<T>(results: &mut Vec<FieldError>, r: Result<T, FieldError>) -> Option
 
 /// One server-function call: the app state, the caller's session and
 /// address.
+#[derive(Clone)]
 pub struct RequestCx {
     state: AppState,
     session: Session,
@@ -205,6 +208,27 @@ impl RequestCx {
             session,
             client,
         }
+    }
+
+    /// A request made with an API token of `user`: the same rules as the
+    /// pages, on a session that lives only for this request (nothing is
+    /// stored, no cookie is sent).
+    pub async fn for_user(state: AppState, user: &UserRow, client: String) -> ApiResult<Self> {
+        let session = Session::new(None, std::sync::Arc::new(NoStore), None);
+        let auth = SessionAuth {
+            user_id: user.id.clone(),
+            auth_version: user.auth_version,
+            signed_in_at_ms: now_ms(),
+        };
+        session
+            .insert(AUTH_KEY, auth)
+            .await
+            .map_err(Self::session_error)?;
+        Ok(Self {
+            state,
+            session,
+            client,
+        })
     }
 
     /// The session, for keeping it alive from a long-lived connection.
@@ -458,6 +482,9 @@ impl RequestCx {
         let account = validate::username_key(username);
         let throttle = &self.state.login_throttle;
         if let Err(retry_after) = throttle.check(&account, &self.client).await {
+            self.state
+                .metrics
+                .sign_in(domain::metrics::SignInOutcome::Throttled);
             return Err(ApiError::TooManyAttempts {
                 retry_after_secs: retry_after.as_secs().max(1),
             });
@@ -470,11 +497,17 @@ impl RequestCx {
         match user {
             Some(user) if valid => {
                 throttle.record_success(&account, &self.client).await;
+                self.state
+                    .metrics
+                    .sign_in(domain::metrics::SignInOutcome::Success);
                 tracing::info!(user_id = %user.id, "signed in");
                 self.establish_user_session(&user).await
             }
             _ => {
                 throttle.record_failure(&account, &self.client).await;
+                self.state
+                    .metrics
+                    .sign_in(domain::metrics::SignInOutcome::Failure);
                 tracing::info!(client = %self.client, "failed sign-in");
                 Err(ApiError::BadCredentials)
             }
@@ -490,6 +523,11 @@ impl RequestCx {
             return Ok(());
         }
         tracing::info!(client = %self.client, what, "limit reached");
+        // Named by the limit's kind only (`knock:<meeting>` counts as
+        // `knock`): no meeting or client in a metric label.
+        self.state
+            .limiter
+            .refused(what.split(':').next().unwrap_or_default());
         Err(ApiError::Limited {
             what: kind,
             retry_after_secs: decision.retry_secs(),
@@ -537,6 +575,62 @@ impl RequestCx {
             .insert(SEEN_KEY, now_ms())
             .await
             .map_err(Self::session_error)
+    }
+
+    pub async fn api_tokens(&self) -> ApiResult<Vec<ApiTokenInfo>> {
+        let user = self.signed_in_user().await?;
+        let rows = domain::accounts::tokens::list(&self.state.db, &user.id)
+            .await
+            .map_err(internal)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| ApiTokenInfo {
+                id: row.id,
+                name: row.name,
+                scope: row.scope,
+                created_at_ms: row.created_at_ms,
+                last_used_at_ms: row.last_used_at_ms,
+            })
+            .collect())
+    }
+
+    pub async fn create_api_token(&self, name: &str, scope: &str) -> ApiResult<NewApiToken> {
+        use domain::accounts::tokens::{self, CreateError, TokenScope};
+        let user = self.signed_in_user().await?;
+        let mut errors = Vec::new();
+        let name = validate::display_name("name", name)
+            .map_err(|e| errors.push(e))
+            .ok();
+        let scope = TokenScope::parse(scope);
+        if scope.is_none() {
+            errors.push(FieldError::new("scope", FieldProblem::Required));
+        }
+        let (Some(name), Some(scope), true) = (name, scope, errors.is_empty()) else {
+            return Err(ApiError::Invalid(errors));
+        };
+        match tokens::create(&self.state.db, &user.id, &name, scope, now_ms()).await {
+            Ok((row, token)) => {
+                tracing::info!(user_id = %user.id, token_id = %row.id, scope = scope.as_str(), "API token created");
+                Ok(NewApiToken { name, token })
+            }
+            Err(CreateError::TooMany) => Err(ApiError::Limited {
+                what: Limit::ApiTokens,
+                retry_after_secs: 0,
+            }),
+            Err(CreateError::Store(err)) => Err(internal(err)),
+        }
+    }
+
+    pub async fn revoke_api_token(&self, id: &str) -> ApiResult<()> {
+        let user = self.signed_in_user().await?;
+        let revoked = domain::accounts::tokens::revoke(&self.state.db, &user.id, id, now_ms())
+            .await
+            .map_err(internal)?;
+        if !revoked {
+            return Err(ApiError::NotFound);
+        }
+        tracing::info!(user_id = %user.id, token_id = %id, "API token revoked");
+        Ok(())
     }
 
     pub async fn update_display_name(&self, display_name: &str) -> ApiResult<()> {
@@ -589,5 +683,35 @@ impl RequestCx {
             ..user
         };
         self.establish_user_session(&updated).await
+    }
+}
+
+/// The store behind an API request's session: there is nothing to load
+/// and nothing is ever saved (the session layer that would save is not in
+/// front of `/api/v1`).
+#[derive(Debug, Clone, Copy)]
+struct NoStore;
+
+#[async_trait::async_trait]
+impl tower_sessions::SessionStore for NoStore {
+    async fn save(
+        &self,
+        _record: &tower_sessions::session::Record,
+    ) -> tower_sessions::session_store::Result<()> {
+        Ok(())
+    }
+
+    async fn load(
+        &self,
+        _id: &tower_sessions::session::Id,
+    ) -> tower_sessions::session_store::Result<Option<tower_sessions::session::Record>> {
+        Ok(None)
+    }
+
+    async fn delete(
+        &self,
+        _id: &tower_sessions::session::Id,
+    ) -> tower_sessions::session_store::Result<()> {
+        Ok(())
     }
 }

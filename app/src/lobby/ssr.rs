@@ -243,7 +243,8 @@ impl LobbyCx {
             .ok_or(ApiError::NotFound)
     }
 
-    async fn require_moderator(&self) -> ApiResult<Viewer> {
+    /// The viewer, if host or co-host of the meeting (else `Forbidden`).
+    pub async fn require_moderator(&self) -> ApiResult<Viewer> {
         let viewer = self.identified_viewer().await?;
         match self.role(Some(&viewer)).await? {
             Role::Host | Role::CoHost => Ok(viewer),

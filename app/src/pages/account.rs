@@ -1,9 +1,13 @@
 //! Sign in, sign up, guest entry and the profile page.
 
 use super::require_user::RequireUser;
-use crate::auth::{AccountEmail, ResendVerification, VerifyOutcome, Viewer};
+use crate::auth::{
+    AccountEmail, ApiTokenInfo, CreateApiToken, ResendVerification, RevokeApiToken, VerifyOutcome,
+    Viewer,
+};
 use crate::components::{error_of, text, use_auth, Field, FormError};
 use crate::i18n::*;
+use crate::time::LocalTime;
 use crate::validate;
 use leptos::either::Either;
 use leptos::prelude::*;
@@ -248,7 +252,102 @@ fn ProfileForms(user: crate::auth::UserSummary) -> impl IntoView {
                     <button type="submit" class="button">{t!(i18n, change_password)}</button>
                 </ActionForm>
             </div>
+            <ApiTokensSection />
         </section>
+    }
+}
+
+/// The account's API tokens: make one (its secret shown once), see when
+/// each was last used, revoke.
+#[component]
+fn ApiTokensSection() -> impl IntoView {
+    let i18n = use_i18n();
+    let create = ServerAction::<CreateApiToken>::new();
+    let revoke = ServerAction::<RevokeApiToken>::new();
+    let tokens = Resource::new(
+        move || (create.version().get(), revoke.version().get()),
+        |_| crate::auth::list_api_tokens(),
+    );
+    let create_error = error_of(create.value());
+    let revoke_error = error_of(revoke.value());
+    let revoked = move || matches!(revoke.value().get(), Some(Ok(())));
+    let created = move || create.value().get().and_then(Result::ok);
+    let scope_problem = move || create_error.get().and_then(|e| e.field_problem("scope"));
+    let row = move |token: ApiTokenInfo| {
+        let scope = if token.scope == "manage" {
+            t_string!(i18n, profile_api_scope_label_manage).to_string()
+        } else {
+            t_string!(i18n, profile_api_scope_label_read).to_string()
+        };
+        let name = token.name.clone();
+        let revoke_label =
+            move || t_string!(i18n, profile_api_revoke_named, name = name.clone()).to_string();
+        view! {
+            <li class="token" data-testid="api-token">
+                <strong class="token-name">{token.name.clone()}</strong>
+                " · " <span>{scope}</span>
+                <span class="muted">
+                    " · " {t!(i18n, profile_api_created)} " " <LocalTime ms=token.created_at_ms />
+                    " · " {t!(i18n, profile_api_last_used)} " "
+                    {match token.last_used_at_ms {
+                        Some(ms) => Either::Left(view! { <LocalTime ms /> }),
+                        None => Either::Right(t!(i18n, profile_api_never_used)),
+                    }}
+                </span>
+                <ActionForm action=revoke attr:class="inline-form">
+                    <input type="hidden" name="id" value=token.id.clone() />
+                    <button type="submit" class="button secondary button-small" aria-label=revoke_label>
+                        {t!(i18n, profile_api_revoke)}
+                    </button>
+                </ActionForm>
+            </li>
+        }
+    };
+    view! {
+        <div class="card" data-testid="api-tokens">
+            <h2>{t!(i18n, profile_api_section)}</h2>
+            <p class="muted">{t!(i18n, profile_api_note)}</p>
+            <ActionForm action=create attr:novalidate=true attr:data-testid="api-token-form">
+                <Field
+                    name="name"
+                    label=text(move || t_string!(i18n, profile_api_name).to_string())
+                    hint=text(move || t_string!(i18n, profile_api_name_hint).to_string())
+                    required=true
+                    maxlength=validate::DISPLAY_NAME_MAX
+                    error=create_error
+                />
+                <div class="field" class:field-invalid=move || scope_problem().is_some()>
+                    <label for="field-scope">{t!(i18n, profile_api_scope)}</label>
+                    <select id="field-scope" name="scope">
+                        <option value="read" selected=true>{t!(i18n, profile_api_scope_read)}</option>
+                        <option value="manage">{t!(i18n, profile_api_scope_manage)}</option>
+                    </select>
+                </div>
+                <FormError error=create_error />
+                <button type="submit" class="button" disabled=move || create.pending().get()>
+                    {t!(i18n, profile_api_create)}
+                </button>
+            </ActionForm>
+            {move || created().map(|new| view! {
+                <div class="field new-token" role="status">
+                    <label for="new-api-token">{t!(i18n, profile_api_new)}</label>
+                    <input id="new-api-token" type="text" readonly=true value=new.token data-testid="new-api-token" />
+                </div>
+            })}
+            <FormError error=revoke_error />
+            <p class="form-ok" role="status">{move || revoked().then(|| t_string!(i18n, profile_api_revoked).to_string())}</p>
+            <Transition fallback=|| ()>
+                {move || tokens.get().map(|result| match result {
+                    Ok(list) if list.is_empty() => Either::Left(Either::Left(view! {
+                        <p class="muted" data-testid="api-tokens-empty">{t!(i18n, profile_api_none)}</p>
+                    })),
+                    Ok(list) => Either::Left(Either::Right(view! {
+                        <ul class="tokens">{list.into_iter().map(row).collect_view()}</ul>
+                    })),
+                    Err(err) => Either::Right(view! { <FormError error=Signal::stored(Some(err)) /> }),
+                })}
+            </Transition>
+        </div>
     }
 }
 

@@ -7,6 +7,7 @@
 //! browser), passed in, so the rule lives in one place.
 
 pub mod passwords;
+pub mod tokens;
 pub mod verification;
 
 use sqlx::AnyPool;

@@ -29,7 +29,7 @@ pub use io::{
     Answer, Ask, Change, ChatRequest, Effect, Frame, Input, Now, Purpose, RemovalAnswer, Rights,
     Timer,
 };
-pub use session::CallSession;
+pub use session::{CallSession, Tally};
 
 use crate::meetings::MeetingRow;
 use protocol::{ParticipantId, PeerRole};

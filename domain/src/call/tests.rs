@@ -609,6 +609,8 @@ fn an_ended_meeting_closes_everyone_else() {
 #[test]
 fn a_flood_is_warned_then_closed_with_1008_and_the_presence_held() {
     let mut call = Call::joined_with("bob", PeerRole::Member, vec![]);
+    let joined = call.session.take_tally();
+    assert_eq!(joined.received, vec!["join"], "{joined:?}");
     let mut warned = 0;
     let mut closed = None;
     for _ in 0..1000 {
@@ -625,6 +627,12 @@ fn a_flood_is_warned_then_closed_with_1008_and_the_presence_held() {
     assert_eq!(closed, Some(close::POLICY));
     assert!(warned >= 1);
     assert!(call.session.is_over());
+    // Read pings and refused frames, told apart for the metrics.
+    let tally = call.session.take_tally();
+    assert!(tally.throttled >= warned, "{tally:?}");
+    assert!(!tally.received.is_empty());
+    assert!(tally.received.iter().all(|t| *t == "ping"), "{tally:?}");
+    assert_eq!(call.session.take_tally(), Default::default());
 }
 
 #[test]

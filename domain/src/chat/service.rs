@@ -33,10 +33,15 @@ impl ChatLimits {
     }
 
     async fn allow(&self, participant: &str) -> bool {
-        self.limiter
+        let allowed = self
+            .limiter
             .hit(&format!("chat:{participant}"), self.rule)
             .await
-            .allowed
+            .allowed;
+        if !allowed {
+            self.limiter.refused("chat");
+        }
+        allowed
     }
 }
 
@@ -141,8 +146,15 @@ pub async fn send(
             .as_ref()
             .map(|(id, name)| (id.to_string(), name.clone())),
     };
-    let message = match store::store(db, room, new).await {
-        Ok(Stored::New(message)) => message,
+    let metrics = cx.limits.limiter.metrics();
+    let stored = metrics
+        .timed_query("chat_store", store::store(db, room, new))
+        .await;
+    let message = match stored {
+        Ok(Stored::New(message)) => {
+            metrics.chat_stored();
+            message
+        }
         Ok(Stored::Duplicate(message)) => return vec![ack(&message)],
         Err(err) => {
             // A concurrent resend of the same key may have won the race.

@@ -68,6 +68,14 @@ pub fn manager_config() -> ConnectionManagerConfig {
 /// Connects (failing start-up if Redis does not answer) and starts the
 /// subscriber loop.
 pub async fn connect(url: &str) -> Result<(Arc<RedisBus>, Arc<RedisPresence>), redis::RedisError> {
+    connect_counted(url, crate::metrics::Metrics::default()).await
+}
+
+/// [`connect`], counting publish failures and resubscriptions in `metrics`.
+pub async fn connect_counted(
+    url: &str,
+    metrics: crate::metrics::Metrics,
+) -> Result<(Arc<RedisBus>, Arc<RedisPresence>), redis::RedisError> {
     let client = redis::Client::open(url)?;
     let manager = ConnectionManager::new_with_config(client.clone(), manager_config()).await?;
     let fanout = Arc::new(Fanout::default());
@@ -80,6 +88,7 @@ pub async fn connect(url: &str) -> Result<(Arc<RedisBus>, Arc<RedisPresence>), r
         subscribe_rx,
         subscribed.clone(),
         publishing.clone(),
+        metrics.clone(),
     ));
     let bus = Arc::new(RedisBus {
         manager: manager.clone(),
@@ -87,6 +96,7 @@ pub async fn connect(url: &str) -> Result<(Arc<RedisBus>, Arc<RedisPresence>), r
         subscribe_tx,
         subscribed,
         publishing,
+        metrics,
     });
     let presence = Arc::new(RedisPresence::new(manager));
     Ok((bus, presence))
@@ -106,6 +116,7 @@ pub struct RedisBus {
     subscribe_tx: mpsc::UnboundedSender<SubscribeRequest>,
     subscribed: Arc<AtomicBool>,
     publishing: Arc<AtomicBool>,
+    metrics: crate::metrics::Metrics,
 }
 
 #[async_trait::async_trait]
@@ -134,6 +145,7 @@ impl RoomBus for RedisBus {
                 Ok(())
             }
             Err(err) => {
+                self.metrics.redis_publish_failed();
                 if self.publishing.swap(false, Ordering::Relaxed) {
                     tracing::warn!(error = %err, "Redis unreachable: room events stay on this instance");
                 }
@@ -172,6 +184,7 @@ async fn subscriber_loop(
     mut requests: mpsc::UnboundedReceiver<SubscribeRequest>,
     subscribed: Arc<AtomicBool>,
     publishing: Arc<AtomicBool>,
+    metrics: crate::metrics::Metrics,
 ) {
     let mut backoff = Duration::from_millis(250);
     let mut was_down = false;
@@ -210,6 +223,7 @@ async fn subscriber_loop(
         // Redis answers again; the publishing side reconnects by itself.
         publishing.store(true, Ordering::Relaxed);
         if was_down {
+            metrics.redis_resubscribed();
             tracing::info!("Redis subscriber back; asking connections to resynchronise");
             for room in fanout.active_rooms() {
                 fanout.deliver(&room, Arc::new(RoomEvent::Resync));

@@ -175,6 +175,8 @@ pub struct Limiter {
     degraded: AtomicBool,
     /// Unix ms before which the failing store is not asked again.
     retry_store_at: AtomicI64,
+    /// Where refusals are counted (by the limit's name).
+    metrics: crate::metrics::Metrics,
 }
 
 const RETRY_STORE_MS: i64 = 5_000;
@@ -207,7 +209,25 @@ impl Limiter {
             fallback: LocalRateStore::default(),
             degraded: AtomicBool::new(false),
             retry_store_at: AtomicI64::new(0),
+            metrics: crate::metrics::Metrics::default(),
         }
+    }
+
+    /// Counts refusals into `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Where this limiter's instance counts things.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// Counts one refusal by the limit named `limit` (a fixed name, never a
+    /// client or an account).
+    pub fn refused(&self, limit: &str) {
+        self.metrics.rate_limited(limit);
     }
 
     /// Decides (and counts, if allowed) one event now.
@@ -323,10 +343,12 @@ impl LoginThrottle {
         let l = &self.limiter;
         let pair = l.peek(&pair, self.policy.pair).await;
         if !pair.allowed {
+            l.refused("sign_in");
             return Err(pair.retry_after);
         }
         let client = l.peek(&client, self.policy.client).await;
         if !client.allowed {
+            l.refused("sign_in");
             return Err(client.retry_after);
         }
         // Only addresses that already failed for this account share its
@@ -334,6 +356,7 @@ impl LoginThrottle {
         if pair.used > 0 {
             let account = l.hit(&account, self.policy.account).await;
             if !account.allowed {
+                l.refused("sign_in");
                 return Err(account.retry_after);
             }
         }
@@ -382,6 +405,7 @@ impl FailureLimiter {
         if decision.allowed {
             Ok(())
         } else {
+            self.limiter.refused(self.name);
             Err(decision.retry_after)
         }
     }

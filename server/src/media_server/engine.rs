@@ -66,9 +66,15 @@ struct Engine {
     rooms: HashMap<String, RoomId>,
     clients: HashMap<(RoomId, ClientId), Client>,
     next_request: RequestId,
+    metrics: domain::metrics::Metrics,
 }
 
-pub(super) fn run(socket: UdpSocket, advertised: SocketAddr, commands: Receiver<Command>) {
+pub(super) fn run(
+    socket: UdpSocket,
+    advertised: SocketAddr,
+    commands: Receiver<Command>,
+    metrics: domain::metrics::Metrics,
+) {
     let mut engine = Engine {
         sfu: Sfu::new(rand_id(), advertised),
         socket,
@@ -76,6 +82,7 @@ pub(super) fn run(socket: UdpSocket, advertised: SocketAddr, commands: Receiver<
         rooms: HashMap::new(),
         clients: HashMap::new(),
         next_request: 1,
+        metrics,
     };
     let mut buffer = vec![0u8; DATAGRAM_MAX];
     loop {
@@ -90,6 +97,7 @@ pub(super) fn run(socket: UdpSocket, advertised: SocketAddr, commands: Receiver<
             Ok(Step::Stop) => return,
             Err(_) => {
                 tracing::error!("the media engine failed; every media connection starts over");
+                engine.metrics.sfu_restarted();
                 engine.clients.clear();
                 engine.rooms.clear();
                 engine.sfu = Sfu::new(rand_id(), engine.advertised);
@@ -394,6 +402,7 @@ impl Engine {
     }
 
     fn datagram(&mut self, bytes: &[u8], from: SocketAddr) {
+        self.metrics.sfu_received(bytes.len());
         let packet = TaggedBytesMut {
             now: Instant::now(),
             transport: TransportContext {
@@ -421,15 +430,18 @@ impl Engine {
         while self.sfu.poll_read().is_some() {}
         self.deliver_events();
         self.flush();
+        self.metrics
+            .set_sfu_size(self.rooms.len(), self.clients.len());
     }
 
     fn flush(&mut self) {
         while let Some(transmit) = self.sfu.poll_write() {
-            if let Err(err) = self
+            match self
                 .socket
                 .send_to(&transmit.message, transmit.transport.peer_addr)
             {
-                tracing::debug!(error = %err, "could not send a datagram");
+                Ok(sent) => self.metrics.sfu_sent(sent),
+                Err(err) => tracing::debug!(error = %err, "could not send a datagram"),
             }
         }
     }

@@ -37,6 +37,8 @@ pub struct MediaServerConfig {
     /// Whether `listen` was chosen by the operator: if not and its port is
     /// taken, another port is used instead of failing.
     pub listen_chosen: bool,
+    /// Where the engine counts datagrams, calls and restarts.
+    pub metrics: domain::metrics::Metrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,9 +84,10 @@ impl LocalMediaServer {
         let bound = socket.local_addr().map_err(MediaServerError::Start)?;
         let advertised = SocketAddr::new(advertised_ip(bound.ip(), config.public_ip), bound.port());
         let (commands, inbox) = mpsc::channel();
+        let metrics = config.metrics.clone();
         let thread = std::thread::Builder::new()
             .name("moim-sfu".into())
-            .spawn(move || engine::run(socket, advertised, inbox))
+            .spawn(move || engine::run(socket, advertised, inbox, metrics))
             .map_err(MediaServerError::Start)?;
         tracing::info!(%bound, %advertised, "media server listening (UDP)");
         Ok(Self {
@@ -196,6 +199,7 @@ mod tests {
             listen: addr,
             public_ip: None,
             listen_chosen: false,
+            metrics: Default::default(),
         })
         .unwrap();
         assert_ne!(fallback.advertised().port(), addr.port());
@@ -203,6 +207,7 @@ mod tests {
             listen: addr,
             public_ip: None,
             listen_chosen: true,
+            metrics: Default::default(),
         });
         assert!(matches!(refused, Err(MediaServerError::Bind { .. })));
     }

@@ -39,11 +39,13 @@ pub async fn run(
     caller: Caller,
     credentials: Credentials,
 ) {
+    let _open = state.app.metrics.websocket_opened();
     let (sink, mut stream) = socket.split();
     let mut wire = Wire {
         sink,
         write_timeout: state.rooms.settings.write_timeout,
         broken: false,
+        metrics: state.app.metrics.clone(),
     };
     // Subscribed from the first moment, so a removal, an end or a rights
     // change reaches a connection that has not joined yet too.
@@ -64,9 +66,11 @@ pub async fn run(
                 credentials: &credentials,
                 wire: &mut wire,
                 media_server: None,
+                counted: None,
             };
             pump.run(&mut stream, events).await;
             pump.disconnect_media();
+            pump.count_in(None);
         }
         Err(err) => {
             tracing::error!(error = %err, "cannot subscribe to the room");
@@ -90,6 +94,9 @@ struct Pump<'a> {
     /// This connection's link to the media server, from its first signal:
     /// where the server's answers and offers arrive.
     media_server: Option<MediaServerLink>,
+    /// The media path this connection is counted on in the census, while
+    /// live.
+    counted: Option<app::protocol::MediaPath>,
 }
 
 struct MediaServerLink {
@@ -112,6 +119,14 @@ async fn from_media_server(
 }
 
 impl Pump<'_> {
+    /// Counts this connection on `path` (`None`: not in the call).
+    fn count_in(&mut self, path: Option<app::protocol::MediaPath>) {
+        if path != self.counted {
+            self.state.census.moved(&self.room, self.counted, path);
+            self.counted = path;
+        }
+    }
+
     /// The call connection ended: so does its media connection.
     fn disconnect_media(&mut self) {
         if self.media_server.take().is_none() {
@@ -165,6 +180,14 @@ impl Pump<'_> {
         let mut inputs = VecDeque::from([input]);
         while let Some(input) = inputs.pop_front() {
             let effects = self.session.handle(input, Now::system());
+            let tally = self.session.take_tally();
+            let metrics = &self.state.app.metrics;
+            for received in tally.received {
+                metrics.signaling_in(received);
+            }
+            for _ in 0..tally.throttled {
+                metrics.rate_limited("signaling");
+            }
             for effect in effects {
                 if let Some(answer) = self.carry_out(effect).await {
                     inputs.push_back(Input::Answer(answer));
@@ -176,6 +199,8 @@ impl Pump<'_> {
                 inputs.push_front(Input::SocketGone);
             }
         }
+        let live = self.session.is_live().then(|| self.session.media_path());
+        self.count_in(live);
     }
 
     async fn carry_out(&mut self, effect: Effect) -> Option<Answer> {
@@ -499,6 +524,8 @@ struct Wire {
     write_timeout: Duration,
     /// A write failed: the rest are skipped and the session is told.
     broken: bool,
+    /// Counts messages sent and closes by code.
+    metrics: domain::metrics::Metrics,
 }
 
 impl Wire {
@@ -524,10 +551,12 @@ impl Wire {
         let text = serde_json::to_string(message).map_err(|err| {
             tracing::error!(error = %err, "cannot encode a server message");
         })?;
+        self.metrics.signaling_out(message.type_name());
         self.write(Message::Text(Utf8Bytes::from(text))).await
     }
 
     async fn close(&mut self, code: u16, reason: &'static str) -> Result<(), ()> {
+        self.metrics.websocket_closed(code);
         self.write(Message::Close(Some(CloseFrame {
             code,
             reason: Utf8Bytes::from_static(reason),

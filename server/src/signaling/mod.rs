@@ -5,6 +5,7 @@
 //! origin. The protocol is `app::protocol`, written down in
 //! `docs/protocol.md`.
 
+mod census;
 mod connection;
 mod sockets;
 mod state;
@@ -20,6 +21,7 @@ use state::admitted_caller;
 use std::net::SocketAddr;
 use tower_sessions::Session;
 
+pub use census::{CallCensus, PathCount};
 pub use domain::call::Caller;
 pub use sockets::SocketCounts;
 pub use state::{Credentials, SignalingState};
@@ -65,6 +67,7 @@ pub async fn upgrade(
     // it), so one person or one address cannot hold sockets without bound.
     let Some(slot) = state.sockets.take(&caller.participant_id, client_ip) else {
         tracing::warn!(participant = %caller.participant_id, "too many call connections");
+        state.app.metrics.rate_limited("call_connections");
         return (
             StatusCode::TOO_MANY_REQUESTS,
             "too many open call connections; close another window first",

@@ -39,6 +39,8 @@ pub struct SignalingState {
     pub media_paths: Arc<domain::media::paths::MediaPaths>,
     /// The built-in media server, unless media is browser to browser only.
     pub media_server: Option<Arc<dyn domain::media::MediaServer>>,
+    /// Live calls and people on this instance, by media path.
+    pub census: Arc<super::census::CallCensus>,
 }
 
 /// What a connection needs to ask again, during the call, whether this
@@ -69,7 +71,11 @@ impl SignalingState {
             session.clone(),
             credentials.client.clone(),
         );
-        let caller = admitted_caller(auth, &credentials.code).await?;
+        let caller = self
+            .app
+            .metrics
+            .timed_query("rights_check", admitted_caller(auth, &credentials.code))
+            .await?;
         let interval = self.app.auth.touch_interval.as_millis() as i64;
         if let Err(err) = app::auth::ssr::touch_session(&session, interval).await {
             tracing::warn!(error = %err, "could not refresh the session");

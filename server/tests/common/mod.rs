@@ -67,6 +67,8 @@ pub fn postgres_admin_url() -> String {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served (its own listener).
+    pub metrics_addr: SocketAddr,
     pub base: String,
     pub backend: Backend,
     pub state: app::state::AppState,
@@ -161,6 +163,9 @@ pub async fn spawn_with(spawn: Spawn) -> TestApp {
         data_dir.path().display().to_string(),
         "--log".into(),
         "warn".into(),
+        // Many instances in one process: each its own free port.
+        "--metrics-listen".into(),
+        "127.0.0.1:0".into(),
     ];
     args.extend(spawn.extra_args.iter().cloned());
     if let Some(proxies) = &spawn.trusted_proxies {
@@ -173,7 +178,7 @@ pub async fn spawn_with(spawn: Spawn) -> TestApp {
     }
     let config = <Config as clap::Parser>::parse_from(args);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (addr, state, kill) = if spawn.killable {
+    let (addr, metrics_addr, state, kill) = if spawn.killable {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let (kill_tx, kill_rx) = std::sync::mpsc::channel::<()>();
         std::thread::spawn(move || {
@@ -185,7 +190,7 @@ pub async fn spawn_with(spawn: Spawn) -> TestApp {
             let app = runtime
                 .block_on(Application::build(config))
                 .expect("app builds");
-            let _ = ready_tx.send((app.local_addr(), app.state().clone()));
+            let _ = ready_tx.send((app.local_addr(), app.metrics_addr(), app.state().clone()));
             runtime.spawn(app.run_until(async move {
                 let _ = stopped.await;
             }));
@@ -193,19 +198,21 @@ pub async fn spawn_with(spawn: Spawn) -> TestApp {
             let _ = kill_rx.recv();
             runtime.shutdown_background();
         });
-        let (addr, state) = ready_rx.await.expect("instance started");
-        (addr, state, Some(kill_tx))
+        let (addr, metrics_addr, state) = ready_rx.await.expect("instance started");
+        (addr, metrics_addr, state, Some(kill_tx))
     } else {
         let app = Application::build(config).await.expect("app builds");
         let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr();
         let state = app.state().clone();
         tokio::spawn(app.run_until(async move {
             let _ = stopped.await;
         }));
-        (addr, state, None)
+        (addr, metrics_addr, state, None)
     };
     TestApp {
         addr,
+        metrics_addr,
         base: format!("http://{addr}"),
         backend: spawn.backend,
         state,

@@ -85,7 +85,7 @@ impl CallSession {
     }
 
     /// How this room's media travels now.
-    pub(super) fn media_path(&self) -> MediaPath {
+    pub fn media_path(&self) -> MediaPath {
         self.media_path
     }
 

@@ -66,6 +66,19 @@ pub struct CallSession {
     media_path: MediaPath,
     gate: FrameGate,
     last_inbound: Instant,
+    /// What the frames handled since the last [`CallSession::take_tally`]
+    /// were, for the instance's metrics.
+    tally: Tally,
+}
+
+/// What the session saw of its frames, for counting (the pump reports it
+/// to the metrics; nothing in the call depends on it).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tally {
+    /// The types of the messages read, in order.
+    pub received: Vec<&'static str>,
+    /// Frames dropped or refused by the connection's rate limit.
+    pub throttled: u32,
 }
 
 impl CallSession {
@@ -88,7 +101,13 @@ impl CallSession {
             media_path: MediaPath::Direct,
             gate: FrameGate::new(MAX_MESSAGE_BYTES, now.instant),
             last_inbound: now.instant,
+            tally: Tally::default(),
         }
+    }
+
+    /// What the frames were since the last call (and starts afresh).
+    pub fn take_tally(&mut self) -> Tally {
+        std::mem::take(&mut self.tally)
     }
 
     pub fn caller(&self) -> &Caller {
@@ -212,7 +231,17 @@ impl CallSession {
             Frame::Close | Frame::Broken => return self.end(Ending::Dropped, now, out),
         };
         self.last_inbound = now.instant;
-        match self.gate.check(size, now.instant) {
+        let verdict = self.gate.check(size, now.instant);
+        let throttled = match verdict {
+            FrameVerdict::Accept => false,
+            FrameVerdict::Drop | FrameVerdict::DropAndWarn => true,
+            // Too big is a size limit, not a rate.
+            FrameVerdict::Close(code) => code != close::TOO_BIG,
+        };
+        if throttled {
+            self.tally.throttled += 1;
+        }
+        match verdict {
             FrameVerdict::Accept => {}
             FrameVerdict::Drop => return,
             FrameVerdict::DropAndWarn => {
@@ -238,7 +267,10 @@ impl CallSession {
             _ => return,
         };
         match parse_client_message(&text) {
-            Ok(message) => self.on_message(message, now, out),
+            Ok(message) => {
+                self.tally.received.push(message.type_name());
+                self.on_message(message, now, out)
+            }
             Err(problem) => self.reply(parse_error(problem), out),
         }
     }

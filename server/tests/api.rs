@@ -1,0 +1,344 @@
+//! `/api/v1` with personal API tokens: scopes, revocation, other people's
+//! meetings, the rate limit, and JSON errors with stable codes.
+
+mod common;
+
+use common::people::{join_call, meeting_with_everyone, person, Person};
+use common::{spawn_app, spawn_with, Backend, Spawn, TestApp};
+use serde_json::{json, Value};
+
+/// Makes a token on the profile page's server function; returns the secret.
+async fn token(app: &TestApp, who: &Person, scope: &str) -> String {
+    let response = app
+        .call(
+            &who.client,
+            "create_api_token",
+            &[("name", "my script"), ("scope", scope)],
+        )
+        .await;
+    assert_eq!(response.status(), 200, "create_api_token");
+    let created: Value = response.json().await.expect("new token");
+    let secret = created["token"].as_str().expect("token").to_string();
+    assert!(secret.starts_with("moim_"), "{created}");
+    secret
+}
+
+/// A client with no cookies at all (as a script would be).
+fn script() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn error_code(response: reqwest::Response) -> (u16, String, Value) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("a JSON error");
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (status, code, body)
+}
+
+fn meeting_body(title: &str) -> Value {
+    json!({
+        "title": title,
+        "starts_at_ms": domain::clock::now_ms() + 3_600_000,
+        "duration_minutes": 45,
+        "media_mode": "Direct",
+    })
+}
+
+on_both_databases!(a_manage_token_creates_changes_and_cancels_meetings);
+
+async fn a_manage_token_creates_changes_and_cancels_meetings(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ann = person(&app, "ann").await;
+    let secret = token(&app, &ann, "manage").await;
+    let api = script();
+
+    let created = api
+        .post(app.url("/api/v1/meetings"))
+        .bearer_auth(&secret)
+        .json(&meeting_body("Planning"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let meeting: Value = created.json().await.unwrap();
+    let code = meeting["code"].as_str().expect("code").to_string();
+    assert_eq!(meeting["title"], "Planning");
+    assert_eq!(meeting["duration_minutes"], 45);
+    assert_eq!(meeting["media_mode"], "Direct");
+    assert_eq!(meeting["role"], "Host");
+
+    // The owner sees it on the pages too.
+    let listed = app.call(&ann.client, "list_meetings", &[]).await;
+    let listed: Value = listed.json().await.unwrap();
+    assert!(listed.to_string().contains(&code), "{listed}");
+
+    // Change one field; the rest stays.
+    let changed = api
+        .patch(app.url(&format!("/api/v1/meetings/{code}")))
+        .bearer_auth(&secret)
+        .json(&json!({ "title": "Planning (moved)" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    let changed: Value = changed.json().await.unwrap();
+    assert_eq!(changed["title"], "Planning (moved)");
+    assert_eq!(changed["duration_minutes"], 45);
+    assert_eq!(changed["starts_at_ms"], meeting["starts_at_ms"]);
+
+    let list = api
+        .get(app.url("/api/v1/meetings"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 200);
+    let list: Value = list.json().await.unwrap();
+    assert_eq!(list["upcoming"][0]["code"], code.as_str(), "{list}");
+
+    let cancelled = api
+        .delete(app.url(&format!("/api/v1/meetings/{code}")))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), 204);
+    let gone = api
+        .get(app.url(&format!("/api/v1/meetings/{code}")))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = error_code(gone).await;
+    assert_eq!((status, code.as_str()), (404, "not_found"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_valid_token_everything_is_401_in_json() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let ann = person(&app, "ann").await;
+    let api = script();
+    let none = api.get(app.url("/api/v1/meetings")).send().await.unwrap();
+    assert!(none.headers().get("www-authenticate").is_some());
+    let (status, code, _) = error_code(none).await;
+    assert_eq!((status, code.as_str()), (401, "unauthorized"));
+
+    let forged = api
+        .get(app.url("/api/v1/meetings"))
+        .bearer_auth("moim_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(forged).await.0, 401);
+
+    // A signed-in browser's cookie is no API credential.
+    let with_cookie = ann
+        .client
+        .get(app.url("/api/v1/meetings"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(with_cookie).await.0, 401);
+
+    let unknown = api
+        .get(app.url("/api/v1/nothing-here"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(unknown).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_token_reads_but_cannot_change_and_a_revoked_one_stops_at_once() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let ann = person(&app, "ann").await;
+    let secret = token(&app, &ann, "read").await;
+    let api = script();
+    let read = api
+        .get(app.url("/api/v1/meetings"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    let write = api
+        .post(app.url("/api/v1/meetings"))
+        .bearer_auth(&secret)
+        .json(&meeting_body("Not allowed"))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = error_code(write).await;
+    assert_eq!((status, code.as_str()), (403, "insufficient_scope"));
+    assert_eq!(app.count("meetings").await, 0);
+
+    // The profile page lists it (without the secret), then revokes it.
+    let listed = app.call(&ann.client, "list_api_tokens", &[]).await;
+    let listed: Value = listed.json().await.unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert!(!listed.to_string().contains(&secret));
+    assert!(
+        listed[0]["last_used_at_ms"].is_i64(),
+        "use is noted: {listed}"
+    );
+    let id = listed[0]["id"].as_str().unwrap().to_string();
+    let revoked = app
+        .call(&ann.client, "revoke_api_token", &[("id", id.as_str())])
+        .await;
+    assert_eq!(revoked.status(), 200);
+    let after = api
+        .get(app.url("/api/v1/meetings"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(after).await.0, 401);
+
+    // Nobody revokes someone else's token.
+    let bob = person(&app, "bob").await;
+    token(&app, &ann, "read").await;
+    let anns: Value = app
+        .call(&ann.client, "list_api_tokens", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let anns_id = anns[0]["id"].as_str().unwrap().to_string();
+    let stolen = app
+        .call(&bob.client, "revoke_api_token", &[("id", anns_id.as_str())])
+        .await;
+    assert_eq!(stolen.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_persons_meeting_cannot_be_changed_cancelled_or_watched() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let ann = person(&app, "ann").await;
+    let bob = person(&app, "bob").await;
+    let code = meeting_with_everyone(&app, std::slice::from_ref(&ann)).await;
+    let bobs = token(&app, &bob, "manage").await;
+    let api = script();
+    let patch = api
+        .patch(app.url(&format!("/api/v1/meetings/{code}")))
+        .bearer_auth(&bobs)
+        .json(&json!({ "title": "Taken over" }))
+        .send()
+        .await
+        .unwrap();
+    let (status, code_name, _) = error_code(patch).await;
+    assert_eq!((status, code_name.as_str()), (403, "forbidden"));
+    let delete = api
+        .delete(app.url(&format!("/api/v1/meetings/{code}")))
+        .bearer_auth(&bobs)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(delete).await.0, 403);
+    let watch = api
+        .get(app.url(&format!("/api/v1/meetings/{code}/participants")))
+        .bearer_auth(&bobs)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(watch).await.0, 403);
+    let meeting: Value = app
+        .call(&ann.client, "get_meeting", &[("code", code.as_str())])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meeting["title"], "Chat test", "unchanged: {meeting}");
+    assert_eq!(meeting["cancelled"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_of_a_live_call_and_a_transcript_only_after_the_end() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let ann = person(&app, "ann").await;
+    let code = meeting_with_everyone(&app, std::slice::from_ref(&ann)).await;
+    let secret = token(&app, &ann, "read").await;
+    let api = script();
+    let (_ws, _, _) = join_call(&app, &ann, &code, None).await;
+    let people = api
+        .get(app.url(&format!("/api/v1/meetings/{code}/participants")))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(people.status(), 200);
+    let people: Value = people.json().await.unwrap();
+    assert_eq!(people[0]["display_name"], "ann", "{people}");
+    assert_eq!(people.as_array().map(Vec::len), Some(1));
+
+    let transcript = api
+        .get(app.url(&format!("/api/v1/meetings/{code}/transcript")))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    let (status, code_name, _) = error_code(transcript).await;
+    assert_eq!((status, code_name.as_str()), (409, "not_over"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_errors_and_each_token_is_rate_limited() {
+    let mut spawn = Spawn::new(Backend::Sqlite);
+    spawn.extra_args = vec!["--api-requests-per-minute".into(), "6".into()];
+    let app = spawn_with(spawn).await;
+    let ann = person(&app, "ann").await;
+    let secret = token(&app, &ann, "manage").await;
+    let api = script();
+    let broken = api
+        .post(app.url("/api/v1/meetings"))
+        .bearer_auth(&secret)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(broken).await.1, "invalid_json", "malformed JSON");
+    let no_start = api
+        .post(app.url("/api/v1/meetings"))
+        .bearer_auth(&secret)
+        .json(&json!({ "title": "When?" }))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, body) = error_code(no_start).await;
+    assert_eq!((status, code.as_str()), (422, "invalid"));
+    assert!(
+        body["error"]["fields"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|e| e["field"] == "starts_at_ms")),
+        "{body}"
+    );
+    // Six a minute: the rest of the budget, then 429 with Retry-After.
+    let mut limited = None;
+    for _ in 0..6 {
+        let response = api
+            .get(app.url("/api/v1/meetings"))
+            .bearer_auth(&secret)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            limited = Some(response);
+            break;
+        }
+    }
+    let limited = limited.expect("the token runs into its limit");
+    assert!(limited.headers().get("retry-after").is_some());
+    assert_eq!(error_code(limited).await.1, "rate_limited");
+    // Another token has its own budget.
+    let other = token(&app, &ann, "read").await;
+    let fresh = api
+        .get(app.url("/api/v1/meetings"))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 200);
+}
