@@ -133,6 +133,36 @@ pub async fn revoke_api_token(id: String) -> Result<(), ApiError> {
     cx.finish(result, None)
 }
 
+/// The account's webhook endpoints and their latest deliveries.
+#[server(endpoint = "list_webhooks")]
+pub async fn list_webhooks() -> Result<Webhooks, ApiError> {
+    let cx = ssr::RequestCx::new().await?;
+    let result = cx.webhooks().await;
+    if let Err(err) = &result {
+        ssr::set_error_status(err);
+    }
+    result
+}
+
+/// Adds a webhook endpoint; its signing secret is in the answer only.
+#[server(endpoint = "create_webhook")]
+pub async fn create_webhook(url: String) -> Result<NewWebhook, ApiError> {
+    let cx = ssr::RequestCx::new().await?;
+    let result = cx.create_webhook(&url).await;
+    if let Err(err) = &result {
+        ssr::set_error_status(err);
+    }
+    result
+}
+
+/// Removes a webhook endpoint (nothing more is sent to it).
+#[server(endpoint = "remove_webhook")]
+pub async fn remove_webhook(id: String) -> Result<(), ApiError> {
+    let cx = ssr::RequestCx::new().await?;
+    let result = cx.remove_webhook(&id).await;
+    cx.finish(result, None)
+}
+
 #[server(endpoint = "update_profile")]
 pub async fn update_profile(display_name: String) -> Result<(), ApiError> {
     let cx = ssr::RequestCx::new().await?;

@@ -81,6 +81,8 @@ pub fn field_problem_text(i18n: I18nContext<Locale>, problem: FieldProblem) -> S
             let names = names.join(", ");
             t_string!(i18n, err_unknown_invitees, names = names).to_string()
         }
+        FieldProblem::UrlInvalid => t_string!(i18n, err_url_invalid).to_string(),
+        FieldProblem::UrlPrivate => t_string!(i18n, err_url_private).to_string(),
     }
 }
 
@@ -111,6 +113,7 @@ pub fn form_error_text(i18n: I18nContext<Locale>, err: &ApiError) -> Option<Stri
                 }
                 Limit::WaitingRoomFull => t_string!(i18n, err_waiting_room_full).to_string(),
                 Limit::ApiTokens => t_string!(i18n, err_too_many_api_tokens).to_string(),
+                Limit::Webhooks => t_string!(i18n, err_too_many_webhooks).to_string(),
             }
         }
         ApiError::Unauthenticated => t_string!(i18n, err_sign_in_required).to_string(),

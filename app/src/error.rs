@@ -27,6 +27,10 @@ pub enum FieldProblem {
     InThePast,
     /// Usernames or addresses that match nobody.
     UnknownInvitees(Vec<String>),
+    /// Not an `https://` URL with a host.
+    UrlInvalid,
+    /// An address on a private network (or loopback, link-local).
+    UrlPrivate,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +62,8 @@ pub enum Limit {
     WaitingRoomFull,
     /// The account holds as many API tokens as it may.
     ApiTokens,
+    /// The account has as many webhooks as it may.
+    Webhooks,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]

@@ -60,6 +60,9 @@ pub struct AppState {
     pub mailer: Arc<dyn crate::mail::Mailer>,
     /// This instance's numbers for `/metrics`.
     pub metrics: domain::metrics::Metrics,
+    /// Webhooks may use http:// and private addresses
+    /// (`--webhooks-allow-private`).
+    pub webhooks_allow_private: bool,
 }
 
 /// 30 unknown meeting codes from one address at once, then one every 20 s

@@ -103,6 +103,43 @@ pub fn optional_email(field: &str, raw: &str) -> Result<Option<String>, FieldErr
     Ok(Some(value.to_string()))
 }
 
+/// A webhook endpoint: an `https://` URL with a host and no credentials in
+/// it, at most `domain::webhooks::URL_MAX` long. An address literal must be
+/// public unless the operator allows private ones (which also allows
+/// `http://`). Names are checked again when each delivery is sent.
+#[cfg(feature = "ssr")]
+pub fn webhook_url(field: &str, raw: &str, allow_private: bool) -> Result<String, FieldError> {
+    let value = raw.trim();
+    if value.is_empty() {
+        return Err(FieldError::new(field, FieldProblem::Required));
+    }
+    if char_len(value) > domain::webhooks::URL_MAX {
+        return Err(FieldError::new(field, FieldProblem::TooLong));
+    }
+    let invalid = || FieldError::new(field, FieldProblem::UrlInvalid);
+    let url = url::Url::parse(value).map_err(|_| invalid())?;
+    let scheme_ok = url.scheme() == "https" || (allow_private && url.scheme() == "http");
+    if !scheme_ok || !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid());
+    }
+    let ip = match url.host() {
+        None => return Err(invalid()),
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if !allow_private && (name == "localhost" || name.ends_with(".localhost")) {
+                return Err(FieldError::new(field, FieldProblem::UrlPrivate));
+            }
+            None
+        }
+        Some(url::Host::Ipv4(v4)) => Some(std::net::IpAddr::V4(v4)),
+        Some(url::Host::Ipv6(v6)) => Some(std::net::IpAddr::V6(v6)),
+    };
+    if ip.is_some_and(|ip| !allow_private && !domain::webhooks::is_public(ip)) {
+        return Err(FieldError::new(field, FieldProblem::UrlPrivate));
+    }
+    Ok(url.to_string())
+}
+
 pub fn email_key(email: &str) -> String {
     email.trim().to_lowercase()
 }

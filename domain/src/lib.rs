@@ -23,3 +23,4 @@ pub mod metrics;
 pub mod placement;
 pub mod rooms;
 pub mod throttle;
+pub mod webhooks;

@@ -180,6 +180,17 @@ pub struct Config {
     #[arg(long, env = "MOIM_API_REQUESTS_PER_MINUTE", default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..))]
     pub api_requests_per_minute: u32,
 
+    /// Let webhooks use plain `http://` and private, loopback or link-local
+    /// addresses. Off by default: a webhook could otherwise probe the
+    /// network moim runs in. For closed networks and tests only.
+    #[arg(long, env = "MOIM_WEBHOOKS_ALLOW_PRIVATE")]
+    pub webhooks_allow_private: bool,
+
+    /// Seconds before a failed webhook delivery is tried again (then three
+    /// times longer each time, eight attempts in all).
+    #[arg(long, env = "MOIM_WEBHOOK_RETRY_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub webhook_retry_seconds: u64,
+
     /// Mail server for address confirmation and invitations:
     /// `smtps://user:pass@host:465` (TLS), `smtp://user:pass@host:587?tls=required`
     /// (STARTTLS), `smtp://host:25` (no encryption: local relays only).

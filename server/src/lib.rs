@@ -19,6 +19,7 @@ pub mod session_store;
 pub mod signaling;
 pub mod telemetry;
 pub mod transcript;
+pub mod webhooks;
 
 use crate::config::Config;
 use crate::error::StartupError;
@@ -140,6 +141,20 @@ impl Application {
                 media_server_max_participants: config.sfu_max_participants,
                 ..rooms::RoomSettings::default()
             },
+            watcher: None,
+        };
+        let webhooks = webhooks::Webhooks::new(pool.clone());
+        webhooks::spawn_worker(
+            &webhooks,
+            webhooks::WebhookSettings {
+                allow_private: config.webhooks_allow_private,
+                retry_base: Duration::from_secs(config.webhook_retry_seconds),
+                timeout: Duration::from_secs(10),
+            },
+        );
+        let rooms = rooms::Rooms {
+            watcher: Some(Arc::new(webhooks.clone())),
+            ..rooms
         };
         rooms.spawn_reaper();
 
@@ -195,6 +210,7 @@ impl Application {
             bus: rooms.bus.clone(),
             mailer,
             metrics: counted.clone(),
+            webhooks_allow_private: config.webhooks_allow_private,
         };
         let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
         let origin = OriginPolicy {
@@ -236,6 +252,7 @@ impl Application {
             rights_recheck: Duration::from_secs(config.rights_recheck_seconds),
             sockets: Arc::new(signaling::SocketCounts::new(config.max_sockets_per_address)),
             census: census.clone(),
+            webhooks,
         };
         let metrics = Arc::new(HttpMetrics::default());
         let metrics_router = crate::metrics::router(crate::metrics::Scrape {

@@ -91,6 +91,12 @@ const SERVER_FUNCTIONS: &[(&str, &[(&str, &str)])] = &[
         &[("name", "exfiltrate"), ("scope", "manage")],
     ),
     ("revoke_api_token", &[("id", "*")]),
+    ("list_webhooks", &[]),
+    (
+        "create_webhook",
+        &[("url", "https://hooks.example.org/moim")],
+    ),
+    ("remove_webhook", &[("id", "*")]),
 ];
 
 /// Functions that change or reveal a meeting: only its hosts may use them.
@@ -122,6 +128,9 @@ const NEEDS_IDENTITY: &[&str] = &[
     "list_api_tokens",
     "create_api_token",
     "revoke_api_token",
+    "list_webhooks",
+    "create_webhook",
+    "remove_webhook",
 ];
 
 /// Whether `name` refused the call: an error status, or (for the chat

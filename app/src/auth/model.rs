@@ -42,6 +42,42 @@ pub struct NewApiToken {
     pub token: String,
 }
 
+/// One of the account's webhook endpoints (its secret is shown once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookInfo {
+    pub id: String,
+    pub url: String,
+    pub created_at_ms: i64,
+}
+
+/// One delivery in the log on the profile page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDelivery {
+    pub id: String,
+    pub webhook_id: String,
+    pub event: String,
+    pub created_at_ms: i64,
+    pub attempts: i64,
+    /// `delivered`, `failed` (given up) or `pending`.
+    pub state: String,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// The profile page's webhooks card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Webhooks {
+    pub hooks: Vec<WebhookInfo>,
+    pub deliveries: Vec<WebhookDelivery>,
+}
+
+/// An endpoint just added: the only time its signing secret is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewWebhook {
+    pub url: String,
+    pub secret: String,
+}
+
 /// What opening a verification link did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VerifyOutcome {

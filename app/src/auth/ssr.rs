@@ -2,7 +2,8 @@
 //! session records that say who someone is.
 
 use super::model::{
-    AccountEmail, ApiTokenInfo, GuestSummary, NewApiToken, UserSummary, VerifyOutcome, Viewer,
+    AccountEmail, ApiTokenInfo, GuestSummary, NewApiToken, NewWebhook, UserSummary, VerifyOutcome,
+    Viewer, WebhookDelivery, WebhookInfo, Webhooks,
 };
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblem, Limit};
 use crate::state::AppState;
@@ -631,6 +632,77 @@ impl RequestCx {
         }
         tracing::info!(user_id = %user.id, token_id = %id, "API token revoked");
         Ok(())
+    }
+
+    pub async fn webhooks(&self) -> ApiResult<Webhooks> {
+        let user = self.signed_in_user().await?;
+        let db = &self.state.db;
+        let hooks = domain::webhooks::list(db, &user.id)
+            .await
+            .map_err(internal)?;
+        let deliveries = domain::webhooks::deliveries(db, &user.id, 20)
+            .await
+            .map_err(internal)?;
+        Ok(Webhooks {
+            hooks: hooks
+                .into_iter()
+                .map(|hook| WebhookInfo {
+                    id: hook.id,
+                    url: hook.url,
+                    created_at_ms: hook.created_at_ms,
+                })
+                .collect(),
+            deliveries: deliveries
+                .into_iter()
+                .map(|d| WebhookDelivery {
+                    state: if d.delivered_at_ms.is_some() {
+                        "delivered"
+                    } else if d.gave_up_at_ms.is_some() {
+                        "failed"
+                    } else {
+                        "pending"
+                    }
+                    .to_string(),
+                    id: d.id,
+                    webhook_id: d.webhook_id,
+                    event: d.event,
+                    created_at_ms: d.created_at_ms,
+                    attempts: d.attempts,
+                    last_status: d.last_status,
+                    last_error: d.last_error,
+                })
+                .collect(),
+        })
+    }
+
+    pub async fn create_webhook(&self, raw_url: &str) -> ApiResult<NewWebhook> {
+        use domain::webhooks::CreateError;
+        let user = self.signed_in_user().await?;
+        let url = validate::webhook_url("url", raw_url, self.state.webhooks_allow_private)
+            .map_err(|e| ApiError::Invalid(vec![e]))?;
+        match domain::webhooks::create(&self.state.db, &user.id, &url, now_ms()).await {
+            Ok((hook, secret)) => {
+                tracing::info!(user_id = %user.id, webhook_id = %hook.id, "webhook added");
+                Ok(NewWebhook { url, secret })
+            }
+            Err(CreateError::TooMany) => Err(ApiError::Limited {
+                what: Limit::Webhooks,
+                retry_after_secs: 0,
+            }),
+            Err(CreateError::Store(err)) => Err(internal(err)),
+        }
+    }
+
+    pub async fn remove_webhook(&self, id: &str) -> ApiResult<()> {
+        let user = self.signed_in_user().await?;
+        let removed = domain::webhooks::remove(&self.state.db, &user.id, id, now_ms())
+            .await
+            .map_err(internal)?;
+        if removed {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound)
+        }
     }
 
     pub async fn update_display_name(&self, display_name: &str) -> ApiResult<()> {

@@ -511,6 +511,21 @@ impl MeetingCx {
             .await
             .map_err(internal)?;
         tracing::info!(meeting = %row.id, "meeting cancelled");
+        let data = serde_json::json!({
+            "meeting": { "code": row.code, "title": row.title, "starts_at_ms": row.starts_at },
+            "reason": "cancelled",
+        });
+        if let Err(err) = domain::webhooks::enqueue(
+            &self.state().db,
+            &row.host_id,
+            domain::webhooks::Event::MeetingEnded,
+            data,
+            now,
+        )
+        .await
+        {
+            tracing::error!(error = %err, "could not queue the cancellation's webhooks");
+        }
         // A cancelled meeting is over for everyone in its call too: they
         // are told and closed as when a host ends it.
         if let Err(err) = self

@@ -2,8 +2,8 @@
 
 use super::require_user::RequireUser;
 use crate::auth::{
-    AccountEmail, ApiTokenInfo, CreateApiToken, ResendVerification, RevokeApiToken, VerifyOutcome,
-    Viewer,
+    AccountEmail, ApiTokenInfo, CreateApiToken, CreateWebhook, RemoveWebhook, ResendVerification,
+    RevokeApiToken, VerifyOutcome, Viewer, WebhookDelivery, WebhookInfo,
 };
 use crate::components::{error_of, text, use_auth, Field, FormError};
 use crate::i18n::*;
@@ -253,6 +253,7 @@ fn ProfileForms(user: crate::auth::UserSummary) -> impl IntoView {
                 </ActionForm>
             </div>
             <ApiTokensSection />
+            <WebhooksSection />
         </section>
     }
 }
@@ -344,6 +345,116 @@ fn ApiTokensSection() -> impl IntoView {
                     Ok(list) => Either::Left(Either::Right(view! {
                         <ul class="tokens">{list.into_iter().map(row).collect_view()}</ul>
                     })),
+                    Err(err) => Either::Right(view! { <FormError error=Signal::stored(Some(err)) /> }),
+                })}
+            </Transition>
+        </div>
+    }
+}
+
+/// The account's webhook endpoints (secret shown once), with the latest
+/// deliveries and how they went.
+#[component]
+fn WebhooksSection() -> impl IntoView {
+    let i18n = use_i18n();
+    let create = ServerAction::<CreateWebhook>::new();
+    let remove = ServerAction::<RemoveWebhook>::new();
+    let hooks = Resource::new(
+        move || (create.version().get(), remove.version().get()),
+        |_| crate::auth::list_webhooks(),
+    );
+    let create_error = error_of(create.value());
+    let remove_error = error_of(remove.value());
+    let removed = move || matches!(remove.value().get(), Some(Ok(())));
+    let created = move || create.value().get().and_then(Result::ok);
+    let hook_row = move |hook: WebhookInfo| {
+        let url = hook.url.clone();
+        let remove_label =
+            move || t_string!(i18n, profile_hooks_remove_named, url = url.clone()).to_string();
+        view! {
+            <li class="token" data-testid="webhook">
+                <code class="token-name">{hook.url.clone()}</code>
+                <span class="muted">" · " <LocalTime ms=hook.created_at_ms /></span>
+                <ActionForm action=remove attr:class="inline-form">
+                    <input type="hidden" name="id" value=hook.id.clone() />
+                    <button type="submit" class="button secondary button-small" aria-label=remove_label>
+                        {t!(i18n, profile_hooks_remove)}
+                    </button>
+                </ActionForm>
+            </li>
+        }
+    };
+    let delivery_row = move |d: WebhookDelivery| {
+        let state = match d.state.as_str() {
+            "delivered" => t_string!(i18n, profile_hooks_delivered).to_string(),
+            "failed" => t_string!(i18n, profile_hooks_failed).to_string(),
+            _ => t_string!(i18n, profile_hooks_pending).to_string(),
+        };
+        let detail = match (d.last_status, d.last_error) {
+            (Some(status), _) => format!(" ({status})"),
+            (None, Some(error)) => format!(" ({error})"),
+            (None, None) => String::new(),
+        };
+        view! {
+            <tr data-testid="webhook-delivery" data-state=d.state.clone()>
+                <td><code>{d.event}</code></td>
+                <td><LocalTime ms=d.created_at_ms /></td>
+                <td>{state}{detail}</td>
+                <td>{d.attempts}</td>
+            </tr>
+        }
+    };
+    view! {
+        <div class="card" data-testid="webhooks">
+            <h2>{t!(i18n, profile_hooks_section)}</h2>
+            <p class="muted">{t!(i18n, profile_hooks_note)}</p>
+            <ActionForm action=create attr:novalidate=true attr:data-testid="webhook-form">
+                <Field
+                    name="url"
+                    input_type="url"
+                    label=text(move || t_string!(i18n, profile_hooks_url).to_string())
+                    hint=text(move || t_string!(i18n, profile_hooks_url_hint).to_string())
+                    required=true
+                    error=create_error
+                />
+                <FormError error=create_error />
+                <button type="submit" class="button" disabled=move || create.pending().get()>
+                    {t!(i18n, profile_hooks_add)}
+                </button>
+            </ActionForm>
+            {move || created().map(|new| view! {
+                <div class="field new-token" role="status">
+                    <label for="new-webhook-secret">{t!(i18n, profile_hooks_secret)}</label>
+                    <input id="new-webhook-secret" type="text" readonly=true value=new.secret data-testid="new-webhook-secret" />
+                </div>
+            })}
+            <FormError error=remove_error />
+            <p class="form-ok" role="status">{move || removed().then(|| t_string!(i18n, profile_hooks_removed).to_string())}</p>
+            <Transition fallback=|| ()>
+                {move || hooks.get().map(|result| match result {
+                    Ok(list) => Either::Left(view! {
+                        {if list.hooks.is_empty() {
+                            Either::Left(view! { <p class="muted" data-testid="webhooks-empty">{t!(i18n, profile_hooks_none)}</p> })
+                        } else {
+                            Either::Right(view! { <ul class="tokens">{list.hooks.into_iter().map(hook_row).collect_view()}</ul> })
+                        }}
+                        <h3>{t!(i18n, profile_hooks_log)}</h3>
+                        {if list.deliveries.is_empty() {
+                            Either::Left(view! { <p class="muted">{t!(i18n, profile_hooks_log_none)}</p> })
+                        } else {
+                            Either::Right(view! {
+                                <table class="deliveries">
+                                    <thead><tr>
+                                        <th scope="col">{t!(i18n, profile_hooks_event)}</th>
+                                        <th scope="col">{t!(i18n, profile_hooks_when)}</th>
+                                        <th scope="col">{t!(i18n, profile_hooks_state)}</th>
+                                        <th scope="col">{t!(i18n, profile_hooks_attempts)}</th>
+                                    </tr></thead>
+                                    <tbody>{list.deliveries.into_iter().map(delivery_row).collect_view()}</tbody>
+                                </table>
+                            })
+                        }}
+                    }),
                     Err(err) => Either::Right(view! { <FormError error=Signal::stored(Some(err)) /> }),
                 })}
             </Transition>

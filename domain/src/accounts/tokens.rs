@@ -35,8 +35,6 @@ impl TokenScope {
 pub const TOKEN_PREFIX: &str = "moim_";
 /// Active tokens one account may hold.
 pub const TOKENS_PER_USER: i64 = 20;
-/// A token's name, in characters.
-pub const NAME_MAX: usize = 60;
 /// How often `last_used_at_ms` is written for a busy token.
 const LAST_USED_EVERY_MS: i64 = 60_000;
 

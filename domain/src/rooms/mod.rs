@@ -165,12 +165,21 @@ impl Default for RoomSettings {
     }
 }
 
+/// Told of every departure from a room, whoever noticed it (the
+/// connection that left, or the reaper for one that was lost): the webhooks
+/// listen here.
+pub trait RoomWatcher: Send + Sync {
+    fn left(&self, room: &str, peer: &PeerInfo, reason: LeaveReason);
+}
+
 /// The rooms of this instance: the two boundaries and the timings.
 #[derive(Clone)]
 pub struct Rooms {
     pub bus: Arc<dyn RoomBus>,
     pub presence: Arc<dyn Presence>,
     pub settings: RoomSettings,
+    /// Told of departures (webhooks), when anyone listens.
+    pub watcher: Option<Arc<dyn RoomWatcher>>,
 }
 
 impl Rooms {
@@ -198,9 +207,12 @@ impl Rooms {
             .map_or(true, |peer| peer.is_some())
     }
 
-    /// Tells the room someone left.
-    pub async fn announce_left(&self, room: &str, peer_id: &str, reason: LeaveReason) {
-        self.publish_best_effort(room, RoomEvent::left(peer_id, reason))
+    /// Tells the room (and the watcher) someone left.
+    pub async fn announce_left(&self, room: &str, peer: &PeerInfo, reason: LeaveReason) {
+        if let Some(watcher) = &self.watcher {
+            watcher.left(room, peer, reason);
+        }
+        self.publish_best_effort(room, RoomEvent::left(&peer.peer_id, reason))
             .await;
     }
 
@@ -209,14 +221,13 @@ impl Rooms {
     pub async fn reap(&self, now_ms: i64) -> Result<usize, PresenceError> {
         let mut reaped = 0;
         for (room, peer_id) in self.presence.expired(now_ms).await? {
-            if self
+            if let Some(peer) = self
                 .presence
                 .remove_expired(&room, &peer_id, now_ms)
                 .await?
-                .is_some()
             {
                 tracing::info!(%room, %peer_id, "participant lost");
-                self.announce_left(&room, &peer_id, LeaveReason::Lost).await;
+                self.announce_left(&room, &peer, LeaveReason::Lost).await;
                 reaped += 1;
             }
         }

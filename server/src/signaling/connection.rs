@@ -222,9 +222,9 @@ impl Pump<'_> {
                 }
             }
             Effect::RemovePresence { peer_id, announce } => {
-                if let Ok(Some(_)) = rooms.presence.remove(room, &peer_id).await {
+                if let Ok(Some(peer)) = rooms.presence.remove(room, &peer_id).await {
                     if let Some(reason) = announce {
-                        rooms.announce_left(room, &peer_id, reason).await;
+                        rooms.announce_left(room, &peer, reason).await;
                     }
                 }
             }
@@ -328,14 +328,29 @@ impl Pump<'_> {
                     .await
                     .map_or(true, |holder| holder.is_some()),
             ),
-            Ask::Join { entry, limit } => Answer::Joined(
-                rooms
+            Ask::Join { entry, limit } => {
+                let peer = entry.peer.clone();
+                let joined = rooms
                     .presence
                     .join(room, entry, limit)
                     .await
                     .map_err(|err| tracing::error!(error = %err, "cannot join the room"))
-                    .ok(),
-            ),
+                    .ok();
+                // A new person (not the same one from another tab): the
+                // host's webhooks hear of it, and of the call starting when
+                // they are alone in it.
+                if let Some(domain::rooms::JoinOutcome::Joined { displaced }) = &joined {
+                    if displaced.is_empty() {
+                        state.webhooks.participant_joined(&caller.meeting, &peer);
+                        if let Ok(peers) = rooms.presence.list(room).await {
+                            if peers.len() == 1 {
+                                state.webhooks.meeting_started(&caller.meeting);
+                            }
+                        }
+                    }
+                }
+                Answer::Joined(joined)
+            }
             Ask::Update {
                 peer_id,
                 changes,
@@ -443,8 +458,9 @@ impl Pump<'_> {
             Ask::EndMeeting => {
                 let ended =
                     domain::door::end_meeting(&state.app.db, room, domain::clock::now_ms()).await;
-                if let Err(err) = &ended {
-                    tracing::error!(error = %err, "could not end the meeting");
+                match &ended {
+                    Ok(()) => state.webhooks.meeting_ended(&caller.meeting),
+                    Err(err) => tracing::error!(error = %err, "could not end the meeting"),
                 }
                 Answer::MeetingEnded(ended.is_ok())
             }

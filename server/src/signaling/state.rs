@@ -41,6 +41,8 @@ pub struct SignalingState {
     pub media_server: Option<Arc<dyn domain::media::MediaServer>>,
     /// Live calls and people on this instance, by media path.
     pub census: Arc<super::census::CallCensus>,
+    /// Where what happens in calls becomes webhook deliveries.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 /// What a connection needs to ask again, during the call, whether this

@@ -1,0 +1,251 @@
+//! Webhook deliveries: the events of people's meetings, queued in the
+//! database by whichever instance saw them (`domain::webhooks`), and sent
+//! by a worker on every instance that claims what is due. At least once:
+//! an event is stored before anyone tries to send it, a failed attempt is
+//! retried with backoff, and a claim left by an instance that died expires.
+
+use app::protocol::{LeaveReason, PeerInfo};
+use domain::meetings::MeetingRow;
+use domain::webhooks::{self as store, Attempt, Due, Event};
+use sqlx::AnyPool;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How deliveries may be sent.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Also plain `http://` and private, loopback and link-local
+    /// addresses (`--webhooks-allow-private`: tests and closed networks).
+    pub allow_private: bool,
+    /// The first retry's delay; later ones triple.
+    pub retry_base: Duration,
+    /// How long one attempt may take.
+    pub timeout: Duration,
+}
+
+/// The instance's webhook producer: turns what happens in calls into
+/// queued deliveries, and wakes the worker.
+#[derive(Clone)]
+pub struct Webhooks {
+    db: AnyPool,
+    wake: Arc<Notify>,
+}
+
+fn meeting_data(meeting: &MeetingRow) -> serde_json::Value {
+    serde_json::json!({
+        "code": meeting.code,
+        "title": meeting.title,
+        "starts_at_ms": meeting.starts_at,
+    })
+}
+
+fn participant_data(peer: &PeerInfo) -> serde_json::Value {
+    serde_json::json!({
+        "participant_id": peer.participant_id.as_str(),
+        "display_name": peer.display_name,
+    })
+}
+
+impl Webhooks {
+    pub fn new(db: AnyPool) -> Self {
+        Self {
+            db,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Queues `event` for the endpoints of the meeting's host, off the
+    /// caller's path (a call never waits for webhooks).
+    fn queue(&self, host_id: String, event: Event, data: serde_json::Value) {
+        let db = self.db.clone();
+        let wake = self.wake.clone();
+        tokio::spawn(async move {
+            match store::enqueue(&db, &host_id, event, data, domain::clock::now_ms()).await {
+                Ok(0) => {}
+                Ok(_) => wake.notify_one(),
+                Err(err) => {
+                    tracing::error!(error = %err, event = event.name(), "could not queue a webhook")
+                }
+            }
+        });
+    }
+
+    pub fn meeting_started(&self, meeting: &MeetingRow) {
+        self.queue(
+            meeting.host_id.clone(),
+            Event::MeetingStarted,
+            serde_json::json!({ "meeting": meeting_data(meeting) }),
+        );
+    }
+
+    pub fn participant_joined(&self, meeting: &MeetingRow, peer: &PeerInfo) {
+        self.queue(
+            meeting.host_id.clone(),
+            Event::ParticipantJoined,
+            serde_json::json!({
+                "meeting": meeting_data(meeting),
+                "participant": participant_data(peer),
+            }),
+        );
+    }
+
+    /// A host ended the meeting: it is over, and its chat can be read.
+    pub fn meeting_ended(&self, meeting: &MeetingRow) {
+        let data = serde_json::json!({ "meeting": meeting_data(meeting), "reason": "ended" });
+        self.queue(meeting.host_id.clone(), Event::MeetingEnded, data);
+        self.queue(
+            meeting.host_id.clone(),
+            Event::TranscriptReady,
+            serde_json::json!({ "meeting": meeting_data(meeting) }),
+        );
+    }
+}
+
+impl domain::rooms::RoomWatcher for Webhooks {
+    fn left(&self, room: &str, peer: &PeerInfo, reason: LeaveReason) {
+        let this = self.clone();
+        let room = room.to_string();
+        let participant = participant_data(peer);
+        tokio::spawn(async move {
+            // The room is the meeting's id; its host owns the endpoints.
+            match domain::meetings::find_by_id(&this.db, &room).await {
+                Ok(Some(meeting)) => this.queue(
+                    meeting.host_id.clone(),
+                    Event::ParticipantLeft,
+                    serde_json::json!({
+                        "meeting": meeting_data(&meeting),
+                        "participant": participant,
+                        "reason": reason,
+                    }),
+                ),
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not read a meeting for its webhooks")
+                }
+            }
+        });
+    }
+}
+
+/// Sends due deliveries until the process ends: woken by a new event on
+/// this instance, and every second for those of other instances and for
+/// retries.
+pub fn spawn_worker(webhooks: &Webhooks, settings: WebhookSettings) {
+    let db = webhooks.db.clone();
+    let wake = webhooks.wake.clone();
+    tokio::spawn(async move {
+        loop {
+            let now = domain::clock::now_ms();
+            match store::claim_due(&db, now, 20).await {
+                Ok(due) => {
+                    let sends = due.into_iter().map(|due| {
+                        let db = db.clone();
+                        let settings = settings.clone();
+                        async move {
+                            let attempt = send(&due, &settings).await;
+                            if let Attempt::Failed { error, .. } = &attempt {
+                                tracing::info!(delivery = %due.id, event = %due.event, %error, "webhook delivery failed; will retry");
+                            }
+                            let recorded = store::record(
+                                &db,
+                                &due,
+                                &attempt,
+                                domain::clock::now_ms(),
+                                settings.retry_base,
+                            )
+                            .await;
+                            if let Err(err) = recorded {
+                                // The claim expires and the delivery is sent
+                                // again: at least once, never lost.
+                                tracing::error!(error = %err, "could not record a webhook attempt");
+                            }
+                        }
+                    });
+                    futures_util::future::join_all(sends).await;
+                }
+                Err(err) => tracing::warn!(error = %err, "could not read due webhooks"),
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
+        }
+    });
+}
+
+/// Why an endpoint's address was refused or unreachable.
+async fn resolve(url: &url::Url, allow_private: bool) -> Result<SocketAddr, String> {
+    let host = url.host_str().ok_or("the URL has no host")?;
+    let port = url.port_or_known_default().ok_or("the URL has no port")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .collect();
+    // Every address must be allowed: a name that also points inside
+    // cannot be used to reach inside.
+    if !allow_private && addresses.iter().any(|a| !store::is_public(a.ip())) {
+        return Err(format!(
+            "{host} resolves to a private or reserved address; not sent"
+        ));
+    }
+    addresses
+        .first()
+        .copied()
+        .ok_or_else(|| format!("{host} has no address"))
+}
+
+/// One attempt.
+async fn send(due: &Due, settings: &WebhookSettings) -> Attempt {
+    let failed = |error: String| Attempt::Failed {
+        status: None,
+        error,
+    };
+    let url = match url::Url::parse(&due.url) {
+        Ok(url) => url,
+        Err(err) => return failed(format!("bad URL: {err}")),
+    };
+    if url.scheme() != "https" && !(settings.allow_private && url.scheme() == "http") {
+        return failed("only https:// endpoints are allowed".to_string());
+    }
+    let address = match resolve(&url, settings.allow_private).await {
+        Ok(address) => address,
+        Err(error) => return failed(error),
+    };
+    let host = url.host_str().unwrap_or_default().to_string();
+    // Connect to the address just checked (no second lookup that could
+    // answer differently), never follow a redirect elsewhere.
+    let client = match reqwest::Client::builder()
+        .resolve(&host, address)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(settings.timeout)
+        .user_agent(concat!("moim-webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(client) => client,
+        Err(err) => return failed(format!("cannot build a client: {err}")),
+    };
+    let signature = store::signature(&due.secret, domain::clock::now_ms() / 1000, &due.payload);
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("moim-event", &due.event)
+        .header("moim-delivery", &due.id)
+        .header("moim-signature", signature)
+        .body(due.payload.clone())
+        .send()
+        .await;
+    match response {
+        Ok(response) if response.status().is_success() => Attempt::Delivered {
+            status: response.status().as_u16(),
+        },
+        Ok(response) => Attempt::Failed {
+            status: Some(response.status().as_u16()),
+            error: format!("answered {}", response.status()),
+        },
+        Err(err) => failed(if err.is_timeout() {
+            "no answer in time".to_string()
+        } else {
+            format!("cannot reach the endpoint: {err}")
+        }),
+    }
+}

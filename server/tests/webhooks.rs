@@ -1,0 +1,300 @@
+//! Webhooks: a receiver started here gets every event of a call, signed
+//! (checked with this test's own HMAC, not moim's code), retried after a
+//! 500; endpoints on private networks are refused unless the operator
+//! allows them.
+
+mod common;
+
+use app::protocol::{ClientMessage, ServerMessage};
+use common::people::{join_call, meeting_with_everyone, person};
+use common::{spawn_app, spawn_with, Backend, Spawn};
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+struct Received {
+    event: String,
+    delivery: String,
+    signature: String,
+    body: String,
+}
+
+/// A webhook endpoint on loopback that records what arrives and answers
+/// 500 to the first `fail_first` requests.
+struct Receiver {
+    url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+async fn receiver(fail_first: usize) -> Receiver {
+    use axum::http::{HeaderMap, StatusCode};
+    let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let log = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let log = log.clone();
+            async move {
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let mut log = log.lock().unwrap();
+                log.push(Received {
+                    event: header("moim-event"),
+                    delivery: header("moim-delivery"),
+                    signature: header("moim-signature"),
+                    body,
+                });
+                if log.len() <= fail_first {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Receiver {
+        url: format!("http://{addr}/hook"),
+        received,
+    }
+}
+
+impl Receiver {
+    fn events(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until every one of `events` arrived with a 2xx answer's
+    /// attempt (a later one than any refused), up to 20 s.
+    async fn wait_for(&self, events: &[&str]) -> Vec<Received> {
+        for _ in 0..200 {
+            let got = self.events();
+            if events.iter().all(|e| got.iter().any(|r| r.event == *e)) {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("not all of {events:?} arrived: {:#?}", self.events());
+    }
+}
+
+/// The signature check a receiver would do, written here from the
+/// documented rule: `t=<secs>,v1=hex(HMAC-SHA256(secret, "<t>.<body>"))`.
+fn verify(secret: &str, header: &str, body: &str) -> Result<i64, String> {
+    let mut t = None;
+    let mut v1 = None;
+    for part in header.split(',') {
+        match part.split_once('=') {
+            Some(("t", value)) => t = value.parse::<i64>().ok(),
+            Some(("v1", value)) => v1 = Some(value.to_string()),
+            _ => {}
+        }
+    }
+    let (t, v1) = t.zip(v1).ok_or("malformed signature header")?;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if expected != v1 {
+        return Err("signature mismatch".into());
+    }
+    Ok(t)
+}
+
+fn allow_private() -> Spawn {
+    let mut spawn = Spawn::new(Backend::Sqlite);
+    spawn.extra_args = vec![
+        "--webhooks-allow-private".into(),
+        "--webhook-retry-seconds".into(),
+        "1".into(),
+        "--reconnect-grace-seconds".into(),
+        "1".into(),
+    ];
+    spawn
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_sends_signed_events_and_a_refused_delivery_is_retried() {
+    let app = spawn_with(allow_private()).await;
+    let hook = receiver(1).await;
+    let ann = person(&app, "ann").await;
+    let bob = person(&app, "bob").await;
+    let created = app
+        .call(&ann.client, "create_webhook", &[("url", hook.url.as_str())])
+        .await;
+    assert_eq!(created.status(), 200);
+    let created: Value = created.json().await.unwrap();
+    let secret = created["secret"].as_str().expect("secret").to_string();
+
+    let code = meeting_with_everyone(&app, &[ann.clone(), bob.clone()]).await;
+    let (mut ann_ws, _, _) = join_call(&app, &ann, &code, None).await;
+    let (mut bob_ws, _, _) = join_call(&app, &bob, &code, None).await;
+    bob_ws.send(&ClientMessage::Leave).await;
+    ann_ws
+        .recv_until(|m| matches!(m, ServerMessage::PeerLeft { .. }))
+        .await;
+    ann_ws.send(&ClientMessage::EndMeeting).await;
+
+    let mut got = hook
+        .wait_for(&[
+            "meeting.started",
+            "participant.joined",
+            "participant.left",
+            "meeting.ended",
+            "chat.transcript_ready",
+        ])
+        .await;
+    // The first delivery was answered 500: it comes again (1 s later).
+    for _ in 0..100 {
+        if got[1..].iter().any(|r| r.delivery == got[0].delivery) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        got = hook.events();
+    }
+    // Everything is signed with the secret, recently, and names its event.
+    let now_secs = domain::clock::now_ms() / 1000;
+    for received in &got {
+        let t = verify(&secret, &received.signature, &received.body)
+            .unwrap_or_else(|e| panic!("{e}: {received:?}"));
+        assert!((now_secs - t).abs() < 300, "stale timestamp {t}");
+        let body: Value = serde_json::from_str(&received.body).unwrap();
+        assert_eq!(body["event"], received.event.as_str());
+        assert_eq!(body["id"], received.delivery.as_str());
+        assert_eq!(body["data"]["meeting"]["code"], code.as_str());
+    }
+    // A tampered body fails the same check.
+    assert!(verify(&secret, &got[0].signature, &got[0].body.replace('e', "E")).is_err());
+    // Both joins; the one refused with 500 came again, same delivery id.
+    let joined: Vec<&Received> = got
+        .iter()
+        .filter(|r| r.event == "participant.joined")
+        .collect();
+    let names: Vec<String> = joined
+        .iter()
+        .map(|r| {
+            let body: Value = serde_json::from_str(&r.body).unwrap();
+            body["data"]["participant"]["display_name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        names.contains(&"ann".to_string()) && names.contains(&"bob".to_string()),
+        "{names:?}"
+    );
+    let first = &got[0];
+    assert!(
+        got[1..].iter().any(|r| r.delivery == first.delivery),
+        "the delivery answered 500 was sent again: {got:#?}"
+    );
+    let left: Value = serde_json::from_str(
+        &got.iter()
+            .find(|r| r.event == "participant.left")
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    assert_eq!(left["data"]["participant"]["display_name"], "bob");
+    assert_eq!(left["data"]["reason"], "left");
+
+    // The delivery log on the profile page.
+    let mut log: Value = Value::Null;
+    for _ in 0..50 {
+        log = app
+            .call(&ann.client, "list_webhooks", &[])
+            .await
+            .json()
+            .await
+            .unwrap();
+        let all_delivered = log["deliveries"]
+            .as_array()
+            .is_some_and(|d| d.len() >= 6 && d.iter().all(|d| d["state"] == "delivered"));
+        if all_delivered {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deliveries = log["deliveries"].as_array().expect("deliveries");
+    assert!(
+        deliveries.iter().all(|d| d["state"] == "delivered"),
+        "{log}"
+    );
+    assert!(
+        deliveries.iter().any(|d| d["attempts"] == 2),
+        "one took two attempts: {log}"
+    );
+    // Bob has no webhooks: nothing of his was sent anywhere.
+    let bobs: Value = app
+        .call(&bob.client, "list_webhooks", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bobs["deliveries"].as_array().map(Vec::len), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_and_plain_http_endpoints_are_refused_by_default() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let ann = person(&app, "ann").await;
+    for (url, problem) in [
+        ("http://hooks.example.org/x", "UrlInvalid"),
+        ("https://127.0.0.1/x", "UrlPrivate"),
+        ("https://10.1.2.3/x", "UrlPrivate"),
+        ("https://169.254.169.254/latest/meta-data", "UrlPrivate"),
+        ("https://[::1]/x", "UrlPrivate"),
+        ("https://localhost/x", "UrlPrivate"),
+        ("https://user:pw@hooks.example.org/x", "UrlInvalid"),
+        ("not a url", "UrlInvalid"),
+    ] {
+        let response = app
+            .call(&ann.client, "create_webhook", &[("url", url)])
+            .await;
+        assert_eq!(response.status(), 422, "{url}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains(problem), "{url}: {body}");
+    }
+    // A public name is taken (and checked again at each delivery).
+    let ok = app
+        .call(
+            &ann.client,
+            "create_webhook",
+            &[("url", "https://hooks.example.org/moim")],
+        )
+        .await;
+    assert_eq!(ok.status(), 200);
+    // Someone else cannot remove it.
+    let bob = person(&app, "bob").await;
+    let listed: Value = app
+        .call(&ann.client, "list_webhooks", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = listed["hooks"][0]["id"].as_str().unwrap().to_string();
+    let stolen = app
+        .call(&bob.client, "remove_webhook", &[("id", id.as_str())])
+        .await;
+    assert_eq!(stolen.status(), 404);
+    let removed = app
+        .call(&ann.client, "remove_webhook", &[("id", id.as_str())])
+        .await;
+    assert_eq!(removed.status(), 200);
+}
