@@ -61,9 +61,19 @@ test("a guest previews, knocks, is admitted by the host and reaches the room", a
   await expect(knock).toHaveCount(1);
   await expect(knock).toContainText("Guest <script>x</script> Lee");
   await expect(knock).toContainText("guest");
+  // The decision is pushed to the waiting page (Server-Sent Events): it
+  // does not ask again in between, and moves on within a second.
+  const doorPolls: string[] = [];
+  guest.page.on("request", (request) => {
+    if (request.url().includes("/api/door_state")) doorPolls.push(request.url());
+  });
+  const clicked = Date.now();
   await knock.getByTestId("admit").click();
 
-  await expect(guest.page).toHaveURL(new RegExp(`${meetingPath}/room\\?mic=1&cam=1$`));
+  await guest.page.waitForURL(new RegExp(`${meetingPath}/room\\?mic=1&cam=1$`), { timeout: 5000 });
+  const admittedAfter = Date.now() - clicked;
+  expect(admittedAfter, `admitted ${admittedAfter} ms after the click`).toBeLessThan(1000);
+  expect(doorPolls, "no polling while the push is connected").toEqual([]);
   await expect(guest.page.getByTestId("call")).toHaveAttribute("data-phase", "live");
   await expect(panel).toContainText("Nobody is waiting.");
   expect(guest.errors).toEqual([]);

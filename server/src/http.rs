@@ -166,6 +166,10 @@ pub fn app(
             settings.request_timeout,
         ))
         .route(
+            "/m/{code}/door/events",
+            get(signaling::door_events).with_state(signaling.clone()),
+        )
+        .route(
             "/m/{code}/ws",
             get(signaling::upgrade).with_state(signaling),
         )

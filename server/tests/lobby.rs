@@ -314,3 +314,148 @@ async fn turn_credentials_only_for_admitted_participants() {
     let forged = base64::engine::general_purpose::STANDARD.encode(wrong.finalize().into_bytes());
     assert_ne!(turn["credential"].as_str().unwrap(), forged);
 }
+
+/// Reads the door's event stream until an event whose data contains
+/// `wanted`, returning how long that took (None: not within `limit`).
+async fn door_event(
+    response: &mut reqwest::Response,
+    wanted: &str,
+    limit: std::time::Duration,
+) -> Option<std::time::Duration> {
+    let started = std::time::Instant::now();
+    let mut seen = String::new();
+    while started.elapsed() < limit {
+        let left = limit.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => {
+                seen.push_str(&String::from_utf8_lossy(&chunk));
+                if seen
+                    .split("\n\n")
+                    .any(|event| event.contains("event: door") && event.contains(wanted))
+                {
+                    return Some(started.elapsed());
+                }
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+async fn open_door_events(app: &TestApp, client: &Client, code: &str) -> reqwest::Response {
+    let response = client
+        .get(app.url(&format!("/m/{code}/door/events")))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        content_type.starts_with("text/event-stream"),
+        "{content_type}"
+    );
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_waiting_person_hears_the_decision_pushed_at_once() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let host = user(&app, "chair").await;
+    let code = instant(
+        &app,
+        &host,
+        &[("waiting_room", "on"), ("allow_guests", "on")],
+    )
+    .await;
+    let guest = app.client();
+    assert_eq!(entered(&app, &guest, &code, "Kim").await, "Waiting");
+    let mut events = open_door_events(&app, &guest, &code).await;
+    // The state now, first.
+    assert!(
+        door_event(
+            &mut events,
+            "\"Waiting\"",
+            std::time::Duration::from_secs(5)
+        )
+        .await
+        .is_some(),
+        "the stream starts with where the person stands"
+    );
+    let waiting = knocks(&app, &host, &code).await;
+    let participant = waiting[0]["participant_id"].as_str().unwrap().to_string();
+    let decided = decide(&app, &host, &code, &participant, "admit").await;
+    assert_eq!(decided.status(), 200);
+    let took = door_event(
+        &mut events,
+        "\"Admitted\"",
+        std::time::Duration::from_secs(5),
+    )
+    .await
+    .expect("the admission is pushed");
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "pushed after {took:?}"
+    );
+    // A final answer ends the stream.
+    assert!(matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(5), events.chunk()).await,
+        Ok(Ok(None))
+    ));
+
+    // Nobody without an identity can watch a door.
+    let stranger = app.client();
+    let refused = stranger
+        .get(app.url(&format!("/m/{code}/door/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_decision_on_another_instance_is_pushed_within_a_second() {
+    let redis = common::redis_server::RedisServer::start();
+    let (one, two) = common::cluster(&redis, &[]).await;
+    let (host_one, jar) = one.client_with_jar();
+    let response = one
+        .sign_up(&host_one, "chair", "correct horse battery")
+        .await;
+    assert_eq!(response.status(), 200);
+    let code = instant(
+        &one,
+        &host_one,
+        &[("waiting_room", "on"), ("allow_guests", "on")],
+    )
+    .await;
+    // The host decides on the other instance (same session, shared store).
+    let host_two = two.client_on(jar);
+    let guest = one.client();
+    assert_eq!(entered(&one, &guest, &code, "Kim").await, "Waiting");
+    let mut events = open_door_events(&one, &guest, &code).await;
+    door_event(
+        &mut events,
+        "\"Waiting\"",
+        std::time::Duration::from_secs(5),
+    )
+    .await
+    .expect("first state");
+    let waiting = knocks(&two, &host_two, &code).await;
+    let participant = waiting[0]["participant_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        decide(&two, &host_two, &code, &participant, "deny")
+            .await
+            .status(),
+        200
+    );
+    let took = door_event(&mut events, "\"Denied\"", std::time::Duration::from_secs(5))
+        .await
+        .expect("the refusal crosses instances");
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "pushed after {took:?}"
+    );
+}

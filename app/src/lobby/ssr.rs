@@ -79,7 +79,7 @@ impl LobbyCx {
         self.meetings.finish_query(result)
     }
 
-    fn auth(&self) -> &RequestCx {
+    pub fn auth(&self) -> &RequestCx {
         self.meetings.auth()
     }
 

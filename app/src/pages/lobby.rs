@@ -37,6 +37,80 @@ fn use_ticker(period_ms: u64) -> ReadSignal<u64> {
     tick
 }
 
+/// While `waiting`, listens to the door's pushed events and writes each
+/// admission to `pushed`; `live` says whether the push is connected.
+#[cfg(feature = "hydrate")]
+fn watch_door(
+    code: String,
+    waiting: Signal<bool>,
+    pushed: RwSignal<Option<Admission>>,
+    live: RwSignal<bool>,
+) {
+    use wasm_bindgen::closure::Closure;
+    use wasm_bindgen::JsCast;
+
+    struct Open {
+        source: web_sys::EventSource,
+        _listeners: Vec<Closure<dyn FnMut(web_sys::Event)>>,
+    }
+    impl Drop for Open {
+        fn drop(&mut self) {
+            self.source.close();
+        }
+    }
+    // Dropped (closing the stream) with the page's owner.
+    let open = StoredValue::new_local(None::<Open>);
+    Effect::new(move |_| {
+        if !waiting.get() {
+            open.set_value(None);
+            live.set(false);
+            return;
+        }
+        if open.with_value(Option::is_some) {
+            return;
+        }
+        let Ok(source) = web_sys::EventSource::new(&format!("/m/{code}/door/events")) else {
+            return;
+        };
+        let stream = source.clone();
+        let on_door = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+            let Some(message) = event.dyn_ref::<web_sys::MessageEvent>() else {
+                return;
+            };
+            let status = message
+                .data()
+                .as_string()
+                .and_then(|text| serde_json::from_str::<crate::lobby::DoorStatus>(&text).ok());
+            if let Some(admission) = status.and_then(|s| s.admission) {
+                if admission != Admission::Waiting {
+                    // Final: the server ends the stream; do not reopen it.
+                    stream.close();
+                }
+                pushed.set(Some(admission));
+            }
+        });
+        let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| live.set(true));
+        // The browser reconnects by itself; meanwhile, ask quickly.
+        let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| live.set(false));
+        let _ = source.add_event_listener_with_callback("door", on_door.as_ref().unchecked_ref());
+        let _ = source.add_event_listener_with_callback("open", on_open.as_ref().unchecked_ref());
+        let _ = source.add_event_listener_with_callback("error", on_error.as_ref().unchecked_ref());
+        open.set_value(Some(Open {
+            source,
+            _listeners: vec![on_door, on_open, on_error],
+        }));
+    });
+}
+
+#[cfg(not(feature = "hydrate"))]
+fn watch_door(
+    _code: String,
+    _waiting: Signal<bool>,
+    _pushed: RwSignal<Option<Admission>>,
+    _live: RwSignal<bool>,
+) {
+}
+
 #[component]
 pub fn LobbyPage() -> impl IntoView {
     let i18n = use_i18n();
@@ -59,12 +133,27 @@ fn Lobby(meeting: Meeting) -> impl IntoView {
     let waiting =
         Signal::derive(move || matches!(enter.value().get(), Some(Ok(Admission::Waiting))));
 
-    // While waiting, ask the server for the decision.
-    let tick = use_ticker(POLL_MS);
+    // While waiting, the decision is pushed (`/m/{code}/door/events`);
+    // asking the server stays as a slow safety net, and as the way while
+    // the push is not connected (a proxy that buffers it, say).
+    let pushed = RwSignal::new(None::<Admission>);
+    let push_live = RwSignal::new(false);
+    watch_door(code.clone(), waiting, pushed, push_live);
+    let fast_tick = use_ticker(POLL_MS);
+    let slow_tick = use_ticker(SLOW_POLL_MS);
     let door = Resource::new(
         {
             let code = code.clone();
-            move || (waiting.get(), tick.get(), code.clone())
+            move || {
+                // A final answer pushed: nothing more to ask.
+                let decided = matches!(pushed.get(), Some(a) if a != Admission::Waiting);
+                let tick = if push_live.get() || decided {
+                    slow_tick.get()
+                } else {
+                    fast_tick.get()
+                };
+                (waiting.get() && !decided, tick, code.clone())
+            }
         },
         |(waiting, _, code)| async move {
             if waiting {
@@ -78,8 +167,9 @@ fn Lobby(meeting: Meeting) -> impl IntoView {
         },
     );
     let admission = Signal::derive(move || {
-        door.get()
-            .flatten()
+        pushed
+            .get()
+            .or_else(|| door.get().flatten())
             .or_else(|| enter.value().get().and_then(|r| r.ok()))
     });
     let navigate = use_navigate();

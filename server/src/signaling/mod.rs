@@ -7,6 +7,7 @@
 
 mod census;
 mod connection;
+mod door_events;
 mod sockets;
 mod state;
 
@@ -23,6 +24,7 @@ use tower_sessions::Session;
 
 pub use census::{CallCensus, PathCount};
 pub use domain::call::Caller;
+pub use door_events::door_events;
 pub use sockets::SocketCounts;
 pub use state::{Credentials, SignalingState};
 
