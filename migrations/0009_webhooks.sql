@@ -27,5 +27,8 @@ CREATE TABLE webhook_deliveries (
     last_status INTEGER,
     last_error TEXT
 );
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at_ms);
+-- Only the deliveries still to send: the per-second look-up stays small
+-- however long the history grows (old rows are pruned after 30 days).
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at_ms)
+    WHERE delivered_at_ms IS NULL AND gave_up_at_ms IS NULL;
 CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (webhook_id, created_at_ms);

@@ -151,12 +151,14 @@ impl std::fmt::Debug for Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(false)
     }
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// The families of one instance; the Redis ones only `with_redis`, so
+    /// a single instance does not report a Redis that is "down".
+    pub fn new(with_redis: bool) -> Self {
         let mut registry = Registry::with_prefix("moim");
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register(
@@ -228,23 +230,25 @@ impl Metrics {
             sign_ins.clone(),
         );
         let redis_up = Gauge::default();
-        registry.register(
-            "redis_up",
-            "1 while the room fan-out through Redis works, 0 while it does not",
-            redis_up.clone(),
-        );
         let redis_publish_failures = Counter::default();
-        registry.register(
-            "redis_publish_failures",
-            "Room events that could not be published to Redis",
-            redis_publish_failures.clone(),
-        );
         let redis_resubscriptions = Counter::default();
-        registry.register(
-            "redis_resubscriptions",
-            "Times the Redis subscription was made again after a loss",
-            redis_resubscriptions.clone(),
-        );
+        if with_redis {
+            registry.register(
+                "redis_up",
+                "1 while the room fan-out through Redis works, 0 while it does not",
+                redis_up.clone(),
+            );
+            registry.register(
+                "redis_publish_failures",
+                "Room events that could not be published to Redis",
+                redis_publish_failures.clone(),
+            );
+            registry.register(
+                "redis_resubscriptions",
+                "Times the Redis subscription was made again after a loss",
+                redis_resubscriptions.clone(),
+            );
+        }
         let db_pool = Family::<StateLabels, Gauge>::default();
         registry.register(
             "db_pool_connections",
@@ -525,7 +529,7 @@ mod tests {
 
     #[test]
     fn counters_and_gauges_come_out_in_the_prometheus_text_format() {
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(false);
         metrics.http_request("/m/{code}", "GET", 200, Duration::from_millis(3));
         metrics.http_request("/m/{code}", "GET", 200, Duration::from_millis(5));
         metrics.sign_in(SignInOutcome::Throttled);
@@ -560,8 +564,8 @@ mod tests {
 
     #[test]
     fn clones_share_their_counts_and_instances_do_not() {
-        let one = Metrics::new();
-        let other = Metrics::new();
+        let one = Metrics::new(false);
+        let other = Metrics::new(false);
         one.clone().chat_stored();
         assert_eq!(
             sample(&one.encode(), "moim_chat_messages_stored_total"),
@@ -575,7 +579,7 @@ mod tests {
 
     #[test]
     fn panics_counted_elsewhere_are_carried_over_without_going_back() {
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(false);
         metrics.set_http_panics(2);
         metrics.set_http_panics(1);
         assert_eq!(

@@ -144,14 +144,23 @@ pub fn is_public(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
+            let first = s[0];
+            // Forms that carry an IPv4 address inside (IPv4-compatible,
+            // NAT64, 6to4, Teredo) are refused whole: through a gateway
+            // they could reach a private IPv4 network.
+            let embeds_ipv4 = s[..6] == [0, 0, 0, 0, 0, 0]
+                || (first == 0x64 && s[1] == 0xff9b)
+                || first == 0x2002
+                || (first == 0x2001 && s[1] == 0);
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
+                || embeds_ipv4
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8
-                || first == 0x64 && v6.segments()[1] == 0xff9b)
+                || (first & 0xffc0) == 0xfec0
+                || (first == 0x2001 && s[1] == 0x0db8))
         }
     }
 }
@@ -295,10 +304,11 @@ pub async fn enqueue(
 /// a claim left by an instance that died expires.
 pub async fn claim_due(db: &AnyPool, now_ms: i64, limit: i64) -> sqlx::Result<Vec<Due>> {
     let candidates: Vec<(String,)> = sqlx::query_as(
-        "SELECT id FROM webhook_deliveries \
-         WHERE delivered_at_ms IS NULL AND gave_up_at_ms IS NULL \
-           AND next_attempt_at_ms <= $1 AND claimed_until_ms <= $1 \
-         ORDER BY next_attempt_at_ms LIMIT $2",
+        "SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+         WHERE d.delivered_at_ms IS NULL AND d.gave_up_at_ms IS NULL \
+           AND d.next_attempt_at_ms <= $1 AND d.claimed_until_ms <= $1 \
+           AND w.removed_at_ms IS NULL \
+         ORDER BY d.next_attempt_at_ms LIMIT $2",
     )
     .bind(now_ms)
     .bind(limit)
@@ -358,7 +368,8 @@ pub async fn record(
         Attempt::Delivered { status } => {
             sqlx::query(
                 "UPDATE webhook_deliveries SET attempts = $1, delivered_at_ms = $2, \
-                 last_status = $3, last_error = NULL, claimed_until_ms = 0 WHERE id = $4",
+                 last_status = $3, last_error = NULL, claimed_until_ms = 0 \
+                 WHERE id = $4 AND gave_up_at_ms IS NULL",
             )
             .bind(attempts)
             .bind(now_ms)
@@ -373,7 +384,7 @@ pub async fn record(
             sqlx::query(
                 "UPDATE webhook_deliveries SET attempts = $1, next_attempt_at_ms = $2, \
                  gave_up_at_ms = $3, last_status = $4, last_error = $5, claimed_until_ms = 0 \
-                 WHERE id = $6",
+                 WHERE id = $6 AND gave_up_at_ms IS NULL AND delivered_at_ms IS NULL",
             )
             .bind(attempts)
             .bind(next)
@@ -386,6 +397,20 @@ pub async fn record(
         }
     }
     Ok(())
+}
+
+/// Deletes deliveries finished (delivered or given up) before
+/// `older_than_ms`; returns how many. The log shows the latest few only,
+/// and payloads name people: they are not kept for ever.
+pub async fn prune(db: &AnyPool, older_than_ms: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM webhook_deliveries \
+         WHERE created_at_ms < $1 AND (delivered_at_ms IS NOT NULL OR gave_up_at_ms IS NOT NULL)",
+    )
+    .bind(older_than_ms)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 #[cfg(test)]
@@ -428,6 +453,12 @@ mod tests {
             "::ffff:10.0.0.1",
             "::ffff:127.0.0.1",
             "::",
+            "::10.0.0.1",
+            "64:ff9b::a00:1",
+            "64:ff9b:1::a00:1",
+            "2002:a00:1::1",
+            "2001:0:a00:1::1",
+            "fec0::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }

@@ -29,6 +29,12 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// Unknown tokens one address may present.
+const BAD_TOKENS: Rule = Rule {
+    burst: 30,
+    interval: std::time::Duration::from_secs(20),
+};
+
 #[derive(Clone)]
 pub struct ApiState {
     pub app: AppState,
@@ -215,10 +221,34 @@ impl FromRequestParts<ApiState> for Caller {
         };
         let db = &state.app.db;
         let now = domain::clock::now_ms();
-        let token = tokens::authenticate(db, token, now)
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| {
+                client_address(addr.ip(), &parts.headers, &state.app.trusted_proxies).to_string()
+            })
+            .unwrap_or_else(|| "unknown".to_string());
+        // Guessing tokens costs a look-up each: 30 misses per address in
+        // ten minutes, then 429 until they age out.
+        let misses_key = format!("api-auth:{}", domain::throttle::client_key(&peer));
+        let misses = state.app.limiter.peek(&misses_key, BAD_TOKENS).await;
+        if !misses.allowed {
+            state.app.limiter.refused("api_auth");
+            let mut failure = Failure::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many unknown tokens from this address",
+            );
+            failure.retry_after_secs = Some(misses.retry_secs().max(1));
+            return Err(failure);
+        }
+        let Some(token) = tokens::authenticate(db, token, now)
             .await
             .map_err(internal)?
-            .ok_or_else(|| Failure::unauthorized("unknown or revoked token"))?;
+        else {
+            state.app.limiter.hit(&misses_key, BAD_TOKENS).await;
+            return Err(Failure::unauthorized("unknown or revoked token"));
+        };
         let decision = state
             .app
             .limiter
@@ -238,13 +268,6 @@ impl FromRequestParts<ApiState> for Caller {
             .await
             .map_err(internal)?
             .ok_or_else(|| Failure::unauthorized("the token's account is gone"))?;
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| {
-                client_address(addr.ip(), &parts.headers, &state.app.trusted_proxies).to_string()
-            })
-            .unwrap_or_else(|| "unknown".to_string());
         tracing::debug!(token_id = %token.id, client = %peer, "API call");
         // Meeting-code misses count per token, like per address on pages.
         let cx =

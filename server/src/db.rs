@@ -37,14 +37,39 @@ pub fn kind_of(url: &str) -> DbKind {
     }
 }
 
-/// The URL with any password replaced, for messages and logs.
+/// The URL with any password replaced, for messages and logs. A URL that
+/// does not parse (a password with an unescaped `#` or `/`, say) is shown
+/// by its scheme only: it may hold a password where it cannot be found.
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            let secret_query = parsed
+                .query_pairs()
+                .any(|(key, _)| key.to_ascii_lowercase().contains("password"));
+            if secret_query {
+                let pairs: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(key, value)| {
+                        let hidden = key.to_ascii_lowercase().contains("password");
+                        let value = if hidden {
+                            "***".to_string()
+                        } else {
+                            value.into_owned()
+                        };
+                        (key.into_owned(), value)
+                    })
+                    .collect();
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
             parsed.to_string()
         }
-        _ => url.to_string(),
+        Err(_) => {
+            let scheme = url.split(':').next().unwrap_or_default();
+            format!("{scheme}://(unreadable URL, not shown)")
+        }
     }
 }
 
@@ -95,4 +120,27 @@ pub async fn is_reachable(pool: &AnyPool, timeout: Duration) -> bool {
         tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(pool)).await,
         Ok(Ok(_))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_show_however_the_url_is_written() {
+        assert_eq!(
+            redact("postgres://moim:hunter2@db/moim"),
+            "postgres://moim:***@db/moim"
+        );
+        let unparsable = redact("postgres://moim:hun#ter/2@db:5432/moim");
+        assert!(!unparsable.contains("hun"), "{unparsable}");
+        assert!(unparsable.starts_with("postgres://"), "{unparsable}");
+        let query = redact("postgres://db/moim?user=moim&password=hunter2&sslmode=require");
+        assert!(!query.contains("hunter2"), "{query}");
+        assert!(query.contains("sslmode=require"), "{query}");
+        assert_eq!(
+            redact("sqlite://data/moim.db?mode=rwc"),
+            "sqlite://data/moim.db?mode=rwc"
+        );
+    }
 }

@@ -87,7 +87,7 @@ impl Application {
                     addr: String::new(),
                     reason: e.to_string(),
                 })?;
-        let counted = domain::metrics::Metrics::new();
+        let counted = domain::metrics::Metrics::new(config.redis_url.is_some());
 
         let (bus, presence, limiter): (
             Arc<dyn domain::rooms::bus::RoomBus>,

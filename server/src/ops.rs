@@ -258,6 +258,10 @@ pub async fn backup(config: &Config, to: &Path) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    let Some(target) = to.to_str().map(str::to_string) else {
+        eprintln!("moim: backup: the file name must be valid UTF-8");
+        return ExitCode::FAILURE;
+    };
     if config.database_url.is_none() && !config.data_dir.join("moim.db").exists() {
         eprintln!(
             "moim: backup: no database at {} (MOIM_DATA_DIR)",
@@ -267,7 +271,9 @@ pub async fn backup(config: &Config, to: &Path) -> ExitCode {
     }
     sqlx::any::install_default_drivers();
     use sqlx::Connection;
-    let mut conn = match sqlx::AnyConnection::connect(&url).await {
+    // Never create the database being backed up: a wrong path is an error.
+    let existing = url.replace("mode=rwc", "mode=rw");
+    let mut conn = match sqlx::AnyConnection::connect(&existing).await {
         Ok(conn) => conn,
         Err(err) => {
             eprintln!("moim: backup: cannot open {}: {err}", db::redact(&url));
@@ -278,7 +284,13 @@ pub async fn backup(config: &Config, to: &Path) -> ExitCode {
     let _ = sqlx::query("PRAGMA busy_timeout = 10000")
         .execute(&mut conn)
         .await;
-    let target = to.display().to_string();
+    // Made empty first, readable by the owner only: the copy holds
+    // session ids and webhook secrets. (VACUUM INTO writes into an empty
+    // file as into a new one.)
+    if let Err(err) = create_private(to) {
+        eprintln!("moim: backup: cannot create {target}: {err}");
+        return ExitCode::FAILURE;
+    }
     let copied = sqlx::query("VACUUM INTO $1")
         .bind(&target)
         .execute(&mut conn)
@@ -291,8 +303,21 @@ pub async fn backup(config: &Config, to: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
+            let _ = std::fs::remove_file(to);
             eprintln!("moim: backup: could not write {target}: {err}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Creates `path` empty, with mode 0600 where there are modes.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path).map(|_| ())
 }

@@ -129,69 +129,101 @@ impl domain::rooms::RoomWatcher for Webhooks {
     }
 }
 
+/// Deliveries in flight at once on one instance.
+const IN_FLIGHT: usize = 16;
+/// Finished deliveries are kept this long for the log.
+const KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
+
 /// Sends due deliveries until the process ends: woken by a new event on
 /// this instance, and every second for those of other instances and for
-/// retries.
+/// retries. Each send runs on its own, holding one of `IN_FLIGHT`
+/// permits: a slow endpoint holds its own permit, not everyone's batch.
 pub fn spawn_worker(webhooks: &Webhooks, settings: WebhookSettings) {
     let db = webhooks.db.clone();
     let wake = webhooks.wake.clone();
     tokio::spawn(async move {
+        let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+        let mut pruned_at = 0i64;
         loop {
             let now = domain::clock::now_ms();
-            match store::claim_due(&db, now, 20).await {
-                Ok(due) => {
-                    let sends = due.into_iter().map(|due| {
-                        let db = db.clone();
-                        let settings = settings.clone();
-                        async move {
-                            let attempt = send(&due, &settings).await;
-                            if let Attempt::Failed { error, .. } = &attempt {
-                                tracing::info!(delivery = %due.id, event = %due.event, %error, "webhook delivery failed; will retry");
-                            }
-                            let recorded = store::record(
-                                &db,
-                                &due,
-                                &attempt,
-                                domain::clock::now_ms(),
-                                settings.retry_base,
-                            )
-                            .await;
-                            if let Err(err) = recorded {
-                                // The claim expires and the delivery is sent
-                                // again: at least once, never lost.
-                                tracing::error!(error = %err, "could not record a webhook attempt");
-                            }
-                        }
-                    });
-                    futures_util::future::join_all(sends).await;
+            if now - pruned_at > 3_600_000 {
+                pruned_at = now;
+                match store::prune(&db, now - KEEP_MS).await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::info!(pruned, "old webhook deliveries deleted"),
+                    Err(err) => tracing::warn!(error = %err, "could not prune webhook deliveries"),
                 }
-                Err(err) => tracing::warn!(error = %err, "could not read due webhooks"),
+            }
+            let free = permits.available_permits() as i64;
+            if free > 0 {
+                match store::claim_due(&db, now, free).await {
+                    Ok(due) => {
+                        for due in due {
+                            let Ok(permit) = permits.clone().acquire_owned().await else {
+                                return;
+                            };
+                            let db = db.clone();
+                            let settings = settings.clone();
+                            tokio::spawn(async move {
+                                deliver(&db, &due, &settings).await;
+                                drop(permit);
+                            });
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %err, "could not read due webhooks"),
+                }
             }
             let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
         }
     });
 }
 
-/// Why an endpoint's address was refused or unreachable.
-async fn resolve(url: &url::Url, allow_private: bool) -> Result<SocketAddr, String> {
-    let host = url.host_str().ok_or("the URL has no host")?;
-    let port = url.port_or_known_default().ok_or("the URL has no port")?;
+/// One attempt, recorded.
+async fn deliver(db: &AnyPool, due: &Due, settings: &WebhookSettings) {
+    let attempt = send(due, settings).await;
+    if let Attempt::Failed { status, .. } = &attempt {
+        // The host only: a receiver's URL may carry its own secret.
+        let host = url::Url::parse(&due.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default();
+        tracing::info!(delivery = %due.id, event = %due.event, %host, ?status, "webhook delivery failed; will retry");
+    }
+    let recorded = store::record(
+        db,
+        due,
+        &attempt,
+        domain::clock::now_ms(),
+        settings.retry_base,
+    )
+    .await;
+    if let Err(err) = recorded {
+        // The claim expires and the delivery is sent again: at least
+        // once, never lost.
+        tracing::error!(error = %err, "could not record a webhook attempt");
+    }
+}
+
+/// The address to send to: resolved (within the attempt's time), and
+/// every address of the name public. One answer for "no such name" and
+/// "a private address", so the log cannot be used to map the operator's
+/// internal names.
+async fn resolve(url: &url::Url, settings: &WebhookSettings) -> Result<SocketAddr, String> {
+    let unreachable = || "the endpoint's address cannot be used".to_string();
+    let host = url.host_str().ok_or_else(unreachable)?;
+    let port = url.port_or_known_default().ok_or_else(unreachable)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .collect();
+    let addresses: Vec<SocketAddr> =
+        match tokio::time::timeout(settings.timeout, tokio::net::lookup_host((host, port))).await {
+            Ok(Ok(addresses)) => addresses.collect(),
+            _ => return Err(unreachable()),
+        };
     // Every address must be allowed: a name that also points inside
     // cannot be used to reach inside.
-    if !allow_private && addresses.iter().any(|a| !store::is_public(a.ip())) {
-        return Err(format!(
-            "{host} resolves to a private or reserved address; not sent"
-        ));
+    if !settings.allow_private && addresses.iter().any(|a| !store::is_public(a.ip())) {
+        return Err(unreachable());
     }
-    addresses
-        .first()
-        .copied()
-        .ok_or_else(|| format!("{host} has no address"))
+    addresses.first().copied().ok_or_else(unreachable)
 }
 
 /// One attempt.
@@ -207,7 +239,7 @@ async fn send(due: &Due, settings: &WebhookSettings) -> Attempt {
     if url.scheme() != "https" && !(settings.allow_private && url.scheme() == "http") {
         return failed("only https:// endpoints are allowed".to_string());
     }
-    let address = match resolve(&url, settings.allow_private).await {
+    let address = match resolve(&url, settings).await {
         Ok(address) => address,
         Err(error) => return failed(error),
     };
@@ -215,6 +247,9 @@ async fn send(due: &Due, settings: &WebhookSettings) -> Attempt {
     // Connect to the address just checked (no second lookup that could
     // answer differently), never follow a redirect elsewhere.
     let client = match reqwest::Client::builder()
+        // No proxy from the environment: it would resolve the name again,
+        // past the address check.
+        .no_proxy()
         .resolve(&host, address)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(settings.timeout)
@@ -242,10 +277,13 @@ async fn send(due: &Due, settings: &WebhookSettings) -> Attempt {
             status: Some(response.status().as_u16()),
             error: format!("answered {}", response.status()),
         },
+        // Not the library's text: it holds the whole URL.
         Err(err) => failed(if err.is_timeout() {
             "no answer in time".to_string()
+        } else if err.is_connect() {
+            "cannot connect to the endpoint".to_string()
         } else {
-            format!("cannot reach the endpoint: {err}")
+            "the request failed".to_string()
         }),
     }
 }

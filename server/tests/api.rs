@@ -149,6 +149,20 @@ async fn without_a_valid_token_everything_is_401_in_json() {
         .await
         .unwrap();
     assert_eq!(error_code(unknown).await.0, 404);
+
+    // Guessing tokens from one address runs into a limit.
+    let mut statuses = Vec::new();
+    for n in 0..35 {
+        let guess = api
+            .get(app.url("/api/v1/meetings"))
+            .bearer_auth(format!("moim_guess{n:039}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(guess.status().as_u16());
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert_eq!(statuses[0], 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,7 +275,7 @@ async fn participants_of_a_live_call_and_a_transcript_only_after_the_end() {
     let code = meeting_with_everyone(&app, std::slice::from_ref(&ann)).await;
     let secret = token(&app, &ann, "read").await;
     let api = script();
-    let (_ws, _, _) = join_call(&app, &ann, &code, None).await;
+    let (mut ws, _, _) = join_call(&app, &ann, &code, None).await;
     let people = api
         .get(app.url(&format!("/api/v1/meetings/{code}/participants")))
         .bearer_auth(&secret)
@@ -281,6 +295,27 @@ async fn participants_of_a_live_call_and_a_transcript_only_after_the_end() {
         .unwrap();
     let (status, code_name, _) = error_code(transcript).await;
     assert_eq!((status, code_name.as_str()), (409, "not_over"));
+
+    // Said in the call, then the host ends the meeting: the transcript.
+    ws.send(&common::chatter::chat("k1", "minutes: ship it"))
+        .await;
+    ws.recv_until(|m| matches!(m, app::protocol::ServerMessage::ChatAck { .. }))
+        .await;
+    ws.send(&app::protocol::ClientMessage::EndMeeting).await;
+    ws.closed_with().await;
+    let transcript = api
+        .get(app.url(&format!("/api/v1/meetings/{code}/transcript")))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(transcript.status(), 200);
+    let transcript: Value = transcript.json().await.unwrap();
+    assert_eq!(
+        transcript["messages"][0]["text"], "minutes: ship it",
+        "{transcript}"
+    );
+    assert_eq!(transcript["messages"].as_array().map(Vec::len), Some(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

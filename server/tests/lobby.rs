@@ -406,6 +406,21 @@ async fn the_waiting_person_hears_the_decision_pushed_at_once() {
         Ok(Ok(None))
     ));
 
+    // Someone who never knocked learns that once; the stream ends.
+    let passerby = user(&app, "passerby").await;
+    let mut once = open_door_events(&app, &passerby, &code).await;
+    assert!(door_event(
+        &mut once,
+        "\"admission\":null",
+        std::time::Duration::from_secs(5)
+    )
+    .await
+    .is_some());
+    assert!(matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(5), once.chunk()).await,
+        Ok(Ok(None))
+    ));
+
     // Nobody without an identity can watch a door.
     let stranger = app.client();
     let refused = stranger

@@ -201,6 +201,11 @@ async fn backup_copies_a_live_sqlite_database() {
     .unwrap();
     assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("backed up"), "{}", run.stdout);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the copy holds session ids: owner only");
+    }
 
     let mut restored = sqlx::SqliteConnection::connect(&format!("sqlite://{target}?mode=ro"))
         .await

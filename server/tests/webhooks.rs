@@ -298,3 +298,50 @@ async fn private_and_plain_http_endpoints_are_refused_by_default() {
         .await;
     assert_eq!(removed.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_to_a_private_address_is_never_sent() {
+    // An endpoint on loopback that got past the form (a name that resolved
+    // publicly when added, say): stored directly, as if it had.
+    let app = spawn_app(Backend::Sqlite).await;
+    let hook = receiver(0).await;
+    let ann = person(&app, "ann").await;
+    let viewer = app.viewer(&ann.client).await;
+    let ann_id = viewer["User"]["id"].as_str().expect("user id").to_string();
+    let private = hook.url.replacen("http://", "https://", 1);
+    domain::webhooks::create(&app.state.db, &ann_id, &private, domain::clock::now_ms())
+        .await
+        .expect("stored");
+    let code = meeting_with_everyone(&app, std::slice::from_ref(&ann)).await;
+    let (_ws, _, _) = join_call(&app, &ann, &code, None).await;
+    // The worker tries (first attempt at once), refuses, records why.
+    let mut log = Value::Null;
+    for _ in 0..50 {
+        log = app
+            .call(&ann.client, "list_webhooks", &[])
+            .await
+            .json()
+            .await
+            .unwrap();
+        let tried = log["deliveries"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty() && d.iter().all(|d| d["attempts"].as_i64() >= Some(1)));
+        if tried {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deliveries = log["deliveries"].as_array().expect("deliveries");
+    assert!(!deliveries.is_empty(), "{log}");
+    for delivery in deliveries {
+        assert_eq!(delivery["state"], "pending", "{log}");
+        assert_eq!(
+            delivery["last_error"], "the endpoint's address cannot be used",
+            "{log}"
+        );
+    }
+    assert!(
+        hook.events().is_empty(),
+        "nothing reached the private address"
+    );
+}

@@ -609,6 +609,14 @@ impl RequestCx {
         let (Some(name), Some(scope), true) = (name, scope, errors.is_empty()) else {
             return Err(ApiError::Invalid(errors));
         };
+        // Making and revoking tokens must not be a way round the per-token
+        // limits: 10 new tokens an hour per address.
+        self.limit(
+            "api-token",
+            Rule::per(10, std::time::Duration::from_secs(3600)),
+            Limit::ApiTokens,
+        )
+        .await?;
         match tokens::create(&self.state.db, &user.id, &name, scope, now_ms()).await {
             Ok((row, token)) => {
                 tracing::info!(user_id = %user.id, token_id = %row.id, scope = scope.as_str(), "API token created");
@@ -748,7 +756,11 @@ impl RequestCx {
         )
         .await
         .map_err(internal)?;
-        tracing::info!(user_id = %user.id, "password changed; other sessions ended");
+        // A token made from a stolen session must not outlive the reset.
+        let revoked = domain::accounts::tokens::revoke_all(&self.state.db, &user.id, now_ms())
+            .await
+            .map_err(internal)?;
+        tracing::info!(user_id = %user.id, revoked_tokens = revoked, "password changed; other sessions and API tokens ended");
         // This session carries on under a new id with the new version.
         let updated = UserRow {
             auth_version: new_version,

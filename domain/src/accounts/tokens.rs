@@ -158,6 +158,19 @@ pub async fn revoke(db: &AnyPool, user_id: &str, id: &str, now_ms: i64) -> sqlx:
     Ok(done.rows_affected() > 0)
 }
 
+/// Revokes every token of the account (a password change); returns how
+/// many.
+pub async fn revoke_all(db: &AnyPool, user_id: &str, now_ms: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE api_tokens SET revoked_at_ms = $1 WHERE user_id = $2 AND revoked_at_ms IS NULL",
+    )
+    .bind(now_ms)
+    .bind(user_id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// The live token `token` is, if any, noting its use.
 pub async fn authenticate(
     db: &AnyPool,

@@ -2,11 +2,14 @@
 //! Server-Sent Events. The lobby page opens it while it waits and hears
 //! the host's decision at once, instead of asking every second and a half.
 //!
-//! Every event of the meeting's room (a decision broadcasts
-//! `knocks_changed` through the bus, so across instances too) makes the
-//! stream read the person's admission again; a change is sent as a `door`
-//! event with the same JSON as the `door_state` server function. The
-//! stream ends after a final answer (admitted, denied, removed).
+//! The events of the meeting's room that can change a door (a decision
+//! broadcasts `knocks_changed`; removals, rights changes, the end, a
+//! resync), across instances too, make the stream read the person's
+//! admission again, at most every `MIN_READ_GAP`; a change is sent as a
+//! `door` event with the same JSON as the `door_state` server function.
+//! Only a person who is waiting gets a stream that stays open: anyone else
+//! gets where they stand, once. The stream ends after a final answer
+//! (admitted, denied, removed) and when the meeting ends.
 
 use super::state::SignalingState;
 use app::auth::ssr::RequestCx;
@@ -24,8 +27,9 @@ use tower_sessions::Session;
 
 /// Read again even without a room event, in case one was missed.
 const RECHECK: Duration = Duration::from_secs(10);
-/// Room events closer together than this cost one read.
-const COALESCE: Duration = Duration::from_millis(100);
+/// Reads of one stream are at least this far apart (a flood of knocks
+/// costs one read per gap, not one per knock).
+const MIN_READ_GAP: Duration = Duration::from_millis(250);
 
 type RoomEvents = broadcast::Receiver<std::sync::Arc<domain::rooms::bus::RoomEvent>>;
 
@@ -33,6 +37,7 @@ struct Watch {
     lobby: LobbyCx,
     events: RoomEvents,
     last: Option<DoorStatus>,
+    last_read: Option<tokio::time::Instant>,
     over: bool,
     _slot: super::sockets::SocketSlot,
 }
@@ -44,6 +49,37 @@ fn is_final(status: &DoorStatus) -> bool {
     )
 }
 
+enum DoorEvent {
+    /// Something that may have changed a door.
+    Changed,
+    /// The meeting ended, or the room's events stopped.
+    Over,
+}
+
+/// Waits for a room event that can change someone's door; the call's own
+/// traffic (chat, media, signals) is let by.
+async fn next_door_event(events: &mut RoomEvents) -> DoorEvent {
+    use domain::rooms::bus::RoomEvent;
+    loop {
+        match events.recv().await {
+            Ok(event) => match event.as_ref() {
+                RoomEvent::Ended => return DoorEvent::Over,
+                RoomEvent::Broadcast {
+                    message: app::protocol::ServerMessage::KnocksChanged,
+                    ..
+                }
+                | RoomEvent::AccessChanged { .. }
+                | RoomEvent::Removed { .. }
+                | RoomEvent::Resync => return DoorEvent::Changed,
+                _ => {}
+            },
+            // Missed some: one of them may have been a decision.
+            Err(broadcast::error::RecvError::Lagged(_)) => return DoorEvent::Changed,
+            Err(broadcast::error::RecvError::Closed) => return DoorEvent::Over,
+        }
+    }
+}
+
 impl Watch {
     /// The next change of the door, or `None` when the stream is over.
     async fn next(&mut self) -> Option<DoorStatus> {
@@ -53,22 +89,28 @@ impl Watch {
             }
             if self.last.is_some() {
                 tokio::select! {
-                    event = self.events.recv() => {
-                        if let Err(broadcast::error::RecvError::Closed) = event {
-                            return None;
-                        }
-                        tokio::time::sleep(COALESCE).await;
-                        while self.events.try_recv().is_ok() {}
-                    }
+                    event = next_door_event(&mut self.events) => match event {
+                        DoorEvent::Changed => {}
+                        // The meeting ended, or the bus went away: the
+                        // page asks by itself from here.
+                        DoorEvent::Over => return None,
+                    },
                     () = tokio::time::sleep(RECHECK) => {}
                 }
             }
+            if let Some(at) = self.last_read {
+                tokio::time::sleep_until(at + MIN_READ_GAP).await;
+            }
+            // What queued up meanwhile is covered by this read.
+            while self.events.try_recv().is_ok() {}
+            self.last_read = Some(tokio::time::Instant::now());
             let status = match self.lobby.door_state().await {
                 Ok(status) => status,
                 // Signed out, meeting gone: the page falls back to asking.
                 Err(_) => return None,
             };
-            self.over = is_final(&status);
+            // Only someone waiting has anything to wait for.
+            self.over = is_final(&status) || status.admission.is_none();
             if self.last.as_ref() != Some(&status) {
                 self.last = Some(status.clone());
                 return Some(status);
@@ -114,6 +156,7 @@ pub async fn door_events(
         lobby,
         events,
         last: None,
+        last_read: None,
         over: false,
         _slot: slot,
     };
@@ -125,7 +168,14 @@ pub async fn door_events(
             .unwrap_or_else(|_| Event::default().event("door"));
         Some((Ok::<Event, Infallible>(event), watch))
     });
-    Sse::new(stream)
+    let mut response = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
+        .into_response();
+    // nginx buffers proxied responses unless told otherwise: the decision
+    // would wait in its buffer.
+    response.headers_mut().insert(
+        axum::http::HeaderName::from_static("x-accel-buffering"),
+        axum::http::HeaderValue::from_static("no"),
+    );
+    response
 }
