@@ -377,3 +377,43 @@ async fn bad_input_gets_clear_errors_and_each_token_is_rate_limited() {
         .unwrap();
     assert_eq!(fresh.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_revokes_every_token() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let ann = person(&app, "ann").await;
+    let secret = token(&app, &ann, "manage").await;
+    let api = script();
+    let before = api
+        .get(app.url("/api/v1/meetings"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(before.status(), 200);
+    let changed = app
+        .call(
+            &ann.client,
+            "change_password",
+            &[
+                ("current_password", "correct horse battery"),
+                ("new_password", "a brand new passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status(), 200);
+    let after = api
+        .get(app.url("/api/v1/meetings"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(after).await.0, 401);
+    let listed: Value = app
+        .call(&ann.client, "list_api_tokens", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
+}
