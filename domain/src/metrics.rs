@@ -134,6 +134,8 @@ struct Families {
     sfu_rooms: Gauge,
     sfu_clients: Gauge,
     sfu_restarts: Counter,
+    webhook_attempts: Family<OutcomeLabels, Counter>,
+    webhooks_pending: Gauge,
 }
 
 /// One instance's metrics. Cheap to clone; every clone counts into the
@@ -288,6 +290,18 @@ impl Metrics {
             "Browsers connected to this instance's media server",
             sfu_clients.clone(),
         );
+        let webhook_attempts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_attempts",
+            "Webhook delivery attempts, by outcome (delivered, failed, gave_up)",
+            webhook_attempts.clone(),
+        );
+        let webhooks_pending = Gauge::default();
+        registry.register(
+            "webhooks_pending",
+            "Webhook deliveries waiting to be sent or retried (all instances)",
+            webhooks_pending.clone(),
+        );
         let sfu_restarts = Counter::default();
         registry.register(
             "sfu_engine_restarts",
@@ -325,6 +339,8 @@ impl Metrics {
                 sfu_rooms,
                 sfu_clients,
                 sfu_restarts,
+                webhook_attempts,
+                webhooks_pending,
             }),
         }
     }
@@ -497,6 +513,19 @@ impl Metrics {
     pub fn set_sfu_size(&self, rooms: usize, clients: usize) {
         self.families.sfu_rooms.set(rooms as i64);
         self.families.sfu_clients.set(clients as i64);
+    }
+
+    /// One webhook attempt: `delivered`, `failed` (to be retried) or
+    /// `gave_up`.
+    pub fn webhook_attempt(&self, outcome: &'static str) {
+        self.families
+            .webhook_attempts
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    pub fn set_webhooks_pending(&self, pending: i64) {
+        self.families.webhooks_pending.set(pending);
     }
 
     pub fn sfu_restarted(&self) {

@@ -399,6 +399,15 @@ pub async fn record(
     Ok(())
 }
 
+/// Deliveries still to send or retry, on every instance.
+pub async fn pending(db: &AnyPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM webhook_deliveries WHERE delivered_at_ms IS NULL AND gave_up_at_ms IS NULL",
+    )
+    .fetch_one(db)
+    .await
+}
+
 /// Deletes deliveries finished (delivered or given up) before
 /// `older_than_ms`; returns how many. The log shows the latest few only,
 /// and payloads name people: they are not kept for ever.

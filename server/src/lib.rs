@@ -150,6 +150,7 @@ impl Application {
                 allow_private: config.webhooks_allow_private,
                 retry_base: Duration::from_secs(config.webhook_retry_seconds),
                 timeout: Duration::from_secs(10),
+                metrics: counted.clone(),
             },
         );
         let rooms = rooms::Rooms {

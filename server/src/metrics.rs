@@ -46,6 +46,9 @@ async fn serve_metrics(State(scrape): State<Scrape>) -> Response {
         metrics.set_redis_up(bus.is_healthy());
     }
     metrics.set_http_panics(scrape.http.panics.load(Ordering::Relaxed));
+    if let Ok(pending) = domain::webhooks::pending(&scrape.pool).await {
+        metrics.set_webhooks_pending(pending);
+    }
     (
         [(header::CONTENT_TYPE, domain::metrics::CONTENT_TYPE)],
         metrics.encode(),

@@ -23,6 +23,8 @@ pub struct WebhookSettings {
     pub retry_base: Duration,
     /// How long one attempt may take.
     pub timeout: Duration,
+    /// Where attempts are counted by outcome.
+    pub metrics: domain::metrics::Metrics,
 }
 
 /// The instance's webhook producer: turns what happens in calls into
@@ -181,6 +183,11 @@ pub fn spawn_worker(webhooks: &Webhooks, settings: WebhookSettings) {
 /// One attempt, recorded.
 async fn deliver(db: &AnyPool, due: &Due, settings: &WebhookSettings) {
     let attempt = send(due, settings).await;
+    settings.metrics.webhook_attempt(match &attempt {
+        Attempt::Delivered { .. } => "delivered",
+        Attempt::Failed { .. } if due.attempts + 1 >= store::MAX_ATTEMPTS => "gave_up",
+        Attempt::Failed { .. } => "failed",
+    });
     if let Attempt::Failed { status, .. } = &attempt {
         // The host only: a receiver's URL may carry its own secret.
         let host = url::Url::parse(&due.url)

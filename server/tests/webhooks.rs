@@ -240,6 +240,29 @@ async fn a_call_sends_signed_events_and_a_refused_delivery_is_retried() {
         deliveries.iter().any(|d| d["attempts"] == 2),
         "one took two attempts: {log}"
     );
+    // The attempts are counted for the operator, the refused one as failed.
+    let scraped = reqwest::get(format!("http://{}/metrics", app.metrics_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = |name: &str| -> f64 {
+        scraped
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        series(r#"moim_webhook_attempts_total{outcome="delivered"}"#) >= 6.0,
+        "{scraped}"
+    );
+    assert_eq!(
+        series(r#"moim_webhook_attempts_total{outcome="failed"}"#),
+        1.0,
+        "{scraped}"
+    );
+    assert_eq!(series("moim_webhooks_pending"), 0.0, "{scraped}");
     // Bob has no webhooks: nothing of his was sent anywhere.
     let bobs: Value = app
         .call(&bob.client, "list_webhooks", &[])
