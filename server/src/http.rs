@@ -150,6 +150,17 @@ pub fn app(
         .route("/m/{code}/invite.ics", get(calendar::invite_ics))
         .route("/m/{code}/chat.txt", get(transcript::text))
         .route("/m/{code}/chat.md", get(transcript::markdown))
+        // The bundle, served here rather than by Leptos's file fallback,
+        // which drops `If-Modified-Since` (every revalidation would send
+        // the whole wasm again).
+        .nest_service(
+            "/pkg",
+            tower_http::services::ServeDir::new(
+                std::path::Path::new(state.leptos_options.site_root.as_ref()).join("pkg"),
+            )
+            .precompressed_br()
+            .precompressed_gzip(),
+        )
         .leptos_routes_with_context(&state, routes, provide_state.clone(), {
             let options = state.leptos_options.clone();
             move || shell(options.clone())
@@ -188,6 +199,7 @@ pub fn app(
     for (name, value) in security::security_headers(settings.https) {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }
+    router = router.layer(middleware::from_fn(static_cache_control));
     // gzip: the wasm bundle shrinks to about a third on the wire.
     router
         .layer(middleware::from_fn_with_state(
@@ -198,6 +210,27 @@ pub fn app(
         .layer(TraceLayer::new_for_http())
         .layer(middleware::from_fn_with_state(settings.counted, track_http))
         .with_state(state)
+}
+
+/// The site's bundle keeps its names from build to build (`/pkg/moim.js`,
+/// `/pkg/moim.wasm`): a browser must ask again each time, and gets a
+/// bodiless 304 while the file is unchanged (`Last-Modified`), instead of
+/// guessing a freshness of its own (and running stale code after an
+/// upgrade). Nothing else is touched: pages, transcripts and calendar
+/// files decide for themselves.
+async fn static_cache_control(request: Request, next: Next) -> Response {
+    if !request.uri().path().starts_with("/pkg/") {
+        return next.run(request).await;
+    }
+    let mut response = next.run(request).await;
+    let served = matches!(response.status(), StatusCode::OK | StatusCode::NOT_MODIFIED);
+    if served && !response.headers().contains_key(header::CACHE_CONTROL) {
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-cache"),
+        );
+    }
+    response
 }
 
 /// Page loads and server-function calls count as activity and push the

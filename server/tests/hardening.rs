@@ -417,3 +417,35 @@ async fn a_request_whose_body_never_comes_is_answered_408() {
     assert!(waited >= Duration::from_millis(900), "{waited:?}");
     assert_eq!(app.count("users").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bundle_is_revalidated_not_guessed_fresh() {
+    // A site root with a bundle file, as cargo-leptos writes it.
+    let site = tempfile::tempdir().unwrap();
+    std::fs::create_dir(site.path().join("pkg")).unwrap();
+    std::fs::write(site.path().join("pkg/moim.js"), "console.log('moim');\n").unwrap();
+    let mut spawn = Spawn::new(Backend::Sqlite);
+    spawn.extra_args = vec!["--site-root".into(), site.path().display().to_string()];
+    let app = spawn_with(spawn).await;
+    let client = app.client();
+    let first = client.get(app.url("/pkg/moim.js")).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(header(&first, "cache-control"), "no-cache");
+    let modified = header(&first, "last-modified");
+    // Asked again: unchanged, so no body.
+    let again = client
+        .get(app.url("/pkg/moim.js"))
+        .header("if-modified-since", &modified)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    // Pages are not made cacheable by it.
+    let page = client.get(app.url("/")).send().await.unwrap();
+    assert_ne!(
+        page.headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap_or_default().to_string()),
+        Some("no-cache".to_string())
+    );
+}
