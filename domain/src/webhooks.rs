@@ -77,14 +77,16 @@ pub struct Due {
 
 /// A new signing secret: 32 random bytes, base64url.
 pub fn new_secret() -> String {
-    use base64::Engine;
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!(
-        "whsec_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
+    format!("whsec_{}", crate::accounts::verification::new_token())
+}
+
+/// The meeting as every event's `data.meeting` names it.
+pub fn meeting_data(meeting: &crate::meetings::MeetingRow) -> serde_json::Value {
+    serde_json::json!({
+        "code": meeting.code,
+        "title": meeting.title,
+        "starts_at_ms": meeting.starts_at,
+    })
 }
 
 /// The `Moim-Signature` header value: `t=<unix seconds>,v1=<hex>`, where

@@ -155,11 +155,15 @@ pub fn app(
         // the whole wasm again).
         .nest_service(
             "/pkg",
-            tower_http::services::ServeDir::new(
-                std::path::Path::new(state.leptos_options.site_root.as_ref()).join("pkg"),
-            )
-            .precompressed_br()
-            .precompressed_gzip(),
+            tower::ServiceBuilder::new()
+                .map_response(bundle_cache_control)
+                .service(
+                    tower_http::services::ServeDir::new(
+                        std::path::Path::new(state.leptos_options.site_root.as_ref()).join("pkg"),
+                    )
+                    .precompressed_br()
+                    .precompressed_gzip(),
+                ),
         )
         .leptos_routes_with_context(&state, routes, provide_state.clone(), {
             let options = state.leptos_options.clone();
@@ -199,7 +203,6 @@ pub fn app(
     for (name, value) in security::security_headers(settings.https) {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }
-    router = router.layer(middleware::from_fn(static_cache_control));
     // gzip: the wasm bundle shrinks to about a third on the wire.
     router
         .layer(middleware::from_fn_with_state(
@@ -216,13 +219,8 @@ pub fn app(
 /// `/pkg/moim.wasm`): a browser must ask again each time, and gets a
 /// bodiless 304 while the file is unchanged (`Last-Modified`), instead of
 /// guessing a freshness of its own (and running stale code after an
-/// upgrade). Nothing else is touched: pages, transcripts and calendar
-/// files decide for themselves.
-async fn static_cache_control(request: Request, next: Next) -> Response {
-    if !request.uri().path().starts_with("/pkg/") {
-        return next.run(request).await;
-    }
-    let mut response = next.run(request).await;
+/// upgrade).
+fn bundle_cache_control<B>(mut response: http::Response<B>) -> http::Response<B> {
     let served = matches!(response.status(), StatusCode::OK | StatusCode::NOT_MODIFIED);
     if served && !response.headers().contains_key(header::CACHE_CONTROL) {
         response.headers_mut().insert(

@@ -6,7 +6,7 @@
 
 use app::protocol::{LeaveReason, PeerInfo};
 use domain::meetings::MeetingRow;
-use domain::webhooks::{self as store, Attempt, Due, Event};
+use domain::webhooks::{self as store, meeting_data, Attempt, Due, Event};
 use sqlx::AnyPool;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,14 +33,6 @@ pub struct WebhookSettings {
 pub struct Webhooks {
     db: AnyPool,
     wake: Arc<Notify>,
-}
-
-fn meeting_data(meeting: &MeetingRow) -> serde_json::Value {
-    serde_json::json!({
-        "code": meeting.code,
-        "title": meeting.title,
-        "starts_at_ms": meeting.starts_at,
-    })
 }
 
 fn participant_data(peer: &PeerInfo) -> serde_json::Value {

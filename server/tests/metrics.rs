@@ -11,29 +11,11 @@ use common::{spawn_app, Backend, TestApp};
 use std::time::Duration;
 
 async fn scrape(app: &TestApp) -> String {
-    let response = reqwest::get(format!("http://{}/metrics", app.metrics_addr))
-        .await
-        .expect("metrics answer");
-    assert_eq!(response.status(), 200);
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        content_type.starts_with("text/plain; version=0.0.4"),
-        "{content_type}"
-    );
-    response.text().await.expect("metrics body")
+    app.scrape_metrics().await
 }
 
-/// The value of the series written exactly as `series` (name and labels).
 fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+    common::metric(text, series)
 }
 
 /// The sum of every series of `name` whose labels contain each of `labels`.

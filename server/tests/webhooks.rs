@@ -241,18 +241,8 @@ async fn a_call_sends_signed_events_and_a_refused_delivery_is_retried() {
         "one took two attempts: {log}"
     );
     // The attempts are counted for the operator, the refused one as failed.
-    let scraped = reqwest::get(format!("http://{}/metrics", app.metrics_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let series = |name: &str| -> f64 {
-        scraped
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
+    let scraped = app.scrape_metrics().await;
+    let series = |name: &str| common::metric(&scraped, name);
     assert!(
         series(r#"moim_webhook_attempts_total{outcome="delivered"}"#) >= 6.0,
         "{scraped}"

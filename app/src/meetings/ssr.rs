@@ -512,7 +512,7 @@ impl MeetingCx {
             .map_err(internal)?;
         tracing::info!(meeting = %row.id, "meeting cancelled");
         let data = serde_json::json!({
-            "meeting": { "code": row.code, "title": row.title, "starts_at_ms": row.starts_at },
+            "meeting": domain::webhooks::meeting_data(&row),
             "reason": "cancelled",
         });
         if let Err(err) = domain::webhooks::enqueue(

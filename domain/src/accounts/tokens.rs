@@ -57,27 +57,14 @@ impl TokenRow {
 
 /// A new token: what the person is shown once, and its hash.
 pub fn new_token() -> (String, String) {
-    use base64::Engine;
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let token = format!(
-        "{TOKEN_PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    );
+    let token = format!("{TOKEN_PREFIX}{}", super::verification::new_token());
     let hash = token_hash(&token);
     (token, hash)
 }
 
-/// SHA-256, hex. Tokens carry 256 random bits: nothing to slow down for,
-/// unlike passwords, and a look-up must be one indexed query.
-pub fn token_hash(token: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+/// Stored in a token's place, as for mailed links: a look-up is one
+/// indexed query.
+pub use super::verification::token_hash;
 
 /// Why a token was not made.
 #[derive(Debug, thiserror::Error)]

@@ -23,7 +23,9 @@ pub fn new_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn token_hash(token: &str) -> String {
+/// SHA-256 of a random token, hex: what is stored in its place (the
+/// tokens carry 256 random bits, so nothing needs slowing down).
+pub fn token_hash(token: &str) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(token.as_bytes())
         .iter()

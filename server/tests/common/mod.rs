@@ -341,6 +341,26 @@ impl TestApp {
         .await
     }
 
+    /// `/metrics` from the instance's metrics listener, checked to be the
+    /// Prometheus text format.
+    pub async fn scrape_metrics(&self) -> String {
+        let response = reqwest::get(format!("http://{}/metrics", self.metrics_addr))
+            .await
+            .expect("metrics answer");
+        assert_eq!(response.status(), 200);
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{content_type}"
+        );
+        response.text().await.expect("metrics body")
+    }
+
     /// The viewer as the server sees this client.
     pub async fn viewer(&self, client: &reqwest::Client) -> serde_json::Value {
         let response = self.call(client, "current_viewer", &[]).await;
@@ -449,4 +469,13 @@ pub async fn cluster(redis: &redis_server::RedisServer, extra_args: &[&str]) -> 
     let one = spawn_with(spawn(None)).await;
     let two = spawn_with(spawn(Some(one.database_url.clone()))).await;
     (one, two)
+}
+
+/// The value of the series written exactly as `series` (name and labels)
+/// in a scrape; panics when it is not there.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
 }
