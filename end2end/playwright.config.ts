@@ -71,7 +71,10 @@ export default defineConfig({
         "--disable-component-update",
         "--disable-sync",
         "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
+        // Three fake cameras, so that a camera can be changed mid-call
+        // (Chromium's second fake camera is a depth camera that cannot be
+        // sent; the third can).
+        "--use-fake-device-for-media-stream=device-count=3",
       ],
     },
   },
@@ -151,6 +154,20 @@ export default defineConfig({
           `--sfu-switch-at 3 --sfu-udp-listen 127.0.0.1:0`,
       ),
       url: `http://127.0.0.1:${sfuPort + 2}/healthz`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+    {
+      // The same coturn with the wrong shared secret (port +7): the
+      // connection self-test must say the relay cannot be reached.
+      command: logged(
+        "bad-turn",
+        `"${bin}" --listen 127.0.0.1:${port + 7} --data-dir "${relayDataDir}/bad-turn" --site-root "${siteRoot}" --log warn --sign-ups-per-hour 100000 --guests-per-hour 100000 ` +
+          `--turn-urls "turn:127.0.0.1:${turnPort}?transport=udp" --turn-secret not-the-${turnSecret}`,
+      ),
+      url: `http://127.0.0.1:${port + 7}/healthz`,
       reuseExistingServer: false,
       timeout: 60_000,
       stdout: "pipe",

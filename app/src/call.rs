@@ -3,7 +3,7 @@
 //! only): the signaling WebSocket, one RTCPeerConnection per remote peer
 //! with perfect negotiation, local media, and chat delivery.
 
-use crate::protocol::{MediaState, PeerId, PeerInfo};
+use crate::protocol::{MediaState, PeerId, PeerInfo, Reaction};
 use leptos::prelude::*;
 use std::collections::{HashMap, HashSet};
 
@@ -52,6 +52,11 @@ pub enum LinkState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
     MutedBy(String),
+    /// A host called on me: my hand went down.
+    HandLoweredBy(String),
+    /// The chosen camera or microphone could not be opened; the old one
+    /// stays.
+    DeviceFailed,
     ShareFailed,
     NoMedia(String),
 }
@@ -91,6 +96,103 @@ pub enum ChatNotice {
     RecipientGone,
 }
 
+/// A reaction floating over someone's tile for a few seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FloatingReaction {
+    /// Unique on this page (keys the list).
+    pub id: u64,
+    pub peer_id: PeerId,
+    pub reaction: Reaction,
+}
+
+/// How long a reaction floats.
+pub const REACTION_SHOWN_MS: u64 = 4_000;
+
+/// Something that happened in the room, said once to everyone using the
+/// page (a short visible line, read out by screen readers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Activity {
+    Joined(String),
+    Left(String),
+    /// A chat message arrived while the chat was closed.
+    Message(String),
+    RaisedHand(String),
+}
+
+/// People with a raised hand, first raised first (the order hosts call on
+/// them), then by name for the same moment.
+pub fn raised_hands(peers: &[PeerInfo]) -> Vec<PeerInfo> {
+    let mut raised: Vec<PeerInfo> = peers.iter().filter(|p| p.media.hand).cloned().collect();
+    raised.sort_by(|a, b| {
+        let at = |p: &PeerInfo| p.hand_raised_at_ms.unwrap_or(i64::MAX);
+        at(a)
+            .cmp(&at(b))
+            .then_with(|| a.display_name.cmp(&b.display_name))
+    });
+    raised
+}
+
+/// Counters read from one connection's `getStats()`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StatsSample {
+    /// Packets received and lost on every inbound stream, so far.
+    pub packets_received: f64,
+    pub packets_lost: f64,
+    /// Round-trip time of the connection's ICE pair, seconds.
+    pub round_trip_s: Option<f64>,
+    /// The browser's estimate of what it may send, bits per second.
+    pub available_bps: Option<f64>,
+}
+
+/// How a connection is doing, in words a person understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QualityLevel {
+    Good,
+    Fair,
+    Poor,
+}
+
+/// One connection's quality over the last interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quality {
+    pub level: QualityLevel,
+    pub loss_percent: f64,
+    pub round_trip_ms: Option<f64>,
+    pub available_kbps: Option<f64>,
+}
+
+/// Rates a connection from two samples a few seconds apart. Loss counts
+/// only what happened between them (a bad minute long ago does not stay
+/// red); thresholds follow what people notice: a few percent loss or a
+/// quarter-second round trip is audible, 8 % or half a second breaks
+/// speech.
+pub fn rate_quality(before: &StatsSample, now: &StatsSample) -> Quality {
+    let received = (now.packets_received - before.packets_received).max(0.0);
+    let lost = (now.packets_lost - before.packets_lost).max(0.0);
+    let loss_percent = if received + lost > 0.0 {
+        100.0 * lost / (received + lost)
+    } else {
+        0.0
+    };
+    let round_trip_ms = now.round_trip_s.map(|s| s * 1000.0);
+    let available_kbps = now.available_bps.map(|b| b / 1000.0);
+    let rtt = round_trip_ms.unwrap_or(0.0);
+    let kbps = available_kbps.unwrap_or(f64::MAX);
+    let level = if loss_percent >= 8.0 || rtt >= 500.0 || kbps < 150.0 {
+        QualityLevel::Poor
+    } else if loss_percent >= 2.0 || rtt >= 250.0 || kbps < 500.0 {
+        QualityLevel::Fair
+    } else {
+        QualityLevel::Good
+    };
+    Quality {
+        level,
+        loss_percent,
+        round_trip_ms,
+        available_kbps,
+    }
+}
+
 /// Reactive state of the call, shared by the engine and the page.
 #[derive(Clone, Copy)]
 pub struct CallView {
@@ -116,6 +218,13 @@ pub struct CallView {
     pub chat_unread: RwSignal<u32>,
     pub chat_older: RwSignal<bool>,
     pub chat_notice: RwSignal<Option<ChatNotice>>,
+    pub reactions: RwSignal<Vec<FloatingReaction>>,
+    /// Connection quality by peer id ("" is my own: the worst of my
+    /// connections).
+    pub quality: RwSignal<HashMap<PeerId, Quality>>,
+    /// The latest thing that happened, with a counter so that the same
+    /// text twice is still said twice.
+    pub activity: RwSignal<Option<(u64, Activity)>>,
 }
 
 impl CallView {
@@ -143,7 +252,28 @@ impl CallView {
             chat_unread: RwSignal::new(0),
             chat_older: RwSignal::new(false),
             chat_notice: RwSignal::new(None),
+            reactions: RwSignal::new(Vec::new()),
+            quality: RwSignal::new(HashMap::new()),
+            activity: RwSignal::new(None),
         }
+    }
+
+    /// Says that something happened (see [`Activity`]).
+    pub fn tell(&self, activity: Activity) {
+        let count = self
+            .activity
+            .with_untracked(|a| a.as_ref().map_or(0, |(n, _)| n + 1));
+        self.activity.set(Some((count, activity)));
+    }
+
+    /// Everyone in the call, me first.
+    pub fn everyone(&self) -> Vec<PeerInfo> {
+        let mut all: Vec<PeerInfo> = self.me.get().into_iter().collect();
+        if let Some(me) = all.first_mut() {
+            me.media.hand = self.local.get().hand;
+        }
+        all.extend(self.peers.get());
+        all
     }
 
     pub fn is_moderator(&self) -> bool {
@@ -197,6 +327,76 @@ mod tests {
                 ChatStatus::Pending
             },
         }
+    }
+
+    fn hand(name: &str, at: Option<i64>) -> PeerInfo {
+        PeerInfo {
+            peer_id: name.into(),
+            participant_id: name.into(),
+            display_name: name.into(),
+            role: crate::protocol::PeerRole::Member,
+            media: MediaState {
+                hand: at.is_some(),
+                ..MediaState::default()
+            },
+            joined_at_ms: 0,
+            hand_raised_at_ms: at,
+        }
+    }
+
+    fn sample(received: f64, lost: f64, rtt_s: f64, bps: f64) -> StatsSample {
+        StatsSample {
+            packets_received: received,
+            packets_lost: lost,
+            round_trip_s: Some(rtt_s),
+            available_bps: Some(bps),
+        }
+    }
+
+    #[test]
+    fn quality_is_rated_from_what_changed_between_samples() {
+        let start = sample(1000.0, 500.0, 0.02, 2_000_000.0);
+        // 500 lost long ago, none since: good.
+        let calm = rate_quality(&start, &sample(2000.0, 500.0, 0.02, 2_000_000.0));
+        assert_eq!(calm.level, QualityLevel::Good);
+        assert_eq!(calm.loss_percent, 0.0);
+        assert_eq!(calm.round_trip_ms, Some(20.0));
+        assert_eq!(calm.available_kbps, Some(2000.0));
+        // 3 % lost in the interval: fair; 10 %: poor.
+        let lossy = rate_quality(&start, &sample(1970.0, 530.0, 0.02, 2_000_000.0));
+        assert_eq!(lossy.level, QualityLevel::Fair);
+        assert!((lossy.loss_percent - 3.0).abs() < 1e-9);
+        let bad = rate_quality(&start, &sample(1900.0, 600.0, 0.02, 2_000_000.0));
+        assert_eq!(bad.level, QualityLevel::Poor);
+        // A slow round trip or a thin pipe alone is enough.
+        assert_eq!(
+            rate_quality(&start, &sample(2000.0, 500.0, 0.3, 2e6)).level,
+            QualityLevel::Fair
+        );
+        assert_eq!(
+            rate_quality(&start, &sample(2000.0, 500.0, 0.02, 100_000.0)).level,
+            QualityLevel::Poor
+        );
+        // Counters that went backwards (a new connection) are no loss.
+        assert_eq!(
+            rate_quality(&start, &sample(10.0, 0.0, 0.02, 2e6)).loss_percent,
+            0.0
+        );
+    }
+
+    #[test]
+    fn raised_hands_are_in_the_order_they_went_up() {
+        let peers = vec![
+            hand("cy", Some(30)),
+            hand("ann", None),
+            hand("bo", Some(10)),
+            hand("al", Some(30)),
+        ];
+        let names: Vec<_> = raised_hands(&peers)
+            .into_iter()
+            .map(|p| p.display_name)
+            .collect();
+        assert_eq!(names, ["bo", "al", "cy"]);
     }
 
     #[test]

@@ -27,6 +27,13 @@ pub struct AuthContext {
 }
 
 pub fn provide_auth_context() {
+    // These actions live above the router, which is what hands a plain
+    // form post's error (`?__path=…&__err=…` after the redirect back) to
+    // the actions it creates: give it to these too, so a sign-in refused
+    // before the page was interactive still shows why.
+    if let Some(error) = plain_post_error() {
+        provide_context(error);
+    }
     let sign_in = ServerAction::<SignIn>::new();
     let sign_up = ServerAction::<SignUp>::new();
     let sign_out = ServerAction::<SignOut>::new();
@@ -55,6 +62,40 @@ pub fn provide_auth_context() {
         update_profile,
         change_password,
     });
+}
+
+/// The error a plain form post came back with, from this page's address.
+fn plain_post_error() -> Option<leptos::server::ServerActionError> {
+    #[cfg(feature = "ssr")]
+    let pairs: Vec<(String, String)> = {
+        let parts = use_context::<http::request::Parts>()?;
+        url::form_urlencoded::parse(parts.uri.query()?.as_bytes())
+            .into_owned()
+            .collect()
+    };
+    #[cfg(not(feature = "ssr"))]
+    let pairs: Vec<(String, String)> = {
+        let search = window().location().search().ok()?;
+        search
+            .trim_start_matches('?')
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .filter_map(|(key, value)| {
+                let value = js_sys::decode_uri_component(&value.replace('+', " ")).ok()?;
+                Some((key.to_string(), String::from(value)))
+            })
+            .collect()
+    };
+    let find = |name: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
+    Some(leptos::server::ServerActionError::new(
+        &find("__path")?,
+        &find("__err")?,
+    ))
 }
 
 pub fn use_auth() -> AuthContext {
@@ -114,6 +155,7 @@ pub fn form_error_text(i18n: I18nContext<Locale>, err: &ApiError) -> Option<Stri
                 Limit::WaitingRoomFull => t_string!(i18n, err_waiting_room_full).to_string(),
                 Limit::ApiTokens => t_string!(i18n, err_too_many_api_tokens).to_string(),
                 Limit::Webhooks => t_string!(i18n, err_too_many_webhooks).to_string(),
+                Limit::SelfTests => t_string!(i18n, err_too_many_self_tests).to_string(),
             }
         }
         ApiError::Unauthenticated => t_string!(i18n, err_sign_in_required).to_string(),
@@ -184,6 +226,10 @@ pub fn Field(
                 autocomplete=autocomplete
                 required=required
                 maxlength=maxlength.map(|m| m.to_string())
+                // The attribute for the page as the server sends it (a form
+                // sent before the page is interactive keeps its values);
+                // the property for changes after.
+                value=value.map(|v| v.get_untracked()).unwrap_or_default()
                 prop:value=move || value.map(|v| v.get()).unwrap_or_default()
                 aria-invalid=move || if problem().is_some() { "true" } else { "false" }
                 aria-describedby=describedby
@@ -217,6 +263,13 @@ pub fn LanguageSwitch() -> impl IntoView {
         };
         i18n.set_locale(next);
     };
+    // The other language's name, in that language.
+    let other = move || match i18n.get_locale() {
+        Locale::en => "ko",
+        Locale::ko => "en",
+    };
+    // Its accessible name is its visible text (WCAG 2.5.3, label in name);
+    // the title is a description, in the interface's own language.
     view! {
         <button
             type="button"
@@ -224,9 +277,8 @@ pub fn LanguageSwitch() -> impl IntoView {
             data-testid="lang-switch"
             on:click=toggle
             title=move || t_string!(i18n, lang_switch_hint).to_string()
-            aria-label=move || t_string!(i18n, lang_switch_hint).to_string()
         >
-            {t!(i18n, lang_switch)}
+            <span lang=other>{t!(i18n, lang_switch)}</span>
         </button>
     }
 }

@@ -64,6 +64,9 @@ pub enum Limit {
     ApiTokens,
     /// The account has as many webhooks as it may.
     Webhooks,
+    /// Connection self-tests from one address (each hands out TURN
+    /// credentials).
+    SelfTests,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -128,11 +131,35 @@ impl ApiError {
 
 /// Sets the response status of the current server function or page to the
 /// one that matches `err` (the framework would answer 500 for everything).
+///
+/// Not for a plain HTML form post (the page was not interactive yet, or
+/// JavaScript is off): the framework answers it with a redirect back to the
+/// form carrying the error, which the form then shows beside its fields; a
+/// 4xx status would replace that redirect with a page of JSON.
 #[cfg(feature = "ssr")]
 pub fn set_error_status(err: &ApiError) {
+    if is_plain_form_post() {
+        return;
+    }
     if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
         response.set_status(err.status());
     }
+}
+
+/// Whether the current request is a server function called by a plain
+/// `<form>` submission: a browser navigation, which asks for HTML.
+/// (Calls from the page's code ask for JSON.)
+#[cfg(feature = "ssr")]
+pub fn is_plain_form_post() -> bool {
+    leptos::prelude::use_context::<http::request::Parts>().is_some_and(|parts| {
+        parts.method == http::Method::POST
+            && parts.uri.path().starts_with("/api/")
+            && parts
+                .headers
+                .get(http::header::ACCEPT)
+                .and_then(|accept| accept.to_str().ok())
+                .is_some_and(|accept| accept.contains("text/html"))
+    })
 }
 
 impl FromServerFnError for ApiError {

@@ -35,6 +35,26 @@ pub async fn ice_servers(code: String) -> Result<IceConfig, ApiError> {
     cx.finish(result)
 }
 
+/// STUN/TURN servers for the connection self-test page (`/selftest`): the
+/// ones calls use, with TURN credentials that last five minutes. With a
+/// meeting `code`, the same rights as `ice_servers` (a guest in a lobby);
+/// without one, for signed-in accounts only, 20 an hour per address: a
+/// relay on the operator's bill is not for passers-by.
+#[server(endpoint = "self_test_servers")]
+pub async fn self_test_servers(code: Option<String>) -> Result<IceConfig, ApiError> {
+    if let Some(code) = code.filter(|c| !c.is_empty()) {
+        let cx = crate::lobby::ssr::LobbyCx::new(&code).await?;
+        let result = cx.ice_config().await;
+        return cx.finish(result);
+    }
+    let cx = crate::auth::ssr::RequestCx::new().await?;
+    let result = cx.self_test_ice().await;
+    if let Err(err) = &result {
+        crate::error::set_error_status(err);
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::refresh_in_ms;

@@ -19,6 +19,7 @@ pub mod mail;
 pub mod media;
 pub mod meetings;
 pub mod pages;
+pub mod selftest;
 /// The wire protocol (its own crate, shared with the server and the wasm bundle).
 pub use ::protocol;
 #[cfg(feature = "ssr")]
@@ -30,7 +31,7 @@ use crate::components::Header;
 use crate::i18n::*;
 use crate::pages::{
     EditMeetingPage, GuestPage, HomePage, LobbyPage, MeetingPage, MeetingsPage, NewMeetingPage,
-    NotFound, ProfilePage, RoomPage, SignInPage, SignUpPage, VerifyEmailPage,
+    NotFound, ProfilePage, RoomPage, SelfTestPage, SignInPage, SignUpPage, VerifyEmailPage,
 };
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title};
@@ -63,7 +64,9 @@ pub fn page_title(
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
         <!DOCTYPE html>
-        <html lang="en">
+        // No `lang` here: the language provider writes the viewer's own
+        // (`lang="ko"` for Korean), and a second `lang` would be a duplicate.
+        <html>
             <head>
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
@@ -151,6 +154,7 @@ fn AppBody() -> impl IntoView {
                     <Route path=path!("/signin") view=SignInPage />
                     <Route path=path!("/signup") view=SignUpPage />
                     <Route path=path!("/guest") view=GuestPage />
+                    <Route path=path!("/selftest") view=SelfTestPage />
                     <Route path=path!("/profile") view=ProfilePage ssr=SsrMode::Async />
                     <Route path=path!("/verify-email") view=VerifyEmailPage ssr=SsrMode::Async />
                     <Route path=path!("/meetings") view=MeetingsPage ssr=SsrMode::Async />

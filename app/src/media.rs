@@ -104,6 +104,58 @@ mod browser {
         }
     }
 
+    /// Opens one device of `kind` ("audio" or "video") by its id.
+    pub async fn open_device(kind: &str, device: &str) -> Result<MediaStream, MediaProblem> {
+        if kind == "video" {
+            open(constraint(Some(device)), JsValue::FALSE).await
+        } else {
+            open(JsValue::FALSE, constraint(Some(device))).await
+        }
+    }
+
+    const SPEAKER_KEY: &str = "moim.speaker";
+
+    /// Plays `element` on the speaker `device` where the browser can choose
+    /// (setSinkId); elsewhere the system's default plays.
+    pub fn set_speaker(element: &web_sys::HtmlMediaElement, device: &str) {
+        let Ok(set_sink) = js_sys::Reflect::get(element, &"setSinkId".into()) else {
+            return;
+        };
+        if let Ok(set_sink) = set_sink.dyn_into::<js_sys::Function>() {
+            if let Ok(promise) = set_sink.call1(element, &device.into()) {
+                if let Ok(promise) = promise.dyn_into::<js_sys::Promise>() {
+                    // A refusal (device gone) leaves the default playing.
+                    wasm_bindgen_futures::spawn_local(async move {
+                        let _ = JsFuture::from(promise).await;
+                    });
+                }
+            }
+        }
+    }
+
+    /// Whether this browser lets a page choose the speaker.
+    pub fn can_choose_speaker() -> bool {
+        web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.create_element("audio").ok())
+            .and_then(|e| js_sys::Reflect::get(&e, &"setSinkId".into()).ok())
+            .is_some_and(|f| f.is_function())
+    }
+
+    pub fn remember_speaker(device: &str) {
+        if let Some(storage) = session_storage() {
+            let _ = storage.set_item(SPEAKER_KEY, device);
+        }
+    }
+
+    pub fn remembered_speaker() -> Option<String> {
+        session_storage()?
+            .get_item(SPEAKER_KEY)
+            .ok()
+            .flatten()
+            .filter(|v| !v.is_empty())
+    }
+
     const CAMERA_KEY: &str = "moim.camera";
     const MICROPHONE_KEY: &str = "moim.microphone";
 

@@ -31,13 +31,16 @@ pub async fn get_meeting(code: String) -> Result<Meeting, ApiError> {
 }
 
 /// Schedules a meeting (or, with `instant`, one that starts now) and goes
-/// to its page. Times arrive as UTC milliseconds, converted in the browser
-/// from the viewer's local time.
+/// to its page. The start arrives as UTC milliseconds converted in the
+/// browser, or, from a form sent before the page was interactive, as the
+/// local date-time plus the viewer's time zone (`starts_local`, `time_zone`).
 #[server(endpoint = "schedule_meeting")]
 pub async fn schedule_meeting(
     title: String,
     description: Option<String>,
     starts_at_ms: Option<String>,
+    starts_local: Option<String>,
+    time_zone: Option<String>,
     duration_minutes: Option<String>,
     invitees: Option<String>,
     waiting_room: Option<String>,
@@ -50,7 +53,11 @@ pub async fn schedule_meeting(
     let form = ssr::MeetingForm::from_fields(
         title,
         description,
-        starts_at_ms,
+        ssr::StartField {
+            exact_ms: starts_at_ms,
+            local: starts_local,
+            zone: time_zone,
+        },
         duration_minutes,
         invitees,
         waiting_room,
@@ -68,6 +75,8 @@ pub async fn update_meeting(
     title: String,
     description: Option<String>,
     starts_at_ms: Option<String>,
+    starts_local: Option<String>,
+    time_zone: Option<String>,
     duration_minutes: Option<String>,
     invitees: Option<String>,
     waiting_room: Option<String>,
@@ -79,7 +88,11 @@ pub async fn update_meeting(
     let form = ssr::MeetingForm::from_fields(
         title,
         description,
-        starts_at_ms,
+        ssr::StartField {
+            exact_ms: starts_at_ms,
+            local: starts_local,
+            zone: time_zone,
+        },
         duration_minutes,
         invitees,
         waiting_room,

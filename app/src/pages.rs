@@ -7,6 +7,7 @@ mod meetings;
 mod not_found;
 mod require_user;
 mod room;
+mod selftest;
 
 pub use account::{GuestPage, ProfilePage, SignInPage, SignUpPage, VerifyEmailPage};
 pub use home::HomePage;
@@ -15,3 +16,4 @@ pub use meetings::{EditMeetingPage, MeetingPage, MeetingsPage, NewMeetingPage};
 pub use not_found::NotFound;
 pub use require_user::RequireUser;
 pub use room::RoomPage;
+pub use selftest::SelfTestPage;

@@ -83,6 +83,25 @@ pub fn local_input_to_ms(value: &str) -> Option<i64> {
     ms.is_finite().then_some(ms as i64)
 }
 
+/// The browser's IANA time zone, remembered in a cookie so that pages the
+/// server renders later can show local times too.
+#[cfg(feature = "hydrate")]
+pub fn browser_zone() -> Option<String> {
+    let options = js_sys::Intl::DateTimeFormat::new(&js_sys::Array::new(), &js_sys::Object::new())
+        .resolved_options();
+    let zone = js_sys::Reflect::get(&options, &"timeZone".into())
+        .ok()?
+        .as_string()?;
+    if let Some(document) = web_sys::window().and_then(|w| w.document()) {
+        let cookie = format!(
+            "{ZONE_COOKIE}={};path=/;max-age=31536000;samesite=lax",
+            String::from(js_sys::encode_uri_component(&zone))
+        );
+        let _ = js_sys::Reflect::set(&document, &"cookie".into(), &cookie.into());
+    }
+    Some(zone)
+}
+
 /// UTC milliseconds to a `datetime-local` value in the viewer's zone.
 #[cfg(feature = "hydrate")]
 pub fn ms_to_local_input(ms: i64) -> String {
@@ -95,6 +114,106 @@ pub fn ms_to_local_input(ms: i64) -> String {
         date.get_hours(),
         date.get_minutes()
     )
+}
+
+/// The cookie holding the viewer's IANA time zone, written by the browser
+/// code, so that pages the server renders (and forms sent before the page is
+/// interactive) can use local time.
+pub const ZONE_COOKIE: &str = "moim_tz";
+
+/// Local times on the server, for forms that arrive without the browser's
+/// conversion (sent before the page was interactive, or with JavaScript off).
+#[cfg(feature = "ssr")]
+pub mod zone {
+    use jiff::{civil::DateTime, tz::TimeZone, Timestamp};
+
+    /// An IANA zone name the server knows (`Asia/Seoul`, `UTC`).
+    pub fn known(name: &str) -> Option<TimeZone> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 64 {
+            return None;
+        }
+        TimeZone::get(name).ok()
+    }
+
+    /// The viewer's zone from the request's cookie, if it names a known one.
+    pub fn from_request() -> Option<String> {
+        let parts = leptos::prelude::use_context::<http::request::Parts>()?;
+        parts
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == super::ZONE_COOKIE)
+            // Zone names hold letters, digits, `/`, `_`, `+` and `-`; the
+            // browser's encodeURIComponent escapes only `/` and `+` of them.
+            .map(|(_, value)| {
+                value
+                    .replace("%2F", "/")
+                    .replace("%2f", "/")
+                    .replace("%2B", "+")
+                    .replace("%2b", "+")
+            })
+            .filter(|zone| known(zone).is_some())
+    }
+
+    /// UTC milliseconds to a `datetime-local` value (`2030-01-15T10:00`) in
+    /// `zone`.
+    pub fn local_input(ms: i64, zone: &str) -> Option<String> {
+        let zone = known(zone)?;
+        let time = Timestamp::from_millisecond(ms).ok()?.to_zoned(zone);
+        Some(time.strftime("%Y-%m-%dT%H:%M").to_string())
+    }
+
+    /// A `datetime-local` value in `zone` to UTC milliseconds. A time that a
+    /// daylight-saving change skips or repeats resolves the way browsers do
+    /// (jiff's "compatible" rule: later for a gap, earlier for a fold).
+    pub fn local_input_to_ms(value: &str, zone: &str) -> Option<i64> {
+        let zone = known(zone)?;
+        let value = value.trim();
+        let civil: DateTime = value.parse().ok()?;
+        let time = civil.to_zoned(zone).ok()?;
+        Some(time.timestamp().as_millisecond())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn converts_both_ways_in_a_zone() {
+            // 2030-01-15 10:00 in Seoul (UTC+9) is 01:00 UTC.
+            let ms = 1_894_669_200_000;
+            assert_eq!(
+                local_input_to_ms("2030-01-15T10:00", "Asia/Seoul"),
+                Some(ms)
+            );
+            assert_eq!(
+                local_input(ms, "Asia/Seoul").as_deref(),
+                Some("2030-01-15T10:00")
+            );
+            assert_eq!(local_input(ms, "UTC").as_deref(), Some("2030-01-15T01:00"));
+            // New York in summer is UTC-4, in winter UTC-5.
+            assert_eq!(
+                local_input_to_ms("2030-07-01T09:00", "America/New_York"),
+                local_input_to_ms("2030-07-01T13:00", "UTC")
+            );
+            assert_eq!(
+                local_input_to_ms("2030-01-15T09:00", "America/New_York"),
+                local_input_to_ms("2030-01-15T14:00", "UTC")
+            );
+        }
+
+        #[test]
+        fn refuses_unknown_zones_and_bad_values() {
+            assert_eq!(local_input_to_ms("2030-01-15T10:00", "Mars/Olympus"), None);
+            assert_eq!(local_input_to_ms("2030-01-15T10:00", ""), None);
+            assert_eq!(local_input_to_ms("next tuesday", "UTC"), None);
+            assert_eq!(local_input_to_ms("2030-02-30T10:00", "UTC"), None);
+        }
+    }
 }
 
 /// Milliseconds since the epoch, now.

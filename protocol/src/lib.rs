@@ -18,7 +18,7 @@ use crate::ice::IceConfig;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any change that an older peer could not understand.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Largest text frame the server reads; a larger one closes the connection
 /// with 1009 (message too big).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -107,6 +107,56 @@ pub struct PeerInfo {
     pub role: PeerRole,
     pub media: MediaState,
     pub joined_at_ms: i64,
+    /// When the hand went up (server time), while it is up: the order in
+    /// which hosts call on people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hand_raised_at_ms: Option<i64>,
+}
+
+/// The reactions a participant can send: a fixed set, so nothing but these
+/// few pictures ever floats over anyone's tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reaction {
+    ThumbsUp,
+    Heart,
+    Laugh,
+    Clap,
+    Surprised,
+    Celebrate,
+}
+
+impl Reaction {
+    pub const ALL: [Reaction; 6] = [
+        Reaction::ThumbsUp,
+        Reaction::Heart,
+        Reaction::Laugh,
+        Reaction::Clap,
+        Reaction::Surprised,
+        Reaction::Celebrate,
+    ];
+
+    pub fn emoji(self) -> &'static str {
+        match self {
+            Reaction::ThumbsUp => "👍",
+            Reaction::Heart => "❤️",
+            Reaction::Laugh => "😂",
+            Reaction::Clap => "👏",
+            Reaction::Surprised => "😮",
+            Reaction::Celebrate => "🎉",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reaction::ThumbsUp => "thumbs_up",
+            Reaction::Heart => "heart",
+            Reaction::Laugh => "laugh",
+            Reaction::Clap => "clap",
+            Reaction::Surprised => "surprised",
+            Reaction::Celebrate => "celebrate",
+        }
+    }
 }
 
 /// Session description or ICE candidate, relayed between two peers
@@ -153,8 +203,13 @@ pub enum ClientMessage {
     Leave,
     /// Host/co-host: ask a participant to mute their microphone.
     AskToMute { peer: PeerId },
+    /// Host/co-host: lower a participant's raised hand (they were called
+    /// on).
+    LowerHand { peer: PeerId },
     /// Host/co-host: remove a participant (they cannot come straight back).
     Remove { peer: PeerId },
+    /// A reaction shown over my tile for a moment, for everyone.
+    React { reaction: Reaction },
     /// Host/co-host: end the meeting for everyone.
     EndMeeting,
     /// Send a chat message; `key` is made by the client, unique per sender,
@@ -271,6 +326,16 @@ pub enum ServerMessage {
     MuteRequested {
         by_name: String,
     },
+    /// A host lowered your hand (you were called on); the client lowers it
+    /// and says who did.
+    HandLowered {
+        by_name: String,
+    },
+    /// Someone (you too) reacted: float it over their tile.
+    Reacted {
+        peer_id: PeerId,
+        reaction: Reaction,
+    },
     /// You were removed; the connection closes with `close::REMOVED`.
     Removed,
     /// The meeting was ended by a host; closes with `close::ENDED`.
@@ -314,7 +379,9 @@ impl ClientMessage {
             Self::Ping => "ping",
             Self::Leave => "leave",
             Self::AskToMute { .. } => "ask_to_mute",
+            Self::LowerHand { .. } => "lower_hand",
             Self::Remove { .. } => "remove",
+            Self::React { .. } => "react",
             Self::EndMeeting => "end_meeting",
             Self::ChatSend { .. } => "chat_send",
             Self::ChatSync { .. } => "chat_sync",
@@ -335,6 +402,8 @@ impl ServerMessage {
             Self::MediaPathChanged { .. } => "media_path_changed",
             Self::MediaServerSignal { .. } => "media_server_signal",
             Self::MuteRequested { .. } => "mute_requested",
+            Self::HandLowered { .. } => "hand_lowered",
+            Self::Reacted { .. } => "reacted",
             Self::Removed => "removed",
             Self::MeetingEnded => "meeting_ended",
             Self::KnocksChanged => "knocks_changed",
@@ -374,7 +443,11 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ParseProblem> {
         .ok_or_else(|| ParseProblem::Malformed("missing \"type\"".to_string()))?
         .to_string();
     serde_json::from_value(value).map_err(|e| {
-        if e.to_string().starts_with("unknown variant") {
+        // Only the `type` itself is an unknown type; an unknown value
+        // inside a known message (a reaction nobody offers) is malformed.
+        if e.to_string()
+            .starts_with(&format!("unknown variant `{kind}`"))
+        {
             ParseProblem::UnknownType(kind)
         } else {
             ParseProblem::Malformed(e.to_string())
@@ -403,6 +476,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reactions_are_a_fixed_set() {
+        let react = parse_client_message(r#"{"type":"react","reaction":"heart"}"#).unwrap();
+        assert_eq!(
+            react,
+            ClientMessage::React {
+                reaction: Reaction::Heart
+            }
+        );
+        assert!(matches!(
+            parse_client_message(r#"{"type":"react","reaction":"<img src=x>"}"#),
+            Err(ParseProblem::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_client_message(r#"{"type":"wave"}"#),
+            Err(ParseProblem::UnknownType(kind)) if kind == "wave"
+        ));
+        for reaction in Reaction::ALL {
+            let json = serde_json::to_string(&reaction).unwrap();
+            assert_eq!(json, format!("\"{}\"", reaction.as_str()));
+        }
+    }
+
+    #[test]
     fn messages_use_snake_case_type_tags() {
         let json = serde_json::to_string(&ClientMessage::AskToMute { peer: "p1".into() }).unwrap();
         assert_eq!(json, r#"{"type":"ask_to_mute","peer":"p1"}"#);
@@ -420,7 +516,7 @@ mod tests {
     #[test]
     fn type_names_are_the_wire_tags() {
         let client = [
-            r#"{"type":"join","version":2,"resume":null,"media":{"mic":true,"cam":true,"screen":false,"hand":false}}"#,
+            r#"{"type":"join","version":3,"resume":null,"media":{"mic":true,"cam":true,"screen":false,"hand":false}}"#,
             r#"{"type":"signal","to":"p","signal":{"kind":"description","sdp_type":"offer","sdp":"v=0"}}"#,
             r#"{"type":"media_server_signal","signal":{"kind":"description","sdp_type":"offer","sdp":"v=0"}}"#,
             r#"{"type":"media_server_close"}"#,

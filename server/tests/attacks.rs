@@ -51,6 +51,7 @@ const SERVER_FUNCTIONS: &[(&str, &[(&str, &str)])] = &[
     ),
     ("chat_transcript", &[("code", "{code}")]),
     ("ice_servers", &[("code", "{code}")]),
+    ("self_test_servers", &[("code", "{code}")]),
     ("door_state", &[("code", "{code}")]),
     (
         "enter_meeting",
@@ -117,6 +118,7 @@ const NEEDS_IDENTITY: &[&str] = &[
     "change_password",
     "chat_transcript",
     "ice_servers",
+    "self_test_servers",
     "list_knocks",
     "decide_knock",
     "remove_participant",
@@ -343,7 +345,7 @@ async fn idor_a_signed_in_outsider_cannot_touch_someone_elses_meeting(backend: B
     let eve = person(app, "eve").await;
     for name in HOST_ONLY
         .iter()
-        .chain(["chat_transcript", "ice_servers"].iter())
+        .chain(["chat_transcript", "ice_servers", "self_test_servers"].iter())
     {
         let response = post(app, &eve.client, name, &scene.code, &scene.bob_id).await;
         if let Err(why) = refused(name, response, &[403, 404, 409]).await {

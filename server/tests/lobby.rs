@@ -317,6 +317,73 @@ async fn turn_credentials_only_for_admitted_participants() {
 
 /// Reads the door's event stream until an event whose data contains
 /// `wanted`, returning how long that took (None: not within `limit`).
+/// The self-test page's servers: for accounts (or someone admitted, with
+/// a meeting code), with TURN credentials of five minutes at most, and a
+/// limit on how often.
+#[tokio::test]
+async fn self_test_relay_credentials_are_short_and_limited() {
+    let app = spawn_with(Spawn {
+        extra_args: [
+            "--turn-urls",
+            "turn:127.0.0.1:3478?transport=udp",
+            "--turn-secret",
+            "coturn-shared-secret",
+            "--turn-credential-ttl-seconds",
+            "3600",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Spawn::new(Backend::Sqlite)
+    })
+    .await;
+    let servers = |client: Client| {
+        let request = client.post(app.url("/api/self_test_servers"));
+        async move { request.send().await.unwrap() }
+    };
+    // Nobody, and a guest without a meeting: nothing.
+    assert_eq!(servers(app.client()).await.status(), 401);
+    let guest = app.client();
+    let made = app
+        .call(&guest, "continue_as_guest", &[("display_name", "Tess")])
+        .await;
+    assert!(made.status().is_success() || made.status().is_redirection());
+    assert_eq!(
+        servers(guest).await.status(),
+        401,
+        "guests test from a lobby"
+    );
+
+    let ann = user(&app, "selftester").await;
+    let response = servers(ann.clone()).await;
+    assert_eq!(response.status(), 200);
+    let config: Value = response.json().await.unwrap();
+    let turn = &config["ice_servers"].as_array().unwrap()[0];
+    assert_eq!(
+        turn["urls"],
+        serde_json::json!(["turn:127.0.0.1:3478?transport=udp"])
+    );
+    let (expiry, who) = turn["username"].as_str().unwrap().split_once(':').unwrap();
+    assert!(who.starts_with("selftest-"), "{who}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let expiry: i64 = expiry.parse().unwrap();
+    assert!(
+        (expiry - (now + 300)).abs() <= 5,
+        "five minutes, not the hour calls get: {}",
+        expiry - now
+    );
+    // 20 an hour from one address, then a clear 429.
+    for _ in 1..20 {
+        assert_eq!(servers(ann.clone()).await.status(), 200);
+    }
+    let refused = servers(ann.clone()).await;
+    assert_eq!(refused.status(), 429);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["Limited"]["what"], "SelfTests");
+}
+
 async fn door_event(
     response: &mut reqwest::Response,
     wanted: &str,

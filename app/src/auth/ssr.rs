@@ -630,6 +630,23 @@ impl RequestCx {
         }
     }
 
+    /// STUN/TURN for the self-test page: an account, a rate limit, and
+    /// TURN credentials that expire in five minutes.
+    pub async fn self_test_ice(&self) -> ApiResult<crate::protocol::ice::IceConfig> {
+        let user = self.signed_in_user().await?;
+        self.limit(
+            "self-test",
+            Rule::per(20, std::time::Duration::from_secs(3600)),
+            Limit::SelfTests,
+        )
+        .await?;
+        let mut settings = (*self.state.ice).clone();
+        settings.credential_ttl = settings
+            .credential_ttl
+            .min(std::time::Duration::from_secs(300));
+        Ok(settings.config_for(&format!("selftest-{}", user.id), now_ms()))
+    }
+
     pub async fn revoke_api_token(&self, id: &str) -> ApiResult<()> {
         let user = self.signed_in_user().await?;
         let revoked = domain::accounts::tokens::revoke(&self.state.db, &user.id, id, now_ms())

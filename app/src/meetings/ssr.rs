@@ -30,6 +30,47 @@ pub struct MeetingForm {
     pub media_mode: String,
 }
 
+/// The start as the form sends it: UTC milliseconds from the browser's
+/// conversion, and the local date-time with the zone it was shown in.
+pub struct StartField {
+    pub exact_ms: Option<String>,
+    pub local: Option<String>,
+    pub zone: Option<String>,
+}
+
+impl StartField {
+    /// The start in UTC milliseconds, as text for the checks. The exact
+    /// value wins unless the local date-time was changed without it (a form
+    /// sent before the page was interactive carries the old exact value, or
+    /// none at all).
+    fn resolve(self) -> String {
+        let exact = self.exact_ms.unwrap_or_default().trim().to_string();
+        let local = self.local.unwrap_or_default();
+        if local.trim().is_empty() {
+            return exact;
+        }
+        let zone = self.zone.unwrap_or_default();
+        if crate::time::zone::known(&zone).is_none() {
+            // A zone the server does not know: only the exact value is
+            // usable; without one the start reads as missing.
+            return exact;
+        }
+        let unchanged = exact
+            .parse::<i64>()
+            .ok()
+            .and_then(|ms| crate::time::zone::local_input(ms, &zone))
+            .is_some_and(|shown| shown == local.trim());
+        if unchanged {
+            return exact;
+        }
+        match crate::time::zone::local_input_to_ms(&local, &zone) {
+            Some(ms) => ms.to_string(),
+            // Not a date-time: refused like any unreadable number.
+            None => "invalid".to_string(),
+        }
+    }
+}
+
 impl MeetingForm {
     /// From the form's fields as they arrive: absent text is empty, a
     /// checkbox is on when present.
@@ -37,7 +78,7 @@ impl MeetingForm {
     pub fn from_fields(
         title: String,
         description: Option<String>,
-        starts_at_ms: Option<String>,
+        start: StartField,
         duration_minutes: Option<String>,
         invitees: Option<String>,
         waiting_room: Option<String>,
@@ -48,7 +89,7 @@ impl MeetingForm {
         Self {
             title,
             description: description.unwrap_or_default(),
-            starts_at_ms: starts_at_ms.unwrap_or_default(),
+            starts_at_ms: start.resolve(),
             duration_minutes: duration_minutes.unwrap_or_default(),
             invitees: invitees.unwrap_or_default(),
             waiting_room: waiting_room.is_some(),
@@ -580,5 +621,58 @@ impl MeetingCx {
             domain::rooms::bus::knocks_changed(bus, &row.id).await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StartField;
+
+    fn start(exact: &str, local: &str, zone: &str) -> String {
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        StartField {
+            exact_ms: some(exact),
+            local: some(local),
+            zone: some(zone),
+        }
+        .resolve()
+    }
+
+    // 2030-01-15 10:00 in Seoul is 01:00 UTC.
+    const SEOUL_TEN: &str = "1894669200000";
+
+    #[test]
+    fn the_local_time_is_read_in_the_zone_when_no_exact_value_came() {
+        assert_eq!(start("", "2030-01-15T10:00", "Asia/Seoul"), SEOUL_TEN);
+        assert_eq!(start("", "2030-01-15T01:00", "UTC"), SEOUL_TEN);
+    }
+
+    #[test]
+    fn the_exact_value_wins_when_it_matches_what_was_shown() {
+        // An instant meeting's start is not on a whole minute: editing it
+        // before the page is interactive must not move it.
+        let exact = "1894669212345";
+        assert_eq!(start(exact, "2030-01-15T10:00", "Asia/Seoul"), exact);
+        // The browser converted and the zone is one the server lacks.
+        assert_eq!(
+            start(SEOUL_TEN, "2030-01-15T10:00", "Nowhere/Else"),
+            SEOUL_TEN
+        );
+        // No local value at all.
+        assert_eq!(start(SEOUL_TEN, "", ""), SEOUL_TEN);
+    }
+
+    #[test]
+    fn a_changed_local_time_beats_a_stale_exact_value() {
+        assert_eq!(
+            start("1894669200000", "2030-01-15T11:00", "Asia/Seoul"),
+            "1894672800000"
+        );
+    }
+
+    #[test]
+    fn nonsense_is_refused_not_guessed() {
+        assert_eq!(start("", "soon", "UTC"), "invalid");
+        assert_eq!(start("", "2030-01-15T10:00", "Nowhere/Else"), "");
     }
 }

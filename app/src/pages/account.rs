@@ -35,7 +35,7 @@ pub fn SignInPage() -> impl IntoView {
             <h1>{t!(i18n, sign_in_title)}</h1>
             <p class="muted">{t!(i18n, sign_in_lead)}</p>
             <ActionForm action=action attr:novalidate=true attr:data-testid="sign-in-form">
-                <input type="hidden" name="next" prop:value=move || next.get() />
+                <input type="hidden" name="next" value=move || next.get() />
                 <Field
                     name="username"
                     label=text(move || t_string!(i18n, field_username).to_string())
@@ -82,7 +82,7 @@ pub fn SignUpPage() -> impl IntoView {
             <h1>{t!(i18n, sign_up_title)}</h1>
             <p class="muted">{t!(i18n, sign_up_lead)}</p>
             <ActionForm action=action attr:novalidate=true attr:data-testid="sign-up-form">
-                <input type="hidden" name="next" prop:value=move || next.get() />
+                <input type="hidden" name="next" value=move || next.get() />
                 <Field
                     name="username"
                     label=text(move || t_string!(i18n, field_username).to_string())
@@ -162,7 +162,7 @@ pub fn GuestPage() -> impl IntoView {
                 })}
             </Transition>
             <ActionForm action=action attr:novalidate=true attr:data-testid="guest-form">
-                <input type="hidden" name="next" prop:value=move || next.get() />
+                <input type="hidden" name="next" value=move || next.get() />
                 <Field
                     name="display_name"
                     label=text(move || t_string!(i18n, field_display_name).to_string())

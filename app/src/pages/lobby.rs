@@ -199,6 +199,11 @@ fn Lobby(meeting: Meeting) -> impl IntoView {
         <section class="lobby">
             <div class="lobby-preview">
                 <MediaPreview mic_on cam_on />
+                <p class="selftest-link">
+                    <a href=format!("/selftest?meeting={}", meeting.code) data-testid="selftest-link">
+                        {t!(i18n, lobby_selftest_link)}
+                    </a>
+                </p>
             </div>
             <div class="lobby-side">
                 <p class="eyebrow">{meeting.title.clone()}</p>
@@ -234,6 +239,7 @@ fn Lobby(meeting: Meeting) -> impl IntoView {
                                                 name="display_name"
                                                 autocomplete="name"
                                                 maxlength=crate::validate::DISPLAY_NAME_MAX
+                                                value=guest_name.get_untracked().unwrap_or_default()
                                                 prop:value=move || guest_name.get().unwrap_or_default()
                                                 aria-invalid=move || if name_problem().is_some() { "true" } else { "false" }
                                             />
@@ -373,6 +379,10 @@ fn MediaPreview(mic_on: RwSignal<bool>, cam_on: RwSignal<bool>) -> impl IntoView
         // Speaker choice where the browser supports setSinkId.
         Effect::new(move |_| {
             let id = speaker.get();
+            if !id.is_empty() {
+                // The room plays remote voices on it too.
+                media::remember_speaker(&id);
+            }
             if let Some(video) = video_ref.get() {
                 let video: &web_sys::HtmlMediaElement = &video;
                 if let Ok(set_sink) = js_sys::Reflect::get(video, &"setSinkId".into()) {

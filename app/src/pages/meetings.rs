@@ -36,7 +36,7 @@ fn MeetingLists() -> impl IntoView {
                 <h1 data-testid="meetings-title">{t!(i18n, meetings_title)}</h1>
                 <div class="page-actions">
                     <ActionForm action=instant attr:class="inline-form">
-                        <input type="hidden" name="title" prop:value=move || t_string!(i18n, meetings_instant_title).to_string() />
+                        <input type="hidden" name="title" value=move || t_string!(i18n, meetings_instant_title).to_string() />
                         <input type="hidden" name="instant" value="1" />
                         <input type="hidden" name="waiting_room" value="on" />
                         <input type="hidden" name="allow_guests" value="on" />
@@ -165,6 +165,28 @@ pub fn NewMeetingPage() -> impl IntoView {
     }
 }
 
+/// Before the page's code has loaded, shows the start in the viewer's own
+/// zone and says which zone that is, so a form sent early still means the
+/// time the person saw. It runs once, where it stands in the page, on the
+/// inputs just before it; the page's code later takes over the same fields.
+#[component]
+fn LocalStartScript() -> impl IntoView {
+    const SCRIPT: &str = "(function(){try{\
+var s=document.currentScript,f=s.parentNode,\
+z=Intl.DateTimeFormat().resolvedOptions().timeZone,\
+l=f.querySelector('[name=starts_local]'),m=f.querySelector('[name=starts_at_ms]'),\
+t=f.querySelector('[name=time_zone]');if(!z||!l||!m||!t)return;\
+var d=new Date(Number(m.value));if(isNaN(d))return;\
+function p(n){return String(n).padStart(2,'0')}\
+l.value=d.getFullYear()+'-'+p(d.getMonth()+1)+'-'+p(d.getDate())+'T'+p(d.getHours())+':'+p(d.getMinutes());\
+t.value=z;var h=document.getElementById('field-starts-zone');\
+if(h&&h.dataset.template)h.textContent=h.dataset.template.replace('{zone}',z);\
+document.cookie='moim_tz='+encodeURIComponent(z)+';path=/;max-age=31536000;samesite=lax';\
+}catch(e){}})()";
+    let nonce = leptos::nonce::use_nonce();
+    view! { <script nonce=nonce inner_html=SCRIPT></script> }
+}
+
 /// The schedule form, or the edit form when `existing` is given.
 #[component]
 fn MeetingEditor(existing: Option<Meeting>) -> impl IntoView {
@@ -179,24 +201,35 @@ fn MeetingEditor(existing: Option<Meeting>) -> impl IntoView {
     let pending = Signal::derive(move || schedule.pending().get() || update.pending().get());
 
     // The start as UTC milliseconds, kept in step with the local-time input.
-    let starts_at_ms = RwSignal::new(
-        existing
-            .as_ref()
-            .map(|m| m.starts_at_ms.to_string())
-            .unwrap_or_default(),
+    // The server renders both (in the zone the viewer's cookie names, else
+    // UTC) so that the form also works before the page is interactive; the
+    // browser then shows its own zone.
+    let initial_ms = existing.as_ref().map_or_else(
+        || {
+            let hour = 3_600_000;
+            (now_ms() / hour + 1) * hour
+        },
+        |m| m.starts_at_ms,
     );
-    let local_value = RwSignal::new(String::new());
+    let starts_at_ms = RwSignal::new(initial_ms.to_string());
+    #[cfg(feature = "ssr")]
+    let (server_zone, server_local) = {
+        let zone = crate::time::zone::from_request().unwrap_or_else(|| "UTC".to_string());
+        let local = crate::time::zone::local_input(initial_ms, &zone).unwrap_or_default();
+        (zone, local)
+    };
+    #[cfg(not(feature = "ssr"))]
+    let (server_zone, server_local) = (String::new(), String::new());
+    let zone = RwSignal::new(server_zone);
+    let local_value = RwSignal::new(server_local.clone());
     #[cfg(feature = "hydrate")]
     {
-        let initial = existing.as_ref().map(|m| m.starts_at_ms);
         Effect::new(move |_| {
-            let ms = initial.unwrap_or_else(|| {
-                // Next full hour from now.
-                let hour = 3_600_000;
-                (now_ms() / hour + 1) * hour
-            });
-            local_value.set(crate::time::ms_to_local_input(ms));
-            starts_at_ms.set(ms.to_string());
+            local_value.set(crate::time::ms_to_local_input(initial_ms));
+            starts_at_ms.set(initial_ms.to_string());
+            if let Some(browser_zone) = crate::time::browser_zone() {
+                zone.set(browser_zone);
+            }
         });
     }
     let on_local_input = move |ev: leptos::ev::Event| {
@@ -261,13 +294,21 @@ fn MeetingEditor(existing: Option<Meeting>) -> impl IntoView {
             <input
                 id="field-starts"
                 type="datetime-local"
+                name="starts_local"
                 required=true
+                value=server_local
                 prop:value=move || local_value.get()
                 on:input=on_local_input
-                aria-describedby="field-starts-error"
+                aria-describedby="field-starts-zone field-starts-error"
                 aria-invalid=move || if starts_problem().is_some() { "true" } else { "false" }
             />
-            <input type="hidden" name="starts_at_ms" prop:value=move || starts_at_ms.get() />
+            <input type="hidden" name="starts_at_ms" value=move || starts_at_ms.get() />
+            <input type="hidden" name="time_zone" value=move || zone.get() data-testid="time-zone" />
+            <LocalStartScript />
+            <p class="field-hint" id="field-starts-zone" data-testid="starts-zone"
+                data-template=move || t_string!(i18n, field_starts_zone, zone = "{zone}").to_string()>
+                {move || t_string!(i18n, field_starts_zone, zone = zone.get()).to_string()}
+            </p>
             <p class="field-error" id="field-starts-error" role="alert" data-field-error="starts_at_ms">
                 {move || starts_problem().map(|p| field_problem_text(i18n, p))}
             </p>

@@ -4,13 +4,14 @@
 use super::lobby::KnockPanel;
 use super::meeting_frame::WithMeeting;
 use crate::call::{
-    CallView, ChatEntry, ChatNotice, ChatStatus, EndReason, LinkState, Notice, Phase,
+    raised_hands, Activity, CallView, ChatEntry, ChatNotice, ChatStatus, EndReason, LinkState,
+    Notice, Phase, QualityLevel,
 };
 use crate::i18n::*;
 use crate::linkify::{segments, Segment};
 use crate::lobby::Admission;
 use crate::meetings::Meeting;
-use crate::protocol::{PeerInfo, PeerRole, CHAT_MAX_CHARS};
+use crate::protocol::{PeerInfo, PeerRole, Reaction, CHAT_MAX_CHARS};
 use leptos::either::Either;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -121,6 +122,46 @@ fn CallRoom(meeting: Meeting, moderator: bool) -> impl IntoView {
         });
     }
     let people_open = RwSignal::new(false);
+    let layout = RwSignal::new(Layout::Grid);
+    let pinned = RwSignal::new(None::<String>);
+    // The large tile: the pinned one; in speaker view else whoever spoke
+    // last (kept while nobody speaks), else a shared screen.
+    let last_speaker = RwSignal::new(None::<String>);
+    Effect::new(move |_| {
+        let me = view
+            .me
+            .with(|me| me.as_ref().map(|me| me.peer_id.to_string()));
+        let speaking = view.speaking.with(|s| {
+            s.iter()
+                .map(|id| id.to_string())
+                .find(|id| Some(id) != me.as_ref())
+        });
+        if let Some(id) = speaking {
+            last_speaker.set(Some(id));
+        }
+    });
+    let featured = Signal::derive(move || -> Option<String> {
+        if let Some(id) = pinned.get() {
+            return Some(id);
+        }
+        if layout.get() != Layout::Speaker {
+            return None;
+        }
+        let present = |id: &str| view.peers.with(|p| p.iter().any(|p| p.peer_id == id));
+        let screen = view.peers.with(|p| {
+            p.iter()
+                .find(|p| p.media.screen)
+                .map(|p| p.peer_id.to_string())
+        });
+        last_speaker
+            .get()
+            .filter(|id| present(id))
+            .or(screen)
+            .or_else(|| {
+                view.peers
+                    .with(|p| p.first().map(|p| p.peer_id.to_string()))
+            })
+    });
     let phase_name = move || match view.phase.get() {
         Phase::Connecting => "connecting",
         Phase::Live => "live",
@@ -136,8 +177,21 @@ fn CallRoom(meeting: Meeting, moderator: bool) -> impl IntoView {
     let code = meeting.code.clone();
     let meeting_path = meeting.path();
     let join_path = format!("{}/join", meeting.path());
+    let tab_title = {
+        let title = meeting.title.clone();
+        move || match view.chat_unread.get() {
+            0 => title.clone(),
+            unread => format!("({unread}) {title}"),
+        }
+    };
+    let help = NodeRef::<leptos::html::Dialog>::new();
+    let devices = NodeRef::<leptos::html::Dialog>::new();
+    let shortcuts_on = RwSignal::new(true);
+    #[cfg(feature = "hydrate")]
+    shortcuts::listen(view, actions, people_open, help, shortcuts_on);
 
     view! {
+        <Title text=crate::page_title(tab_title) />
         <section class="call" data-testid="call" data-phase=phase_name>
             <header class="call-bar">
                 <h1 class="call-title">{title}</h1>
@@ -165,6 +219,7 @@ fn CallRoom(meeting: Meeting, moderator: bool) -> impl IntoView {
                 _ => Either::Right(()),
             }}
             <NoticeBar view />
+            <ActivityLine view />
             {move || view.needs_sound.get().then(|| view! {
                 <button class="button sound-button" data-testid="enable-sound" on:click=move |_| {
                     #[cfg(feature = "hydrate")]
@@ -172,10 +227,11 @@ fn CallRoom(meeting: Meeting, moderator: bool) -> impl IntoView {
                 }>{t!(i18n, call_enable_sound)}</button>
             })}
             <div class="call-main" class:hidden=move || matches!(view.phase.get(), Phase::Closed(_))>
-                <div class="grid" data-count=move || (view.peers.with(|p| p.len()) + 1).to_string() data-testid="grid">
-                    <Tile id=String::new() view streams />
+                <div class="grid" data-count=move || (view.peers.with(|p| p.len()) + 1).to_string() data-testid="grid"
+                    data-layout=move || layout.get().as_str() class:has-featured=move || featured.get().is_some()>
+                    <Tile id=String::new() view streams pinned featured />
                     <For each=move || view.peers.get() key=|p| p.peer_id.clone() let:peer>
-                        <Tile id=peer.peer_id.to_string() view streams />
+                        <Tile id=peer.peer_id.to_string() view streams pinned featured />
                     </For>
                 </div>
                 {move || (view.peers.with(|p| p.is_empty()) && view.phase.get() == Phase::Live).then(|| view! {
@@ -187,8 +243,280 @@ fn CallRoom(meeting: Meeting, moderator: bool) -> impl IntoView {
                     {moderator.then(|| view! { <KnockPanel code=code.clone() pushed=view.knocks_epoch /> })}
                 </aside>
             </div>
-            <Controls view actions people_open />
+            <Controls view actions people_open help devices layout />
+            <ShortcutsDialog help shortcuts_on />
+            <DevicesDialog devices actions />
         </section>
+    }
+}
+
+/// What just happened in the room, in one line that fades; screen readers
+/// hear it through the polite live region.
+#[component]
+fn ActivityLine(view: CallView) -> impl IntoView {
+    let i18n = use_i18n();
+    let fresh = RwSignal::new(false);
+    Effect::new(move |_| {
+        if let Some((count, _)) = view.activity.get() {
+            fresh.set(true);
+            set_timeout(
+                move || {
+                    if view
+                        .activity
+                        .with_untracked(|a| a.as_ref().map(|(n, _)| *n))
+                        == Some(count)
+                    {
+                        fresh.set(false);
+                    }
+                },
+                std::time::Duration::from_secs(5),
+            );
+        }
+    });
+    let text = move || {
+        view.activity.get().map(|(_, activity)| match activity {
+            Activity::Joined(name) => t_string!(i18n, activity_joined, name = name).to_string(),
+            Activity::Left(name) => t_string!(i18n, activity_left, name = name).to_string(),
+            Activity::Message(name) => t_string!(i18n, activity_message, name = name).to_string(),
+            Activity::RaisedHand(name) => t_string!(i18n, activity_hand, name = name).to_string(),
+        })
+    };
+    view! {
+        <p class="activity" class:activity-fresh=move || fresh.get() role="status" aria-live="polite"
+            aria-atomic="true" data-testid="call-activity">{text}</p>
+    }
+}
+
+/// The keyboard shortcuts, listed; single-key shortcuts can be turned off
+/// here (they get in the way of speech input and some screen readers).
+#[component]
+fn ShortcutsDialog(
+    help: NodeRef<leptos::html::Dialog>,
+    shortcuts_on: RwSignal<bool>,
+) -> impl IntoView {
+    let i18n = use_i18n();
+    let rows = move || {
+        [
+            ("M", t_string!(i18n, shortcut_mic).to_string()),
+            ("V", t_string!(i18n, shortcut_cam).to_string()),
+            ("H", t_string!(i18n, shortcut_hand).to_string()),
+            ("C", t_string!(i18n, shortcut_chat).to_string()),
+            ("P", t_string!(i18n, shortcut_people).to_string()),
+            ("Shift + L", t_string!(i18n, shortcut_leave).to_string()),
+            ("?", t_string!(i18n, shortcut_help).to_string()),
+        ]
+        .into_iter()
+        .map(|(key, what)| view! { <tr><th scope="row"><kbd>{key}</kbd></th><td>{what}</td></tr> })
+        .collect_view()
+    };
+    view! {
+        <dialog node_ref=help class="card shortcuts-dialog" data-testid="shortcuts-dialog"
+            aria-labelledby="shortcuts-title">
+            <h2 id="shortcuts-title">{t!(i18n, call_shortcuts)}</h2>
+            <table class="shortcuts">
+                <tbody>{rows}</tbody>
+            </table>
+            <p class="muted">{t!(i18n, shortcuts_hint)}</p>
+            <label class="check">
+                <input type="checkbox" data-testid="shortcuts-enabled" prop:checked=move || shortcuts_on.get()
+                    on:change=move |ev| {
+                        let on = event_target_checked(&ev);
+                        shortcuts_on.set(on);
+                        #[cfg(feature = "hydrate")]
+                        shortcuts::remember(on);
+                    } />
+                {t!(i18n, shortcuts_enabled)}
+            </label>
+            <form method="dialog">
+                <button class="button" data-testid="shortcuts-close">{t!(i18n, shortcuts_close)}</button>
+            </form>
+        </dialog>
+    }
+}
+
+/// Camera, microphone and speaker, changed during the call.
+#[component]
+fn DevicesDialog(devices: NodeRef<leptos::html::Dialog>, actions: Actions) -> impl IntoView {
+    let i18n = use_i18n();
+    let list = RwSignal::new(crate::media::Devices::default());
+    let chosen_camera = RwSignal::new(String::new());
+    let chosen_microphone = RwSignal::new(String::new());
+    let chosen_speaker = RwSignal::new(String::new());
+    let speaker_choice = RwSignal::new(false);
+    // The list is read each time the dialog opens (devices come and go,
+    // and labels appear only once the page may use them).
+    let refresh = move |_: ()| {
+        #[cfg(feature = "hydrate")]
+        leptos::task::spawn_local(async move {
+            let found = crate::media::list_devices().await;
+            let (camera, microphone) = crate::media::remembered_devices();
+            let first =
+                |l: &[crate::media::Device]| l.first().map(|d| d.id.clone()).unwrap_or_default();
+            chosen_camera.set(camera.unwrap_or_else(|| first(&found.cameras)));
+            chosen_microphone.set(microphone.unwrap_or_else(|| first(&found.microphones)));
+            chosen_speaker
+                .set(crate::media::remembered_speaker().unwrap_or_else(|| first(&found.speakers)));
+            speaker_choice.set(crate::media::can_choose_speaker() && !found.speakers.is_empty());
+            list.set(found);
+        });
+    };
+    let select = move |id: &'static str,
+                       label: String,
+                       options: Vec<crate::media::Device>,
+                       chosen: RwSignal<String>,
+                       kind: &'static str| {
+        view! {
+            <div class="field">
+                <label for=id>{label}</label>
+                <select id=id data-testid=id
+                    on:change=move |ev| {
+                        let device = event_target_value(&ev);
+                        chosen.set(device.clone());
+                        actions.with(|c| {
+                            let _ = (c, &device, kind);
+                            #[cfg(feature = "hydrate")]
+                            if kind == "speaker" { c.use_speaker(device.clone()) } else { c.use_device(kind, device.clone()) }
+                        });
+                    }>
+                    {options.into_iter().map(|d| {
+                        let device = d.id.clone();
+                        view! { <option value=d.id.clone() selected=move || chosen.get() == device>{d.label.clone()}</option> }
+                    }).collect_view()}
+                </select>
+            </div>
+        }
+    };
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| refresh(()));
+    view! {
+        <dialog node_ref=devices class="card devices-dialog" data-testid="devices-dialog"
+            aria-labelledby="devices-title" on:toggle=move |_| refresh(())>
+            <h2 id="devices-title">{t!(i18n, call_devices)}</h2>
+            {move || {
+                let found = list.get();
+                view! {
+                    {select("call-camera", t_string!(i18n, lobby_camera).to_string(), found.cameras, chosen_camera, "video")}
+                    {select("call-microphone", t_string!(i18n, lobby_microphone).to_string(), found.microphones, chosen_microphone, "audio")}
+                    {speaker_choice.get().then(|| select("call-speaker", t_string!(i18n, lobby_speaker).to_string(), found.speakers, chosen_speaker, "speaker"))}
+                }
+            }}
+            <form method="dialog">
+                <button class="button" data-testid="devices-close">{t!(i18n, shortcuts_close)}</button>
+            </form>
+        </dialog>
+    }
+}
+
+/// Opens the shortcuts dialog (modal: focus stays inside, Escape closes).
+fn open_help(help: NodeRef<leptos::html::Dialog>) {
+    if let Some(dialog) = help.get_untracked() {
+        if !dialog.open() {
+            let _ = dialog.show_modal();
+        }
+    }
+}
+
+/// Keyboard shortcuts for the call (browser only).
+#[cfg(feature = "hydrate")]
+mod shortcuts {
+    use super::*;
+
+    const STORAGE_KEY: &str = "moim.shortcuts";
+
+    pub fn remember(on: bool) {
+        if let Ok(Some(storage)) = window().local_storage() {
+            let _ = storage.set_item(STORAGE_KEY, if on { "on" } else { "off" });
+        }
+    }
+
+    fn remembered() -> bool {
+        window()
+            .local_storage()
+            .ok()
+            .flatten()
+            .and_then(|storage| storage.get_item(STORAGE_KEY).ok().flatten())
+            .is_none_or(|value| value != "off")
+    }
+
+    /// Whether a key press belongs to what has focus (typing in a field,
+    /// a select, an open dialog) rather than to the call.
+    fn typing(ev: &leptos::ev::KeyboardEvent) -> bool {
+        use wasm_bindgen::JsCast;
+        let Some(element) = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        else {
+            return false;
+        };
+        let tag = element.tag_name().to_ascii_lowercase();
+        matches!(tag.as_str(), "input" | "textarea" | "select")
+            || element
+                .closest("[contenteditable], dialog[open]")
+                .ok()
+                .flatten()
+                .is_some()
+    }
+
+    pub fn listen(
+        view: CallView,
+        actions: Actions,
+        people_open: RwSignal<bool>,
+        help: NodeRef<leptos::html::Dialog>,
+        shortcuts_on: RwSignal<bool>,
+    ) {
+        shortcuts_on.set(remembered());
+        let handle = window_event_listener(leptos::ev::keydown, move |ev| {
+            if ev.ctrl_key() || ev.meta_key() || ev.alt_key() || ev.repeat() || typing(&ev) {
+                return;
+            }
+            if !shortcuts_on.get_untracked() {
+                return;
+            }
+            let live = matches!(
+                view.phase.get_untracked(),
+                Phase::Live | Phase::Reconnecting
+            );
+            if !live {
+                return;
+            }
+            let local = view.local.get_untracked();
+            let handled = match ev.key().as_str() {
+                "m" | "M" if !ev.shift_key() => {
+                    actions.with(|c| c.set_mic(!local.mic));
+                    true
+                }
+                "v" | "V" if !ev.shift_key() => {
+                    actions.with(|c| c.set_camera(!local.cam));
+                    true
+                }
+                "h" | "H" if !ev.shift_key() => {
+                    actions.with(|c| c.set_hand(!local.hand));
+                    true
+                }
+                "c" | "C" if !ev.shift_key() => {
+                    view.chat_open.update(|open| *open = !*open);
+                    view.chat_unread.set(0);
+                    true
+                }
+                "p" | "P" if !ev.shift_key() => {
+                    people_open.update(|open| *open = !*open);
+                    true
+                }
+                "L" if ev.shift_key() => {
+                    actions.with(|c| c.leave());
+                    true
+                }
+                "?" => {
+                    open_help(help);
+                    true
+                }
+                _ => false,
+            };
+            if handled {
+                ev.prevent_default();
+            }
+        });
+        on_cleanup(move || handle.remove());
     }
 }
 
@@ -229,6 +557,10 @@ fn NoticeBar(view: CallView) -> impl IntoView {
         view.notice.get().map(|notice| {
             let text = match notice {
                 Notice::MutedBy(name) => t_string!(i18n, call_muted_by, name = name).to_string(),
+                Notice::HandLoweredBy(name) => {
+                    t_string!(i18n, call_hand_lowered_by, name = name).to_string()
+                }
+                Notice::DeviceFailed => t_string!(i18n, call_device_failed).to_string(),
                 Notice::ShareFailed => t_string!(i18n, call_share_failed).to_string(),
                 Notice::NoMedia(reason) => {
                     t_string!(i18n, call_no_media, reason = reason).to_string()
@@ -247,9 +579,16 @@ fn NoticeBar(view: CallView) -> impl IntoView {
 /// One person's picture: video (or their initial when the camera is off),
 /// name, and state badges. `id` "" is this page's own tile.
 #[component]
-fn Tile(id: String, view: CallView, streams: Streams) -> impl IntoView {
+fn Tile(
+    id: String,
+    view: CallView,
+    streams: Streams,
+    pinned: RwSignal<Option<String>>,
+    featured: Signal<Option<String>>,
+) -> impl IntoView {
     let i18n = use_i18n();
     let local = id.is_empty();
+    let figure_ref = NodeRef::<leptos::html::Figure>::new();
     let info = {
         let id = id.clone();
         Signal::derive(move || -> Option<PeerInfo> {
@@ -312,15 +651,65 @@ fn Tile(id: String, view: CallView, streams: Streams) -> impl IntoView {
             .map(|c| c.to_uppercase().to_string())
             .unwrap_or_default()
     };
+    let quality = {
+        let id = id.clone();
+        move || view.quality.with(|q| q.get(id.as_str()).copied())
+    };
+    let hand_position = move || {
+        let me = peer_id.get();
+        raised_hands(&view.everyone())
+            .iter()
+            .position(|p| p.peer_id == me)
+            .map(|at| at + 1)
+    };
+    let reactions = {
+        let id = id.clone();
+        move || {
+            view.reactions.with(|list| {
+                list.iter()
+                    .filter(|r| r.peer_id == id)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+        }
+    };
     let role_badge = move || match info.with(|i| i.as_ref().map(|i| i.role)) {
         Some(PeerRole::Host) => Some(t_string!(i18n, call_host).to_string()),
         Some(PeerRole::CoHost) => Some(t_string!(i18n, call_cohost).to_string()),
         Some(PeerRole::Guest) => Some(t_string!(i18n, guest_badge).to_string()),
         _ => None,
     };
+    let is_featured = {
+        let id = id.clone();
+        move || featured.with(|f| f.as_deref() == Some(id.as_str()))
+    };
+    let is_pinned = {
+        let id = id.clone();
+        move || pinned.with(|p| p.as_deref() == Some(id.as_str()))
+    };
+    let toggle_pin = {
+        let id = id.clone();
+        move |_| {
+            let id = id.clone();
+            pinned.update(|p| {
+                *p = if p.as_deref() == Some(id.as_str()) {
+                    None
+                } else {
+                    Some(id)
+                }
+            });
+        }
+    };
+    let full_screen = move |_| {
+        if let Some(figure) = figure_ref.get_untracked() {
+            let _ = figure.request_fullscreen();
+        }
+    };
     view! {
         <figure
+            node_ref=figure_ref
             class="tile"
+            class:featured=is_featured.clone()
             class:speaking=speaking
             class:camera-off=move || !media().cam && !media().screen
             class:screen=move || media().screen
@@ -333,6 +722,7 @@ fn Tile(id: String, view: CallView, streams: Streams) -> impl IntoView {
             data-screen=move || media().screen.to_string()
             data-hand=move || media().hand.to_string()
             data-speaking=move || speaking().to_string()
+            data-featured=move || is_featured().to_string()
             data-link=move || match link.get() {
                 Some(LinkState::Connecting) => "connecting",
                 Some(LinkState::Connected) => "connected",
@@ -343,8 +733,76 @@ fn Tile(id: String, view: CallView, streams: Streams) -> impl IntoView {
             <video node_ref=video_ref autoplay=true playsinline=true muted=true data-testid="tile-video"></video>
             {(!local).then(|| view! { <audio node_ref=audio_ref autoplay=true data-remote-audio="true"></audio> })}
             <span class="tile-initial" aria-hidden="true">{initial}</span>
+            <div class="tile-actions">
+                {(!local).then(|| {
+                    let is_pinned = is_pinned.clone();
+                    let pressed = is_pinned.clone();
+                    view! {
+                        <button class="tile-button" data-testid="pin-button" aria-pressed=move || pressed().to_string()
+                            aria-label=move || if is_pinned() {
+                                t_string!(i18n, call_unpin, name = name()).to_string()
+                            } else {
+                                t_string!(i18n, call_pin, name = name()).to_string()
+                            }
+                            on:click=toggle_pin>
+                            "📌"
+                        </button>
+                    }
+                })}
+                {move || media().screen.then(|| view! {
+                    <button class="tile-button" data-testid="fullscreen-button"
+                        aria-label=move || t_string!(i18n, call_full_screen, name = name()).to_string()
+                        on:click=full_screen>
+                        "⛶"
+                    </button>
+                })}
+            </div>
+            <div class="tile-reactions">
+                <For each=reactions key=|r| r.id let:r>
+                    <span class="reaction" role="img" data-testid="reaction" data-reaction=r.reaction.as_str()
+                        aria-label=move || reaction_name(i18n, r.reaction)>{r.reaction.emoji()}</span>
+                </For>
+            </div>
             <figcaption class="tile-caption">
-                {move || media().hand.then(|| view! { <span class="badge badge-hand" title=move || t_string!(i18n, call_hand_raised).to_string()>"✋"</span> })}
+                {move || media().hand.then(|| {
+                    let position = hand_position();
+                    let label = move || match position {
+                        Some(at) => t_string!(i18n, call_hand_position, position = at).to_string(),
+                        None => t_string!(i18n, call_hand_raised).to_string(),
+                    };
+                    view! {
+                        <span class="badge badge-hand" data-testid="hand-badge"
+                            data-position=position.map(|p| p.to_string()).unwrap_or_default()
+                            title=label aria-label=label>
+                            "✋"{position.map(|p| format!(" {p}"))}
+                        </span>
+                    }
+                })}
+                {move || quality().map(|q| {
+                    let (level, words) = match q.level {
+                        QualityLevel::Good => ("good", t_string!(i18n, quality_good).to_string()),
+                        QualityLevel::Fair => ("fair", t_string!(i18n, quality_fair).to_string()),
+                        QualityLevel::Poor => ("poor", t_string!(i18n, quality_poor).to_string()),
+                    };
+                    let unknown = || "?".to_string();
+                    let detail = t_string!(
+                        i18n,
+                        quality_detail,
+                        loss = format!("{:.1}", q.loss_percent),
+                        rtt = q.round_trip_ms.map(|ms| format!("{ms:.0}")).unwrap_or_else(unknown),
+                        kbps = q.available_kbps.map(|k| format!("{k:.0}")).unwrap_or_else(unknown)
+                    )
+                    .to_string();
+                    let explained = format!("{words} {detail}");
+                    view! {
+                        <span class="quality" role="img" tabindex="0" data-testid="quality" data-level=level
+                            aria-label=explained.clone() title=explained.clone() data-explain=explained>
+                            <span class="quality-bar"></span>
+                            <span class="quality-bar"></span>
+                            <span class="quality-bar"></span>
+                        </span>
+                    }
+                })}
                 <span class="tile-name">{name}</span>
                 {local.then(|| view! { <span class="muted">" ("{t!(i18n, call_you)}")"</span> })}
                 {move || role_badge().map(|b| view! { <span class="badge">{b}</span> })}
@@ -361,8 +819,17 @@ fn Tile(id: String, view: CallView, streams: Streams) -> impl IntoView {
 }
 
 #[component]
-fn Controls(view: CallView, actions: Actions, people_open: RwSignal<bool>) -> impl IntoView {
+fn Controls(
+    view: CallView,
+    actions: Actions,
+    people_open: RwSignal<bool>,
+    help: NodeRef<leptos::html::Dialog>,
+    devices: NodeRef<leptos::html::Dialog>,
+    layout: RwSignal<Layout>,
+) -> impl IntoView {
     let i18n = use_i18n();
+    let reactions_open = RwSignal::new(false);
+    let hands_up = move || raised_hands(&view.everyone()).len();
     let local = move || view.local.get();
     let live = move || view.phase.get() == Phase::Live || view.phase.get() == Phase::Reconnecting;
     view! {
@@ -388,10 +855,35 @@ fn Controls(view: CallView, actions: Actions, people_open: RwSignal<bool>) -> im
                 on:click=move |_| { let up = !view.local.get_untracked().hand; actions.with(|c| { let _ = (c, up); #[cfg(feature = "hydrate")] c.set_hand(up); }); }>
                 {move || if local().hand { t_string!(i18n, call_lower_hand).to_string() } else { t_string!(i18n, call_raise_hand).to_string() }}
             </button>
+            <div class="reaction-picker"
+                on:keydown=move |ev: leptos::ev::KeyboardEvent| if ev.key() == "Escape" { reactions_open.set(false); }>
+                <button class="control" class:on=move || reactions_open.get() data-testid="reactions-button"
+                    aria-expanded=move || reactions_open.get().to_string() aria-controls="reaction-menu"
+                    disabled=move || !live()
+                    on:click=move |_| reactions_open.update(|o| *o = !*o)>
+                    {t!(i18n, call_react)}
+                </button>
+                <div class="reaction-menu" id="reaction-menu" role="group" class:hidden=move || !reactions_open.get()
+                    aria-label=move || t_string!(i18n, call_reactions).to_string()>
+                    {Reaction::ALL.into_iter().map(|reaction| view! {
+                        <button class="reaction-choice" data-testid="reaction-choice" data-reaction=reaction.as_str()
+                            aria-label=move || reaction_name(i18n, reaction) title=move || reaction_name(i18n, reaction)
+                            on:click=move |_| actions.with(|c| { let _ = (c, reaction); #[cfg(feature = "hydrate")] c.react(reaction); })>
+                            {reaction.emoji()}
+                        </button>
+                    }).collect_view()}
+                </div>
+            </div>
             <button class="control" class:on=move || people_open.get() data-testid="people-button"
                 aria-expanded=move || people_open.get().to_string()
                 on:click=move |_| people_open.update(|o| *o = !*o)>
                 {t!(i18n, call_people)}
+                {move || (hands_up() > 0).then(|| view! {
+                    <span class="unread" data-testid="hands-count"
+                        aria-label=move || t_string!(i18n, call_hands_count, count = hands_up()).to_string()>
+                        "✋"{hands_up()}
+                    </span>
+                })}
             </button>
             <button class="control" class:on=move || view.chat_open.get() data-testid="chat-button"
                 aria-expanded=move || view.chat_open.get().to_string()
@@ -403,6 +895,20 @@ fn Controls(view: CallView, actions: Actions, people_open: RwSignal<bool>) -> im
                         {view.chat_unread.get()}
                     </span>
                 })}
+            </button>
+            <button class="control" data-testid="layout-button"
+                aria-pressed=move || (layout.get() == Layout::Speaker).to_string()
+                on:click=move |_| layout.update(|l| *l = match l { Layout::Grid => Layout::Speaker, Layout::Speaker => Layout::Grid })>
+                {t!(i18n, call_speaker_view)}
+            </button>
+            <button class="control" data-testid="devices-button" aria-haspopup="dialog"
+                disabled=move || !live()
+                on:click=move |_| open_help(devices)>
+                {t!(i18n, call_devices)}
+            </button>
+            <button class="control" data-testid="shortcuts-button" aria-haspopup="dialog"
+                on:click=move |_| open_help(help)>
+                {t!(i18n, call_shortcuts)}
             </button>
             <button class="control control-leave" data-testid="leave-button"
                 on:click=move |_| actions.with(|c| { let _ = c; #[cfg(feature = "hydrate")] c.leave(); })>
@@ -429,9 +935,38 @@ fn Controls(view: CallView, actions: Actions, people_open: RwSignal<bool>) -> im
 fn PeoplePanel(view: CallView, actions: Actions) -> impl IntoView {
     let i18n = use_i18n();
     let moderator = move || view.is_moderator();
+    let my_id = move || view.me.with(|me| me.as_ref().map(|me| me.peer_id.clone()));
+    let hands = move || raised_hands(&view.everyone());
     view! {
         <section class="card side-panel" data-testid="people-panel">
             <h2>{t!(i18n, call_people)}</h2>
+            {move || (!hands().is_empty()).then(|| view! {
+                <section class="hand-queue" data-testid="hand-queue" aria-labelledby="hand-queue-title">
+                    <h3 id="hand-queue-title">{t!(i18n, call_hand_queue)}</h3>
+                    <ol>
+                        {hands().into_iter().map(|peer| {
+                            let is_me = my_id().as_ref() == Some(&peer.peer_id);
+                            let target = peer.peer_id.clone();
+                            let name = peer.display_name.clone();
+                            view! {
+                                <li class="person" data-testid="hand-queue-entry" data-peer=peer.peer_id.to_string()>
+                                    <span>{peer.display_name.clone()}{is_me.then(|| view! { " ("{t!(i18n, call_you)}")" })}</span>
+                                    {(moderator() && !is_me).then(|| {
+                                        let label = t_string!(i18n, call_lower_hand_of, name = name.clone()).to_string();
+                                        view! {
+                                            <button class="button button-small button-secondary" data-testid="lower-hand"
+                                                aria-label=label
+                                                on:click=move |_| { let peer = target.clone(); actions.with(|c| { let _ = (c, &peer); #[cfg(feature = "hydrate")] c.lower_hand(peer.clone()); }); }>
+                                                {t!(i18n, call_lower_hand)}
+                                            </button>
+                                        }
+                                    })}
+                                </li>
+                            }
+                        }).collect_view()}
+                    </ol>
+                </section>
+            })}
             <ul class="people">
                 {move || view.me.get().map(|me| view! {
                     <li class="person" data-testid="person" data-peer=me.peer_id.to_string()>
@@ -614,5 +1149,38 @@ pub(super) fn ChatLine(entry: ChatEntry) -> impl IntoView {
                 ChatStatus::Sent => None,
             }}
         </li>
+    }
+}
+
+/// A reaction's name in the viewer's language (for its button and for
+/// screen readers).
+fn reaction_name(i18n: leptos_i18n::I18nContext<Locale>, reaction: Reaction) -> String {
+    match reaction {
+        Reaction::ThumbsUp => t_string!(i18n, reaction_thumbs_up),
+        Reaction::Heart => t_string!(i18n, reaction_heart),
+        Reaction::Laugh => t_string!(i18n, reaction_laugh),
+        Reaction::Clap => t_string!(i18n, reaction_clap),
+        Reaction::Surprised => t_string!(i18n, reaction_surprised),
+        Reaction::Celebrate => t_string!(i18n, reaction_celebrate),
+    }
+    .to_string()
+}
+
+/// How the tiles are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// Everyone the same size.
+    Grid,
+    /// One large tile (the pinned person, else whoever speaks), the others
+    /// small beside it.
+    Speaker,
+}
+
+impl Layout {
+    fn as_str(self) -> &'static str {
+        match self {
+            Layout::Grid => "grid",
+            Layout::Speaker => "speaker",
+        }
     }
 }

@@ -96,6 +96,26 @@ impl FrameGate {
     }
 }
 
+/// Reactions: a few at once, then about one a second. They float over
+/// everyone's screen, so a stuck key or a script must not fill it.
+const REACTION_BURST: u32 = 5;
+const REACTIONS_PER_SECOND: u32 = 1;
+
+/// The reaction limit of one connection.
+#[derive(Debug, Clone)]
+pub struct ReactionGate(TokenBucket);
+
+impl ReactionGate {
+    pub fn new(now: Instant) -> Self {
+        Self(TokenBucket::new(REACTION_BURST, REACTIONS_PER_SECOND, now))
+    }
+
+    /// Whether one more reaction may be shown now.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        self.0.try_take(now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +177,15 @@ mod tests {
         let much_later = later + Duration::from_secs(60);
         assert!((0..3).all(|_| bucket.try_take(much_later)));
         assert!(!bucket.try_take(much_later));
+    }
+
+    #[test]
+    fn reactions_pass_a_few_at_once_then_one_a_second() {
+        let start = Instant::now();
+        let mut gate = ReactionGate::new(start);
+        assert!((0..REACTION_BURST).all(|_| gate.allow(start)));
+        assert!(!gate.allow(start));
+        assert!(!gate.allow(start + Duration::from_millis(500)));
+        assert!(gate.allow(start + Duration::from_millis(1000)));
     }
 }

@@ -190,6 +190,7 @@ pub enum Ask {
     /// [`Answer::Present`].
     IsPresent {
         peer_id: PeerId,
+        request: HostRequest,
     },
     /// The presence of this peer, if any → [`Answer::Found`].
     Find {
@@ -207,6 +208,15 @@ pub enum Ask {
     /// The room's media path given its size now (an automatic room may
     /// switch) → [`Answer::RoomMedia`].
     RoomMedia,
+}
+
+/// What a host asks of one participant's page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostRequest {
+    /// Mute your microphone.
+    Mute,
+    /// You were called on: your hand goes down.
+    LowerHand,
 }
 
 #[derive(Debug, Clone)]
@@ -237,6 +247,7 @@ pub enum Answer {
     Present {
         peer_id: PeerId,
         present: bool,
+        request: HostRequest,
     },
     Found {
         peer_id: PeerId,

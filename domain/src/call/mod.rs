@@ -26,8 +26,8 @@ mod tests;
 mod verdict;
 
 pub use io::{
-    Answer, Ask, Change, ChatRequest, Effect, Frame, Input, Now, Purpose, RemovalAnswer, Rights,
-    Timer,
+    Answer, Ask, Change, ChatRequest, Effect, Frame, HostRequest, Input, Now, Purpose,
+    RemovalAnswer, Rights, Timer,
 };
 pub use session::{CallSession, Tally};
 

@@ -28,6 +28,10 @@ pub enum EventAction {
     /// A host asked this peer to mute: send it, and the stored media state
     /// now has the microphone off.
     ForwardMute(ServerMessage),
+    /// A host lowered this peer's hand: send it, and store the hand down
+    /// (the host's list of raised hands follows at once, whatever the
+    /// page does).
+    ForwardHandLowered(ServerMessage),
     /// A newer connection holds this peer now: close this one (replaced).
     Replaced,
     /// This participant was removed: leave the room and close.
@@ -59,6 +63,7 @@ pub fn on_event(me: Me<'_>, event: &RoomEvent) -> EventAction {
         }
         RoomEvent::Direct { to, message } if to == me.peer_id => match message {
             ServerMessage::MuteRequested { .. } => EventAction::ForwardMute(message.clone()),
+            ServerMessage::HandLowered { .. } => EventAction::ForwardHandLowered(message.clone()),
             message => EventAction::Forward(message.clone()),
         },
         RoomEvent::Direct { .. } => EventAction::Ignore,
@@ -132,7 +137,10 @@ pub fn reusable_peer_id(resume: Option<&str>, held_by_someone: bool) -> Option<&
 pub fn is_host_only(message: &ClientMessage) -> bool {
     matches!(
         message,
-        ClientMessage::AskToMute { .. } | ClientMessage::Remove { .. } | ClientMessage::EndMeeting
+        ClientMessage::AskToMute { .. }
+            | ClientMessage::LowerHand { .. }
+            | ClientMessage::Remove { .. }
+            | ClientMessage::EndMeeting
     )
 }
 
@@ -175,6 +183,7 @@ mod tests {
             role,
             media: MediaState::default(),
             joined_at_ms: 0,
+            hand_raised_at_ms: None,
         }
     }
 
@@ -346,6 +355,10 @@ mod tests {
         assert!(is_host_only(&ClientMessage::EndMeeting));
         assert!(is_host_only(&ClientMessage::Remove { peer: "p".into() }));
         assert!(is_host_only(&ClientMessage::AskToMute { peer: "p".into() }));
+        assert!(is_host_only(&ClientMessage::LowerHand { peer: "p".into() }));
+        assert!(!is_host_only(&ClientMessage::React {
+            reaction: protocol::Reaction::Clap
+        }));
         assert!(!is_host_only(&ClientMessage::Ping));
         assert!(!is_host_only(&ClientMessage::Leave));
         assert!(!is_host_only(&ClientMessage::ChatSync { after: 0 }));

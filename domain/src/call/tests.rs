@@ -168,6 +168,7 @@ fn peer(peer_id: &str, participant: &str, role: PeerRole) -> PeerInfo {
         role,
         media: media(true),
         joined_at_ms: 0,
+        hand_raised_at_ms: None,
     }
 }
 
@@ -744,12 +745,14 @@ fn a_mute_request_reaches_a_present_peer_only() {
     assert_eq!(
         asks(&asked),
         vec![&Ask::IsPresent {
-            peer_id: "p-bob".into()
+            peer_id: "p-bob".into(),
+            request: HostRequest::Mute,
         }]
     );
     let told = call.answer(Answer::Present {
         peer_id: "p-bob".into(),
         present: true,
+        request: HostRequest::Mute,
     });
     assert_eq!(
         told,
@@ -763,8 +766,118 @@ fn a_mute_request_reaches_a_present_peer_only() {
     let nobody = call.answer(Answer::Present {
         peer_id: "p-x".into(),
         present: false,
+        request: HostRequest::Mute,
     });
     assert_eq!(error_code(&nobody), Some(ErrorCode::UnknownPeer));
+}
+
+#[test]
+fn a_raised_hand_is_timed_by_the_server_and_a_host_can_lower_it() {
+    let mut bob = Call::joined_with("bob", PeerRole::Member, vec![]);
+    let hand_up = MediaState {
+        hand: true,
+        ..media(true)
+    };
+    let asked = bob.send(&ClientMessage::Media { media: hand_up });
+    let wall_ms = bob.clock.now().wall_ms;
+    assert!(matches!(
+        asks(&asked)[..],
+        [Ask::Update { why: Change::Media, changes, .. }]
+            if changes == &vec![PeerChange::Media(hand_up), PeerChange::HandUpSince(wall_ms)]
+    ));
+    // Stored: the others see it, and Bob's page learns its place.
+    let mut stored = bob.session.peer().expect("joined").clone();
+    stored.hand_raised_at_ms = Some(wall_ms);
+    let told = bob.answer(Answer::Updated(Change::Media, Ok(Some(stored.clone()))));
+    assert!(
+        matches!(&told[..], [Effect::Publish(_), Effect::Send(ServerMessage::PeerUpdated { peer })] if *peer == stored)
+    );
+    // Lowering sends no time.
+    let asked = bob.send(&ClientMessage::Media { media: media(true) });
+    assert!(matches!(
+        asks(&asked)[..],
+        [Ask::Update { changes, .. }] if changes == &vec![PeerChange::Media(media(true))]
+    ));
+
+    // A member may not lower someone's hand: the rights decide.
+    let lower = ClientMessage::LowerHand {
+        peer: "p-ann".into(),
+    };
+    bob.send(&lower);
+    let refused = bob.admit(Purpose::HostAction(lower.clone()));
+    assert_eq!(error_code(&refused), Some(ErrorCode::Forbidden));
+
+    // A host's request reaches the one named.
+    let mut ann = Call::joined_with("ann", PeerRole::Host, vec![]);
+    ann.send(&lower);
+    let asked = ann.admit(Purpose::HostAction(lower));
+    assert_eq!(
+        asks(&asked),
+        vec![&Ask::IsPresent {
+            peer_id: "p-ann".into(),
+            request: HostRequest::LowerHand,
+        }]
+    );
+    let told = ann.answer(Answer::Present {
+        peer_id: "p-bob".into(),
+        present: true,
+        request: HostRequest::LowerHand,
+    });
+    let lowered = ServerMessage::HandLowered {
+        by_name: "ANN".into(),
+    };
+    assert_eq!(
+        told,
+        vec![Effect::Publish(RoomEvent::Direct {
+            to: "p-bob".into(),
+            message: lowered.clone(),
+        })]
+    );
+
+    // Bob's session stores the hand down itself and tells the page.
+    bob.send(&ClientMessage::Media { media: hand_up });
+    let me = bob.session.peer().expect("joined").peer_id.clone();
+    let heard = bob.event(RoomEvent::Direct {
+        to: me,
+        message: lowered.clone(),
+    });
+    assert!(matches!(
+        asks(&heard)[..],
+        [Ask::Update { why: Change::Media, changes, .. }] if changes == &vec![PeerChange::Media(media(true))]
+    ));
+    assert_eq!(sent(&heard), vec![&lowered]);
+}
+
+#[test]
+fn reactions_reach_everyone_and_are_rate_limited() {
+    let mut call = Call::joined_with("bob", PeerRole::Member, vec![]);
+    let me = call.session.peer().expect("joined").peer_id.clone();
+    let react = ClientMessage::React {
+        reaction: protocol::Reaction::Clap,
+    };
+    for _ in 0..5 {
+        let shown = call.send(&react);
+        assert_eq!(
+            shown,
+            vec![Effect::Publish(RoomEvent::Broadcast {
+                skip: None,
+                message: ServerMessage::Reacted {
+                    peer_id: me.clone(),
+                    reaction: protocol::Reaction::Clap,
+                },
+            })]
+        );
+    }
+    let refused = call.send(&react);
+    assert_eq!(error_code(&refused), Some(ErrorCode::RateLimited));
+    assert!(!refused.iter().any(|e| matches!(e, Effect::Publish(_))));
+    call.clock.pass(Duration::from_secs(1));
+    assert!(matches!(call.send(&react)[..], [Effect::Publish(_)]));
+    // Something that is not one of the reactions is refused as malformed.
+    let odd = call.input(Input::Frame(Frame::Text(
+        r#"{"type":"react","reaction":"<script>"}"#.to_string(),
+    )));
+    assert_eq!(error_code(&odd), Some(ErrorCode::BadMessage));
 }
 
 #[test]

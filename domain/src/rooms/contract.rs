@@ -19,6 +19,7 @@ fn entry(peer: &str, participant: &str, expires: i64) -> PresenceEntry {
             role: PeerRole::Member,
             media: MediaState::default(),
             joined_at_ms: 0,
+            hand_raised_at_ms: None,
         },
         conn_id: format!("conn-{peer}").into(),
         expires_at_ms: expires,
@@ -69,6 +70,44 @@ pub async fn presence_contract(presence: &dyn Presence) {
         .expect("bob is there");
     assert!(changed.media.hand);
     assert_eq!(presence.get("r", "p2").await.unwrap(), Some(changed));
+    // The first time the hand went up is kept while it stays up, and
+    // forgotten when it goes down.
+    let raised = |at| PeerChange::HandUpSince(at);
+    let first = presence
+        .update("r", "p2", raised(100))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.hand_raised_at_ms, Some(100));
+    presence
+        .update("r", "p2", PeerChange::Media(hand))
+        .await
+        .unwrap();
+    let again = presence
+        .update("r", "p2", raised(200))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.hand_raised_at_ms, Some(100));
+    let lowered = presence
+        .update("r", "p2", PeerChange::Media(MediaState::default()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lowered.hand_raised_at_ms, None);
+    let hand_down = presence
+        .update("r", "p2", raised(300))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        hand_down.hand_raised_at_ms, None,
+        "no time without a raised hand"
+    );
+    presence
+        .update("r", "p2", PeerChange::Media(hand))
+        .await
+        .unwrap();
     assert_eq!(
         presence
             .update("r", "gone", PeerChange::Role(PeerRole::CoHost))

@@ -40,13 +40,27 @@ pub enum PeerChange {
     Media(MediaState),
     /// Made or unmade co-host during the call.
     Role(PeerRole),
+    /// The hand is up as of this time (server clock, ms): kept only while
+    /// the hand is up, and only the first time, so the order in which
+    /// hands went up survives repeated media updates.
+    HandUpSince(i64),
 }
 
 impl PeerChange {
     pub fn apply(self, peer: &mut PeerInfo) {
         match self {
-            PeerChange::Media(media) => peer.media = media,
+            PeerChange::Media(media) => {
+                peer.media = media;
+                if !media.hand {
+                    peer.hand_raised_at_ms = None;
+                }
+            }
             PeerChange::Role(role) => peer.role = role,
+            PeerChange::HandUpSince(at_ms) => {
+                if peer.media.hand && peer.hand_raised_at_ms.is_none() {
+                    peer.hand_raised_at_ms = Some(at_ms);
+                }
+            }
         }
     }
 }

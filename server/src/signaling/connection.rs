@@ -423,9 +423,13 @@ impl Pump<'_> {
                 let taken = state.media.signal(room, &from, &to, signal).await.is_ok();
                 Answer::Signalled { to, taken }
             }
-            Ask::IsPresent { peer_id } => {
+            Ask::IsPresent { peer_id, request } => {
                 let present = rooms.is_present(room, &peer_id).await;
-                Answer::Present { peer_id, present }
+                Answer::Present {
+                    peer_id,
+                    present,
+                    request,
+                }
             }
             Ask::Find { peer_id } => {
                 let peer = rooms.presence.get(room, &peer_id).await.ok().flatten();

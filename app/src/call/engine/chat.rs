@@ -187,6 +187,7 @@ impl Call {
         let seq = message.seq;
         let synced = self.0.chat.synced_to.get();
         let from_other = message.sender_id != self.my_participant();
+        let sender = message.sender_name.clone();
         let entry = self.entry_of(message);
         let is_new = view
             .chat
@@ -194,6 +195,7 @@ impl Call {
         view.chat.update(|list| merge_chat(list, entry));
         if live && is_new && from_other && !view.chat_open.get_untracked() {
             view.chat_unread.update(|n| *n += 1);
+            view.tell(crate::call::Activity::Message(sender));
         }
         if seq == synced + 1 {
             self.0.chat.synced_to.set(seq);

@@ -240,6 +240,7 @@ impl Call {
                 self.after_welcome_chat(had_presence, chat_head);
             }
             ServerMessage::PeerJoined { peer } if self.media_path() == MediaPath::Server => {
+                view.tell(Activity::Joined(peer.display_name.clone()));
                 let id = peer.peer_id.clone();
                 view.peers.update(|list| {
                     list.retain(|p| p.peer_id != peer.peer_id);
@@ -252,6 +253,7 @@ impl Call {
                 self.assign_server_tracks();
             }
             ServerMessage::PeerJoined { peer } => {
+                view.tell(Activity::Joined(peer.display_name.clone()));
                 self.drop_link(&peer.peer_id);
                 // The newcomer offers; we answer (no glare on first contact).
                 self.ensure_link(&peer.peer_id, false);
@@ -265,6 +267,13 @@ impl Call {
                     view.me.set(Some(peer));
                     return;
                 }
+                let raised = view.peers.with_untracked(|list| {
+                    list.iter()
+                        .any(|p| p.peer_id == peer.peer_id && !p.media.hand && peer.media.hand)
+                });
+                if raised {
+                    view.tell(Activity::RaisedHand(peer.display_name.clone()));
+                }
                 view.peers.update(|list| {
                     if let Some(p) = list.iter_mut().find(|p| p.peer_id == peer.peer_id) {
                         *p = peer;
@@ -272,6 +281,14 @@ impl Call {
                 });
             }
             ServerMessage::PeerLeft { peer_id, .. } => {
+                let name = view.peers.with_untracked(|list| {
+                    list.iter()
+                        .find(|p| p.peer_id == peer_id)
+                        .map(|p| p.display_name.clone())
+                });
+                if let Some(name) = name {
+                    view.tell(Activity::Left(name));
+                }
                 self.drop_link(&peer_id);
                 self.forget_server_peer(&peer_id);
                 view.peers
@@ -292,6 +309,11 @@ impl Call {
                 self.set_mic(false);
                 view.notice.set(Some(Notice::MutedBy(by_name)));
             }
+            ServerMessage::HandLowered { by_name } => {
+                self.set_hand(false);
+                view.notice.set(Some(Notice::HandLoweredBy(by_name)));
+            }
+            ServerMessage::Reacted { peer_id, reaction } => self.show_reaction(peer_id, reaction),
             ServerMessage::Removed => self.finish(EndReason::Removed),
             ServerMessage::MeetingEnded => self.finish(EndReason::Ended),
             ServerMessage::KnocksChanged => view.knocks_epoch.update(|e| *e += 1),

@@ -200,6 +200,95 @@ impl Call {
         self.view().media_epoch.update(|e| *e += 1);
     }
 
+    /// Moves the camera ("video") or microphone ("audio") to another device
+    /// mid-call. The new track takes the old one's place on every
+    /// connection with `replaceTrack` (no renegotiation), keeps its on/off
+    /// state, and is remembered for this tab.
+    pub fn use_device(&self, kind: &'static str, device: String) {
+        let call = self.clone();
+        leptos::task::spawn_local(async move {
+            if call.switch_device(kind, &device).await.is_err() {
+                call.view().notice.set(Some(Notice::DeviceFailed));
+            }
+        });
+    }
+
+    async fn switch_device(&self, kind: &'static str, device: &str) -> Result<(), ()> {
+        let old = self.camera_track(kind).ok_or(())?;
+        let opened = media::open_device(kind, device).await.map_err(|_| ())?;
+        let tracks = if kind == "video" {
+            opened.get_video_tracks()
+        } else {
+            opened.get_audio_tracks()
+        };
+        let new: MediaStreamTrack = tracks.get(0).dyn_into().map_err(|_| ())?;
+        new.set_enabled(old.enabled());
+        if let Some(camera) = self.0.local.camera.borrow().as_ref() {
+            camera.remove_track(&old);
+            camera.add_track(&new);
+        }
+        if kind == "video" {
+            // A shared screen stays on the wire; the new camera comes
+            // back when sharing stops.
+            if self.0.local.screen.borrow().is_none() {
+                self.swap_video(Some(&new)).await;
+            }
+        } else {
+            self.swap_audio(&new).await;
+        }
+        // Only once nothing sends it any more: a sender whose track was
+        // stopped under it does not always pick up the next one.
+        old.stop();
+        let camera_stream = self.0.local.camera.borrow().clone();
+        if let Some(camera_stream) = camera_stream {
+            if kind == "audio" {
+                if let Some(meter) = self.0.local.local_meter.borrow_mut().take() {
+                    meter.close();
+                }
+                *self.0.local.local_meter.borrow_mut() = media::LevelMeter::new(&camera_stream);
+            }
+            media::remember_devices(
+                media::current_device(&camera_stream, "video").as_deref(),
+                media::current_device(&camera_stream, "audio").as_deref(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Puts `track` where the outgoing microphone was, on every connection.
+    async fn swap_audio(&self, track: &MediaStreamTrack) {
+        let outgoing = &self.0.local.outgoing;
+        for old in outgoing.get_audio_tracks().iter() {
+            if let Ok(old) = old.dyn_into::<MediaStreamTrack>() {
+                outgoing.remove_track(&old);
+            }
+        }
+        outgoing.add_track(track);
+        let mut connections: Vec<RtcPeerConnection> = self
+            .0
+            .mesh
+            .links
+            .borrow()
+            .values()
+            .map(|link| link.pc.clone())
+            .collect();
+        if let Some(server) = self.0.server.link.borrow().as_ref() {
+            connections.push(server.pc.clone());
+        }
+        for pc in connections {
+            if let Some(sender) = super::links::sender_of_kind(&pc, "audio") {
+                let _ = JsFuture::from(sender.replace_track(Some(track))).await;
+            }
+        }
+        self.view().media_epoch.update(|e| *e += 1);
+    }
+
+    /// Plays every remote voice on `device` from now on.
+    pub fn use_speaker(&self, device: String) {
+        media::remember_speaker(&device);
+        apply_speaker();
+    }
+
     // ------------------------------------------------------------ signaling
 
     pub(super) fn release_media(&self) {
@@ -218,6 +307,26 @@ impl Call {
         }
         for handle in self.0.timers.borrow_mut().drain(..) {
             handle.clear();
+        }
+    }
+}
+
+/// Sends remote sound to the remembered speaker, on every remote `<audio>`.
+pub fn apply_speaker() {
+    let Some(device) = media::remembered_speaker() else {
+        return;
+    };
+    let Some(document) = window().document() else {
+        return;
+    };
+    if let Ok(list) = document.query_selector_all("audio[data-remote-audio]") {
+        for i in 0..list.length() {
+            if let Some(audio) = list
+                .item(i)
+                .and_then(|n| n.dyn_into::<web_sys::HtmlMediaElement>().ok())
+            {
+                media::set_speaker(&audio, &device);
+            }
         }
     }
 }

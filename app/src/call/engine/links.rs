@@ -360,14 +360,19 @@ pub(super) fn call_start_sending(weak: &Weak<Inner>, link: &Link) {
 }
 
 pub(super) fn video_sender(pc: &RtcPeerConnection) -> Option<RtcRtpSender> {
+    sender_of_kind(pc, "video")
+}
+
+/// The sender on `pc` whose track is of `kind` ("audio" or "video").
+pub(super) fn sender_of_kind(pc: &RtcPeerConnection, kind: &str) -> Option<RtcRtpSender> {
     pc.get_senders().iter().find_map(|sender| {
         let sender = sender.dyn_into::<RtcRtpSender>().ok()?;
-        let is_video = sender.track().map(|t| t.kind() == "video").unwrap_or(false);
-        is_video.then_some(sender)
+        let matches = sender.track().map(|t| t.kind() == kind).unwrap_or(false);
+        matches.then_some(sender)
     })
 }
 
-pub(super) fn rtc_configuration(ice: Option<&IceConfig>) -> web_sys::RtcConfiguration {
+pub(crate) fn rtc_configuration(ice: Option<&IceConfig>) -> web_sys::RtcConfiguration {
     let mut servers = Vec::new();
     let mut relay_only = false;
     if let Some(ice) = ice {

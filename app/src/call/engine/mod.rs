@@ -10,17 +10,22 @@
 mod chat;
 mod connection;
 mod devices;
+pub use devices::apply_speaker;
+pub(crate) use links::rtc_configuration;
 mod links;
+mod quality;
 mod server_link;
 
 use super::decide;
 use super::{
-    merge_chat, CallView, ChatEntry, ChatNotice, ChatStatus, EndReason, LinkState, Notice, Phase,
+    merge_chat, Activity, CallView, ChatEntry, ChatNotice, ChatStatus, EndReason, FloatingReaction,
+    LinkState, Notice, Phase, REACTION_SHOWN_MS,
 };
 use crate::ice::IceConfig;
 use crate::media;
 use crate::protocol::{
-    close, ChatMessage, ClientMessage, ErrorCode, PeerId, ServerMessage, Signal, PROTOCOL_VERSION,
+    close, ChatMessage, ClientMessage, ErrorCode, PeerId, Reaction, ServerMessage, Signal,
+    PROTOCOL_VERSION,
 };
 use leptos::prelude::*;
 use std::cell::{Cell, RefCell};
@@ -135,6 +140,9 @@ pub struct Inner {
     chat: chat::ChatState,
     timers: RefCell<Vec<IntervalHandle>>,
     closed: Cell<bool>,
+    reaction_count: Cell<u64>,
+    /// Connection quality sampling (`quality`).
+    quality: quality::QualityState,
 }
 
 /// A handle to the running call.
@@ -172,6 +180,8 @@ impl Call {
             chat: chat::ChatState::default(),
             timers: RefCell::new(Vec::new()),
             closed: Cell::new(false),
+            reaction_count: Cell::new(0),
+            quality: quality::QualityState::default(),
         });
         let call = Call(inner);
         let starting = call.clone();
@@ -179,6 +189,7 @@ impl Call {
             starting.open_media().await;
             starting.connect();
             starting.start_timers();
+            starting.start_quality_sampling();
         });
         Some(call)
     }
@@ -217,6 +228,37 @@ impl Call {
 
     pub fn ask_to_mute(&self, peer: PeerId) {
         self.send(&ClientMessage::AskToMute { peer });
+    }
+
+    /// A host calls on someone: their hand goes down.
+    pub fn lower_hand(&self, peer: PeerId) {
+        self.send(&ClientMessage::LowerHand { peer });
+    }
+
+    /// Sends a reaction; it floats once the server passed it on (so a
+    /// refused one is not shown to me alone).
+    pub fn react(&self, reaction: Reaction) {
+        self.send(&ClientMessage::React { reaction });
+    }
+
+    fn show_reaction(&self, peer_id: PeerId, reaction: Reaction) {
+        let view = self.view();
+        let id = self.0.reaction_count.get() + 1;
+        self.0.reaction_count.set(id);
+        // My own comes back under my peer id; my tile is keyed "".
+        let mine = self.0.me.borrow().as_ref() == Some(&peer_id);
+        let peer_id = if mine { PeerId::from(LOCAL) } else { peer_id };
+        view.reactions.update(|list| {
+            list.push(FloatingReaction {
+                id,
+                peer_id,
+                reaction,
+            })
+        });
+        set_timeout(
+            move || view.reactions.update(|list| list.retain(|r| r.id != id)),
+            Duration::from_millis(REACTION_SHOWN_MS),
+        );
     }
 
     pub fn remove(&self, peer: PeerId) {
@@ -369,6 +411,11 @@ pub fn attach(element: &web_sys::HtmlMediaElement, stream: Option<&MediaStream>,
     };
     if !same {
         element.set_src_object(stream);
+    }
+    if stream.is_some() && element.has_attribute("data-remote-audio") {
+        if let Some(device) = media::remembered_speaker() {
+            media::set_speaker(element, &device);
+        }
     }
     if stream.is_some() {
         if let Ok(promise) = element.play() {

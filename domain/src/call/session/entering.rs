@@ -63,6 +63,7 @@ impl CallSession {
             role: self.caller.role,
             media,
             joined_at_ms: now.wall_ms,
+            hand_raised_at_ms: media.hand.then_some(now.wall_ms),
         };
         self.joining = Some(peer.clone());
         let entry = PresenceEntry {
@@ -180,6 +181,7 @@ impl CallSession {
         out: &mut Vec<Effect>,
     ) {
         let gone = matches!(result, Ok(None));
+        let hand_before = self.peer.as_ref().and_then(|p| p.hand_raised_at_ms);
         let stored = match result {
             Ok(Some(peer)) => {
                 self.peer = Some(peer);
@@ -208,6 +210,11 @@ impl CallSession {
             Change::Media => {
                 if !gone {
                     out.push(Effect::Publish(updated(&peer, Some(&peer.peer_id))));
+                }
+                // The page learns when the server saw its own hand go up,
+                // so it places itself in the queue as everyone else does.
+                if stored && peer.hand_raised_at_ms != hand_before {
+                    out.push(Effect::Send(ServerMessage::PeerUpdated { peer }));
                 }
             }
             // Everyone, the person's own page included.

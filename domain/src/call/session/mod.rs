@@ -8,7 +8,7 @@
 
 mod entering;
 
-use super::gate::{FrameGate, FrameVerdict};
+use super::gate::{FrameGate, FrameVerdict, ReactionGate};
 use super::io::*;
 use super::replies::*;
 use super::rules::{self, EventAction};
@@ -65,6 +65,7 @@ pub struct CallSession {
     /// How the room's media travels, as last learned.
     media_path: MediaPath,
     gate: FrameGate,
+    reactions: ReactionGate,
     last_inbound: Instant,
     /// What the frames handled since the last [`CallSession::take_tally`]
     /// were, for the instance's metrics.
@@ -100,6 +101,7 @@ impl CallSession {
             resumed: false,
             media_path: MediaPath::Direct,
             gate: FrameGate::new(MAX_MESSAGE_BYTES, now.instant),
+            reactions: ReactionGate::new(now.instant),
             last_inbound: now.instant,
             tally: Tally::default(),
         }
@@ -356,11 +358,35 @@ impl CallSession {
             ClientMessage::Media { media } => {
                 // Shown to the others even if it cannot be stored.
                 me.media = media;
+                let mut changes = vec![PeerChange::Media(media)];
+                if media.hand {
+                    // Kept only the first time: the queue of hands.
+                    changes.push(PeerChange::HandUpSince(now.wall_ms));
+                }
                 out.push(Effect::Ask(Ask::Update {
                     peer_id: me.peer_id.clone(),
-                    changes: vec![PeerChange::Media(media)],
+                    changes,
                     why: Change::Media,
                 }));
+            }
+            ClientMessage::React { reaction } => {
+                let peer_id = me.peer_id.clone();
+                if self.reactions.allow(now.instant) {
+                    out.push(Effect::Publish(RoomEvent::Broadcast {
+                        skip: None,
+                        message: ServerMessage::Reacted { peer_id, reaction },
+                    }));
+                } else {
+                    self.tally.throttled += 1;
+                    self.reply(
+                        ServerMessage::Error {
+                            code: ErrorCode::RateLimited,
+                            message: "too many reactions; wait a moment".to_string(),
+                            about: Some("reaction".to_string()),
+                        },
+                        out,
+                    );
+                }
             }
             ClientMessage::Leave => {
                 out.push(Effect::RemovePresence {
@@ -371,9 +397,14 @@ impl CallSession {
                 self.end(Ending::Settled, now, out);
             }
             // Host actions come here once the rights said yes.
-            ClientMessage::AskToMute { peer } => {
-                out.push(Effect::Ask(Ask::IsPresent { peer_id: peer }))
-            }
+            ClientMessage::AskToMute { peer } => out.push(Effect::Ask(Ask::IsPresent {
+                peer_id: peer,
+                request: HostRequest::Mute,
+            })),
+            ClientMessage::LowerHand { peer } => out.push(Effect::Ask(Ask::IsPresent {
+                peer_id: peer,
+                request: HostRequest::LowerHand,
+            })),
             ClientMessage::Remove { peer } => out.push(Effect::Ask(Ask::Find { peer_id: peer })),
             ClientMessage::EndMeeting => out.push(Effect::Ask(Ask::EndMeeting)),
             ClientMessage::ChatSend { key, text, to } => {
@@ -460,6 +491,17 @@ impl CallSession {
             EventAction::ForwardMute(message) => {
                 if let Some(peer) = &mut self.peer {
                     peer.media.mic = false;
+                }
+                self.reply(message, out);
+            }
+            EventAction::ForwardHandLowered(message) => {
+                if let Some(peer) = &mut self.peer {
+                    peer.media.hand = false;
+                    out.push(Effect::Ask(Ask::Update {
+                        peer_id: peer.peer_id.clone(),
+                        changes: vec![PeerChange::Media(peer.media)],
+                        why: Change::Media,
+                    }));
                 }
                 self.reply(message, out);
             }
@@ -586,12 +628,18 @@ impl CallSession {
                     self.reply(unknown_peer(&to), out);
                 }
             }
-            Answer::Present { peer_id, present } => {
+            Answer::Present {
+                peer_id,
+                present,
+                request,
+            } => {
                 if !present {
                     return self.reply(unknown_peer(&peer_id), out);
                 }
-                let message = ServerMessage::MuteRequested {
-                    by_name: self.caller.display_name.clone(),
+                let by_name = self.caller.display_name.clone();
+                let message = match request {
+                    HostRequest::Mute => ServerMessage::MuteRequested { by_name },
+                    HostRequest::LowerHand => ServerMessage::HandLowered { by_name },
                 };
                 out.push(Effect::Publish(RoomEvent::Direct {
                     to: peer_id,

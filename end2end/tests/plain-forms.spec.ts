@@ -1,0 +1,101 @@
+import { test, expect, uniqueName } from "./fixtures";
+import type { Page } from "@playwright/test";
+
+// A form sent before the page's code has loaded (a slow network, a large
+// bundle) or with JavaScript off is a plain HTML form post. It must land
+// where the interactive form would, and a refusal must bring the person
+// back to the form with the reasons beside the fields: never a page of JSON.
+test.use({ javaScriptEnabled: false });
+
+const PASSWORD = "a long enough password";
+
+async function expectNoJsonPage(page: Page) {
+  await expect(page).not.toHaveURL(/\/api\//);
+  expect(await page.locator("body").innerText()).not.toContain('{"');
+}
+
+test("sign up and sign in as plain forms, with refusals shown beside the fields", async ({ page }) => {
+  const username = uniqueName("plain");
+  await page.goto("/signup?next=/meetings");
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Display name").fill("Plain Form");
+  await page.getByLabel("Password").fill("short");
+  await page.getByRole("button", { name: "Create account" }).click();
+  await expectNoJsonPage(page);
+  await expect(page).toHaveURL(/\/signup/);
+  await expect(page.locator('[data-field-error="password"]')).not.toHaveText("");
+
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Display name").fill("Plain Form");
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Create account" }).click();
+  await expectNoJsonPage(page);
+  // Where it was going: the meetings page, signed in.
+  await expect(page).toHaveURL(/\/meetings$/);
+  await expect(page.getByTestId("viewer-name")).toHaveText("Plain Form");
+
+  // Signed out (a fresh browser), a wrong password is explained on the form.
+  await page.context().clearCookies();
+  await page.goto("/signin?next=/profile");
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill("not the password");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expectNoJsonPage(page);
+  await expect(page).toHaveURL(/\/signin/);
+  await expect(page.getByTestId("form-error")).toHaveText("Incorrect username or password.");
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page).toHaveURL(/\/profile$/);
+  await expect(page.getByTestId("profile-username")).toHaveText(username);
+});
+
+test("schedule and edit a meeting as plain forms, in the viewer's time zone", async ({ page, context }) => {
+  const username = uniqueName("plainmeet");
+  // (The meetings page renders whole on the server; others stream parts
+  // in with a small script, which JavaScript off does not run.)
+  await page.goto("/signup?next=/meetings");
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Display name").fill("Plain Host");
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Create account" }).click();
+  await expect(page.getByTestId("viewer-name")).toHaveText("Plain Host");
+
+  // No zone known yet: the form says its times are UTC, and a missing
+  // title comes back beside the field with the other values kept where
+  // the server can keep them.
+  await page.goto("/meetings/new");
+  await expect(page.getByTestId("starts-zone")).toContainText("UTC");
+  await expect(page.getByLabel("Starts")).not.toHaveValue("");
+  await page.getByRole("button", { name: "Schedule" }).click();
+  await expectNoJsonPage(page);
+  await expect(page).toHaveURL(/\/meetings\/new/);
+  await expect(page.locator('[data-field-error="title"]')).not.toHaveText("");
+
+  // The browser's code once told the server the zone (a cookie): the form
+  // now reads the local time there. 10:00 in Seoul is 01:00 UTC.
+  const origin = new URL(page.url()).origin;
+  await context.addCookies([{ name: "moim_tz", value: "Asia%2FSeoul", url: origin }]);
+  await page.goto("/meetings/new");
+  await expect(page.getByTestId("starts-zone")).toContainText("Asia/Seoul");
+  await page.getByLabel("Title").fill("Plain planning");
+  await page.getByLabel("Starts").fill("2031-03-04T10:00");
+  await page.getByRole("button", { name: "Schedule" }).click();
+  await expectNoJsonPage(page);
+  await expect(page).toHaveURL(/\/m\/[A-Za-z0-9_-]+$/);
+  await expect(page.getByRole("heading", { name: "Plain planning" })).toBeVisible();
+  const when = page.locator("time[datetime]").first();
+  await expect(when).toHaveAttribute("datetime", "2031-03-04T01:00:00Z");
+
+  // Editing without a change keeps the start; a new title is saved.
+  const meetingUrl = page.url();
+  await page.goto(`${meetingUrl}/edit`);
+  await expect(page.getByLabel("Starts")).toHaveValue("2031-03-04T10:00");
+  await expect(page.getByLabel("Title")).toHaveValue("Plain planning");
+  await page.getByLabel("Title").fill("Plain planning, moved");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await expectNoJsonPage(page);
+  await expect(page).toHaveURL(meetingUrl);
+  await expect(page.getByRole("heading", { name: "Plain planning, moved" })).toBeVisible();
+  await expect(page.locator("time[datetime]").first()).toHaveAttribute("datetime", "2031-03-04T01:00:00Z");
+});
