@@ -20,7 +20,6 @@ enum Step<T> {
     Failed(String),
 }
 
-
 #[component]
 pub fn SelfTestPage() -> impl IntoView {
     let i18n = use_i18n();
