@@ -117,6 +117,8 @@ pub enum Activity {
     /// A chat message arrived while the chat was closed.
     Message(String),
     RaisedHand(String),
+    /// Someone started waiting at the door (hosts only).
+    Knocked,
 }
 
 /// People with a raised hand, first raised first (the order hosts call on
@@ -222,6 +224,8 @@ pub struct CallView {
     /// Connection quality by peer id ("" is my own: the worst of my
     /// connections).
     pub quality: RwSignal<HashMap<PeerId, Quality>>,
+    /// A short sound when someone joins or knocks (off unless chosen).
+    pub sounds: RwSignal<bool>,
     /// The latest thing that happened, with a counter so that the same
     /// text twice is still said twice.
     pub activity: RwSignal<Option<(u64, Activity)>>,
@@ -254,6 +258,7 @@ impl CallView {
             chat_notice: RwSignal::new(None),
             reactions: RwSignal::new(Vec::new()),
             quality: RwSignal::new(HashMap::new()),
+            sounds: RwSignal::new(false),
             activity: RwSignal::new(None),
         }
     }

@@ -113,6 +113,57 @@ mod browser {
         }
     }
 
+    /// A sine tone of `frequency` Hz for `ms` milliseconds, faded in and
+    /// out, played on the chosen speaker (a WAV file made here: no audio
+    /// graph to set up, and the same path as any sound the page plays).
+    pub fn play_tone(frequency: f32, ms: u32) {
+        const RATE: u32 = 16_000;
+        let count = RATE * ms / 1000;
+        let samples = (0..count).map(|i| {
+            let t = i as f32 / RATE as f32;
+            let left = (count - i) as f32 / RATE as f32;
+            let fade = (t * 50.0).min(left * 50.0).min(1.0);
+            let wave = f32::sin(2.0 * std::f32::consts::PI * frequency * t);
+            (wave * 0.3 * fade * f32::from(i16::MAX)) as i16
+        });
+        let data_len = count * 2;
+        let mut wav = Vec::with_capacity(44 + data_len as usize);
+        wav.extend_from_slice(b"RIFF");
+        wav.extend_from_slice(&(36 + data_len).to_le_bytes());
+        wav.extend_from_slice(b"WAVEfmt ");
+        wav.extend_from_slice(&16u32.to_le_bytes());
+        wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+        wav.extend_from_slice(&RATE.to_le_bytes());
+        wav.extend_from_slice(&(RATE * 2).to_le_bytes());
+        wav.extend_from_slice(&2u16.to_le_bytes());
+        wav.extend_from_slice(&16u16.to_le_bytes());
+        wav.extend_from_slice(b"data");
+        wav.extend_from_slice(&data_len.to_le_bytes());
+        for sample in samples {
+            wav.extend_from_slice(&sample.to_le_bytes());
+        }
+        let bytes = js_sys::Uint8Array::from(wav.as_slice());
+        let options = web_sys::BlobPropertyBag::new();
+        options.set_type("audio/wav");
+        let Ok(blob) = web_sys::Blob::new_with_u8_array_sequence_and_options(
+            &js_sys::Array::of1(&bytes),
+            &options,
+        ) else {
+            return;
+        };
+        let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) else {
+            return;
+        };
+        let Ok(audio) = web_sys::HtmlAudioElement::new_with_src(&url) else {
+            return;
+        };
+        if let Some(device) = remembered_speaker() {
+            set_speaker(&audio, &device);
+        }
+        play_quietly(&audio);
+    }
+
     const SPEAKER_KEY: &str = "moim.speaker";
 
     /// Plays `element` on the speaker `device` where the browser can choose

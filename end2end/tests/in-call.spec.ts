@@ -1,4 +1,4 @@
-import { test, expect } from "./fixtures";
+import { test, expect, hydrated } from "./fixtures";
 import { closeAll, expectPlaying, joinCall, meetingWith, person, remoteTiles, tileOf } from "./call-helpers";
 import type { Locator } from "@playwright/test";
 
@@ -239,4 +239,41 @@ test("changing camera and microphone mid-call keeps the other side decoding", as
   await mine.focus();
   await expect(mine).toBeFocused();
   await closeAll([ann, bob]);
+});
+
+test("a host in the call hears of someone knocking, with a sound if chosen", async ({ browser }) => {
+  const host = await person(browser, "host");
+  const path = await meetingWith(host, [], { waiting_room: "on", allow_guests: "on" });
+  await joinCall(host, path);
+  // Sounds are off until chosen; the choice is remembered.
+  await host.page.getByRole("button", { name: "Devices" }).click();
+  const dialog = host.page.getByRole("dialog", { name: "Devices" });
+  const sounds = dialog.getByLabel("Play a sound when someone joins or knocks");
+  await expect(sounds).not.toBeChecked();
+  await sounds.check();
+  await dialog.getByRole("button", { name: "Close" }).click();
+  expect(await host.page.evaluate(() => localStorage.getItem("moim.sounds"))).toBe("on");
+  // Count the sounds the page plays (test instrumentation).
+  await host.page.evaluate(() => {
+    (window as any).__played = 0;
+    const play = HTMLMediaElement.prototype.play;
+    HTMLMediaElement.prototype.play = function (this: HTMLMediaElement) {
+      if (this.src.startsWith("blob:")) (window as any).__played += 1;
+      return play.call(this);
+    };
+  });
+
+  const guest = await browser.newContext();
+  const page = await guest.newPage();
+  await page.goto(`${path}/join`);
+  await hydrated(page);
+  await page.getByLabel("Your name").fill("Knocker");
+  await page.getByTestId("lobby-enter").click();
+  await expect(page.getByTestId("lobby-waiting")).toBeVisible();
+
+  await expect(host.page.getByTestId("call-activity")).toHaveText("Someone is waiting to be let in");
+  await expect(host.page.getByTestId("knock-panel").getByTestId("knock")).toContainText("Knocker");
+  await expect.poll(() => host.page.evaluate(() => (window as any).__played)).toBeGreaterThan(0);
+  await guest.close();
+  await closeAll([host]);
 });

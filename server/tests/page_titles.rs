@@ -89,11 +89,12 @@ async fn every_page_renders_with_its_title_under_concurrency() {
             200,
             "Ready to join? · moim",
         ),
+        // In the call, the tab names the meeting.
         (
             host.clone(),
             format!("/m/{code}/room"),
             200,
-            "In the meeting · moim",
+            "Standup · moim",
         ),
     ];
     for _round in 0..6 {

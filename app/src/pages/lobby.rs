@@ -481,6 +481,10 @@ fn MediaPreview(mic_on: RwSignal<bool>, cam_on: RwSignal<bool>) -> impl IntoView
 pub fn KnockPanel(
     code: String,
     #[prop(optional, into)] pushed: Option<Signal<u64>>,
+    /// Called when more people wait than when last looked (not on the
+    /// first look).
+    #[prop(optional, into)]
+    on_new_knock: Option<Callback<()>>,
 ) -> impl IntoView {
     let i18n = use_i18n();
     // Pushed updates make polling a slow safety net only.
@@ -500,6 +504,19 @@ pub fn KnockPanel(
         },
         |(_, _, _, code)| crate::lobby::list_knocks(code),
     );
+    // The last count seen, to tell a new knock from a decision. (Read
+    // where the list is shown: a read of the resource outside this panel's
+    // own <Transition> would suspend the whole call around it.)
+    let seen_total = StoredValue::new(None::<u64>);
+    let notice_new_knocks = move |total: u64| {
+        let before = seen_total.get_value();
+        seen_total.set_value(Some(total));
+        if let (Some(before), Some(on_new_knock)) = (before, on_new_knock) {
+            if total > before {
+                on_new_knock.run(());
+            }
+        }
+    };
     let decide_form = move |code: String,
                             participant: String,
                             decision: &'static str,
@@ -521,7 +538,11 @@ pub fn KnockPanel(
                 {move || {
                     let code = code.clone();
                     Suspend::new(async move {
-                        match knocks.await {
+                        let listed = knocks.await;
+                        if let Ok(page) = &listed {
+                            notice_new_knocks(page.total);
+                        }
+                        match listed {
                             Ok(page) if page.knocks.is_empty() => Either::Left(view! { <p class="muted">{t!(i18n, knocks_none)}</p> }.into_any()),
                             Ok(page) => {
                                 // One page is shown; say how many more wait.

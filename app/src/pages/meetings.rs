@@ -184,7 +184,15 @@ if(h&&h.dataset.template)h.textContent=h.dataset.template.replace('{zone}',z);\
 document.cookie='moim_tz='+encodeURIComponent(z)+';path=/;max-age=31536000;samesite=lax';\
 }catch(e){}})()";
     let nonce = leptos::nonce::use_nonce();
-    view! { <script nonce=nonce inner_html=SCRIPT></script> }
+    // Only the server's copy runs. When the page's code draws this form
+    // itself (moving here from another page), the inputs are its own
+    // already; a script it inserted would run without the response's
+    // nonce, which the Content-Security-Policy refuses.
+    #[cfg(feature = "ssr")]
+    let kind: Option<&'static str> = None;
+    #[cfg(not(feature = "ssr"))]
+    let kind = Some("text/plain");
+    view! { <script nonce=nonce type=kind inner_html=SCRIPT></script> }
 }
 
 /// The schedule form, or the edit form when `existing` is given.

@@ -240,12 +240,19 @@ fn CallRoom(meeting: Meeting, moderator: bool) -> impl IntoView {
                 <aside class="call-side">
                     {move || people_open.get().then(|| view! { <PeoplePanel view actions /> })}
                     {move || view.chat_open.get().then(|| view! { <ChatPanel view actions /> })}
-                    {moderator.then(|| view! { <KnockPanel code=code.clone() pushed=view.knocks_epoch /> })}
+                    {moderator.then(|| view! {
+                        <KnockPanel code=code.clone() pushed=view.knocks_epoch
+                            on_new_knock=Callback::new(move |_| {
+                                view.tell(Activity::Knocked);
+                                #[cfg(feature = "hydrate")]
+                                crate::call::engine::chime(view);
+                            }) />
+                    })}
                 </aside>
             </div>
             <Controls view actions people_open help devices layout />
             <ShortcutsDialog help shortcuts_on />
-            <DevicesDialog devices actions />
+            <DevicesDialog devices actions sounds=view.sounds />
         </section>
     }
 }
@@ -279,6 +286,7 @@ fn ActivityLine(view: CallView) -> impl IntoView {
             Activity::Left(name) => t_string!(i18n, activity_left, name = name).to_string(),
             Activity::Message(name) => t_string!(i18n, activity_message, name = name).to_string(),
             Activity::RaisedHand(name) => t_string!(i18n, activity_hand, name = name).to_string(),
+            Activity::Knocked => t_string!(i18n, activity_knocked).to_string(),
         })
     };
     view! {
@@ -336,7 +344,11 @@ fn ShortcutsDialog(
 
 /// Camera, microphone and speaker, changed during the call.
 #[component]
-fn DevicesDialog(devices: NodeRef<leptos::html::Dialog>, actions: Actions) -> impl IntoView {
+fn DevicesDialog(
+    devices: NodeRef<leptos::html::Dialog>,
+    actions: Actions,
+    sounds: RwSignal<bool>,
+) -> impl IntoView {
     let i18n = use_i18n();
     let list = RwSignal::new(crate::media::Devices::default());
     let chosen_camera = RwSignal::new(String::new());
@@ -400,6 +412,16 @@ fn DevicesDialog(devices: NodeRef<leptos::html::Dialog>, actions: Actions) -> im
                     {speaker_choice.get().then(|| select("call-speaker", t_string!(i18n, lobby_speaker).to_string(), found.speakers, chosen_speaker, "speaker"))}
                 }
             }}
+            <label class="check">
+                <input type="checkbox" data-testid="sounds-enabled" prop:checked=move || sounds.get()
+                    on:change=move |ev| {
+                        let on = event_target_checked(&ev);
+                        sounds.set(on);
+                        #[cfg(feature = "hydrate")]
+                        crate::call::engine::remember_sounds(on);
+                    } />
+                {t!(i18n, call_sounds)}
+            </label>
             <form method="dialog">
                 <button class="button" data-testid="devices-close">{t!(i18n, shortcuts_close)}</button>
             </form>

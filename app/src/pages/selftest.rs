@@ -324,54 +324,9 @@ mod probe {
         .ok()
     }
 
-    /// One second of a 440 Hz tone, as a WAV file, played on the chosen
-    /// speaker.
+    /// One second of a tone on the chosen speaker.
     pub fn play_tone() {
-        const RATE: u32 = 16_000;
-        let samples: Vec<i16> = (0..RATE)
-            .map(|i| {
-                let t = i as f32 / RATE as f32;
-                let fade = (1.0 - t).min(t * 20.0).min(1.0);
-                (f32::sin(2.0 * std::f32::consts::PI * 440.0 * t) * 0.3 * fade * i16::MAX as f32)
-                    as i16
-            })
-            .collect();
-        let data_len = (samples.len() * 2) as u32;
-        let mut wav = Vec::with_capacity(44 + data_len as usize);
-        wav.extend_from_slice(b"RIFF");
-        wav.extend_from_slice(&(36 + data_len).to_le_bytes());
-        wav.extend_from_slice(b"WAVEfmt ");
-        wav.extend_from_slice(&16u32.to_le_bytes());
-        wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
-        wav.extend_from_slice(&1u16.to_le_bytes()); // mono
-        wav.extend_from_slice(&RATE.to_le_bytes());
-        wav.extend_from_slice(&(RATE * 2).to_le_bytes());
-        wav.extend_from_slice(&2u16.to_le_bytes());
-        wav.extend_from_slice(&16u16.to_le_bytes());
-        wav.extend_from_slice(b"data");
-        wav.extend_from_slice(&data_len.to_le_bytes());
-        for sample in samples {
-            wav.extend_from_slice(&sample.to_le_bytes());
-        }
-        let bytes = js_sys::Uint8Array::from(wav.as_slice());
-        let options = web_sys::BlobPropertyBag::new();
-        options.set_type("audio/wav");
-        let Ok(blob) = web_sys::Blob::new_with_u8_array_sequence_and_options(
-            &js_sys::Array::of1(&bytes),
-            &options,
-        ) else {
-            return;
-        };
-        let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) else {
-            return;
-        };
-        let Ok(audio) = web_sys::HtmlAudioElement::new_with_src(&url) else {
-            return;
-        };
-        if let Some(device) = crate::media::remembered_speaker() {
-            crate::media::set_speaker(&audio, &device);
-        }
-        crate::media::play_quietly(&audio);
+        crate::media::play_tone(440.0, 1000);
     }
 
     fn configuration(config: &IceConfig, relay_only: bool) -> web_sys::RtcConfiguration {

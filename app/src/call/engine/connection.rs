@@ -241,6 +241,7 @@ impl Call {
             }
             ServerMessage::PeerJoined { peer } if self.media_path() == MediaPath::Server => {
                 view.tell(Activity::Joined(peer.display_name.clone()));
+                chime(view);
                 let id = peer.peer_id.clone();
                 view.peers.update(|list| {
                     list.retain(|p| p.peer_id != peer.peer_id);
@@ -254,6 +255,7 @@ impl Call {
             }
             ServerMessage::PeerJoined { peer } => {
                 view.tell(Activity::Joined(peer.display_name.clone()));
+                chime(view);
                 self.drop_link(&peer.peer_id);
                 // The newcomer offers; we answer (no glare on first contact).
                 self.ensure_link(&peer.peer_id, false);

@@ -183,6 +183,7 @@ impl Call {
             reaction_count: Cell::new(0),
             quality: quality::QualityState::default(),
         });
+        view.sounds.set(remembered_sounds());
         let call = Call(inner);
         let starting = call.clone();
         leptos::task::spawn_local(async move {
@@ -379,6 +380,31 @@ async fn set_local_description(pc: &RtcPeerConnection) -> Result<JsValue, JsValu
     let method: js_sys::Function = method.dyn_into()?;
     let promise: js_sys::Promise = method.call0(pc)?.dyn_into()?;
     JsFuture::from(promise).await
+}
+
+const SOUNDS_KEY: &str = "moim.sounds";
+
+/// Whether the person chose sounds for joins and knocks (off by default).
+pub fn remembered_sounds() -> bool {
+    window()
+        .local_storage()
+        .ok()
+        .flatten()
+        .and_then(|storage| storage.get_item(SOUNDS_KEY).ok().flatten())
+        .is_some_and(|value| value == "on")
+}
+
+pub fn remember_sounds(on: bool) {
+    if let Ok(Some(storage)) = window().local_storage() {
+        let _ = storage.set_item(SOUNDS_KEY, if on { "on" } else { "off" });
+    }
+}
+
+/// A short, soft sound, if the person chose sounds.
+pub fn chime(view: CallView) {
+    if view.sounds.get_untracked() {
+        media::play_tone(660.0, 180);
+    }
 }
 
 /// Starts every remote `<audio>` element again after a click, for browsers
