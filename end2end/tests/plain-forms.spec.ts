@@ -99,3 +99,77 @@ test("schedule and edit a meeting as plain forms, in the viewer's time zone", as
   await expect(page.getByRole("heading", { name: "Plain planning, moved" })).toBeVisible();
   await expect(page.locator("time[datetime]").first()).toHaveAttribute("datetime", "2031-03-04T01:00:00Z");
 });
+
+test("guest name, profile, co-hosts and a knock decision as plain forms", async ({ page, browser }) => {
+  // A guest name, refused when empty and taken when given.
+  await page.goto("/guest?next=/meetings");
+  await page.getByRole("button", { name: "Continue as guest" }).click();
+  await expectNoJsonPage(page);
+  await expect(page).toHaveURL(/\/guest/);
+  await expect(page.locator('[data-field-error="display_name"]')).not.toHaveText("");
+  await page.context().clearCookies();
+
+  // An account: its display name changed on the profile page.
+  const username = uniqueName("plainprof");
+  await page.goto("/signup?next=/profile");
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Display name").fill("Before");
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Create account" }).click();
+  await expect(page).toHaveURL(/\/profile$/);
+  const profile = page.getByTestId("profile-form");
+  await profile.getByLabel("Display name").fill("   ");
+  await profile.getByRole("button", { name: "Save" }).click();
+  await expectNoJsonPage(page);
+  await expect(page.locator('[data-testid="profile-form"] [data-field-error="display_name"]')).not.toHaveText("");
+  await page.getByTestId("profile-form").getByLabel("Display name").fill("After");
+  await page.getByTestId("profile-form").getByRole("button", { name: "Save" }).click();
+  await expectNoJsonPage(page);
+  await expect(page.getByTestId("viewer-name")).toHaveText("After");
+
+  // A meeting with a waiting room: co-hosts refused for a name nobody has,
+  // then set.
+  // (An instant one, so someone can knock now.)
+  const origin = new URL(page.url()).origin;
+  const made = await page.request.post("/api/schedule_meeting", {
+    headers: { origin },
+    form: { title: "Plain door", instant: "1", waiting_room: "on", allow_guests: "on" },
+  });
+  expect(made.status()).toBe(200);
+  const meetingUrl = `${origin}/m/${await made.json()}`;
+  await page.goto(meetingUrl);
+  const cohosts = page.getByTestId("cohosts-form");
+  await cohosts.getByLabel("Co-hosts").fill("nobody-by-this-name");
+  await cohosts.getByRole("button").click();
+  await expectNoJsonPage(page);
+  await expect(page.locator('[data-testid="cohosts-form"] [data-field-error="cohosts"]')).toContainText("nobody-by-this-name");
+  const helperName = uniqueName("plaincohost");
+  const helper = await browser.newContext();
+  const signedUp = await helper.request.post(`${origin}/api/sign_up`, {
+    headers: { origin },
+    form: { username: helperName, display_name: "Helper", email: "", password: PASSWORD },
+  });
+  expect(signedUp.status()).toBe(200);
+  await helper.close();
+  await page.getByTestId("cohosts-form").getByLabel("Co-hosts").fill(helperName);
+  await page.getByTestId("cohosts-form").getByRole("button").click();
+  await expectNoJsonPage(page);
+  await expect(page.getByTestId("meeting-cohosts")).toContainText(helperName);
+
+  // Someone knocks (with JavaScript); the host admits them with a plain form.
+  const guest = await browser.newContext({ javaScriptEnabled: true });
+  const door = await guest.newPage();
+  await door.goto(`${meetingUrl}/join`);
+  await expect(door.locator("body")).toHaveAttribute("data-hydrated", "true");
+  await door.getByLabel("Your name").fill("Plain Knocker");
+  await door.getByTestId("lobby-enter").click();
+  await expect(door.getByTestId("lobby-waiting")).toBeVisible();
+  await page.goto(meetingUrl);
+  const knock = page.getByTestId("knock").filter({ hasText: "Plain Knocker" });
+  await knock.getByTestId("admit").click();
+  await expectNoJsonPage(page);
+  // Back on the meeting page (the framework leaves an empty "?").
+  expect(page.url().replace(/\?$/, "")).toBe(meetingUrl);
+  await expect(door).toHaveURL(/\/room(\?|$)/, { timeout: 10_000 });
+  await guest.close();
+});
