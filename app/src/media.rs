@@ -164,6 +164,20 @@ mod browser {
         play_quietly(&audio);
     }
 
+    /// Every remote `<audio>` element of the page (the call's).
+    pub fn remote_audio() -> Vec<web_sys::HtmlMediaElement> {
+        let Some(list) = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.query_selector_all("audio[data-remote-audio]").ok())
+        else {
+            return Vec::new();
+        };
+        (0..list.length())
+            .filter_map(|i| list.item(i))
+            .filter_map(|n| n.dyn_into::<web_sys::HtmlMediaElement>().ok())
+            .collect()
+    }
+
     const SPEAKER_KEY: &str = "moim.speaker";
 
     /// Plays `element` on the speaker `device` where the browser can choose

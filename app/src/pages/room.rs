@@ -429,8 +429,8 @@ fn DevicesDialog(
     }
 }
 
-/// Opens the shortcuts dialog (modal: focus stays inside, Escape closes).
-fn open_help(help: NodeRef<leptos::html::Dialog>) {
+/// Opens a dialog of the call (modal: focus stays inside, Escape closes).
+fn open_dialog(help: NodeRef<leptos::html::Dialog>) {
     if let Some(dialog) = help.get_untracked() {
         if !dialog.open() {
             let _ = dialog.show_modal();
@@ -446,18 +446,11 @@ mod shortcuts {
     const STORAGE_KEY: &str = "moim.shortcuts";
 
     pub fn remember(on: bool) {
-        if let Ok(Some(storage)) = window().local_storage() {
-            let _ = storage.set_item(STORAGE_KEY, if on { "on" } else { "off" });
-        }
+        crate::call::engine::store_switch(STORAGE_KEY, on);
     }
 
     fn remembered() -> bool {
-        window()
-            .local_storage()
-            .ok()
-            .flatten()
-            .and_then(|storage| storage.get_item(STORAGE_KEY).ok().flatten())
-            .is_none_or(|value| value != "off")
+        crate::call::engine::stored_switch(STORAGE_KEY).unwrap_or(true)
     }
 
     /// Whether a key press belongs to what has focus (typing in a field,
@@ -529,7 +522,7 @@ mod shortcuts {
                     true
                 }
                 "?" => {
-                    open_help(help);
+                    open_dialog(help);
                     true
                 }
                 _ => false,
@@ -925,11 +918,11 @@ fn Controls(
             </button>
             <button class="control" data-testid="devices-button" aria-haspopup="dialog"
                 disabled=move || !live()
-                on:click=move |_| open_help(devices)>
+                on:click=move |_| open_dialog(devices)>
                 {t!(i18n, call_devices)}
             </button>
             <button class="control" data-testid="shortcuts-button" aria-haspopup="dialog"
-                on:click=move |_| open_help(help)>
+                on:click=move |_| open_dialog(help)>
                 {t!(i18n, call_shortcuts)}
             </button>
             <button class="control control-leave" data-testid="leave-button"

@@ -316,17 +316,7 @@ pub fn apply_speaker() {
     let Some(device) = media::remembered_speaker() else {
         return;
     };
-    let Some(document) = window().document() else {
-        return;
-    };
-    if let Ok(list) = document.query_selector_all("audio[data-remote-audio]") {
-        for i in 0..list.length() {
-            if let Some(audio) = list
-                .item(i)
-                .and_then(|n| n.dyn_into::<web_sys::HtmlMediaElement>().ok())
-            {
-                media::set_speaker(&audio, &device);
-            }
-        }
+    for audio in media::remote_audio() {
+        media::set_speaker(&audio, &device);
     }
 }

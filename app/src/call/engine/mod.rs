@@ -386,18 +386,11 @@ const SOUNDS_KEY: &str = "moim.sounds";
 
 /// Whether the person chose sounds for joins and knocks (off by default).
 pub fn remembered_sounds() -> bool {
-    window()
-        .local_storage()
-        .ok()
-        .flatten()
-        .and_then(|storage| storage.get_item(SOUNDS_KEY).ok().flatten())
-        .is_some_and(|value| value == "on")
+    stored_switch(SOUNDS_KEY).unwrap_or(false)
 }
 
 pub fn remember_sounds(on: bool) {
-    if let Ok(Some(storage)) = window().local_storage() {
-        let _ = storage.set_item(SOUNDS_KEY, if on { "on" } else { "off" });
-    }
+    store_switch(SOUNDS_KEY, on);
 }
 
 /// A short, soft sound, if the person chose sounds.
@@ -407,21 +400,27 @@ pub fn chime(view: CallView) {
     }
 }
 
+/// An on/off choice kept in this browser under `key`, if one was made.
+pub fn stored_switch(key: &str) -> Option<bool> {
+    let storage = window().local_storage().ok().flatten()?;
+    match storage.get_item(key).ok().flatten()?.as_str() {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
+    }
+}
+
+pub fn store_switch(key: &str, on: bool) {
+    if let Ok(Some(storage)) = window().local_storage() {
+        let _ = storage.set_item(key, if on { "on" } else { "off" });
+    }
+}
+
 /// Starts every remote `<audio>` element again after a click, for browsers
 /// that refused to play sound before the person interacted with the page.
 pub fn resume_sound(view: CallView) {
-    let Some(document) = window().document() else {
-        return;
-    };
-    if let Ok(list) = document.query_selector_all("audio[data-remote-audio]") {
-        for i in 0..list.length() {
-            if let Some(audio) = list
-                .item(i)
-                .and_then(|n| n.dyn_into::<web_sys::HtmlMediaElement>().ok())
-            {
-                crate::media::play_quietly(&audio);
-            }
-        }
+    for audio in media::remote_audio() {
+        media::play_quietly(&audio);
     }
     view.needs_sound.set(false);
 }
