@@ -199,6 +199,29 @@ pub fn Field(
 ) -> impl IntoView {
     let i18n = use_i18n();
     let id = format!("field-{name}");
+    // What the person sent, when this form was refused as a plain post;
+    // else the value given.
+    let echoed = crate::form_echo::echo_for(error)
+        .and_then(|echo| echo.value(name).map(str::to_string));
+    let initial = echoed
+        .or_else(|| value.map(|v| v.get_untracked()))
+        .unwrap_or_default();
+    let input_ref = NodeRef::<leptos::html::Input>::new();
+    // The value is the attribute the server sends; the browser changes the
+    // input's value only when the given value changes later (a saved
+    // profile), never when the page becomes interactive, which would wipe
+    // what someone typed while the page's code was loading.
+    if let Some(value) = value {
+        Effect::watch(
+            move || value.get(),
+            move |current, _, _| {
+                if let Some(input) = input_ref.get_untracked() {
+                    input.set_value(current);
+                }
+            },
+            false,
+        );
+    }
     let hint_id = format!("{id}-hint");
     let error_id = format!("{id}-error");
     let problem = move || error.get().and_then(|e| e.field_problem(name));
@@ -226,11 +249,8 @@ pub fn Field(
                 autocomplete=autocomplete
                 required=required
                 maxlength=maxlength.map(|m| m.to_string())
-                // The attribute for the page as the server sends it (a form
-                // sent before the page is interactive keeps its values);
-                // the property for changes after.
-                value=value.map(|v| v.get_untracked()).unwrap_or_default()
-                prop:value=move || value.map(|v| v.get()).unwrap_or_default()
+                node_ref=input_ref
+                value=initial
                 aria-invalid=move || if problem().is_some() { "true" } else { "false" }
                 aria-describedby=describedby
             />

@@ -11,6 +11,7 @@ pub mod call;
 pub mod chat;
 pub mod components;
 pub mod error;
+pub mod form_echo;
 pub mod ice;
 pub mod linkify;
 pub mod lobby;
@@ -133,6 +134,9 @@ pub fn App() -> impl IntoView {
 #[component]
 fn AppBody() -> impl IntoView {
     let i18n = use_i18n();
+    // Before any resource: its place in the page's serialized data must be
+    // the same on the server and in the browser.
+    form_echo::provide_form_echo();
     components::provide_auth_context();
     // Marks the page as interactive once the wasm has taken over, so tests
     // (and curious people) can tell a hydrated page from server HTML.

@@ -74,3 +74,20 @@ test("a guest gets a name and is marked as a guest; markup in it stays text", as
   await expect(page.getByTestId("viewer-name")).toContainText("guest");
   await expect(page.locator(".site-header img")).toHaveCount(0);
 });
+
+test("what someone types before the page is interactive is still there after", async ({ page }) => {
+  // A slow network: the page's code arrives only after the person started
+  // typing. Becoming interactive must not wipe the field.
+  let release = () => {};
+  const held = new Promise<void>((resolve) => (release = resolve));
+  await page.route("**/pkg/*.wasm", async (route) => {
+    await held;
+    await route.continue();
+  });
+  await page.goto("/signin", { waitUntil: "domcontentloaded" });
+  await page.getByLabel("Username").fill("early-typist");
+  await expect(page.locator("body")).not.toHaveAttribute("data-hydrated", "true");
+  release();
+  await hydrated(page);
+  await expect(page.getByLabel("Username")).toHaveValue("early-typist");
+});

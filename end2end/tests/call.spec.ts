@@ -124,6 +124,22 @@ test("a shared screen is seen by the other side, and stopping restores the camer
   await expect.poll(() => videoAspect(bobOnAnn), { timeout: 20_000 }).toBeCloseTo(16 / 9, 1);
   await expectPlaying(bobOnAnn);
 
+  // Ann watches the shared screen full screen: the tile fills the screen
+  // and keeps playing; the same button (or Esc) brings it back.
+  const fullScreenElement = () =>
+    ann.page.evaluate(() => (document.fullscreenElement as HTMLElement | null)?.dataset.name ?? null);
+  const fullScreen = bobOnAnn.getByRole("button", { name: `Full screen: ${bob.name}` });
+  await expect(fullScreen).toHaveAttribute("aria-pressed", "false");
+  await fullScreen.click();
+  await expect.poll(fullScreenElement).toBe(bob.name);
+  await expect(fullScreen).toHaveAttribute("aria-pressed", "true");
+  const fills = await bobOnAnn.evaluate((tile) => tile.getBoundingClientRect().width >= window.innerWidth * 0.95);
+  expect(fills).toBe(true);
+  await expectPlaying(bobOnAnn);
+  await fullScreen.click();
+  await expect.poll(fullScreenElement).toBeNull();
+  await expect(fullScreen).toHaveAttribute("aria-pressed", "false");
+
   await bob.page.getByTestId("share-button").click();
   await expect(bobOnAnn).toHaveAttribute("data-screen", "false");
   await expect.poll(() => videoAspect(bobOnAnn), { timeout: 20_000 }).toBeCloseTo(4 / 3, 1);

@@ -24,6 +24,13 @@ test("sign up and sign in as plain forms, with refusals shown beside the fields"
   await expectNoJsonPage(page);
   await expect(page).toHaveURL(/\/signup/);
   await expect(page.locator('[data-field-error="password"]')).not.toHaveText("");
+  // What was typed comes back with the refusal; the password never does.
+  await expect(page.getByLabel("Username")).toHaveValue(username);
+  await expect(page.getByLabel("Display name")).toHaveValue("Plain Form");
+  await expect(page.getByLabel("Password")).toHaveValue("");
+  // Only once: the same page opened again is the empty form.
+  await page.reload();
+  await expect(page.getByLabel("Username")).toHaveValue("");
 
   await page.getByLabel("Username").fill(username);
   await page.getByLabel("Display name").fill("Plain Form");
@@ -62,15 +69,32 @@ test("schedule and edit a meeting as plain forms, in the viewer's time zone", as
   await expect(page.getByTestId("viewer-name")).toHaveText("Plain Host");
 
   // No zone known yet: the form says its times are UTC, and a missing
-  // title comes back beside the field with the other values kept where
-  // the server can keep them.
+  // title comes back beside the field with everything else as it was sent.
   await page.goto("/meetings/new");
   await expect(page.getByTestId("starts-zone")).toContainText("UTC");
   await expect(page.getByLabel("Starts")).not.toHaveValue("");
+  await page.getByLabel("Description (optional)").fill("Agenda: the plan, then questions");
+  await page.getByLabel("Starts").fill("2031-05-06T07:30");
+  await page.getByLabel("Duration in minutes").fill("45");
+  await page.getByLabel("Guests without an account may join").uncheck();
+  await page.getByLabel("Media", { exact: true }).selectOption({ label: "Media server always" });
   await page.getByRole("button", { name: "Schedule" }).click();
   await expectNoJsonPage(page);
   await expect(page).toHaveURL(/\/meetings\/new/);
   await expect(page.locator('[data-field-error="title"]')).not.toHaveText("");
+  await expect(page.getByLabel("Description (optional)")).toHaveValue("Agenda: the plan, then questions");
+  await expect(page.getByLabel("Starts")).toHaveValue("2031-05-06T07:30");
+  await expect(page.getByLabel("Duration in minutes")).toHaveValue("45");
+  await expect(page.getByLabel("Guests without an account may join")).not.toBeChecked();
+  await expect(page.getByLabel("Waiting room: people knock and a host lets them in")).toBeChecked();
+  await expect(page.getByLabel("Media", { exact: true })).toHaveValue("server");
+  // Sent again with a title, as it came back, it is scheduled as typed.
+  await page.getByLabel("Title").fill("Kept values");
+  await page.getByRole("button", { name: "Schedule" }).click();
+  await expectNoJsonPage(page);
+  await expect(page).toHaveURL(/\/m\/[A-Za-z0-9_-]+$/);
+  await expect(page.getByRole("heading", { name: "Kept values" })).toBeVisible();
+  await expect(page.locator("time[datetime]").first()).toHaveAttribute("datetime", "2031-05-06T07:30:00Z");
 
   // The browser's code once told the server the zone (a cookie): the form
   // now reads the local time there. 10:00 in Seoul is 01:00 UTC.

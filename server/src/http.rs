@@ -191,6 +191,11 @@ pub fn app(
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             touch_active_session(request, next, touch_interval_ms)
         }))
+        .layer(middleware::from_fn(
+            |session: tower_sessions::Session, request: Request, next: Next| {
+                crate::form_echo::keep_refused_forms(session, request, next, MAX_BODY_BYTES)
+            },
+        ))
         .layer(sessions)
         .layer(middleware::from_fn_with_state(
             Arc::new(settings.origin),

@@ -7,6 +7,7 @@ pub mod calendar;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod form_echo;
 pub mod health;
 pub mod http;
 pub mod mail;

@@ -655,3 +655,59 @@ async fn client_throttling_follows_trusted_proxies_only() {
         "forged headers do not help"
     );
 }
+
+/// A plain form post (before the page is interactive, or JavaScript off)
+/// that is refused comes back to the form filled in as it was sent, once,
+/// and the password is kept nowhere: not in the page, not in the session.
+#[tokio::test]
+async fn a_refused_plain_post_comes_back_filled_in_without_the_password() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let client = app.client();
+    let secret_attempt = "tiny7";
+    let response = client
+        .post(app.url("/api/sign_up"))
+        .header("accept", "text/html")
+        .header("referer", app.url("/signup?next=/meetings"))
+        .form(&[
+            ("username", "dora_plain"),
+            ("display_name", "Dora <Plain></script><script>alert(1)</script>"),
+            ("password", secret_attempt),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_redirection(), "{}", response.status());
+    let back = response.headers()[LOCATION].to_str().unwrap().to_string();
+    assert!(back.contains("__err="), "{back}");
+    assert!(!back.contains("dora_plain"), "typed values stay out of the address: {back}");
+
+    let (stored,): (String,) = sqlx::query_as("SELECT data FROM sessions")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert!(stored.contains("dora_plain"), "the typed username is kept: {stored}");
+    assert!(!stored.contains(secret_attempt), "the password is never kept: {stored}");
+
+    let page = client.get(&back).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"value="dora_plain""#), "username kept");
+    // As text, escaped: what someone typed never becomes markup.
+    assert!(
+        html.contains(r#"value="Dora &lt;Plain&gt;&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;""#),
+        "display name kept, escaped"
+    );
+    // Also where the page carries it to the browser code (a script).
+    assert!(!html.contains("<script>alert(1)"), "never markup");
+    assert!(!html.contains(secret_attempt), "the password is not sent back");
+
+    // Once: the same page again is the empty form (the error stays, as it
+    // is in the address).
+    let again = client.get(&back).send().await.unwrap().text().await.unwrap();
+    assert!(!again.contains(r#"value="dora_plain""#), "shown only once");
+    let (left,): (String,) = sqlx::query_as("SELECT data FROM sessions")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert!(!left.contains("dora_plain"), "taken out of the session: {left}");
+}

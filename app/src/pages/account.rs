@@ -304,6 +304,9 @@ fn ApiTokensSection() -> impl IntoView {
             </li>
         }
     };
+    // The access chosen, when a refused plain post comes back.
+    let manage_sent = crate::form_echo::echo_for(create_error)
+        .is_some_and(|echo| echo.value("scope") == Some("manage"));
     view! {
         <div class="card" data-testid="api-tokens">
             <h2>{t!(i18n, profile_api_section)}</h2>
@@ -320,8 +323,8 @@ fn ApiTokensSection() -> impl IntoView {
                 <div class="field" class:field-invalid=move || scope_problem().is_some()>
                     <label for="field-scope">{t!(i18n, profile_api_scope)}</label>
                     <select id="field-scope" name="scope">
-                        <option value="read" selected=true>{t!(i18n, profile_api_scope_read)}</option>
-                        <option value="manage">{t!(i18n, profile_api_scope_manage)}</option>
+                        <option value="read" selected=!manage_sent>{t!(i18n, profile_api_scope_read)}</option>
+                        <option value="manage" selected=manage_sent>{t!(i18n, profile_api_scope_manage)}</option>
                     </select>
                 </div>
                 <FormError error=create_error />

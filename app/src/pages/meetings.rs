@@ -3,6 +3,7 @@
 use super::meeting_frame::WithMeeting;
 use super::require_user::RequireUser;
 use crate::components::{error_of, field_problem_text, form_error_text, text, Field, FormError};
+use crate::form_echo::echo_for;
 use crate::i18n::*;
 use crate::meetings::{
     CancelMeeting, MediaMode, Meeting, Role, ScheduleMeeting, SetCohosts, UpdateMeeting,
@@ -220,19 +221,37 @@ fn MeetingEditor(existing: Option<Meeting>) -> impl IntoView {
         |m| m.starts_at_ms,
     );
     let starts_at_ms = RwSignal::new(initial_ms.to_string());
+    // What was sent, when this form came back refused as a plain post: the
+    // form shows it again rather than the meeting's stored values.
+    let echo = echo_for(error);
+    let echoed_start = echo.as_ref().and_then(|echo| {
+        let local = echo.value("starts_local").filter(|v| !v.is_empty())?;
+        Some((local.to_string(), echo.value("time_zone").unwrap_or("UTC").to_string()))
+    });
     #[cfg(feature = "ssr")]
-    let (server_zone, server_local) = {
-        let zone = crate::time::zone::from_request().unwrap_or_else(|| "UTC".to_string());
-        let local = crate::time::zone::local_input(initial_ms, &zone).unwrap_or_default();
-        (zone, local)
+    let (server_zone, server_local) = match echoed_start.clone() {
+        Some((local, zone)) => (zone, local),
+        None => {
+            let zone = crate::time::zone::from_request().unwrap_or_else(|| "UTC".to_string());
+            let local = crate::time::zone::local_input(initial_ms, &zone).unwrap_or_default();
+            (zone, local)
+        }
     };
     #[cfg(not(feature = "ssr"))]
-    let (server_zone, server_local) = (String::new(), String::new());
+    let (server_zone, server_local) = echoed_start
+        .clone()
+        .map(|(local, zone)| (zone, local))
+        .unwrap_or_default();
     let zone = RwSignal::new(server_zone);
     let local_value = RwSignal::new(server_local.clone());
     #[cfg(feature = "hydrate")]
     {
         Effect::new(move |_| {
+            // The local time as sent (in the zone it was sent in) stays as
+            // it was typed; otherwise the browser shows its own zone.
+            if echoed_start.is_some() {
+                return;
+            }
             local_value.set(crate::time::ms_to_local_input(initial_ms));
             starts_at_ms.set(initial_ms.to_string());
             if let Some(browser_zone) = crate::time::browser_zone() {
@@ -257,10 +276,13 @@ fn MeetingEditor(existing: Option<Meeting>) -> impl IntoView {
         .as_ref()
         .map(|m| m.title.clone())
         .unwrap_or_default();
-    let description = existing
-        .as_ref()
-        .map(|m| m.description.clone())
-        .unwrap_or_default();
+    let description = match &echo {
+        Some(echo) => echo.value("description").unwrap_or_default().to_string(),
+        None => existing
+            .as_ref()
+            .map(|m| m.description.clone())
+            .unwrap_or_default(),
+    };
     let duration = existing
         .as_ref()
         .map_or(60, |m| m.duration_minutes)
@@ -269,13 +291,22 @@ fn MeetingEditor(existing: Option<Meeting>) -> impl IntoView {
         .as_ref()
         .map(|m| m.invitees.join(", "))
         .unwrap_or_default();
-    let waiting_room = existing.as_ref().is_none_or(|m| m.waiting_room);
-    let allow_guests = existing.as_ref().is_none_or(|m| m.allow_guests);
+    let (waiting_room, allow_guests) = match &echo {
+        Some(echo) => (echo.is_checked("waiting_room"), echo.is_checked("allow_guests")),
+        None => (
+            existing.as_ref().is_none_or(|m| m.waiting_room),
+            existing.as_ref().is_none_or(|m| m.allow_guests),
+        ),
+    };
     let max_participants = existing
         .as_ref()
         .map_or(PARTICIPANTS_DEFAULT, |m| m.max_participants)
         .to_string();
-    let media_mode = existing.as_ref().map(|m| m.media_mode).unwrap_or_default();
+    let media_mode = echo
+        .as_ref()
+        .and_then(|echo| MediaMode::parse(echo.value("media_mode")?))
+        .or_else(|| existing.as_ref().map(|m| m.media_mode))
+        .unwrap_or_default();
     let media_problem = move || error.get().and_then(|e| e.field_problem("media_mode"));
     let code = existing.as_ref().map(|m| m.code.clone());
     let is_edit = code.is_some();

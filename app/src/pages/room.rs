@@ -715,11 +715,18 @@ fn Tile(
             });
         }
     };
-    let full_screen = move |_| {
-        if let Some(figure) = figure_ref.get_untracked() {
+    // Full screen is the browser's (Esc leaves it too): the button follows
+    // it through the event fired at this tile on the way in and out.
+    let is_full_screen = RwSignal::new(false);
+    let toggle_full_screen = move |_| {
+        if is_full_screen.get_untracked() {
+            document().exit_fullscreen();
+        } else if let Some(figure) = figure_ref.get_untracked() {
             let _ = figure.request_fullscreen();
         }
     };
+    let on_full_screen_change =
+        move |_| is_full_screen.set(document().fullscreen_element().is_some());
     view! {
         <figure
             node_ref=figure_ref
@@ -728,6 +735,7 @@ fn Tile(
             class:speaking=speaking
             class:camera-off=move || !media().cam && !media().screen
             class:screen=move || media().screen
+            on:fullscreenchange=on_full_screen_change
             data-testid="tile"
             data-local=local.to_string()
             data-peer=move || peer_id.get()
@@ -766,8 +774,9 @@ fn Tile(
                 })}
                 {move || media().screen.then(|| view! {
                     <button class="tile-button" data-testid="fullscreen-button"
+                        aria-pressed=move || is_full_screen.get().to_string()
                         aria-label=move || t_string!(i18n, call_full_screen, name = name()).to_string()
-                        on:click=full_screen>
+                        on:click=toggle_full_screen>
                         "⛶"
                     </button>
                 })}
