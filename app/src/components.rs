@@ -201,8 +201,8 @@ pub fn Field(
     let id = format!("field-{name}");
     // What the person sent, when this form was refused as a plain post;
     // else the value given.
-    let echoed = crate::form_echo::echo_for(error)
-        .and_then(|echo| echo.value(name).map(str::to_string));
+    let echoed =
+        crate::form_echo::echo_for(error).and_then(|echo| echo.value(name).map(str::to_string));
     let initial = echoed
         .or_else(|| value.map(|v| v.get_untracked()))
         .unwrap_or_default();

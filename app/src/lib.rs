@@ -35,7 +35,7 @@ use crate::pages::{
     NotFound, ProfilePage, RoomPage, SelfTestPage, SignInPage, SignUpPage, VerifyEmailPage,
 };
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
     path, SsrMode,
@@ -73,6 +73,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <meta name="color-scheme" content="light dark" />
                 <AutoReload options=options.clone() />
+                // The style sheet from the same versioned directory as the
+                // code (`server::bundle`): one link, written by the server.
+                <link rel="stylesheet" id="leptos" href=format!("/{}/moim.css", options.site_pkg_dir) />
                 <HydrationScripts options />
                 <MetaTags />
             </head>
@@ -121,7 +124,6 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
 
     view! {
-        <Stylesheet id="leptos" href="/pkg/moim.css" />
         <Link rel="icon" type_="image/svg+xml" href="/favicon.svg" />
         <Meta name="description" content="moim: self-hosted video meetings" />
         <Title formatter=|text: String| title_markup(&text) />

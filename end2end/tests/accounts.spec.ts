@@ -80,7 +80,7 @@ test("what someone types before the page is interactive is still there after", a
   // typing. Becoming interactive must not wipe the field.
   let release = () => {};
   const held = new Promise<void>((resolve) => (release = resolve));
-  await page.route("**/pkg/*.wasm", async (route) => {
+  await page.route("**/pkg/**/*.wasm", async (route) => {
     await held;
     await route.continue();
   });

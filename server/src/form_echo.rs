@@ -32,7 +32,9 @@ pub async fn keep_refused_forms(
             return StatusCode::PAYLOAD_TOO_LARGE.into_response();
         };
         let echo = FormEcho::from_pairs(url::form_urlencoded::parse(&bytes).into_owned());
-        let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+        let response = next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await;
         if is_refusal_redirect(&response) && !echo.is_empty() {
             if let Err(err) = session.insert(SESSION_KEY, echo).await {
                 // The refusal still shows; only the typed values are lost.

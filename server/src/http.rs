@@ -44,6 +44,8 @@ pub struct HttpSettings {
     pub counted: domain::metrics::Metrics,
     /// Requests one API token may make per minute.
     pub api_per_minute: u32,
+    /// The browser bundle and its version.
+    pub bundle: crate::bundle::Bundle,
 }
 
 /// Counts of what went wrong while serving, kept for `/metrics`.
@@ -152,19 +154,8 @@ pub fn app(
         .route("/m/{code}/chat.md", get(transcript::markdown))
         // The bundle, served here rather than by Leptos's file fallback,
         // which drops `If-Modified-Since` (every revalidation would send
-        // the whole wasm again).
-        .nest_service(
-            "/pkg",
-            tower::ServiceBuilder::new()
-                .map_response(bundle_cache_control)
-                .service(
-                    tower_http::services::ServeDir::new(
-                        std::path::Path::new(state.leptos_options.site_root.as_ref()).join("pkg"),
-                    )
-                    .precompressed_br()
-                    .precompressed_gzip(),
-                ),
-        )
+        // the whole wasm again), under an address that follows its content.
+        .merge(settings.bundle.routes())
         .leptos_routes_with_context(&state, routes, provide_state.clone(), {
             let options = state.leptos_options.clone();
             move || shell(options.clone())
@@ -208,6 +199,13 @@ pub fn app(
     for (name, value) in security::security_headers(settings.https) {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }
+    // Pages and answers are the viewer's own and change from one moment to
+    // the next: never kept by a shared cache, always asked for again (the
+    // bundle sets its own, a year long).
+    router = router.layer(SetResponseHeaderLayer::if_not_present(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("private, no-cache"),
+    ));
     // gzip: the wasm bundle shrinks to about a third on the wire.
     router
         .layer(middleware::from_fn_with_state(
@@ -218,22 +216,6 @@ pub fn app(
         .layer(TraceLayer::new_for_http())
         .layer(middleware::from_fn_with_state(settings.counted, track_http))
         .with_state(state)
-}
-
-/// The site's bundle keeps its names from build to build (`/pkg/moim.js`,
-/// `/pkg/moim.wasm`): a browser must ask again each time, and gets a
-/// bodiless 304 while the file is unchanged (`Last-Modified`), instead of
-/// guessing a freshness of its own (and running stale code after an
-/// upgrade).
-fn bundle_cache_control<B>(mut response: http::Response<B>) -> http::Response<B> {
-    let served = matches!(response.status(), StatusCode::OK | StatusCode::NOT_MODIFIED);
-    if served && !response.headers().contains_key(header::CACHE_CONTROL) {
-        response.headers_mut().insert(
-            header::CACHE_CONTROL,
-            header::HeaderValue::from_static("no-cache"),
-        );
-    }
-    response
 }
 
 /// Page loads and server-function calls count as activity and push the

@@ -3,6 +3,7 @@
 //! reports start-up errors.
 
 pub mod api;
+pub mod bundle;
 pub mod calendar;
 pub mod config;
 pub mod db;
@@ -162,10 +163,11 @@ impl Application {
 
         let mailer = mail::from_settings(config.smtp_url.as_ref(), config.smtp_from.as_deref())?;
 
+        let bundle = bundle::Bundle::find(&config.site_root);
         let leptos_options = LeptosOptions::builder()
             .output_name("moim")
             .site_root(config.site_root.display().to_string())
-            .site_pkg_dir("pkg")
+            .site_pkg_dir(bundle.pkg_dir())
             .site_addr(local_addr)
             .build();
 
@@ -276,6 +278,7 @@ impl Application {
                 metrics: metrics.clone(),
                 counted,
                 api_per_minute: config.api_requests_per_minute,
+                bundle,
             },
         );
 

@@ -419,20 +419,68 @@ async fn a_request_whose_body_never_comes_is_answered_408() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_bundle_is_revalidated_not_guessed_fresh() {
-    // A site root with a bundle file, as cargo-leptos writes it.
+async fn the_bundle_is_kept_for_a_year_under_its_version_and_pages_are_not() {
+    // A site root with a bundle, as cargo-leptos writes it.
     let site = tempfile::tempdir().unwrap();
     std::fs::create_dir(site.path().join("pkg")).unwrap();
     std::fs::write(site.path().join("pkg/moim.js"), "console.log('moim');\n").unwrap();
+    std::fs::write(site.path().join("pkg/moim.css"), "body { margin: 0 }\n").unwrap();
     let mut spawn = Spawn::new(Backend::Sqlite);
     spawn.extra_args = vec!["--site-root".into(), site.path().display().to_string()];
     let app = spawn_with(spawn).await;
     let client = app.client();
+
+    // The page names the bundle by its version, script and style alike.
+    let page = client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(
+        header(&page, "cache-control"),
+        "private, no-cache",
+        "pages are asked for again"
+    );
+    let html = page.text().await.unwrap();
+    let at = html.find("/pkg/").expect("the page loads the bundle") + "/pkg/".len();
+    let version = &html[at..at + 16];
+    assert!(version.bytes().all(|b| b.is_ascii_hexdigit()), "{version}");
+    assert!(html.contains(&format!("/pkg/{version}/moim.js")), "script");
+    assert!(
+        html.contains(&format!("/pkg/{version}/moim.css")),
+        "style sheet"
+    );
+
+    // Under its version: kept a year, never asked for again.
+    let script = client
+        .get(app.url(&format!("/pkg/{version}/moim.js")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), 200);
+    assert_eq!(
+        header(&script, "cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(script.text().await.unwrap(), "console.log('moim');\n");
+    // Another version (a page from another build): today's file, asked for
+    // again every time rather than kept under a name it does not match.
+    let other = client
+        .get(app.url("/pkg/0000000000000000/moim.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    assert_eq!(header(&other, "cache-control"), "no-cache");
+    // Nothing outside the bundle's directory.
+    let escape = client
+        .get(app.url(&format!("/pkg/{version}/..%2F..%2Fetc%2Fpasswd")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(escape.status(), 404);
+
+    // Without a version: revalidated, with a Last-Modified that is honoured.
     let first = client.get(app.url("/pkg/moim.js")).send().await.unwrap();
     assert_eq!(first.status(), 200);
     assert_eq!(header(&first, "cache-control"), "no-cache");
     let modified = header(&first, "last-modified");
-    // Asked again: unchanged, so no body.
     let again = client
         .get(app.url("/pkg/moim.js"))
         .header("if-modified-since", &modified)
@@ -440,12 +488,22 @@ async fn the_bundle_is_revalidated_not_guessed_fresh() {
         .await
         .unwrap();
     assert_eq!(again.status(), 304);
-    // Pages are not made cacheable by it.
-    let page = client.get(app.url("/")).send().await.unwrap();
-    assert_ne!(
-        page.headers()
-            .get("cache-control")
-            .map(|v| v.to_str().unwrap_or_default().to_string()),
-        Some("no-cache".to_string())
+
+    // A new build is a new version.
+    std::fs::write(site.path().join("pkg/moim.js"), "console.log('moim 2');\n").unwrap();
+    let mut spawn = Spawn::new(Backend::Sqlite);
+    spawn.extra_args = vec!["--site-root".into(), site.path().display().to_string()];
+    let rebuilt = spawn_with(spawn).await;
+    let html = client
+        .get(rebuilt.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !html.contains(&format!("/pkg/{version}/")),
+        "the version follows the content"
     );
 }

@@ -226,7 +226,10 @@ fn MeetingEditor(existing: Option<Meeting>) -> impl IntoView {
     let echo = echo_for(error);
     let echoed_start = echo.as_ref().and_then(|echo| {
         let local = echo.value("starts_local").filter(|v| !v.is_empty())?;
-        Some((local.to_string(), echo.value("time_zone").unwrap_or("UTC").to_string()))
+        Some((
+            local.to_string(),
+            echo.value("time_zone").unwrap_or("UTC").to_string(),
+        ))
     });
     #[cfg(feature = "ssr")]
     let (server_zone, server_local) = match echoed_start.clone() {
@@ -292,7 +295,10 @@ fn MeetingEditor(existing: Option<Meeting>) -> impl IntoView {
         .map(|m| m.invitees.join(", "))
         .unwrap_or_default();
     let (waiting_room, allow_guests) = match &echo {
-        Some(echo) => (echo.is_checked("waiting_room"), echo.is_checked("allow_guests")),
+        Some(echo) => (
+            echo.is_checked("waiting_room"),
+            echo.is_checked("allow_guests"),
+        ),
         None => (
             existing.as_ref().is_none_or(|m| m.waiting_room),
             existing.as_ref().is_none_or(|m| m.allow_guests),

@@ -1,0 +1,178 @@
+//! The browser bundle (`/pkg`: the wasm, its JavaScript glue, the style
+//! sheet), served under an address that changes with its content, so a
+//! browser may keep it for a year without asking again.
+//!
+//! The version is a digest of the files, taken once at start-up; pages ask
+//! for `/pkg/<version>/…` (Leptos puts `site_pkg_dir` into its hydration
+//! scripts, the shell into the style sheet's link). Hashing here rather
+//! than with cargo-leptos's `hash-files` keeps the build as it is (that
+//! option makes the bundle and the server build one after the other) and
+//! the binary free of a hash file that would have to travel beside it in
+//! every deployment.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use tower::ServiceExt;
+use tower_http::services::ServeDir;
+
+/// A year: the longest lifetime caches are asked to honour.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+#[derive(Clone, Debug)]
+pub struct Bundle {
+    dir: PathBuf,
+    version: String,
+}
+
+impl Bundle {
+    /// The bundle in `site_root/pkg`, its version the digest of every file
+    /// there (names and contents, in name order). An empty or missing
+    /// directory still gets a version (`check-config` is where a missing
+    /// site is reported).
+    pub fn find(site_root: &Path) -> Self {
+        let dir = site_root.join("pkg");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.path())
+                    .filter(|path| path.is_file())
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        let mut digest = Sha256::new();
+        for file in &files {
+            if let (Some(name), Ok(bytes)) = (file.file_name(), std::fs::read(file)) {
+                digest.update(name.as_encoded_bytes());
+                digest.update((bytes.len() as u64).to_le_bytes());
+                digest.update(&bytes);
+            }
+        }
+        let version = digest
+            .finalize()
+            .iter()
+            .take(8)
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        Self { dir, version }
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The site-relative directory pages load the bundle from.
+    pub fn pkg_dir(&self) -> String {
+        format!("pkg/{}", self.version)
+    }
+
+    /// `/pkg/<version>/…`, kept for a year when the version is this one's;
+    /// another version (a page from an instance running another build, in
+    /// the middle of an upgrade) gets today's files, revalidated every
+    /// time. `/pkg/…` without a version: revalidated every time (with a
+    /// `Last-Modified` that is honoured, so a repeat visit is a bodiless
+    /// 304).
+    pub fn routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        let bundle = self.clone();
+        Router::new().route(
+            "/pkg/{*path}",
+            get(move |request: Request| {
+                let bundle = bundle.clone();
+                async move { bundle.serve(request).await }
+            }),
+        )
+    }
+
+    async fn serve(&self, mut request: Request) -> Response {
+        let path = request
+            .uri()
+            .path()
+            .strip_prefix("/pkg")
+            .unwrap_or_default()
+            .to_string();
+        let (policy, file) = match split_version(&path) {
+            Some((version, file)) if version == self.version => (IMMUTABLE, file),
+            Some((_, file)) => ("no-cache", file),
+            None => ("no-cache", path.as_str()),
+        };
+        let uri = match request.uri().query() {
+            Some(query) => format!("{file}?{query}"),
+            None => file.to_string(),
+        };
+        match uri.parse() {
+            Ok(uri) => *request.uri_mut() = uri,
+            Err(_) => return StatusCode::NOT_FOUND.into_response(),
+        }
+        let files = ServeDir::new(&self.dir)
+            .precompressed_br()
+            .precompressed_gzip();
+        match files.oneshot(request).await {
+            Ok(response) => cache_for(response.map(Body::new), policy),
+            Err(never) => match never {},
+        }
+    }
+}
+
+/// `/<version>/<file>` into its parts, when the first segment looks like a
+/// version (16 hex digits).
+fn split_version(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix('/')?;
+    let (version, _) = rest.split_once('/')?;
+    let is_version = version.len() == 16 && version.bytes().all(|b| b.is_ascii_hexdigit());
+    is_version.then(|| (version, &path[version.len() + 1..]))
+}
+
+fn cache_for(mut response: Response, policy: &'static str) -> Response {
+    let served = matches!(
+        response.status(),
+        StatusCode::OK | StatusCode::NOT_MODIFIED | StatusCode::PARTIAL_CONTENT
+    );
+    if served {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_told_from_file_names() {
+        assert_eq!(
+            split_version("/0123456789abcdef/moim.wasm"),
+            Some(("0123456789abcdef", "/moim.wasm"))
+        );
+        assert_eq!(split_version("/moim.wasm"), None);
+        assert_eq!(split_version("/not-a-version-xx/moim.js"), None);
+        assert_eq!(split_version("/0123456789abcdeg/moim.js"), None);
+    }
+
+    #[test]
+    fn the_version_follows_the_content() {
+        let site = tempfile::tempdir().unwrap();
+        let dir = site.path();
+        std::fs::create_dir_all(dir.join("pkg")).unwrap();
+        std::fs::write(dir.join("pkg/moim.js"), "one").unwrap();
+        let first = Bundle::find(dir);
+        assert_eq!(Bundle::find(dir).version(), first.version(), "stable");
+        std::fs::write(dir.join("pkg/moim.js"), "two").unwrap();
+        let second = Bundle::find(dir);
+        assert_ne!(
+            second.version(),
+            first.version(),
+            "changes with the content"
+        );
+        assert_eq!(second.version().len(), 16);
+        assert_eq!(second.pkg_dir(), format!("pkg/{}", second.version()));
+    }
+}
