@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
 # Runs moim's benchmarks against a release build and prints their tables.
-# Usage: scripts/bench.sh [fanout] [connections] [chat]   (all when none)
-# Figures, not pass/fail: see bench/src/main.rs for what each one measures.
+# Usage: scripts/bench.sh [fanout] [connections] [chat] [pages]   (all when none)
+# Figures, not pass/fail: see bench/src/main.rs for what each one measures,
+# and bench/pages/pages.mjs for `pages` (page weight and time to interactive
+# in Chromium, against the release site).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moim/target}"
+
+# `pages` runs in Chromium (Node); the others are `moim-bench`'s.
+pages=false
+rest=()
+for arg in "$@"; do
+  if [ "$arg" = pages ]; then pages=true; else rest+=("$arg"); fi
+done
+[ $# -eq 0 ] && pages=true
 
 printf '\033[1m==> building moim and the benchmarks (release)\033[0m\n' >&2
 cargo build --locked --release -p moim-server -p moim-bench >&2
@@ -18,4 +28,17 @@ fi
 
 printf '\033[1m==> machine\033[0m %s, %s CPU(s), %s\n' "$(uname -m)" "$(nproc)" \
   "$(awk '/MemTotal/ {printf "%.1f GiB RAM", $2 / 1048576}' /proc/meminfo)" >&2
-"$CARGO_TARGET_DIR/release/moim-bench" --moim "$CARGO_TARGET_DIR/release/moim" "$@"
+if [ $# -eq 0 ] || [ ${#rest[@]} -gt 0 ]; then
+  "$CARGO_TARGET_DIR/release/moim-bench" --moim "$CARGO_TARGET_DIR/release/moim" "${rest[@]}"
+fi
+
+if $pages; then
+  # The site as `scripts/run.sh` builds it (release wasm, wasm-opt), and
+  # Chromium and Playwright as the end-to-end tests have them.
+  scripts/setup.sh --test >&2
+  export PATH="${MOIM_TOOLS_DIR:-$HOME/.cache/moim/tools}/node_modules/.bin:$PATH"
+  printf '\033[1m==> building the release site\033[0m\n' >&2
+  cargo leptos build --release >&2
+  node scripts/precompress.mjs target/site/pkg
+  node bench/pages/pages.mjs "$CARGO_TARGET_DIR/release/moim" "$PWD/target/site" "${MOIM_BENCH_PAGE_RUNS:-5}"
+fi

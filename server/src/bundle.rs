@@ -28,6 +28,10 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 pub struct Bundle {
     dir: PathBuf,
     version: String,
+    /// Whether the `.br`/`.gz` copies beside the files (made at build time
+    /// by `scripts/precompress.mjs`) may be sent: none is older than the
+    /// file it stands for.
+    precompressed: bool,
 }
 
 impl Bundle {
@@ -61,7 +65,12 @@ impl Bundle {
             .take(8)
             .map(|byte| format!("{byte:02x}"))
             .collect();
-        Self { dir, version }
+        let precompressed = copies_are_current(&files);
+        Self {
+            dir,
+            version,
+            precompressed,
+        }
     }
 
     pub fn version(&self) -> &str {
@@ -110,14 +119,48 @@ impl Bundle {
             Ok(uri) => *request.uri_mut() = uri,
             Err(_) => return StatusCode::NOT_FOUND.into_response(),
         }
-        let files = ServeDir::new(&self.dir)
-            .precompressed_br()
-            .precompressed_gzip();
+        let files = ServeDir::new(&self.dir);
+        let files = if self.precompressed {
+            files.precompressed_br().precompressed_gzip()
+        } else {
+            files
+        };
         match files.oneshot(request).await {
             Ok(response) => cache_for(response.map(Body::new), policy),
             Err(never) => match never {},
         }
     }
+}
+
+/// Whether every precompressed copy (`x.wasm.br`, `x.wasm.gz`) is at least
+/// as new as its file: a copy left from an earlier build would send the
+/// old bundle under the new one's name. A stale copy turns them all off
+/// (the answer is then compressed per request), and says so.
+fn copies_are_current(files: &[PathBuf]) -> bool {
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let mut current = true;
+    for copy in files {
+        let is_copy = copy
+            .extension()
+            .is_some_and(|ext| ext == "br" || ext == "gz");
+        if !is_copy {
+            continue;
+        }
+        let original = copy.with_extension("");
+        let stale = match (modified(copy), modified(&original)) {
+            (Some(copied), Some(changed)) => copied < changed,
+            // A copy without its file is never asked for; nothing to serve.
+            _ => false,
+        };
+        if stale {
+            tracing::warn!(
+                copy = %copy.display(),
+                "a precompressed copy is older than its file; precompressed copies are not used (run the build again)"
+            );
+            current = false;
+        }
+    }
+    current
 }
 
 /// `/<version>/<file>` into its parts, when the first segment looks like a
@@ -166,6 +209,7 @@ mod tests {
         let first = Bundle::find(dir);
         assert_eq!(Bundle::find(dir).version(), first.version(), "stable");
         std::fs::write(dir.join("pkg/moim.js"), "two").unwrap();
+        assert!(first.precompressed, "no copies: nothing stale");
         let second = Bundle::find(dir);
         assert_ne!(
             second.version(),
@@ -174,5 +218,24 @@ mod tests {
         );
         assert_eq!(second.version().len(), 16);
         assert_eq!(second.pkg_dir(), format!("pkg/{}", second.version()));
+    }
+
+    #[test]
+    fn a_copy_older_than_its_file_is_never_sent() {
+        let site = tempfile::tempdir().unwrap();
+        let pkg = site.path().join("pkg");
+        std::fs::create_dir_all(&pkg).unwrap();
+        std::fs::write(pkg.join("moim.js.br"), "old compressed").unwrap();
+        std::fs::write(pkg.join("moim.js"), "new").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(pkg.join("moim.js.br"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert!(!Bundle::find(site.path()).precompressed, "stale copy");
+        std::fs::write(pkg.join("moim.js.br"), "fresh compressed").unwrap();
+        assert!(Bundle::find(site.path()).precompressed, "fresh copy");
     }
 }

@@ -425,6 +425,8 @@ async fn the_bundle_is_kept_for_a_year_under_its_version_and_pages_are_not() {
     std::fs::create_dir(site.path().join("pkg")).unwrap();
     std::fs::write(site.path().join("pkg/moim.js"), "console.log('moim');\n").unwrap();
     std::fs::write(site.path().join("pkg/moim.css"), "body { margin: 0 }\n").unwrap();
+    // Compressed at build time (scripts/precompress.mjs), after the file.
+    std::fs::write(site.path().join("pkg/moim.css.br"), "brotli bytes").unwrap();
     let mut spawn = Spawn::new(Backend::Sqlite);
     spawn.extra_args = vec!["--site-root".into(), site.path().display().to_string()];
     let app = spawn_with(spawn).await;
@@ -459,6 +461,29 @@ async fn the_bundle_is_kept_for_a_year_under_its_version_and_pages_are_not() {
         "public, max-age=31536000, immutable"
     );
     assert_eq!(script.text().await.unwrap(), "console.log('moim');\n");
+    // The build's compressed copy to a browser that takes brotli, the file
+    // itself to one that does not.
+    let css = format!("/pkg/{version}/moim.css");
+    let brotli = client
+        .get(app.url(&css))
+        .header("accept-encoding", "br, gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&brotli, "content-encoding"), "br");
+    assert_eq!(
+        header(&brotli, "cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(brotli.text().await.unwrap(), "brotli bytes");
+    let plain = client
+        .get(app.url(&css))
+        .header("accept-encoding", "identity")
+        .send()
+        .await
+        .unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(plain.text().await.unwrap(), "body { margin: 0 }\n");
     // Another version (a page from another build): today's file, asked for
     // again every time rather than kept under a name it does not match.
     let other = client
