@@ -84,10 +84,27 @@ test("what someone types before the page is interactive is still there after", a
     await held;
     await route.continue();
   });
-  await page.goto("/signin", { waitUntil: "domcontentloaded" });
-  await page.getByLabel("Username").fill("early-typist");
+  await page.goto("/signup", { waitUntil: "domcontentloaded" });
+  await page.getByLabel("Username").fill("early_typist");
+  await page.getByLabel("Display name").fill("Early Typist");
+  // Sent before the code arrived: a plain post, refused (password too
+  // short), and back on the form as typed, the reason beside the field.
+  await page.getByLabel("Password").fill("short");
+  await page.getByRole("button", { name: "Create account" }).click();
+  await page.waitForURL(/\/signup\?.*__err=/, { waitUntil: "domcontentloaded" });
+  await expect(page.locator('[data-field-error="password"]')).not.toHaveText("");
+  await expect(page.getByLabel("Username")).toHaveValue("early_typist");
+  await page.getByLabel("Display name").fill("Early Typist, again");
   await expect(page.locator("body")).not.toHaveAttribute("data-hydrated", "true");
   release();
   await hydrated(page);
-  await expect(page.getByLabel("Username")).toHaveValue("early-typist");
+  // Becoming interactive keeps both what came back and what was typed.
+  await expect(page.getByLabel("Username")).toHaveValue("early_typist");
+  await expect(page.getByLabel("Display name")).toHaveValue("Early Typist, again");
+  await expect(page.locator('[data-field-error="password"]')).not.toHaveText("");
+  // And the form now works as the page's own.
+  await page.getByLabel("Username").fill(uniqueName("early"));
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Create account" }).click();
+  await expect(page.getByTestId("viewer-name")).toHaveText("Early Typist, again");
 });
