@@ -179,16 +179,19 @@ async fn chatter(me: usize, mut socket: Socket, deadline: Instant) -> Result<Tal
     Ok(tally)
 }
 
-/// A fresh PostgreSQL database for one run, dropped afterwards.
-struct Database {
+/// A fresh PostgreSQL database for one run, dropped afterwards (also for
+/// the fan-out across instances).
+pub(crate) struct Database {
     admin: String,
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Database {
-    fn create(admin: &str) -> Result<Self, Error> {
-        let name = format!("moim_bench_{}", std::process::id());
+    pub(crate) fn create(admin: &str) -> Result<Self, Error> {
+        static CREATED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nth = CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("moim_bench_{}_{nth}", std::process::id());
         psql(admin, &format!("DROP DATABASE IF EXISTS {name}"))?;
         psql(admin, &format!("CREATE DATABASE {name}"))?;
         let base = admin

@@ -13,6 +13,11 @@
 //! arrival at each receiver), and loss. R is fixed (below what either
 //! saturates on two cores at these sizes), so the latency is that of an
 //! unsaturated server, not of a saturating-load search.
+//!
+//! Then moim as two instances sharing PostgreSQL and Redis
+//! (`MOIM_BENCH_POSTGRES_URL`, an admin URL, and `MOIM_BENCH_REDIS_URL`,
+//! default the local servers), the room's people split between them: every
+//! toggle crosses Redis to the other half. Its CPU is both instances'.
 
 use crate::server::{cpu_of, Error, Server, Socket};
 use crate::stats::{millis, percentile};
@@ -31,6 +36,8 @@ const RUN: Duration = Duration::from_secs(10);
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum System {
     Moim,
+    /// Two instances, half the room on each, fanned out through Redis.
+    MoimRedis,
     SocketIo,
 }
 
@@ -38,6 +45,7 @@ impl System {
     fn name(self) -> &'static str {
         match self {
             System::Moim => "moim",
+            System::MoimRedis => "moim x2 Redis",
             System::SocketIo => "Socket.IO 4.8",
         }
     }
@@ -50,7 +58,9 @@ impl System {
             hand: false,
         };
         Ok(match self {
-            System::Moim => serde_json::to_string(&ClientMessage::Media { media })?,
+            System::Moim | System::MoimRedis => {
+                serde_json::to_string(&ClientMessage::Media { media })?
+            }
             System::SocketIo => format!("42{}", serde_json::to_string(&("media", media))?),
         })
     }
@@ -58,7 +68,7 @@ impl System {
     /// Whose toggle a frame carries, if it is one.
     fn delivery(self, text: &str) -> Option<String> {
         match self {
-            System::Moim => match serde_json::from_str::<ServerMessage>(text) {
+            System::Moim | System::MoimRedis => match serde_json::from_str::<ServerMessage>(text) {
                 Ok(ServerMessage::PeerUpdated { peer }) => Some(peer.peer_id.into_string()),
                 _ => None,
             },
@@ -87,11 +97,28 @@ type LastSent = Arc<Mutex<HashMap<String, Instant>>>;
 
 pub async fn run(moim: &str) -> Result<(), Error> {
     let mut figures = Vec::new();
+    // The shared database two instances need; without it (no psql, no
+    // server) the Redis rows are left out and the reason printed.
+    let admin = std::env::var("MOIM_BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    let redis = std::env::var("MOIM_BENCH_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+    let database = crate::chat::Database::create(&admin);
     for size in SIZES {
         eprintln!("fanout: moim, {size} in a room…");
         figures.push(measure_moim(moim, size).await?);
         eprintln!("fanout: Socket.IO, {size} in a room…");
         figures.push(measure_socketio(size).await?);
+        match &database {
+            Ok(database) => {
+                eprintln!("fanout: two moim instances through Redis ({redis}), {size} in a room…");
+                match measure_moim_redis(moim, size, &database.url, &redis).await {
+                    Ok(figure) => figures.push(figure),
+                    Err(err) => eprintln!("fanout: moim x2 Redis left out: {err}"),
+                }
+            }
+            Err(err) => eprintln!("fanout: moim x2 Redis left out (no database at {admin}): {err}"),
+        }
     }
     println!();
     println!(
@@ -133,6 +160,15 @@ pub async fn run(moim: &str) -> Result<(), Error> {
                 m / s
             );
         }
+        if let (Some(m), Some(r)) = (
+            per_cpu.get(&("moim", size)),
+            per_cpu.get(&("moim x2 Redis", size)),
+        ) {
+            println!(
+                "room of {size}: two instances through Redis deliver {:.0}% of one instance's deliveries per CPU-second (goal >= 50%)",
+                r / m * 100.0
+            );
+        }
     }
     Ok(())
 }
@@ -149,7 +185,31 @@ async fn measure_moim(moim: &str, size: usize) -> Result<Figure, Error> {
         guest.enter(&code).await?;
         people.push(guest.join_call_as(&code).await?);
     }
-    drive(System::Moim, people, server.pid()).await
+    drive(System::Moim, people, &[server.pid()]).await
+}
+
+async fn measure_moim_redis(
+    moim: &str,
+    size: usize,
+    database_url: &str,
+    redis_url: &str,
+) -> Result<Figure, Error> {
+    let env = [("DATABASE_URL", database_url), ("REDIS_URL", redis_url)];
+    let first = Server::start_with(moim, &env).await?;
+    let second = Server::start_with(moim, &env).await?;
+    let host = first.browser()?;
+    // One database for every room size: a new host each time.
+    host.sign_up(&format!("benchhost{size}")).await?;
+    let code = host.open_meeting("Fan-out across instances").await?;
+    let mut people = Vec::new();
+    for i in 0..size {
+        let server = if i % 2 == 0 { &first } else { &second };
+        let guest = server.browser()?;
+        guest.guest(&format!("Guest {i}")).await?;
+        guest.enter(&code).await?;
+        people.push(guest.join_call_as(&code).await?);
+    }
+    drive(System::MoimRedis, people, &[first.pid(), second.pid()]).await
 }
 
 async fn measure_socketio(size: usize) -> Result<Figure, Error> {
@@ -158,16 +218,22 @@ async fn measure_socketio(size: usize) -> Result<Figure, Error> {
     for _ in 0..size {
         people.push(node.connect().await?);
     }
-    drive(System::SocketIo, people, node.child.id()).await
+    drive(System::SocketIo, people, &[node.child.id()]).await
 }
 
-/// Runs the load on connected people and measures the server `pid`.
-async fn drive(system: System, people: Vec<(Socket, String)>, pid: u32) -> Result<Figure, Error> {
+/// Runs the load on connected people and measures the server processes
+/// `pids` (their CPU summed).
+async fn drive(
+    system: System,
+    people: Vec<(Socket, String)>,
+    pids: &[u32],
+) -> Result<Figure, Error> {
+    let cpu_of_all = || -> Result<Duration, Error> { pids.iter().map(|pid| cpu_of(*pid)).sum() };
     let size = people.len();
     let last_sent: LastSent = Arc::default();
     // Let the joins' own messages pass before measuring.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let cpu_before = cpu_of(pid)?;
+    let cpu_before = cpu_of_all()?;
     let start = Instant::now() + Duration::from_millis(100);
     let tasks: Vec<_> = people
         .into_iter()
@@ -199,7 +265,7 @@ async fn drive(system: System, people: Vec<(Socket, String)>, pid: u32) -> Resul
         figure.delivered += delivered;
         figure.latencies.extend(latencies);
     }
-    figure.cpu = cpu_of(pid)?.saturating_sub(cpu_before);
+    figure.cpu = cpu_of_all()?.saturating_sub(cpu_before);
     Ok(figure)
 }
 

@@ -111,6 +111,21 @@ impl Bundle {
             Some((_, file)) => ("no-cache", file),
             None => ("no-cache", path.as_str()),
         };
+        // This build's files are named by their digest, so it can stand as
+        // their validator (weak: the brotli, gzip and plain answers are the
+        // same file). A browser revalidating anyway (a forced reload) gets
+        // a bodiless 304. Files without a version keep `Last-Modified`
+        // only: they may be rebuilt under a running server.
+        let etag = (policy == IMMUTABLE)
+            .then(|| HeaderValue::from_str(&format!("W/\"{}{}\"", self.version, file)).ok())
+            .flatten();
+        if let Some(etag) = &etag {
+            if if_none_match_has(&request, etag) {
+                let mut unchanged = StatusCode::NOT_MODIFIED.into_response();
+                unchanged.headers_mut().insert(header::ETAG, etag.clone());
+                return cache_for(unchanged, policy);
+            }
+        }
         let uri = match request.uri().query() {
             Some(query) => format!("{file}?{query}"),
             None => file.to_string(),
@@ -125,11 +140,33 @@ impl Bundle {
         } else {
             files
         };
-        match files.oneshot(request).await {
+        let mut response = match files.oneshot(request).await {
             Ok(response) => cache_for(response.map(Body::new), policy),
             Err(never) => match never {},
+        };
+        if let Some(etag) = etag {
+            if response.status() == StatusCode::OK {
+                response.headers_mut().insert(header::ETAG, etag);
+            }
         }
+        response
     }
+}
+
+/// Whether `If-None-Match` names `etag` (or is `*`), compared weakly as
+/// RFC 9110 asks for this header.
+fn if_none_match_has(request: &Request, etag: &HeaderValue) -> bool {
+    let Ok(ours) = etag.to_str() else {
+        return false;
+    };
+    let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_string();
+    request
+        .headers()
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|tag| tag.trim() == "*" || opaque(tag) == opaque(ours))
 }
 
 /// Whether every precompressed copy (`x.wasm.br`, `x.wasm.gz`) is at least
@@ -237,5 +274,35 @@ mod tests {
         assert!(!Bundle::find(site.path()).precompressed, "stale copy");
         std::fs::write(pkg.join("moim.js.br"), "fresh compressed").unwrap();
         assert!(Bundle::find(site.path()).precompressed, "fresh copy");
+    }
+
+    #[test]
+    fn if_none_match_is_compared_weakly_and_in_lists() {
+        let ours = HeaderValue::from_static("W/\"0123456789abcdef/moim.js\"");
+        let asking = |value: &str| {
+            axum::http::Request::builder()
+                .header(header::IF_NONE_MATCH, value)
+                .body(Body::empty())
+                .unwrap()
+        };
+        assert!(if_none_match_has(
+            &asking("W/\"0123456789abcdef/moim.js\""),
+            &ours
+        ));
+        assert!(if_none_match_has(
+            &asking("\"0123456789abcdef/moim.js\""),
+            &ours
+        ));
+        assert!(if_none_match_has(
+            &asking("\"x\", W/\"0123456789abcdef/moim.js\""),
+            &ours
+        ));
+        assert!(if_none_match_has(&asking("*"), &ours));
+        assert!(!if_none_match_has(
+            &asking("W/\"0123456789abcdef/moim.css\""),
+            &ours
+        ));
+        let none = axum::http::Request::builder().body(Body::empty()).unwrap();
+        assert!(!if_none_match_has(&none, &ours));
     }
 }

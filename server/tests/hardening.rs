@@ -460,7 +460,28 @@ async fn the_bundle_is_kept_for_a_year_under_its_version_and_pages_are_not() {
         header(&script, "cache-control"),
         "public, max-age=31536000, immutable"
     );
+    let etag = header(&script, "etag");
+    assert!(etag.starts_with("W/\"") && etag.contains(version), "{etag}");
     assert_eq!(script.text().await.unwrap(), "console.log('moim');\n");
+    // A forced reload revalidates: unchanged, no body.
+    let reload = client
+        .get(app.url(&format!("/pkg/{version}/moim.js")))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 304);
+    assert_eq!(header(&reload, "etag"), etag);
+    assert!(reload.text().await.unwrap().is_empty());
+    // Another file's tag is not this one's.
+    let css_tag = client
+        .get(app.url(&format!("/pkg/{version}/moim.css")))
+        .header("if-none-match", &etag)
+        .header("accept-encoding", "identity")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css_tag.status(), 200);
     // The build's compressed copy to a browser that takes brotli, the file
     // itself to one that does not.
     let css = format!("/pkg/{version}/moim.css");
