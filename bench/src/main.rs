@@ -3,6 +3,9 @@
 //! SQLite database, drives it the way browsers do, and prints a table.
 //!
 //! Benchmarks (pick with arguments; all when none):
+//! - `fanout`: signaling fan-out in one room, moim against Socket.IO 4.8,
+//!   and moim as two instances through Redis (see `fanout.rs`).
+//! - `chat`: chat stored and delivered per second on SQLite and PostgreSQL.
 //! - `connections`: server memory per idle joined call socket (RSS delta of
 //!   the server process divided by the sockets), for 1,000 and 5,000
 //!   sockets in rooms of 50, and one room of 50 against 50 rooms of 1.
