@@ -151,15 +151,24 @@ pub fn set_error_status(err: &ApiError) {
 /// (Calls from the page's code ask for JSON.)
 #[cfg(feature = "ssr")]
 pub fn is_plain_form_post() -> bool {
-    leptos::prelude::use_context::<http::request::Parts>().is_some_and(|parts| {
-        parts.method == http::Method::POST
-            && parts.uri.path().starts_with("/api/")
-            && parts
-                .headers
-                .get(http::header::ACCEPT)
-                .and_then(|accept| accept.to_str().ok())
-                .is_some_and(|accept| accept.contains("text/html"))
-    })
+    leptos::prelude::use_context::<http::request::Parts>()
+        .is_some_and(|parts| is_plain_form_post_to(&parts.method, &parts.uri, &parts.headers))
+}
+
+/// The same question about any request (the server's form layer asks it
+/// before the request reaches the framework).
+#[cfg(feature = "ssr")]
+pub fn is_plain_form_post_to(
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+) -> bool {
+    method == http::Method::POST
+        && uri.path().starts_with("/api/")
+        && headers
+            .get(http::header::ACCEPT)
+            .and_then(|accept| accept.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"))
 }
 
 impl FromServerFnError for ApiError {

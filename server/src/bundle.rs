@@ -26,12 +26,10 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 #[derive(Clone, Debug)]
 pub struct Bundle {
-    dir: PathBuf,
+    /// The directory's files, with the precompressed copies when they may
+    /// be sent (built once: every request for the bundle goes through it).
+    files: ServeDir,
     version: String,
-    /// Whether the `.br`/`.gz` copies beside the files (made at build time
-    /// by `scripts/precompress.mjs`) may be sent: none is older than the
-    /// file it stands for.
-    precompressed: bool,
 }
 
 impl Bundle {
@@ -65,12 +63,17 @@ impl Bundle {
             .take(8)
             .map(|byte| format!("{byte:02x}"))
             .collect();
+        // The `.br`/`.gz` copies (made at build time by
+        // `scripts/precompress.mjs`) are sent only while none is older than
+        // the file it stands for.
         let precompressed = copies_are_current(&files);
-        Self {
-            dir,
-            version,
-            precompressed,
-        }
+        let files = ServeDir::new(&dir);
+        let files = if precompressed {
+            files.precompressed_br().precompressed_gzip()
+        } else {
+            files
+        };
+        Self { files, version }
     }
 
     pub fn version(&self) -> &str {
@@ -134,13 +137,7 @@ impl Bundle {
             Ok(uri) => *request.uri_mut() = uri,
             Err(_) => return StatusCode::NOT_FOUND.into_response(),
         }
-        let files = ServeDir::new(&self.dir);
-        let files = if self.precompressed {
-            files.precompressed_br().precompressed_gzip()
-        } else {
-            files
-        };
-        let mut response = match files.oneshot(request).await {
+        let mut response = match self.files.clone().oneshot(request).await {
             Ok(response) => cache_for(response.map(Body::new), policy),
             Err(never) => match never {},
         };
@@ -246,7 +243,10 @@ mod tests {
         let first = Bundle::find(dir);
         assert_eq!(Bundle::find(dir).version(), first.version(), "stable");
         std::fs::write(dir.join("pkg/moim.js"), "two").unwrap();
-        assert!(first.precompressed, "no copies: nothing stale");
+        assert!(
+            copies_are_current(&[dir.join("pkg/moim.js")]),
+            "no copies: nothing stale"
+        );
         let second = Bundle::find(dir);
         assert_ne!(
             second.version(),
@@ -271,9 +271,10 @@ mod tests {
             .unwrap()
             .set_modified(old)
             .unwrap();
-        assert!(!Bundle::find(site.path()).precompressed, "stale copy");
+        let files = [pkg.join("moim.js"), pkg.join("moim.js.br")];
+        assert!(!copies_are_current(&files), "stale copy");
         std::fs::write(pkg.join("moim.js.br"), "fresh compressed").unwrap();
-        assert!(Bundle::find(site.path()).precompressed, "fresh copy");
+        assert!(copies_are_current(&files), "fresh copy");
     }
 
     #[test]

@@ -56,20 +56,15 @@ pub async fn keep_refused_forms(
     next.run(request).await
 }
 
-/// A server function posted by a plain `<form>`: a browser navigation that
-/// asks for HTML, with the form's usual encoding.
+/// A server function posted by a plain `<form>` (the framework's own
+/// test), with the form's usual encoding: the fields can be read.
 fn is_plain_form_post(request: &Request) -> bool {
-    let header_has = |name: header::HeaderName, wanted: &str| {
-        request
+    app::error::is_plain_form_post_to(request.method(), request.uri(), request.headers())
+        && request
             .headers()
-            .get(name)
+            .get(header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.contains(wanted))
-    };
-    request.method() == Method::POST
-        && request.uri().path().starts_with("/api/")
-        && header_has(header::ACCEPT, "text/html")
-        && header_has(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .is_some_and(|value| value.contains("application/x-www-form-urlencoded"))
 }
 
 /// The framework's answer to a refused plain post: back to the form, with

@@ -659,6 +659,15 @@ async fn client_throttling_follows_trusted_proxies_only() {
     );
 }
 
+/// The stored data of the app's one session.
+async fn the_only_session(app: &common::TestApp) -> String {
+    let (data,): (String,) = sqlx::query_as("SELECT data FROM sessions")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    data
+}
+
 /// A plain form post (before the page is interactive, or JavaScript off)
 /// that is refused comes back to the form filled in as it was sent, once,
 /// and the password is kept nowhere: not in the page, not in the session.
@@ -690,10 +699,7 @@ async fn a_refused_plain_post_comes_back_filled_in_without_the_password() {
         "typed values stay out of the address: {back}"
     );
 
-    let (stored,): (String,) = sqlx::query_as("SELECT data FROM sessions")
-        .fetch_one(&app.state.db)
-        .await
-        .unwrap();
+    let stored = the_only_session(&app).await;
     assert!(
         stored.contains("dora_plain"),
         "the typed username is kept: {stored}"
@@ -737,10 +743,7 @@ async fn a_refused_plain_post_comes_back_filled_in_without_the_password() {
         .await
         .unwrap();
     assert!(!again.contains(r#"value="dora_plain""#), "shown only once");
-    let (left,): (String,) = sqlx::query_as("SELECT data FROM sessions")
-        .fetch_one(&app.state.db)
-        .await
-        .unwrap();
+    let left = the_only_session(&app).await;
     assert!(
         !left.contains("dora_plain"),
         "taken out of the session: {left}"
