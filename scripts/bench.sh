@@ -33,8 +33,10 @@ if [ $# -eq 0 ] || [ ${#rest[@]} -gt 0 ]; then
 fi
 
 if $pages; then
-  # The site as `scripts/run.sh` builds it (release wasm, wasm-opt), and
-  # Chromium and Playwright as the end-to-end tests have them.
+  # The site as `scripts/run.sh` builds it (release wasm, wasm-opt: only
+  # `--run` installs it), and Chromium and Playwright as the end-to-end
+  # tests have them.
+  scripts/setup.sh --run >&2
   scripts/setup.sh --test >&2
   export PATH="${MOIM_TOOLS_DIR:-$HOME/.cache/moim/tools}/node_modules/.bin:$PATH"
   printf '\033[1m==> building the release site\033[0m\n' >&2
