@@ -29,6 +29,9 @@ use tokio::sync::broadcast;
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// How long a new connection may take to send `join`.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// At most this many waiting room events are handled before the frames
+/// they made are flushed (and the socket read again).
+const EVENT_BATCH: usize = 64;
 
 type Sink = SplitSink<WebSocket, Message>;
 type Stream = SplitStream<WebSocket>;
@@ -45,6 +48,7 @@ pub async fn run(
         sink,
         write_timeout: state.rooms.settings.write_timeout,
         broken: false,
+        unflushed: false,
         metrics: state.app.metrics.clone(),
     };
     // Subscribed from the first moment, so a removal, an end or a rights
@@ -171,6 +175,26 @@ impl Pump<'_> {
                 Some(signal) = from_media_server(&mut self.media_server) => Input::FromMediaServer(signal),
             };
             self.drive(input).await;
+            // Room events already waiting are handled now and their frames
+            // go out in one write: in a busy room a connection wakes once
+            // for many deliveries instead of once (and one syscall) each.
+            for _ in 0..EVENT_BATCH {
+                if self.session.is_over() {
+                    break;
+                }
+                let input = match events.try_recv() {
+                    Ok(event) => Input::Event(event),
+                    Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                        Input::FellBehind(missed)
+                    }
+                    Err(_) => break,
+                };
+                self.drive(input).await;
+            }
+            if self.wire.flush().await.is_err() && !self.session.is_over() {
+                self.wire.broken = false;
+                self.drive(Input::SocketGone).await;
+            }
         }
     }
 
@@ -537,6 +561,21 @@ fn is_capacity_error(err: axum::Error) -> bool {
         .is_ok_and(|err| matches!(*err, tungstenite::Error::Capacity(_)))
 }
 
+/// One step of writing to the socket, given at most `timeout`.
+async fn bounded(
+    timeout: Duration,
+    step: impl std::future::Future<Output = Result<(), axum::Error>>,
+) -> Result<(), ()> {
+    match tokio::time::timeout(timeout, step).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(()),
+        Err(_) => {
+            tracing::info!("a client stopped reading; dropping its connection");
+            Err(())
+        }
+    }
+}
+
 /// The socket's sending half, with a bounded time for every write.
 struct Wire {
     sink: Sink,
@@ -544,27 +583,37 @@ struct Wire {
     write_timeout: Duration,
     /// A write failed: the rest are skipped and the session is told.
     broken: bool,
+    /// Frames were queued since the last flush.
+    unflushed: bool,
     /// Counts messages sent and closes by code.
     metrics: domain::metrics::Metrics,
 }
 
 impl Wire {
-    /// Writes one frame, giving up after `write_timeout`: a client that
-    /// stops reading must not pin this task and its buffers forever.
+    /// Queues one frame; the pump flushes after each batch of inputs (see
+    /// `flush`). Gives up after `write_timeout`: a client that stops
+    /// reading must not pin this task and its buffers forever.
     async fn write(&mut self, frame: Message) -> Result<(), ()> {
         if self.broken {
             return Err(());
         }
-        let written = match tokio::time::timeout(self.write_timeout, self.sink.send(frame)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(()),
-            Err(_) => {
-                tracing::info!("a client stopped reading; dropping its connection");
-                Err(())
-            }
-        };
-        self.broken = written.is_err();
-        written
+        let queued = bounded(self.write_timeout, self.sink.feed(frame)).await;
+        self.unflushed |= queued.is_ok();
+        self.broken = queued.is_err();
+        queued
+    }
+
+    /// Sends what `write` queued, in as few writes to the socket as fit.
+    async fn flush(&mut self) -> Result<(), ()> {
+        if self.broken {
+            return Err(());
+        }
+        if !std::mem::take(&mut self.unflushed) {
+            return Ok(());
+        }
+        let flushed = bounded(self.write_timeout, self.sink.flush()).await;
+        self.broken = flushed.is_err();
+        flushed
     }
 
     async fn send(&mut self, message: &ServerMessage) -> Result<(), ()> {

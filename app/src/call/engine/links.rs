@@ -92,7 +92,15 @@ impl Call {
         let id = peer_id.to_string();
         set_timeout(
             move || {
-                let Some(link) = Call::from_weak(&weak).and_then(|c| c.link(&id)) else {
+                let Some(call) = Call::from_weak(&weak) else {
+                    return;
+                };
+                // Through the media server the link only lingers (see
+                // `on_ice_state`).
+                if call.media_path() == crate::protocol::MediaPath::Server {
+                    return;
+                }
+                let Some(link) = call.link(&id) else {
                     return;
                 };
                 if matches!(
@@ -248,7 +256,17 @@ impl Call {
 
     /// Perfect negotiation, receiving side.
     pub(super) fn on_signal(&self, from: PeerId, signal: Signal) {
-        let Some(link) = self.ensure_link(&from, false) else {
+        // Through the media server no new direct link is wanted: a signal
+        // of someone this page has no link with (their link's restart
+        // while both leave it) would only open one nobody closes. (On the
+        // way back to direct the change reaches this page before anyone's
+        // offer: both come through the same room, in order.)
+        let link = if self.media_path() == crate::protocol::MediaPath::Server {
+            self.link(&from)
+        } else {
+            self.ensure_link(&from, false)
+        };
+        let Some(link) = link else {
             return;
         };
         let call = self.clone();
@@ -313,6 +331,13 @@ impl Call {
         let Some(link) = self.link(peer_id) else {
             return;
         };
+        // Through the media server a direct link only lingers while the
+        // room moves: it is never restarted, and once the server shows its
+        // peer its end (they closed theirs) is no news either.
+        let lingering = self.media_path() == crate::protocol::MediaPath::Server;
+        if lingering && self.shown_by_server(peer_id) {
+            return;
+        }
         let state = link.pc.ice_connection_state();
         let shown = match state {
             RtcIceConnectionState::Connected | RtcIceConnectionState::Completed => {
@@ -320,6 +345,9 @@ impl Call {
                     timer.clear();
                 }
                 LinkState::Connected
+            }
+            RtcIceConnectionState::Failed | RtcIceConnectionState::Disconnected if lingering => {
+                LinkState::Reconnecting
             }
             RtcIceConnectionState::Failed => {
                 restart_ice(&link.pc);

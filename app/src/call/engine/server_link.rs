@@ -33,6 +33,9 @@ pub(super) struct ServerMedia {
     decoded: RefCell<std::collections::HashSet<String>>,
     /// Looks for decoded frames while the room moves.
     switch_timer: RefCell<Option<IntervalHandle>>,
+    /// When the grace of the last move ends (ms, `now()`): until then the
+    /// old path stays up for the others' sake.
+    switch_until: Cell<f64>,
 }
 
 /// How often a moving room looks for the new path's first frames.
@@ -41,9 +44,13 @@ const SWITCH_POLL: Duration = Duration::from_millis(200);
 /// How long a broken media-server connection waits before starting over.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
 
-/// How long a move between direct and server media may keep both
-/// connections before the old one closes anyway.
-const SWITCH_GRACE: Duration = Duration::from_secs(8);
+/// How long a move between direct and server media keeps both
+/// connections. Tiles change over as soon as the new path decodes, but the
+/// old connection stays this long whatever happens here: the others may
+/// still be showing this page's video through it (their new path can be
+/// seconds behind ours), so closing it at our own change-over would stall
+/// their tile of us.
+const SWITCH_GRACE: Duration = Duration::from_secs(10);
 
 impl Call {
     pub(super) fn media_path(&self) -> MediaPath {
@@ -132,13 +139,23 @@ impl Call {
         }
     }
 
+    /// Whether `peer_id`'s tile shows the media server's stream.
+    pub(super) fn shown_by_server(&self, peer_id: &str) -> bool {
+        self.0.server.shown.borrow().contains(peer_id)
+    }
+
     pub(super) fn server_link_active(&self) -> bool {
         self.0.server.link.borrow().is_some()
     }
 
-    /// The room moved to the media server: connect to it, keep the
-    /// direct links until it shows everyone (or the grace is over).
+    /// The room moved to the media server: connect to it, show each
+    /// person through it once their video decodes, and keep the direct
+    /// links until the grace is over.
     pub(super) fn move_to_server(&self) {
+        self.0
+            .server
+            .switch_until
+            .set(now() + SWITCH_GRACE.as_millis() as f64);
         self.start_server_link();
         self.poll_switch();
         let weak = self.weak();
@@ -156,12 +173,17 @@ impl Call {
     }
 
     /// The room went back to direct: connect to everyone (the side that
-    /// would yield in a clash waits for the other's offer), keep the media
-    /// server until every direct link shows video (or the grace is over).
+    /// would yield in a clash waits for the other's offer), show each
+    /// person through their direct link once it decodes, and keep the media
+    /// server until the grace is over.
     pub(super) fn move_to_direct(&self) {
         let Some(me) = self.0.me.borrow().clone() else {
             return;
         };
+        self.0
+            .server
+            .switch_until
+            .set(now() + SWITCH_GRACE.as_millis() as f64);
         for peer in self.view().peers.get_untracked() {
             self.ensure_link(&peer.peer_id, !decide::is_polite(&me, &peer.peer_id));
         }
@@ -277,13 +299,10 @@ impl Call {
         });
         self.0.server.shown.borrow_mut().remove(peer_id);
         self.view().media_epoch.update(|e| *e += 1);
-        if self.0.server.shown.borrow().is_empty() {
-            self.leave_server_for_direct();
-        }
     }
 
-    /// Every tile shows a direct link (or the grace is over): the media
-    /// server connection closes, and the server hears it.
+    /// The grace of a move back to direct is over: the media server
+    /// connection closes, and the server hears it.
     fn leave_server_for_direct(&self) {
         if !self.server_link_active() {
             return;
@@ -436,6 +455,10 @@ impl Call {
             RtcIceConnectionState::Disconnected => LinkState::Reconnecting,
             _ => return,
         };
+        // On the way back to direct the tiles show the direct links' state.
+        if self.media_path() == MediaPath::Direct {
+            return;
+        }
         self.show_server_state(shown);
     }
 
@@ -463,7 +486,8 @@ impl Call {
     /// Puts each received live track in its sender's stream, so tiles find
     /// it under the sender's peer id. A peer still shown through a direct
     /// link (the room is moving to the server) changes over only once the
-    /// server's video of it flows; when everyone has, the direct links go.
+    /// server's video of it flows; the direct links themselves go when
+    /// everyone has and the move's grace is over (see `SWITCH_GRACE`).
     pub(super) fn assign_server_tracks(&self) {
         if !self.server_link_active() {
             return;
@@ -488,6 +512,11 @@ impl Call {
             let stream = if shown_by_server {
                 self.0.streams.with_value(|s| s.get(&peer.peer_id).cloned())
             } else {
+                // Back to direct: the server link only lingers for the
+                // others' sake and takes no tile back.
+                if self.media_path() == MediaPath::Direct {
+                    continue;
+                }
                 let direct = self.0.mesh.links.borrow().contains_key(&peer.peer_id);
                 let flowing = video
                     .as_ref()
@@ -532,12 +561,17 @@ impl Call {
         if changed {
             self.view().media_epoch.update(|e| *e += 1);
         }
-        // Everyone shows through the server: the direct links can go.
+        // Everyone shows through the server and no move of this page's is
+        // in its grace (direct links a newcomer got from people still
+        // moving, say): the direct links can go.
         let all_moved = {
             let shown = self.0.server.shown.borrow();
             peers.iter().all(|p| shown.contains(&p.peer_id))
         };
-        if all_moved && !self.0.mesh.links.borrow().is_empty() {
+        if all_moved
+            && !self.0.mesh.links.borrow().is_empty()
+            && now() >= self.0.server.switch_until.get()
+        {
             self.drop_all_links();
         }
     }
