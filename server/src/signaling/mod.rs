@@ -30,6 +30,9 @@ pub use state::{Credentials, SignalingState};
 
 /// The initial read buffer of a call socket.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// How much a call socket's written frames may collect before they go out
+/// without waiting for the flush at the end of a batch.
+const WRITE_BATCH_BYTES: usize = 16 * 1024;
 
 pub async fn upgrade(
     State(state): State<SignalingState>,
@@ -85,9 +88,12 @@ pub async fn upgrade(
         // anyway. 4 KiB here took an idle joined socket from ~140 KiB to
         // the figure `scripts/bench.sh connections` prints.
         .read_buffer_size(READ_BUFFER_BYTES)
-        // Writes go out at once (every send is flushed with a deadline);
-        // the bound keeps a stuck client from growing the queue.
-        .write_buffer_size(0)
+        // Frames collect until the pump flushes after a batch of room
+        // events (see `connection::EVENT_BATCH`), so a busy room costs one
+        // socket write per batch rather than per frame; past this size they
+        // go out at once. Every flush has a deadline, and the bound keeps a
+        // stuck client from growing the queue.
+        .write_buffer_size(WRITE_BATCH_BYTES)
         .max_write_buffer_size(MAX_MESSAGE_BYTES * 8)
         .on_upgrade(move |socket| async move {
             connection::run(socket, state, caller, credentials).await;
