@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
 # Runs moim's benchmarks against a release build and prints their tables.
-# Usage: scripts/bench.sh [fanout] [connections] [chat] [pages]   (all when none)
+# Usage: scripts/bench.sh [fanout] [connections] [chat] [pages] [join]   (all when none)
 # Figures, not pass/fail: see bench/src/main.rs for what each one measures,
-# and bench/pages/pages.mjs for `pages` (page weight and time to interactive
-# in Chromium, against the release site).
+# bench/pages/pages.mjs for `pages` (page weight and time to interactive
+# in Chromium, against the release site) and bench/join/join.mjs for `join`
+# (click on "Join now" to the first remote video frame, 1:1 mesh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moim/target}"
 
-# `pages` runs in Chromium (Node); the others are `moim-bench`'s.
+# `pages` and `join` run in Chromium (Node); the others are `moim-bench`'s.
 pages=false
+joins=false
 rest=()
 for arg in "$@"; do
-  if [ "$arg" = pages ]; then pages=true; else rest+=("$arg"); fi
+  case "$arg" in
+    pages) pages=true ;;
+    join) joins=true ;;
+    *) rest+=("$arg") ;;
+  esac
 done
-[ $# -eq 0 ] && pages=true
+[ $# -eq 0 ] && pages=true && joins=true
 
 printf '\033[1m==> building moim and the benchmarks (release)\033[0m\n' >&2
 cargo build --locked --release -p moim-server -p moim-bench >&2
@@ -32,7 +38,7 @@ if [ $# -eq 0 ] || [ ${#rest[@]} -gt 0 ]; then
   "$CARGO_TARGET_DIR/release/moim-bench" --moim "$CARGO_TARGET_DIR/release/moim" "${rest[@]}"
 fi
 
-if $pages; then
+if $pages || $joins; then
   # The site as `scripts/run.sh` builds it (release wasm, wasm-opt: only
   # `--run` installs it), and Chromium and Playwright as the end-to-end
   # tests have them.
@@ -42,5 +48,10 @@ if $pages; then
   printf '\033[1m==> building the release site\033[0m\n' >&2
   cargo leptos build --release >&2
   node scripts/precompress.mjs target/site/pkg
-  node bench/pages/pages.mjs "$CARGO_TARGET_DIR/release/moim" "$PWD/target/site" "${MOIM_BENCH_PAGE_RUNS:-5}"
+  if $pages; then
+    node bench/pages/pages.mjs "$CARGO_TARGET_DIR/release/moim" "$PWD/target/site" "${MOIM_BENCH_PAGE_RUNS:-5}"
+  fi
+  if $joins; then
+    node bench/join/join.mjs "$CARGO_TARGET_DIR/release/moim" "$PWD/target/site" "${MOIM_BENCH_JOINS:-20}"
+  fi
 fi

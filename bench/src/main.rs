@@ -9,6 +9,10 @@
 //! - `connections`: server memory per idle joined call socket (RSS delta of
 //!   the server process divided by the sockets), for 1,000 and 5,000
 //!   sockets in rooms of 50, and one room of 50 against 50 rooms of 1.
+//!
+//! In Chromium (Node scripts `scripts/bench.sh` runs against the release
+//! site): `pages` (bench/pages/pages.mjs: page weight, time to hydrated)
+//! and `join` (bench/join/join.mjs: "Join now" to the first remote frame).
 
 mod chat;
 mod connections;

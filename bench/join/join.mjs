@@ -1,0 +1,162 @@
+// Join time, in Chromium with fake devices (`scripts/bench.sh join`).
+//
+// A host waits in a 1:1 mesh call; a second person, on the lobby page
+// (hydrated, camera preview up), clicks "Join now". Measured: the time from
+// that click to the first video frame of the host painted in the joiner's
+// call (requestVideoFrameCallback on the remote tile), over N joins (each
+// in a fresh browser context, leaving the call after). Printed: p50, p90,
+// min and max, and the same split at the moment the call page is live
+// (signaling joined) so the media part is visible on its own.
+//
+// Usage: node bench/join/join.mjs MOIM_BINARY SITE_ROOT [joins]
+
+import { spawn } from "node:child_process";
+import { createRequire } from "node:module";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createServer } from "node:net";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const require = createRequire(join(here, "../../end2end/package.json"));
+const { chromium } = require("@playwright/test");
+
+const [moim, siteRoot, joinsArg] = process.argv.slice(2);
+if (!moim || !siteRoot) {
+  console.error("usage: node bench/join/join.mjs MOIM_BINARY SITE_ROOT [joins]");
+  process.exit(2);
+}
+const JOINS = Number(joinsArg ?? 20);
+const PASSWORD = "a long enough password";
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+    server.on("error", reject);
+  });
+}
+
+async function startMoim() {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const dataDir = mkdtempSync(join(tmpdir(), "moim-bench-join-"));
+  const child = spawn(
+    moim,
+    ["--listen", `127.0.0.1:${port}`, "--public-url", base, "--data-dir", dataDir, "--site-root", siteRoot, "--log", "warn"],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
+  for (let i = 0; i < 200; i++) {
+    try {
+      const response = await fetch(`${base}/readyz`);
+      if (response.ok) return { base, stop: () => { child.kill(); rmSync(dataDir, { recursive: true, force: true }); } };
+    } catch {}
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  child.kill();
+  throw new Error("moim did not become ready");
+}
+
+/**
+ * Bench instrumentation: stamps (wall clock, shared with Node) the first
+ * frame any remote tile's video paints, and the moment the call is live.
+ */
+const STAMP_FIRST_FRAME = () => {
+  const w = window;
+  const watch = () => {
+    const call = document.querySelector('[data-testid="call"][data-phase="live"]');
+    if (call && !w.__liveAt) w.__liveAt = Date.now();
+    const video = document.querySelector('[data-testid="tile"][data-local="false"] video');
+    if (video && !video.__watched && "requestVideoFrameCallback" in video) {
+      video.__watched = true;
+      video.requestVideoFrameCallback(() => {
+        w.__firstFrameAt ??= Date.now();
+      });
+    }
+    if (!w.__firstFrameAt) setTimeout(watch, 5);
+  };
+  watch();
+};
+
+async function signUp(context, base, name) {
+  const page = await context.newPage();
+  await page.goto(`${base}/`);
+  const response = await page.request.post(`${base}/api/sign_up`, {
+    headers: { origin: base },
+    form: { username: name, display_name: name, email: "", password: PASSWORD },
+  });
+  if (response.status() !== 200) throw new Error(`sign-up failed: ${response.status()}`);
+  return page;
+}
+
+const percentile = (values, p) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+};
+
+const server = await startMoim();
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"],
+});
+try {
+  const stamp = Date.now().toString(36);
+  const hostContext = await browser.newContext();
+  const host = await signUp(hostContext, server.base, `host${stamp}`);
+  const guestName = `guest${stamp}`;
+  const guestSetup = await browser.newContext();
+  await signUp(guestSetup, server.base, guestName);
+  const guestCookies = await guestSetup.cookies();
+  await guestSetup.close();
+
+  const scheduled = await host.request.post(`${server.base}/api/schedule_meeting`, {
+    headers: { origin: server.base },
+    form: { title: "Join bench", instant: "1", invitees: guestName, max_participants: "2" },
+  });
+  if (scheduled.status() !== 200) throw new Error(`scheduling failed: ${scheduled.status()}`);
+  const meeting = `/m/${await scheduled.json()}`;
+  await host.goto(`${server.base}${meeting}/join`);
+  await host.waitForSelector('body[data-hydrated="true"]');
+  await host.getByTestId("lobby-enter").click();
+  await host.waitForSelector('[data-testid="call"][data-phase="live"]');
+
+  const toFrame = [];
+  const toLive = [];
+  for (let i = 0; i < JOINS; i++) {
+    const context = await browser.newContext();
+    await context.addCookies(guestCookies);
+    await context.addInitScript(STAMP_FIRST_FRAME);
+    const page = await context.newPage();
+    await page.goto(`${server.base}${meeting}/join`);
+    await page.waitForSelector('body[data-hydrated="true"]');
+    // The lobby's own camera preview is up, as when a person clicks.
+    await page.waitForFunction(() => [...document.querySelectorAll("video")].some((v) => v.videoWidth > 0), null, { timeout: 20_000 });
+    const clicked = Date.now();
+    await page.getByTestId("lobby-enter").click();
+    await page.waitForFunction(() => window.__firstFrameAt, null, { timeout: 30_000, polling: 50 });
+    const { live, frame } = await page.evaluate(() => ({ live: window.__liveAt, frame: window.__firstFrameAt }));
+    toFrame.push(frame - clicked);
+    toLive.push(live - clicked);
+    process.stderr.write(`join ${i + 1}/${JOINS}: ${frame - clicked} ms\n`);
+    await page.getByTestId("leave-button").click();
+    await context.close();
+    // The host sees the guest go before the next join.
+    await host.waitForFunction(() => !document.querySelector('[data-testid="tile"][data-local="false"]'), null, { timeout: 20_000 });
+  }
+
+  console.log(`\njoin time, 1:1 mesh on loopback, ${JOINS} joins ("Join now" click to ...)`);
+  console.log(["to", "p50 ms", "p90 ms", "min ms", "max ms"].map((h, i) => (i === 0 ? h.padEnd(28) : h.padStart(8))).join(" "));
+  for (const [name, values] of [["call live (signaling)", toLive], ["first remote frame painted", toFrame]]) {
+    console.log(
+      [name.padEnd(28), ...[50, 90].map((p) => String(percentile(values, p)).padStart(8)), String(Math.min(...values)).padStart(8), String(Math.max(...values)).padStart(8)].join(" "),
+    );
+  }
+  console.log(`goal: first remote frame p50 < 500 ms: ${percentile(toFrame, 50) < 500 ? "met" : "not met"}`);
+} finally {
+  await browser.close();
+  server.stop();
+}
