@@ -10,17 +10,7 @@
 //
 // Usage: node bench/join/join.mjs MOIM_BINARY SITE_ROOT [joins]
 
-import { spawn } from "node:child_process";
-import { createRequire } from "node:module";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import { createServer } from "node:net";
-
-const here = dirname(fileURLToPath(import.meta.url));
-const require = createRequire(join(here, "../../end2end/package.json"));
-const { chromium } = require("@playwright/test");
+import { PASSWORD, launchChromium, startMoim } from "../browser.mjs";
 
 const [moim, siteRoot, joinsArg] = process.argv.slice(2);
 if (!moim || !siteRoot) {
@@ -28,38 +18,6 @@ if (!moim || !siteRoot) {
   process.exit(2);
 }
 const JOINS = Number(joinsArg ?? 20);
-const PASSWORD = "a long enough password";
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-    server.on("error", reject);
-  });
-}
-
-async function startMoim() {
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  const dataDir = mkdtempSync(join(tmpdir(), "moim-bench-join-"));
-  const child = spawn(
-    moim,
-    ["--listen", `127.0.0.1:${port}`, "--public-url", base, "--data-dir", dataDir, "--site-root", siteRoot, "--log", "warn"],
-    { stdio: ["ignore", "ignore", "inherit"] },
-  );
-  for (let i = 0; i < 200; i++) {
-    try {
-      const response = await fetch(`${base}/readyz`);
-      if (response.ok) return { base, stop: () => { child.kill(); rmSync(dataDir, { recursive: true, force: true }); } };
-    } catch {}
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  child.kill();
-  throw new Error("moim did not become ready");
-}
 
 /**
  * Bench instrumentation: stamps (wall clock, shared with Node) the first
@@ -98,11 +56,8 @@ const percentile = (values, p) => {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 };
 
-const server = await startMoim();
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"],
-});
+const server = await startMoim(moim, siteRoot);
+const browser = await launchChromium();
 try {
   const stamp = Date.now().toString(36);
   const hostContext = await browser.newContext();

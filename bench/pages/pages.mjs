@@ -9,19 +9,7 @@
 //
 // Usage: node bench/pages/pages.mjs MOIM_BINARY SITE_ROOT [runs]
 
-import { spawn } from "node:child_process";
-import { createRequire } from "node:module";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import { createServer } from "node:net";
-
-const here = dirname(fileURLToPath(import.meta.url));
-// Playwright as the end-to-end tests install it (never a browser download:
-// Debian's Chromium).
-const require = createRequire(join(here, "../../end2end/package.json"));
-const { chromium } = require("@playwright/test");
+import { PASSWORD, launchChromium, startMoim } from "../browser.mjs";
 
 const [moim, siteRoot, runsArg] = process.argv.slice(2);
 if (!moim || !siteRoot) {
@@ -29,38 +17,6 @@ if (!moim || !siteRoot) {
   process.exit(2);
 }
 const RUNS = Number(runsArg ?? 5);
-const PASSWORD = "a long enough password";
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-    server.on("error", reject);
-  });
-}
-
-async function startMoim() {
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  const dataDir = mkdtempSync(join(tmpdir(), "moim-bench-pages-"));
-  const child = spawn(
-    moim,
-    ["--listen", `127.0.0.1:${port}`, "--public-url", base, "--data-dir", dataDir, "--site-root", siteRoot, "--log", "warn"],
-    { stdio: ["ignore", "ignore", "inherit"] },
-  );
-  for (let i = 0; i < 200; i++) {
-    try {
-      const response = await fetch(`${base}/readyz`);
-      if (response.ok) return { base, stop: () => { child.kill(); rmSync(dataDir, { recursive: true, force: true }); } };
-    } catch {}
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  child.kill();
-  throw new Error("moim did not become ready");
-}
 
 function kindOf(type, url) {
   if (type === "Document") return "html";
@@ -97,11 +53,8 @@ const median = (values) => {
 };
 const kb = (n) => (n / 1024).toFixed(1);
 
-const server = await startMoim();
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"],
-});
+const server = await startMoim(moim, siteRoot);
+const browser = await launchChromium();
 try {
   // One account and one meeting open now, for the signed-in pages.
   const setup = await browser.newContext();

@@ -191,8 +191,8 @@ impl Pump<'_> {
                 };
                 self.drive(input).await;
             }
-            if self.wire.flush().await.is_err() && !self.session.is_over() {
-                self.wire.broken = false;
+            let _ = self.wire.flush().await;
+            if self.wire.take_broken() && !self.session.is_over() {
                 self.drive(Input::SocketGone).await;
             }
         }
@@ -217,9 +217,7 @@ impl Pump<'_> {
                     inputs.push_back(Input::Answer(answer));
                 }
             }
-            if self.wire.broken {
-                // Told once; the session holds the presence for a resume.
-                self.wire.broken = false;
+            if self.wire.take_broken() {
                 inputs.push_front(Input::SocketGone);
             }
         }
@@ -601,6 +599,12 @@ impl Wire {
         self.unflushed |= queued.is_ok();
         self.broken = queued.is_err();
         queued
+    }
+
+    /// Whether a write failed since the last call: the session is told
+    /// once, and holds the presence for a resume.
+    fn take_broken(&mut self) -> bool {
+        std::mem::take(&mut self.broken)
     }
 
     /// Sends what `write` queued, in as few writes to the socket as fit.

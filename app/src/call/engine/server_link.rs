@@ -152,12 +152,8 @@ impl Call {
     /// person through it once their video decodes, and keep the direct
     /// links until the grace is over.
     pub(super) fn move_to_server(&self) {
-        self.0
-            .server
-            .switch_until
-            .set(now() + SWITCH_GRACE.as_millis() as f64);
         self.start_server_link();
-        self.poll_switch();
+        self.begin_switch();
         let weak = self.weak();
         set_timeout(
             move || {
@@ -180,14 +176,10 @@ impl Call {
         let Some(me) = self.0.me.borrow().clone() else {
             return;
         };
-        self.0
-            .server
-            .switch_until
-            .set(now() + SWITCH_GRACE.as_millis() as f64);
         for peer in self.view().peers.get_untracked() {
             self.ensure_link(&peer.peer_id, !decide::is_polite(&me, &peer.peer_id));
         }
-        self.poll_switch();
+        self.begin_switch();
         let weak = self.weak();
         set_timeout(
             move || {
@@ -199,6 +191,16 @@ impl Call {
             },
             SWITCH_GRACE,
         );
+    }
+
+    /// A move starts: its grace runs from now, and the new path's first
+    /// frames are looked for.
+    fn begin_switch(&self) {
+        self.0
+            .server
+            .switch_until
+            .set(now() + SWITCH_GRACE.as_millis() as f64);
+        self.poll_switch();
     }
 
     /// While both paths are up, looks every moment for the new path's
