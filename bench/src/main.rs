@@ -9,6 +9,9 @@
 //! - `connections`: server memory per idle joined call socket (RSS delta of
 //!   the server process divided by the sockets), for 1,000 and 5,000
 //!   sockets in rooms of 50, and one room of 50 against 50 rooms of 1.
+//! - `sfu-soak`: 200 headless WebRTC clients join a call through the media
+//!   server one after another and leave; server memory over the cycles
+//!   (see `sfu_soak.rs`).
 //!
 //! In Chromium (Node scripts `scripts/bench.sh` runs against the release
 //! site): `pages` (bench/pages/pages.mjs: page weight, time to hydrated)
@@ -18,6 +21,7 @@ mod chat;
 mod connections;
 mod fanout;
 mod server;
+mod sfu_soak;
 mod stats;
 
 use std::process::ExitCode;
@@ -33,19 +37,20 @@ async fn main() -> ExitCode {
                 Some(path) => moim = path,
                 None => return usage("--moim needs a path"),
             },
-            "connections" | "chat" | "fanout" => which.push(arg),
+            "connections" | "chat" | "fanout" | "sfu-soak" => which.push(arg),
             "-h" | "--help" => return usage(""),
             other => return usage(&format!("unknown argument {other:?}")),
         }
     }
     if which.is_empty() {
-        which.extend(["fanout", "connections", "chat"].map(String::from));
+        which.extend(["fanout", "connections", "chat", "sfu-soak"].map(String::from));
     }
     for bench in which {
         let result = match bench.as_str() {
             "connections" => connections::run(&moim).await,
             "chat" => chat::run(&moim).await,
             "fanout" => fanout::run(&moim).await,
+            "sfu-soak" => sfu_soak::run(&moim).await,
             _ => Ok(()),
         };
         if let Err(err) = result {
@@ -60,7 +65,7 @@ fn usage(problem: &str) -> ExitCode {
     if !problem.is_empty() {
         eprintln!("moim-bench: {problem}");
     }
-    eprintln!("usage: moim-bench [--moim PATH] [fanout] [connections] [chat]");
+    eprintln!("usage: moim-bench [--moim PATH] [fanout] [connections] [chat] [sfu-soak]");
     if problem.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -43,6 +43,20 @@ impl Server {
 
     /// The same, with extra environment (`DATABASE_URL`, flags as `MOIM_*`).
     pub async fn start_with(moim: &str, env: &[(&str, &str)]) -> Result<Self, Error> {
+        // Signaling only: no room moves to the media server.
+        Self::start_media(moim, env, "mesh").await
+    }
+
+    /// Every call through the media server, on a free UDP port.
+    pub async fn start_media_server(moim: &str) -> Result<Self, Error> {
+        Self::start_media(moim, &[("MOIM_SFU_UDP_LISTEN", "127.0.0.1:0")], "sfu").await
+    }
+
+    async fn start_media(
+        moim: &str,
+        env: &[(&str, &str)],
+        media_mode: &str,
+    ) -> Result<Self, Error> {
         let port = free_port()?;
         let base = format!("http://127.0.0.1:{port}");
         let data_dir =
@@ -54,15 +68,19 @@ impl Server {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--mesh-max-participants", "50"])
-            // Signaling only: no room moves to the media server.
-            .args(["--media-mode", "mesh"])
+            .args(["--media-mode", media_mode])
             .args(["--max-sockets-per-address", "100000"])
             .args(["--guests-per-hour", "1000000"])
-            .args(["--log", "warn"])
+            .args(["--log", &std::env::var("MOIM_BENCH_LOG").unwrap_or_else(|_| "warn".into())])
             .env("LEPTOS_SITE_ROOT", &data_dir)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            // Its log only when asked for (MOIM_BENCH_LOG, a log filter).
+            .stdout(if std::env::var_os("MOIM_BENCH_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| format!("cannot start {moim}: {e} (build it with scripts/bench.sh)"))?;

@@ -16,6 +16,13 @@ const TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"];
 
 /** What axe found on one screen, one line per violation. */
 async function axeProblems(page: Page): Promise<string[]> {
+  // Colours are read as painted: a notice caught halfway through its fade
+  // has a blended colour no reader sees for longer than 300 ms, so the
+  // check waits until no CSS transition is running (endless animations,
+  // such as a speaking ring, are not transitions and are not waited for).
+  await page.waitForFunction(() =>
+    document.getAnimations().every((a) => !(a instanceof CSSTransition) || a.playState !== "running"),
+  );
   const results = await new AxeBuilder({ page })
     // Label in name (WCAG 2.5.3) is tagged "experimental" in axe, so it is
     // off unless asked for; a user reported exactly this, so it is on.

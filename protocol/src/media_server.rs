@@ -34,6 +34,24 @@ pub fn publisher_of_stream(stream_id: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// The media server never reuses the m-line of someone who left (sfu 0.5):
+/// it stays, inactive, in every later offer, so a long meeting's offers
+/// keep growing towards the 64 KiB a signaling frame may hold (the answer
+/// is as big as the offer). With this many inactive m-lines, and more than
+/// a quarter of all of them, the page starts its media-server connection
+/// over, with m-lines for the people still there only (the others see its
+/// video pause for a keyframe). 40: about 20 departures with camera and
+/// microphone since the last start.
+pub const STALE_M_LINES_MAX: usize = 40;
+
+/// Whether a media-server offer carries so many m-lines of people who left
+/// that the connection is better started over (see `STALE_M_LINES_MAX`).
+pub fn too_many_stale_m_lines(sdp: &str) -> bool {
+    let m_lines = sdp.lines().filter(|l| l.starts_with("m=")).count();
+    let stale = sdp.lines().filter(|l| l.trim_end() == "a=inactive").count();
+    stale > STALE_M_LINES_MAX && stale * 4 > m_lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +85,24 @@ mod tests {
             serde_json::to_string(&MediaPath::Direct).unwrap(),
             r#""direct""#
         );
+    }
+
+    #[test]
+    fn a_media_server_offer_full_of_people_who_left_means_starting_over() {
+        let offer = |live: usize, stale: usize| {
+            let mut sdp = String::from("v=0\r\n");
+            for _ in 0..live {
+                sdp.push_str("m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\n");
+            }
+            for _ in 0..stale {
+                sdp.push_str("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=inactive\r\n");
+            }
+            sdp
+        };
+        assert!(!too_many_stale_m_lines(&offer(10, 0)));
+        assert!(!too_many_stale_m_lines(&offer(10, STALE_M_LINES_MAX)));
+        assert!(too_many_stale_m_lines(&offer(10, STALE_M_LINES_MAX + 1)));
+        // A big meeting with a few departures is not started over.
+        assert!(!too_many_stale_m_lines(&offer(190, STALE_M_LINES_MAX + 1)));
     }
 }

@@ -12,7 +12,7 @@ use app::protocol::{close, PeerRole, ServerMessage};
 use common::people::{enter, instant_meeting, join_call, person, person_with_email, Person};
 use common::{spawn_app, spawn_with, Backend, Spawn, TestApp};
 use domain::door::admissions::{self, Entrant};
-use domain::rooms::bus::RoomEvent;
+use domain::rooms::bus::{RoomEvent, SharedEvent};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,21 +137,21 @@ async fn update(app: &TestApp, host: &Person, code: &str, invitees: &str, extra:
     assert_eq!(response.status(), 200, "update_meeting");
 }
 
-async fn subscribe(app: &TestApp, meeting: &str) -> broadcast::Receiver<Arc<RoomEvent>> {
+async fn subscribe(app: &TestApp, meeting: &str) -> broadcast::Receiver<Arc<SharedEvent>> {
     app.state.bus.subscribe(meeting).await.expect("subscribe")
 }
 
 /// The next event on the room's bus that `pred` accepts (events are
 /// awaited, not slept for; a bound keeps a missing one from hanging).
 async fn next_event(
-    events: &mut broadcast::Receiver<Arc<RoomEvent>>,
+    events: &mut broadcast::Receiver<Arc<SharedEvent>>,
     pred: impl Fn(&RoomEvent) -> bool,
 ) -> RoomEvent {
     tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             let event = events.recv().await.expect("bus open");
             if pred(&event) {
-                return (*event).clone();
+                return event.event().clone();
             }
         }
     })

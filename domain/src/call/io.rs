@@ -3,7 +3,7 @@
 //! publish, closes, and questions for the stores).
 
 use crate::ids::{ConnectionId, ParticipantId};
-use crate::rooms::bus::RoomEvent;
+use crate::rooms::bus::{RoomEvent, SharedEvent};
 use crate::rooms::{JoinOutcome, PeerChange, PresenceEntry};
 use protocol::ice::IceConfig;
 use protocol::{ClientMessage, LeaveReason, MediaPath, PeerId, PeerInfo, ServerMessage, Signal};
@@ -59,7 +59,7 @@ pub enum Timer {
 #[derive(Debug, Clone)]
 pub enum Input {
     Frame(Frame),
-    Event(Arc<RoomEvent>),
+    Event(Arc<SharedEvent>),
     /// The room's events overflowed this connection's buffer.
     FellBehind(u64),
     /// The room's event channel closed.
@@ -265,6 +265,9 @@ pub enum Answer {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     Send(ServerMessage),
+    /// Send a room event's message as it is: its wire text is shared with
+    /// every other connection of the room that sends it.
+    SendShared(Arc<SharedEvent>),
     Close {
         code: u16,
         reason: &'static str,

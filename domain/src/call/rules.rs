@@ -20,8 +20,8 @@ pub struct Me<'a> {
 pub enum EventAction {
     /// Not for this connection.
     Ignore,
-    /// Send it to the client.
-    Forward(ServerMessage),
+    /// Send its message to the client as it is.
+    Forward,
     /// Send it; it carries this peer's own new state (a role changed by
     /// another instance's check, for example), which the session keeps.
     ForwardOwnUpdate(PeerInfo),
@@ -58,18 +58,18 @@ pub fn on_event(me: Me<'_>, event: &RoomEvent) -> EventAction {
                 ServerMessage::PeerUpdated { peer } if peer.peer_id == me.peer_id => {
                     EventAction::ForwardOwnUpdate(peer.clone())
                 }
-                message => EventAction::Forward(message.clone()),
+                _ => EventAction::Forward,
             }
         }
         RoomEvent::Direct { to, message } if to == me.peer_id => match message {
             ServerMessage::MuteRequested { .. } => EventAction::ForwardMute(message.clone()),
             ServerMessage::HandLowered { .. } => EventAction::ForwardHandLowered(message.clone()),
-            message => EventAction::Forward(message.clone()),
+            _ => EventAction::Forward,
         },
         RoomEvent::Direct { .. } => EventAction::Ignore,
-        RoomEvent::Participants { ids, message } => {
+        RoomEvent::Participants { ids, .. } => {
             if ids.iter().any(|id| id == me.participant_id) {
-                EventAction::Forward(message.clone())
+                EventAction::Forward
             } else {
                 EventAction::Ignore
             }
@@ -205,7 +205,7 @@ mod tests {
                 me(PeerRole::Member),
                 &broadcast(Some("p-other"), left.clone())
             ),
-            EventAction::Forward(left.clone())
+            EventAction::Forward
         );
         assert_eq!(
             on_event(me(PeerRole::Member), &broadcast(Some("p-me"), left)),
@@ -219,7 +219,7 @@ mod tests {
         assert_eq!(on_event(me(PeerRole::Member), &knocks), EventAction::Ignore);
         assert_eq!(
             on_event(me(PeerRole::CoHost), &knocks),
-            EventAction::Forward(ServerMessage::KnocksChanged)
+            EventAction::Forward
         );
     }
 
@@ -251,10 +251,7 @@ mod tests {
             to: "p-other".into(),
             message: signal.clone(),
         };
-        assert_eq!(
-            on_event(me(PeerRole::Member), &to_me),
-            EventAction::Forward(signal)
-        );
+        assert_eq!(on_event(me(PeerRole::Member), &to_me), EventAction::Forward);
         assert_eq!(
             on_event(me(PeerRole::Member), &to_other),
             EventAction::Ignore
@@ -280,7 +277,7 @@ mod tests {
         };
         assert_eq!(
             on_event(me(PeerRole::Member), &event(&["u-me", "u-x"])),
-            EventAction::Forward(ServerMessage::Pong)
+            EventAction::Forward
         );
         assert_eq!(
             on_event(me(PeerRole::Member), &event(&["u-x"])),

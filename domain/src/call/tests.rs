@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::meetings::MeetingRow;
-use crate::rooms::bus::RoomEvent;
+use crate::rooms::bus::{RoomEvent, SharedEvent};
 use crate::rooms::{JoinOutcome, PeerChange, RoomSettings};
 use protocol::ice::IceConfig;
 use protocol::{
@@ -102,7 +102,7 @@ impl Call {
     }
 
     fn event(&mut self, event: RoomEvent) -> Vec<Effect> {
-        self.input(Input::Event(Arc::new(event)))
+        self.input(Input::Event(Arc::new(event.into())))
     }
 
     fn join(&mut self, resume: Option<&str>) -> Vec<Effect> {
@@ -177,6 +177,7 @@ fn sent(effects: &[Effect]) -> Vec<&ServerMessage> {
         .iter()
         .filter_map(|effect| match effect {
             Effect::Send(message) => Some(message),
+            Effect::SendShared(shared) => shared.message(),
             _ => None,
         })
         .collect()
@@ -391,6 +392,23 @@ fn a_lost_presence_keeps_its_id_only_when_nobody_holds_it() {
     odd.admit(Purpose::AtJoin);
     let asked = odd.answer(Answer::Resumed(None));
     assert!(matches!(asks(&asked)[..], [Ask::Join { entry, .. }] if entry.peer.peer_id == FRESH));
+}
+
+#[test]
+fn a_room_broadcast_is_sent_as_the_shared_event_not_a_copy() {
+    let mut call = Call::joined_with("bob", PeerRole::Member, vec![]);
+    let shared = Arc::new(SharedEvent::new(RoomEvent::to_others(
+        "p-other",
+        ServerMessage::PeerLeft {
+            peer_id: "p-other".into(),
+            reason: LeaveReason::Left,
+        },
+    )));
+    let effects = call.input(Input::Event(shared.clone()));
+    assert!(
+        matches!(&effects[..], [Effect::SendShared(sent)] if Arc::ptr_eq(sent, &shared)),
+        "{effects:?}"
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@
 use crate::ids::{ConnectionId, ParticipantId, PeerId};
 use protocol::{LeaveReason, ServerMessage};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::broadcast;
 
 /// What travels on a room's channel. Connections pick out what concerns
@@ -52,6 +52,79 @@ pub enum RoomEvent {
     Resync,
 }
 
+/// A room event as this instance's connections receive it: one shared
+/// copy, and the message it carries encoded for the wire at most once. The
+/// first connection that sends it as it is encodes it; the others of the
+/// room send the same bytes (a broadcast to 50 is serialised once, not 50
+/// times).
+#[derive(Debug)]
+pub struct SharedEvent {
+    event: RoomEvent,
+    wire: OnceLock<Option<bytes::Bytes>>,
+}
+
+impl SharedEvent {
+    pub fn new(event: RoomEvent) -> Self {
+        Self {
+            event,
+            wire: OnceLock::new(),
+        }
+    }
+
+    pub fn event(&self) -> &RoomEvent {
+        &self.event
+    }
+
+    /// The message this event carries to clients, if it carries one.
+    pub fn message(&self) -> Option<&ServerMessage> {
+        match &self.event {
+            RoomEvent::Broadcast { message, .. }
+            | RoomEvent::Direct { message, .. }
+            | RoomEvent::Participants { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+
+    /// [`Self::message`] as JSON text, encoded on first use. `None` when
+    /// there is no message or it cannot be encoded.
+    pub fn wire_text(&self) -> Option<bytes::Bytes> {
+        self.wire
+            .get_or_init(|| {
+                let message = self.message()?;
+                match serde_json::to_vec(message) {
+                    Ok(text) => Some(bytes::Bytes::from(text)),
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot encode a server message");
+                        None
+                    }
+                }
+            })
+            .clone()
+    }
+}
+
+impl From<RoomEvent> for SharedEvent {
+    fn from(event: RoomEvent) -> Self {
+        Self::new(event)
+    }
+}
+
+impl std::ops::Deref for SharedEvent {
+    type Target = RoomEvent;
+
+    fn deref(&self) -> &RoomEvent {
+        &self.event
+    }
+}
+
+/// Two deliveries are the same when their events are (the encoding is a
+/// cache).
+impl PartialEq for SharedEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.event == other.event
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("room fan-out unavailable: {0}")]
 pub struct BusError(pub String);
@@ -62,7 +135,10 @@ pub trait RoomBus: Send + Sync + 'static {
     async fn publish(&self, room: &str, event: RoomEvent) -> Result<(), BusError>;
     /// Events of `room` from now on. A receiver that falls behind gets
     /// `Lagged` and must resynchronise (the connection reconnects).
-    async fn subscribe(&self, room: &str) -> Result<broadcast::Receiver<Arc<RoomEvent>>, BusError>;
+    async fn subscribe(
+        &self,
+        room: &str,
+    ) -> Result<broadcast::Receiver<Arc<SharedEvent>>, BusError>;
     /// Whether cross-instance delivery currently works (for `/readyz`).
     fn is_healthy(&self) -> bool {
         true
@@ -228,6 +304,28 @@ impl KnockNotices {
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_shared_event_is_encoded_once_for_every_recipient() {
+        let message = ServerMessage::PeerLeft {
+            peer_id: "p-1".into(),
+            reason: LeaveReason::Left,
+        };
+        let shared = Arc::new(SharedEvent::new(RoomEvent::to_others(
+            "p-1",
+            message.clone(),
+        )));
+        let first = shared.wire_text().expect("a broadcast carries a message");
+        assert_eq!(first, serde_json::to_vec(&message).unwrap());
+        // Every later recipient gets the very same bytes, not a new encoding.
+        let again = Arc::clone(&shared).wire_text().unwrap();
+        assert_eq!(first.as_ptr(), again.as_ptr());
+        assert_eq!(shared.message(), Some(&message));
+        // Events for the connections themselves carry nothing to send.
+        let ended = SharedEvent::new(RoomEvent::Ended);
+        assert_eq!(ended.message(), None);
+        assert_eq!(ended.wire_text(), None);
+    }
 
     #[test]
     fn first_notice_goes_at_once_and_the_rest_become_one() {

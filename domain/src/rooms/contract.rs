@@ -2,7 +2,7 @@
 //! in-process here (unit tests below), Redis in the server's tests
 //! (`server/tests/contracts.rs`, which starts a Redis).
 
-use super::bus::{RoomBus, RoomEvent};
+use super::bus::{RoomBus, RoomEvent, SharedEvent};
 use super::{JoinOutcome, PeerChange, Presence, PresenceEntry};
 use protocol::{MediaState, PeerInfo, PeerRole, ServerMessage};
 use std::sync::Arc;
@@ -178,12 +178,12 @@ fn said(text: &str) -> RoomEvent {
     }
 }
 
-async fn next(receiver: &mut tokio::sync::broadcast::Receiver<Arc<RoomEvent>>) -> RoomEvent {
+async fn next(receiver: &mut tokio::sync::broadcast::Receiver<Arc<SharedEvent>>) -> RoomEvent {
     let event = tokio::time::timeout(Duration::from_secs(5), receiver.recv())
         .await
         .expect("an event within 5 s")
         .expect("not lagged");
-    (*event).clone()
+    event.event().clone()
 }
 
 /// `here` and `there` are two instances' buses (the same one in-process).

@@ -1,6 +1,6 @@
 //! In-process rooms: one instance, no outside services (the default).
 
-use super::bus::{BusError, RoomBus, RoomEvent};
+use super::bus::{BusError, RoomBus, RoomEvent, SharedEvent};
 use super::{JoinOutcome, PeerChange, Presence, PresenceEntry, PresenceError};
 use crate::ids::{ConnectionId, ParticipantId, PeerId};
 use protocol::PeerInfo;
@@ -14,11 +14,11 @@ const ROOM_BUFFER: usize = 1024;
 /// This instance's subscribers, per room. The Redis bus feeds it too.
 #[derive(Default)]
 pub struct Fanout {
-    rooms: Mutex<HashMap<String, broadcast::Sender<Arc<RoomEvent>>>>,
+    rooms: Mutex<HashMap<String, broadcast::Sender<Arc<SharedEvent>>>>,
 }
 
 impl Fanout {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, broadcast::Sender<Arc<RoomEvent>>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, broadcast::Sender<Arc<SharedEvent>>>> {
         // A panic while holding this lock leaves plain data behind; carry on.
         self.rooms
             .lock()
@@ -27,7 +27,7 @@ impl Fanout {
 
     /// Subscribes, and says whether this is the room's first subscriber
     /// here (the Redis bus then subscribes to the room's channel).
-    pub fn subscribe(&self, room: &str) -> (broadcast::Receiver<Arc<RoomEvent>>, bool) {
+    pub fn subscribe(&self, room: &str) -> (broadcast::Receiver<Arc<SharedEvent>>, bool) {
         let mut rooms = self.lock();
         rooms.retain(|_, sender| sender.receiver_count() > 0);
         match rooms.get(room) {
@@ -41,7 +41,7 @@ impl Fanout {
     }
 
     /// Hands an event to this instance's connections in `room`.
-    pub fn deliver(&self, room: &str, event: Arc<RoomEvent>) {
+    pub fn deliver(&self, room: &str, event: Arc<SharedEvent>) {
         let mut rooms = self.lock();
         if let Some(sender) = rooms.get(room) {
             if sender.send(event).is_err() {
@@ -68,11 +68,14 @@ pub struct LocalBus {
 #[async_trait::async_trait]
 impl RoomBus for LocalBus {
     async fn publish(&self, room: &str, event: RoomEvent) -> Result<(), BusError> {
-        self.fanout.deliver(room, Arc::new(event));
+        self.fanout.deliver(room, Arc::new(SharedEvent::new(event)));
         Ok(())
     }
 
-    async fn subscribe(&self, room: &str) -> Result<broadcast::Receiver<Arc<RoomEvent>>, BusError> {
+    async fn subscribe(
+        &self,
+        room: &str,
+    ) -> Result<broadcast::Receiver<Arc<SharedEvent>>, BusError> {
         Ok(self.fanout.subscribe(room).0)
     }
 }

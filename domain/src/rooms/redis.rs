@@ -14,7 +14,7 @@
 //!   connection) and one sorted set of expiries for all rooms, changed only
 //!   by Lua scripts so each step is atomic across instances.
 
-use super::bus::{BusError, RoomBus, RoomEvent};
+use super::bus::{BusError, RoomBus, RoomEvent, SharedEvent};
 use super::local::Fanout;
 use super::{JoinOutcome, PeerChange, Presence, PresenceEntry, PresenceError};
 use crate::ids::{ConnectionId, ParticipantId, PeerId};
@@ -141,7 +141,7 @@ impl RoomBus for RedisBus {
             }
             Ok(_) => {
                 // Published, but our subscriber is down: deliver here too.
-                self.fanout.deliver(room, Arc::new(event));
+                self.fanout.deliver(room, Arc::new(SharedEvent::new(event)));
                 Ok(())
             }
             Err(err) => {
@@ -149,13 +149,16 @@ impl RoomBus for RedisBus {
                 if self.publishing.swap(false, Ordering::Relaxed) {
                     tracing::warn!(error = %err, "Redis unreachable: room events stay on this instance");
                 }
-                self.fanout.deliver(room, Arc::new(event));
+                self.fanout.deliver(room, Arc::new(SharedEvent::new(event)));
                 Ok(())
             }
         }
     }
 
-    async fn subscribe(&self, room: &str) -> Result<broadcast::Receiver<Arc<RoomEvent>>, BusError> {
+    async fn subscribe(
+        &self,
+        room: &str,
+    ) -> Result<broadcast::Receiver<Arc<SharedEvent>>, BusError> {
         let (receiver, first) = self.fanout.subscribe(room);
         if first {
             // The subscriber loop subscribes now, or on its next reconnect.
@@ -226,7 +229,7 @@ async fn subscriber_loop(
             metrics.redis_resubscribed();
             tracing::info!("Redis subscriber back; asking connections to resynchronise");
             for room in fanout.active_rooms() {
-                fanout.deliver(&room, Arc::new(RoomEvent::Resync));
+                fanout.deliver(&room, Arc::new(RoomEvent::Resync.into()));
             }
         }
         loop {
@@ -235,7 +238,7 @@ async fn subscriber_loop(
                     let Some(message) = message else { break };
                     let Some(room) = room_of_channel(message.get_channel_name()) else { continue };
                     match serde_json::from_slice::<RoomEvent>(message.get_payload_bytes()) {
-                        Ok(event) => fanout.deliver(room, Arc::new(event)),
+                        Ok(event) => fanout.deliver(room, Arc::new(SharedEvent::new(event))),
                         Err(err) => tracing::warn!(error = %err, "unreadable room event"),
                     }
                 }

@@ -1,6 +1,7 @@
 //! The media server's thread: the UDP socket and the clock around the
 //! sans-IO SFU, and the signaling in (commands) and out (outboxes).
 
+use super::addresses::{checked_ufrag, AddressBook};
 use app::protocol::Signal;
 use bytes::BytesMut;
 use domain::ids::ConnectionId;
@@ -67,6 +68,8 @@ struct Engine {
     clients: HashMap<(RoomId, ClientId), Client>,
     next_request: RequestId,
     metrics: domain::metrics::Metrics,
+    /// The stand-in addresses the engine sees (see `addresses`).
+    addresses: AddressBook,
 }
 
 pub(super) fn run(
@@ -83,6 +86,7 @@ pub(super) fn run(
         clients: HashMap::new(),
         next_request: 1,
         metrics,
+        addresses: AddressBook::default(),
     };
     let mut buffer = vec![0u8; DATAGRAM_MAX];
     loop {
@@ -100,6 +104,7 @@ pub(super) fn run(
                 engine.metrics.sfu_restarted();
                 engine.clients.clear();
                 engine.rooms.clear();
+                engine.addresses.clear();
                 engine.sfu = Sfu::new(rand_id(), engine.advertised);
             }
         }
@@ -298,6 +303,7 @@ impl Engine {
 
     fn leave(&mut self, room: &str, room_id: RoomId, client: ClientId, reason: &str) {
         self.clients.remove(&(room_id, client));
+        self.addresses.forget((room_id, client));
         let request_id = self.request_id();
         self.event(SFUEvent::Leave {
             request_id,
@@ -314,6 +320,7 @@ impl Engine {
             // (a TURN relay port) would stay tied to a closed connection.
             // With nobody connected, a fresh engine costs nothing.
             self.flush();
+            self.addresses.clear();
             self.sfu = Sfu::new(rand_id(), self.advertised);
         }
     }
@@ -362,6 +369,10 @@ impl Engine {
                     let Some(client) = self.clients.get_mut(&(room_id, client_id)) else {
                         continue;
                     };
+                    // The browser's ICE checks will name this fragment.
+                    if let Some(ufrag) = ice_ufrag(&sdp.sdp) {
+                        self.addresses.learn_ufrag(ufrag, (room_id, client_id));
+                    }
                     let sdp_type = match sdp.sdp_type {
                         RTCSdpType::Offer => {
                             client.offer_pending = Some((request_id, Instant::now()));
@@ -403,11 +414,17 @@ impl Engine {
 
     fn datagram(&mut self, bytes: &[u8], from: SocketAddr) {
         self.metrics.sfu_received(bytes.len());
+        let checked = checked_ufrag(bytes);
+        let Some(stand_in) = self.addresses.stand_in_for(from, checked.as_deref()) else {
+            // Not from a media connection's address (a closed one's late
+            // packet, a scanner): nothing to route it to.
+            return;
+        };
         let packet = TaggedBytesMut {
             now: Instant::now(),
             transport: TransportContext {
                 local_addr: self.advertised,
-                peer_addr: from,
+                peer_addr: stand_in,
                 transport_protocol: TransportProtocol::UDP,
                 ecn: None,
             },
@@ -416,7 +433,7 @@ impl Engine {
         // A stray or late datagram (a closed connection's, a scanner's)
         // is dropped; it never stops the others.
         if let Err(err) = self.sfu.handle_read(packet) {
-            tracing::debug!(error = %err, %from, "dropped a datagram");
+            tracing::debug!(error = %err, %from, %stand_in, "dropped a datagram");
         }
     }
 
@@ -436,10 +453,11 @@ impl Engine {
 
     fn flush(&mut self) {
         while let Some(transmit) = self.sfu.poll_write() {
-            match self
-                .socket
-                .send_to(&transmit.message, transmit.transport.peer_addr)
-            {
+            // To a stand-in whose connection has left: nobody to send to.
+            let Some(to) = self.addresses.real_for(transmit.transport.peer_addr) else {
+                continue;
+            };
+            match self.socket.send_to(&transmit.message, to) {
                 Ok(sent) => self.metrics.sfu_sent(sent),
                 Err(err) => tracing::debug!(error = %err, "could not send a datagram"),
             }
@@ -463,6 +481,7 @@ impl Engine {
         self.clients.clear();
         self.rooms.clear();
         self.flush();
+        self.addresses.clear();
     }
 }
 

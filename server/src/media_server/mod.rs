@@ -13,6 +13,7 @@
 //! The engine runs on its own thread: DTLS and SRTP work never waits behind
 //! the signaling tasks, and they never wait on it (commands are queued).
 
+mod addresses;
 mod engine;
 
 use engine::Command;

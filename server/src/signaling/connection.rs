@@ -144,7 +144,7 @@ impl Pump<'_> {
     async fn run(
         &mut self,
         stream: &mut Stream,
-        mut events: broadcast::Receiver<std::sync::Arc<domain::rooms::bus::RoomEvent>>,
+        mut events: broadcast::Receiver<std::sync::Arc<domain::rooms::bus::SharedEvent>>,
     ) {
         let settings = self.state.rooms.settings.clone();
         let join_deadline = tokio::time::sleep(JOIN_TIMEOUT);
@@ -231,6 +231,9 @@ impl Pump<'_> {
         match effect {
             Effect::Send(message) => {
                 let _ = self.wire.send(&message).await;
+            }
+            Effect::SendShared(shared) => {
+                let _ = self.wire.send_shared(&shared).await;
             }
             Effect::Close { code, reason } => {
                 let _ = self.wire.close(code, reason).await;
@@ -626,6 +629,19 @@ impl Wire {
         })?;
         self.metrics.signaling_out(message.type_name());
         self.write(Message::Text(Utf8Bytes::from(text))).await
+    }
+
+    /// A room event's message, in the wire text every connection of the
+    /// room shares (encoded by the first to send it).
+    async fn send_shared(&mut self, shared: &domain::rooms::bus::SharedEvent) -> Result<(), ()> {
+        let (Some(message), Some(text)) = (shared.message(), shared.wire_text()) else {
+            return Err(());
+        };
+        let text = Utf8Bytes::try_from(text).map_err(|err| {
+            tracing::error!(error = %err, "a server message encoded to invalid UTF-8");
+        })?;
+        self.metrics.signaling_out(message.type_name());
+        self.write(Message::Text(text)).await
     }
 
     async fn close(&mut self, code: u16, reason: &'static str) -> Result<(), ()> {

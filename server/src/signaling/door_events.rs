@@ -31,7 +31,7 @@ const RECHECK: Duration = Duration::from_secs(10);
 /// costs one read per gap, not one per knock).
 const MIN_READ_GAP: Duration = Duration::from_millis(250);
 
-type RoomEvents = broadcast::Receiver<std::sync::Arc<domain::rooms::bus::RoomEvent>>;
+type RoomEvents = broadcast::Receiver<std::sync::Arc<domain::rooms::bus::SharedEvent>>;
 
 struct Watch {
     lobby: LobbyCx,
@@ -62,7 +62,7 @@ async fn next_door_event(events: &mut RoomEvents) -> DoorEvent {
     use domain::rooms::bus::RoomEvent;
     loop {
         match events.recv().await {
-            Ok(event) => match event.as_ref() {
+            Ok(event) => match event.event() {
                 RoomEvent::Ended => return DoorEvent::Over,
                 RoomEvent::Broadcast {
                     message: app::protocol::ServerMessage::KnocksChanged,

@@ -407,6 +407,11 @@ impl Call {
             return;
         };
         let is_offer = sdp_type == "offer";
+        if is_offer && crate::protocol::media_server::too_many_stale_m_lines(&sdp) {
+            log("moim: the media server's offer has grown large; connecting afresh");
+            self.start_server_link();
+            return;
+        }
         let kind = sdp_type.clone();
         let call = self.clone();
         // Applied now, in arrival order (the connection chains its own

@@ -16,12 +16,13 @@ use super::verdict::{verdict, Leave, Verdict};
 use super::Caller;
 use crate::ids::ConnectionId;
 use crate::media::FromMediaServer;
-use crate::rooms::bus::RoomEvent;
+use crate::rooms::bus::{RoomEvent, SharedEvent};
 use crate::rooms::{PeerChange, RoomSettings};
 use protocol::{
     close, parse_client_message, ClientMessage, ErrorCode, LeaveReason, MediaPath, MediaState,
     PeerId, PeerInfo, ServerMessage, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
+use std::sync::Arc;
 use std::time::Instant;
 
 /// How a connection ended, which decides what happens to its presence.
@@ -423,7 +424,7 @@ impl CallSession {
 impl CallSession {
     // ---- room events --------------------------------------------------
 
-    fn on_event(&mut self, event: &RoomEvent, now: Now, out: &mut Vec<Effect>) {
+    fn on_event(&mut self, event: &Arc<SharedEvent>, now: Now, out: &mut Vec<Effect>) {
         match self.phase {
             Phase::Waiting => self.event_before_join(event, out),
             Phase::Live => self.event_in_call(event, now, out),
@@ -460,7 +461,8 @@ impl CallSession {
         }
     }
 
-    fn event_in_call(&mut self, event: &RoomEvent, now: Now, out: &mut Vec<Effect>) {
+    fn event_in_call(&mut self, shared: &Arc<SharedEvent>, now: Now, out: &mut Vec<Effect>) {
+        let event = shared.event();
         if let RoomEvent::Broadcast {
             message: ServerMessage::MediaPathChanged { path },
             ..
@@ -483,7 +485,7 @@ impl CallSession {
         let my_peer_id = || me.peer_id.clone();
         match action {
             EventAction::Ignore => {}
-            EventAction::Forward(message) => self.reply(message, out),
+            EventAction::Forward => out.push(Effect::SendShared(shared.clone())),
             EventAction::ForwardOwnUpdate(peer) => {
                 self.reply(ServerMessage::PeerUpdated { peer: peer.clone() }, out);
                 self.peer = Some(peer);
