@@ -71,7 +71,10 @@ impl Server {
             .args(["--media-mode", media_mode])
             .args(["--max-sockets-per-address", "100000"])
             .args(["--guests-per-hour", "1000000"])
-            .args(["--log", &std::env::var("MOIM_BENCH_LOG").unwrap_or_else(|_| "warn".into())])
+            .args([
+                "--log",
+                &std::env::var("MOIM_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            ])
             .env("LEPTOS_SITE_ROOT", &data_dir)
             .envs(env.iter().copied())
             .stdin(Stdio::null())

@@ -119,7 +119,6 @@ pub async fn run(moim: &str) -> Result<(), Error> {
 /// `protocol::media_server::too_many_stale_m_lines`).
 struct Headless {
     link: Arc<Mutex<Link>>,
-    ssrc: u32,
     sink: Arc<tokio::sync::Mutex<SplitSink<Socket, Message>>>,
     received: Arc<Notify>,
     restarts: Arc<AtomicUsize>,
@@ -132,6 +131,7 @@ struct Link {
     pc: Arc<dyn PeerConnection>,
     microphone: Arc<TrackLocalStaticRTP>,
     sender: Arc<dyn RtpSender>,
+    ssrc: u32,
 }
 
 struct Handler {
@@ -219,6 +219,7 @@ impl Link {
                 pc,
                 microphone,
                 sender,
+                ssrc,
             },
             offer.sdp,
         ))
@@ -277,7 +278,11 @@ impl Headless {
                             current.pc.set_remote_description(answer).await?;
                         } else if too_many_stale_m_lines(&sdp) {
                             let _ = current.pc.close().await;
-                            let (fresh, offer) = Link::open(ssrc, &received).await?;
+                            // A new connection sends under a new SSRC, as a
+                            // browser's does.
+                            let generation = restarts.load(Ordering::SeqCst) as u32 + 1;
+                            let (fresh, offer) =
+                                Link::open(ssrc ^ (generation << 20), &received).await?;
                             replace_link(&link, fresh);
                             restarts.fetch_add(1, Ordering::SeqCst);
                             sink.lock()
@@ -305,7 +310,6 @@ impl Headless {
         };
         Ok(Self {
             link,
-            ssrc,
             sink,
             received,
             restarts,
@@ -317,7 +321,7 @@ impl Headless {
     /// connection until the flag it returns is cleared.
     fn publish_audio(&self) -> Arc<AtomicBool> {
         let on = Arc::new(AtomicBool::new(true));
-        let (link, ssrc, flag) = (self.link.clone(), self.ssrc, on.clone());
+        let (link, flag) = (self.link.clone(), on.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(20));
             let mut sequence: u16 = 0;
@@ -341,7 +345,7 @@ impl Headless {
                         payload_type,
                         sequence_number: sequence,
                         timestamp: u32::from(sequence).wrapping_mul(960),
-                        ssrc,
+                        ssrc: current.ssrc,
                         ..Default::default()
                     },
                     payload: vec![0xf8; 80].into(),
