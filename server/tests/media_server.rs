@@ -326,3 +326,53 @@ async fn the_media_setting_is_checked_and_kept() {
         app::protocol::meetings::MediaMode::Automatic
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_may_publish_under_someone_elses_stream() {
+    let app = media_server_app().await;
+    let ann = person(&app, "ann").await;
+    let bob = person(&app, "bob").await;
+    let code = instant_meeting(&app, &ann, "bob", &[]).await;
+    enter(&app, &ann, &code, "").await;
+    enter(&app, &bob, &code, "").await;
+    let (mut ann_ws, _, _) = join_call(&app, &ann, &code, None).await;
+    ann_ws
+        .send(&ClientMessage::MediaServerSignal {
+            signal: browser_offer("annA", 4444),
+        })
+        .await;
+    assert_eq!(next_media_signal(&mut ann_ws).await.0, "answer");
+
+    // Bob announces Ann's SSRC: his offer is refused, Ann keeps hers.
+    let (mut bob_ws, _, _) = join_call(&app, &bob, &code, None).await;
+    bob_ws
+        .send(&ClientMessage::MediaServerSignal {
+            signal: browser_offer("bobB", 4444),
+        })
+        .await;
+    let refused = bob_ws
+        .recv_within(Duration::from_secs(10), |m| {
+            matches!(
+                m,
+                ServerMessage::Error { .. } | ServerMessage::MediaServerSignal { .. }
+            )
+        })
+        .await;
+    assert!(
+        matches!(
+            refused,
+            ServerMessage::Error {
+                code: ErrorCode::MediaRefused,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    // With a stream of his own he is answered.
+    bob_ws
+        .send(&ClientMessage::MediaServerSignal {
+            signal: browser_offer("bobC", 5555),
+        })
+        .await;
+    assert_eq!(next_media_signal(&mut bob_ws).await.0, "answer");
+}

@@ -51,6 +51,20 @@ struct Client {
     /// The browser's ICE username fragment: a new one means a new peer
     /// connection (the page started over), so a new media connection.
     ufrag: Option<String>,
+    /// The SSRCs its last offer announced (`a=ssrc`): its own streams.
+    ssrcs: Vec<u32>,
+}
+
+/// The SSRCs a session description announces (`a=ssrc:<n> ...`).
+fn announced_ssrcs(sdp: &str) -> Vec<u32> {
+    let mut ssrcs: Vec<u32> = sdp
+        .lines()
+        .filter_map(|line| line.strip_prefix("a=ssrc:"))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect();
+    ssrcs.sort_unstable();
+    ssrcs.dedup();
+    ssrcs
 }
 
 /// The `a=ice-ufrag` of a session description.
@@ -214,6 +228,29 @@ impl Engine {
         let key = (room_id, client);
         let description = match sdp_type.as_str() {
             "offer" => {
+                // The media server routes a publisher's packets by their
+                // SSRC: an offer announcing one another connection of the
+                // room already sends under would take that person's
+                // stream over (or stop it). Nobody may.
+                let announced = announced_ssrcs(&sdp);
+                let taken = self.clients.iter().any(|((r, c), other)| {
+                    *r == room_id
+                        && *c != client
+                        && other.ssrcs.iter().any(|s| announced.contains(s))
+                });
+                if taken {
+                    tracing::info!(
+                        "an offer announced an SSRC someone else in the room sends under"
+                    );
+                    let _ = outbox.try_send(FromMediaServer::Refused(
+                        "the offer announces a stream (SSRC) that someone else in the room sends"
+                            .into(),
+                    ));
+                    if !self.clients.keys().any(|(r, _)| *r == room_id) {
+                        self.rooms.remove(&room);
+                    }
+                    return;
+                }
                 let ufrag = ice_ufrag(&sdp).map(str::to_string);
                 let same = self
                     .clients
@@ -233,6 +270,7 @@ impl Engine {
                             outbox,
                             offer_pending: None,
                             ufrag,
+                            ssrcs: Vec::new(),
                         },
                     );
                     let request_id = self.request_id();
@@ -241,6 +279,9 @@ impl Engine {
                         room_id,
                         client_id: client,
                     });
+                }
+                if let Some(own) = self.clients.get_mut(&key) {
+                    own.ssrcs = announced;
                 }
                 RTCSessionDescription::offer(sdp)
             }
@@ -488,6 +529,13 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ssrcs_an_offer_announces_are_read_once_each() {
+        let sdp = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ssrc-group:FID 11 12\r\na=ssrc:11 cname:x\r\na=ssrc:11 msid:s t\r\na=ssrc:12 cname:x\r\na=ssrc:bad cname:x\r\n";
+        assert_eq!(announced_ssrcs(sdp), vec![11, 12]);
+        assert!(announced_ssrcs("v=0\r\n").is_empty());
+    }
 
     #[test]
     fn the_ice_ufrag_is_read_from_the_description() {
