@@ -4,17 +4,20 @@
 //! first came from it and never lets go (its demuxer has no eviction). An
 //! address used again later (a TURN relay's port, a NAT's, the ephemeral
 //! port an operating system hands out again) would then reach a connection
-//! that is gone, and the newcomer behind it could never connect; a soak of
-//! 200 joins and leaves hit this after about 150. So the engine never sees
-//! a real address: each pairing of an address with a media connection gets
-//! a stand-in address of its own, a fresh one when the address turns up in
-//! another connection's ICE check or after its connection left, and what
-//! the engine sends to a stand-in goes to the real address behind it.
+//! that is gone, and the newcomer behind it could never connect. So each
+//! pairing of an address with a media connection is shown to the engine
+//! under an address of its own: the real one the first time the engine
+//! sees that address, a stand-in when the address turns up again for
+//! another connection or after its connection left; what the engine sends
+//! to a stand-in goes to the real address behind it.
 //!
-//! Stand-ins are IPv4 addresses in 240.0.0.0/4 (reserved, never routed) for
-//! IPv4 peers, and in fd6d:6f69:6d00::/48 for IPv6 ones, with the real
-//! port: ICE pairs candidates of one address family, so a stand-in keeps
-//! its peer's.
+//! The real address first, because the engine answers ICE checks with the
+//! address it saw (XOR-MAPPED-ADDRESS): shown a stand-in, the browser takes
+//! it for an address of its own it did not know (a peer-reflexive
+//! candidate). That still connects, so it is only the reused address's
+//! price. Stand-ins are IPv4 addresses in 240.0.0.0/4 (reserved, never
+//! routed) for IPv4 peers, and in fd6d:6f69:6d00::/48 for IPv6 ones, with
+//! the real port: ICE pairs candidates of one address family.
 
 use sfu::{ClientId, RoomId};
 use std::collections::HashMap;
@@ -35,6 +38,9 @@ pub(super) struct AddressBook {
     /// The ICE username fragment the engine gave each connection: a
     /// check's USERNAME starts with it, so it names the connection.
     owners: HashMap<String, Owner>,
+    /// Every address the engine has been shown since it started: it never
+    /// forgets one, so none is shown twice.
+    shown: std::collections::HashSet<SocketAddr>,
     next: u32,
 }
 
@@ -102,6 +108,9 @@ impl AddressBook {
     }
 
     fn allocate(&mut self, real: SocketAddr) -> SocketAddr {
+        if self.shown.insert(real) {
+            return real;
+        }
         loop {
             self.next = self.next.wrapping_add(1);
             let ip = match real.ip() {
@@ -120,8 +129,8 @@ impl AddressBook {
                 )),
             };
             let stand_in = SocketAddr::new(ip, real.port());
-            // After 2^28 pairings the counter comes round: skip one in use.
-            if !self.by_stand_in.contains_key(&stand_in) {
+            // After 2^28 pairings the counter comes round: skip one shown.
+            if self.shown.insert(stand_in) {
                 return stand_in;
             }
         }
@@ -165,9 +174,9 @@ mod tests {
         assert_eq!(book.stand_in_for(browser, Some("nobody")), None);
         book.learn_ufrag("ann", (room(), 1));
         let stand_in = book.stand_in_for(browser, Some("ann")).unwrap();
-        assert_ne!(stand_in, browser);
-        assert!(stand_in.is_ipv4());
-        assert_eq!(stand_in.port(), browser.port());
+        // The first time, the engine sees the real address (its answers
+        // to ICE checks carry it back to the browser).
+        assert_eq!(stand_in, browser);
         // Media after the check (DTLS, SRTP) goes the same way, and back.
         assert_eq!(book.stand_in_for(browser, None), Some(stand_in));
         assert_eq!(book.real_for(stand_in), Some(browser));
@@ -184,7 +193,10 @@ mod tests {
         // The same address now checks for Bob (the relay gave Ann's port
         // to Bob): Bob gets a stand-in of his own, Ann's goes nowhere.
         let bob = book.stand_in_for(relay_port, Some("bob")).unwrap();
+        assert_eq!(ann, relay_port);
         assert_ne!(ann, bob);
+        assert!(bob.is_ipv4());
+        assert_eq!(bob.port(), relay_port.port());
         assert_eq!(book.real_for(bob), Some(relay_port));
         assert_eq!(book.real_for(ann), None);
     }
@@ -195,7 +207,6 @@ mod tests {
         let port = addr("[2001:db8::5]:40000");
         book.learn_ufrag("ann", (room(), 1));
         let first = book.stand_in_for(port, Some("ann")).unwrap();
-        assert!(first.is_ipv6());
         book.forget((room(), 1));
         assert_eq!(book.len(), 0);
         assert_eq!(book.real_for(first), None);
@@ -205,6 +216,7 @@ mod tests {
         book.learn_ufrag("cid", (room(), 3));
         let again = book.stand_in_for(port, Some("cid")).unwrap();
         assert_ne!(again, first);
+        assert!(again.is_ipv6());
         assert_eq!(book.real_for(again), Some(port));
     }
 
