@@ -16,13 +16,6 @@ const TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"];
 
 /** What axe found on one screen, one line per violation. */
 async function axeProblems(page: Page): Promise<string[]> {
-  // Colours are read as painted: a notice caught halfway through its fade
-  // has a blended colour no reader sees for longer than 300 ms, so the
-  // check waits until no CSS transition is running (endless animations,
-  // such as a speaking ring, are not transitions and are not waited for).
-  await page.waitForFunction(() =>
-    document.getAnimations().every((a) => !(a instanceof CSSTransition) || a.playState !== "running"),
-  );
   const results = await new AxeBuilder({ page })
     // Label in name (WCAG 2.5.3) is tagged "experimental" in axe, so it is
     // off unless asked for; a user reported exactly this, so it is on.
@@ -59,7 +52,16 @@ for (const [language, locale, lang] of [
 async function newPage(browser: Browser, v: Variant): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
   // The language comes from the browser's (Accept-Language, as a first
   // visit does); the theme follows the system setting (prefers-color-scheme).
-  const context = await browser.newContext({ locale: v.locale, colorScheme: v.colorScheme, timezoneId: "Asia/Seoul" });
+  // Reduced motion: the call's notices appear and go without a fade, so
+  // axe never reads a colour halfway through one (a blended colour no
+  // reader sees for longer than 300 ms; waiting for transitions to end was
+  // not enough, as a fade could start while axe was reading).
+  const context = await browser.newContext({
+    locale: v.locale,
+    colorScheme: v.colorScheme,
+    timezoneId: "Asia/Seoul",
+    reducedMotion: "reduce",
+  });
   await context.addInitScript(RECORD_PEER_CONNECTIONS);
   const page = await context.newPage();
   return { context, page, errors: watchConsole(page) };
