@@ -477,12 +477,22 @@ async fn one_publisher_reaches_twenty_subscribers_in_order_without_loss() {
         subscribers.push(client);
     }
     let all_receive = || subscribers.iter().all(|c| c.seen(|s| s.video.len() >= 10));
-    wait_for(
-        "every subscriber's first packets",
-        Duration::from_secs(90),
-        all_receive,
-    )
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !all_receive() {
+        if Instant::now() > deadline {
+            let state: Vec<String> = subscribers
+                .iter()
+                .map(|c| {
+                    c.seen(|s| format!("{}:{}/{}", s.connected, s.video.len(), s.offers.len()))
+                })
+                .collect();
+            panic!(
+                "timed out waiting for every subscriber's first packets; publisher wrote up to {}; per subscriber connected:packets/offers {state:?}",
+                written_now()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // With everyone receiving, 3 more seconds of video, past the wrap of
     // the sequence number at 65535 (336 packets in).
