@@ -459,6 +459,7 @@ impl Engine {
         let Some(stand_in) = self.addresses.stand_in_for(from, checked.as_deref()) else {
             // Not from a media connection's address (a closed one's late
             // packet, a scanner): nothing to route it to.
+            tracing::debug!(%from, ?checked, "a datagram from no media connection's address");
             return;
         };
         let packet = TaggedBytesMut {
