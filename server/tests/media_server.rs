@@ -52,6 +52,20 @@ fn browser_offer(ufrag: &str, ssrc: u32) -> Signal {
     }
 }
 
+/// The media server's refusal of the last signal.
+fn assert_media_refused(message: &ServerMessage) {
+    assert!(
+        matches!(
+            message,
+            ServerMessage::Error {
+                code: ErrorCode::MediaRefused,
+                ..
+            }
+        ),
+        "{message:?}"
+    );
+}
+
 /// An instance that sends every call through its media server.
 async fn media_server_app() -> common::TestApp {
     let mut spawn = Spawn::new(Backend::Sqlite);
@@ -162,16 +176,7 @@ async fn a_direct_room_refuses_media_server_signals() {
             matches!(m, ServerMessage::Error { .. })
         })
         .await;
-    assert!(
-        matches!(
-            refused,
-            ServerMessage::Error {
-                code: ErrorCode::MediaRefused,
-                ..
-            }
-        ),
-        "{refused:?}"
-    );
+    assert_media_refused(&refused);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,16 +220,7 @@ async fn bad_media_server_signals_hurt_nobody() {
             matches!(m, ServerMessage::Error { .. })
         })
         .await;
-    assert!(
-        matches!(
-            refused,
-            ServerMessage::Error {
-                code: ErrorCode::MediaRefused,
-                ..
-            }
-        ),
-        "{refused:?}"
-    );
+    assert_media_refused(&refused);
     // The connection (and the media server) still work: a good offer is
     // answered.
     ws.send(&ClientMessage::MediaServerSignal {
@@ -358,16 +354,7 @@ async fn nobody_may_publish_under_someone_elses_stream() {
             )
         })
         .await;
-    assert!(
-        matches!(
-            refused,
-            ServerMessage::Error {
-                code: ErrorCode::MediaRefused,
-                ..
-            }
-        ),
-        "{refused:?}"
-    );
+    assert_media_refused(&refused);
     // With a stream of his own he is answered.
     bob_ws
         .send(&ClientMessage::MediaServerSignal {
