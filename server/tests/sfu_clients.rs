@@ -55,6 +55,8 @@ struct Seen {
     video_ssrc: Option<u32>,
     /// Every offer the media server sent this client.
     offers: Vec<String>,
+    /// How many remote video tracks opened.
+    video_tracks: usize,
 }
 
 #[derive(Clone)]
@@ -77,6 +79,7 @@ impl PeerConnectionEventHandler for Handler {
             return;
         }
         *self.video_track.lock().unwrap() = Some(track.clone());
+        self.seen.lock().unwrap().video_tracks += 1;
         let seen = self.seen.clone();
         tokio::spawn(async move {
             while let Some(event) = track.poll().await {
@@ -483,11 +486,22 @@ async fn one_publisher_reaches_twenty_subscribers_in_order_without_loss() {
             let state: Vec<String> = subscribers
                 .iter()
                 .map(|c| {
-                    c.seen(|s| format!("{}:{}/{}", s.connected, s.video.len(), s.offers.len()))
+                    c.seen(|s| {
+                        let distinct: std::collections::HashSet<u32> =
+                            s.video.iter().map(|&(_, index)| index).collect();
+                        format!(
+                            "{}:{}({} distinct, {} tracks)/{}",
+                            s.connected,
+                            s.video.len(),
+                            distinct.len(),
+                            s.video_tracks,
+                            s.offers.len()
+                        )
+                    })
                 })
                 .collect();
             panic!(
-                "timed out waiting for every subscriber's first packets; publisher wrote up to {}; per subscriber connected:packets/offers {state:?}",
+                "timed out waiting for every subscriber's first packets; publisher wrote up to {}; per subscriber connected:packets(distinct, video tracks)/offers {state:?}",
                 written_now()
             );
         }
