@@ -22,6 +22,12 @@ pub const PROTOCOL_VERSION: u32 = 3;
 /// Largest text frame the server reads; a larger one closes the connection
 /// with 1009 (message too big).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Largest frame carrying a session description to or from the media
+/// server (`media_server_signal`), the one message allowed past
+/// `MAX_MESSAGE_BYTES`: it names every track its page receives, about 800
+/// bytes each, so a 100-person call with cameras and microphones (198
+/// tracks, and the slots of some who left) needs about 200 KB.
+pub const MAX_MEDIA_SIGNAL_BYTES: usize = 320 * 1024;
 /// Longest chat message, in characters.
 pub const CHAT_MAX_CHARS: usize = 2000;
 /// Longest client-made idempotency key of a chat message.

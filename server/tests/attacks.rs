@@ -592,6 +592,17 @@ async fn exhaustion_oversized_bodies_and_frames_are_refused(backend: Backend) {
     let (mut ws, _, _) = join_call(app, &scene.ann, &scene.code, None).await;
     ws.send_text(&"y".repeat(70 * 1024)).await;
     assert_eq!(ws.closed_with().await, app::protocol::close::TOO_BIG);
+    // Past the media-server description's larger limit, and past the
+    // transport's backstop: 1009 as well, not a broken connection.
+    for size in [400 * 1024, 700 * 1024] {
+        let (mut ws, _, _) = join_call(app, &scene.ann, &scene.code, None).await;
+        ws.send_text(&"z".repeat(size)).await;
+        assert_eq!(
+            ws.closed_with().await,
+            app::protocol::close::TOO_BIG,
+            "{size} bytes"
+        );
+    }
 }
 
 /// One of each client message, as an attacker would send them.

@@ -151,6 +151,65 @@ async fn the_media_server_answers_and_offers_each_the_others_tracks() {
     assert!(offer.contains("a=sendonly"), "{offer}");
 }
 
+/// A browser's offer with `tracks` microphones, one m-line each: the size
+/// of a page's descriptions in a large call.
+fn browser_offer_with_tracks(ufrag: &str, tracks: u32) -> Signal {
+    let Signal::Description { sdp, .. } = browser_offer(ufrag, 1) else {
+        unreachable!()
+    };
+    let (session, first) = sdp.split_once("m=audio").expect("one m-line");
+    let mids: Vec<String> = (0..tracks).map(|m| m.to_string()).collect();
+    let mut out = session.replace(
+        "a=group:BUNDLE 0",
+        &format!("a=group:BUNDLE {}", mids.join(" ")),
+    );
+    for mid in 0..tracks {
+        let ssrc = 10_000 + mid;
+        out.push_str(
+            &format!("m=audio{first}")
+                .replace("a=mid:0", &format!("a=mid:{mid}"))
+                .replace("mic track", &format!("mic track{mid}"))
+                .replace("a=ssrc:1 ", &format!("a=ssrc:{ssrc} ")),
+        );
+    }
+    Signal::Description {
+        sdp_type: "offer".into(),
+        sdp: out,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_calls_session_descriptions_pass_the_ordinary_frame_limit() {
+    let app = media_server_app().await;
+    let ann = person(&app, "ann").await;
+    let code = instant_meeting(&app, &ann, "", &[]).await;
+    enter(&app, &ann, &code, "").await;
+    let (mut ws, _, _) = join_call(&app, &ann, &code, None).await;
+    // 200 m-lines, as a page receiving a hundred people's cameras and
+    // microphones has: well over the 64 KiB of an ordinary message.
+    let offer = ClientMessage::MediaServerSignal {
+        signal: browser_offer_with_tracks("annBig", 200),
+    };
+    let frame = serde_json::to_string(&offer).unwrap();
+    assert!(
+        frame.len() > app::protocol::MAX_MESSAGE_BYTES,
+        "{}",
+        frame.len()
+    );
+    ws.send(&offer).await;
+    let (sdp_type, answer) = next_media_signal(&mut ws).await;
+    assert_eq!(sdp_type, "answer");
+    assert_eq!(
+        answer.matches("m=audio").count(),
+        200,
+        "the answer takes every track"
+    );
+    // The connection carries on.
+    ws.send(&ClientMessage::Ping).await;
+    ws.recv_within(Duration::from_secs(5), |m| matches!(m, ServerMessage::Pong))
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_direct_room_refuses_media_server_signals() {
     let mut spawn = Spawn::new(Backend::Sqlite);

@@ -45,12 +45,22 @@ const FLOOD_LIMIT: u32 = 100;
 /// Of refused messages, the first and every this many get an error back
 /// (one per refused burst is enough).
 const WARN_EVERY: u32 = 20;
+/// Frames over the ordinary size limit (only a media-server session
+/// description may be one): a page sends one per renegotiation, which the
+/// server paces (one offer in flight per page), so a few a second is far
+/// above need. Their own bucket keeps a client from making the server parse
+/// large frames at the ordinary message rate.
+const LARGE_BURST: u32 = 20;
+const LARGE_PER_SECOND: u32 = 4;
 
 /// What the limits make of one frame from a browser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameVerdict {
     /// Within the limits: read it.
     Accept,
+    /// Over the ordinary size limit but within the large one: read it, and
+    /// take it only if it is a message that may be that large.
+    AcceptLarge,
     /// Over the rate: dropped, and the client is told to slow down.
     DropAndWarn,
     /// Over the rate: dropped quietly (it was told already).
@@ -65,25 +75,39 @@ pub enum FrameVerdict {
 #[derive(Debug, Clone)]
 pub struct FrameGate {
     bucket: TokenBucket,
+    large: TokenBucket,
     refused: u32,
     max_bytes: usize,
+    large_max_bytes: usize,
 }
 
 impl FrameGate {
-    pub fn new(max_bytes: usize, now: Instant) -> Self {
+    /// Frames up to `max_bytes` are ordinary; up to `large_max_bytes` they
+    /// are large (see `FrameVerdict::AcceptLarge`); above, too big.
+    pub fn new(max_bytes: usize, large_max_bytes: usize, now: Instant) -> Self {
         Self {
             bucket: TokenBucket::new(BURST, PER_SECOND, now),
+            large: TokenBucket::new(LARGE_BURST, LARGE_PER_SECOND, now),
             refused: 0,
             max_bytes,
+            large_max_bytes: large_max_bytes.max(max_bytes),
         }
     }
 
     pub fn check(&mut self, bytes: usize, now: Instant) -> FrameVerdict {
-        if bytes > self.max_bytes {
+        if bytes > self.large_max_bytes {
             return FrameVerdict::Close(protocol::close::TOO_BIG);
         }
-        if self.bucket.try_take(now) {
-            return FrameVerdict::Accept;
+        let large = bytes > self.max_bytes;
+        // Both buckets are asked, so a large frame also counts against the
+        // ordinary rate.
+        let within_rate = self.bucket.try_take(now) && (!large || self.large.try_take(now));
+        if within_rate {
+            return if large {
+                FrameVerdict::AcceptLarge
+            } else {
+                FrameVerdict::Accept
+            };
         }
         self.refused += 1;
         if self.refused > FLOOD_LIMIT {
@@ -124,7 +148,7 @@ mod tests {
     #[test]
     fn an_oversized_frame_closes_with_1009() {
         let now = Instant::now();
-        let mut gate = FrameGate::new(100, now);
+        let mut gate = FrameGate::new(100, 100, now);
         assert_eq!(gate.check(100, now), FrameVerdict::Accept);
         assert_eq!(
             gate.check(101, now),
@@ -133,9 +157,28 @@ mod tests {
     }
 
     #[test]
+    fn large_frames_pass_at_a_rate_of_their_own() {
+        let start = Instant::now();
+        let mut gate = FrameGate::new(100, 1000, start);
+        assert_eq!(gate.check(100, start), FrameVerdict::Accept);
+        assert_eq!(
+            gate.check(1001, start),
+            FrameVerdict::Close(protocol::close::TOO_BIG)
+        );
+        let mut gate = FrameGate::new(100, 1000, start);
+        assert!((0..LARGE_BURST).all(|_| gate.check(1000, start) == FrameVerdict::AcceptLarge));
+        // Past the large burst: refused like a flood, while small frames
+        // (those left in the ordinary burst) still pass.
+        assert_eq!(gate.check(1000, start), FrameVerdict::DropAndWarn);
+        assert_eq!(gate.check(10, start), FrameVerdict::Accept);
+        let later = start + Duration::from_millis(250);
+        assert_eq!(gate.check(1000, later), FrameVerdict::AcceptLarge);
+    }
+
+    #[test]
     fn a_flood_is_warned_then_dropped_then_closed_and_a_pause_refills() {
         let start = Instant::now();
-        let mut gate = FrameGate::new(1000, start);
+        let mut gate = FrameGate::new(1000, 1000, start);
         // The burst passes.
         assert!((0..BURST).all(|_| gate.check(10, start) == FrameVerdict::Accept));
         // Then: one warning, quiet drops, a warning every 20th.
@@ -156,7 +199,7 @@ mod tests {
             FrameVerdict::Close(protocol::close::POLICY)
         );
         // A connection that slows down is fine again.
-        let mut calm = FrameGate::new(1000, start);
+        let mut calm = FrameGate::new(1000, 1000, start);
         assert!((0..BURST).all(|_| calm.check(10, start) == FrameVerdict::Accept));
         assert_eq!(calm.check(10, start), FrameVerdict::DropAndWarn);
         let later = start + Duration::from_secs(1);

@@ -1043,6 +1043,73 @@ fn media_server_offer() -> ClientMessage {
 }
 
 #[test]
+fn only_a_media_server_description_may_be_larger_than_an_ordinary_message() {
+    let mut call = Call::joined_with("bob", PeerRole::Member, vec![]);
+    call.answer(Answer::RoomMedia(MediaPath::Server));
+    // The answer of a page in a 100-person call: about 800 bytes for each
+    // of 198 tracks, well over 64 KiB.
+    let m_line = format!(
+        "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n{}\r\n",
+        "a=x".repeat(199)
+    );
+    let big_answer = ClientMessage::MediaServerSignal {
+        signal: Signal::Description {
+            sdp_type: "answer".into(),
+            sdp: format!("v=0\r\n{}", m_line.repeat(198)),
+        },
+    };
+    let frame = serde_json::to_string(&big_answer).unwrap();
+    assert!(frame.len() > protocol::MAX_MESSAGE_BYTES, "{}", frame.len());
+    assert!(
+        frame.len() < protocol::MAX_MEDIA_SIGNAL_BYTES,
+        "{}",
+        frame.len()
+    );
+    let taken = call.input(Input::Frame(Frame::Text(frame)));
+    assert!(
+        matches!(&taken[..], [Effect::ToMediaServer { .. }]),
+        "{taken:?}"
+    );
+
+    // Anything else that large is still too big: a chat message padded
+    // out, or a candidate.
+    let mut chatty = Call::joined_with("bob", PeerRole::Member, vec![]);
+    let padded = format!(
+        r#"{{"type":"chat_send","key":"k1","text":"hi","to":null,"pad":"{}"}}"#,
+        "x".repeat(protocol::MAX_MESSAGE_BYTES)
+    );
+    let closed = chatty.input(Input::Frame(Frame::Text(padded)));
+    assert_eq!(close_code(&closed), Some(close::TOO_BIG));
+    let mut candidate = Call::joined_with("bob", PeerRole::Member, vec![]);
+    candidate.answer(Answer::RoomMedia(MediaPath::Server));
+    let huge_candidate = ClientMessage::MediaServerSignal {
+        signal: Signal::Candidate {
+            candidate: "x".repeat(protocol::MAX_MESSAGE_BYTES),
+            sdp_mid: None,
+            sdp_m_line_index: None,
+        },
+    };
+    let closed = candidate.input(Input::Frame(Frame::Text(
+        serde_json::to_string(&huge_candidate).unwrap(),
+    )));
+    assert_eq!(close_code(&closed), Some(close::TOO_BIG));
+
+    // And a description past the large limit too.
+    let mut huge = Call::joined_with("bob", PeerRole::Member, vec![]);
+    huge.answer(Answer::RoomMedia(MediaPath::Server));
+    let too_big = ClientMessage::MediaServerSignal {
+        signal: Signal::Description {
+            sdp_type: "answer".into(),
+            sdp: "a".repeat(protocol::MAX_MEDIA_SIGNAL_BYTES),
+        },
+    };
+    let closed = huge.input(Input::Frame(Frame::Text(
+        serde_json::to_string(&too_big).unwrap(),
+    )));
+    assert_eq!(close_code(&closed), Some(close::TOO_BIG));
+}
+
+#[test]
 fn a_room_moving_to_the_media_server_is_told_once_and_then_takes_its_signals() {
     let mut call = Call::joined_with("bob", PeerRole::Member, vec![]);
     // Direct: the media server is not for this room (yet).

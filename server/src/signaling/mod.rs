@@ -13,7 +13,7 @@ mod state;
 
 use crate::security::is_same_origin;
 use app::auth::ssr::RequestCx;
-use app::protocol::MAX_MESSAGE_BYTES;
+use app::protocol::{MAX_MEDIA_SIGNAL_BYTES, MAX_MESSAGE_BYTES};
 use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -79,10 +79,11 @@ pub async fn upgrade(
         )
             .into_response();
     };
-    // The transport's own limit is a backstop well above ours, so frames
-    // between the two get a proper 1009 close from the connection.
-    ws.max_message_size(MAX_MESSAGE_BYTES * 4)
-        .max_frame_size(MAX_MESSAGE_BYTES * 4)
+    // The transport's own limit is a backstop well above ours (the largest
+    // is a media-server session description's), so frames between the two
+    // get a proper 1009 close from the connection.
+    ws.max_message_size(MAX_MEDIA_SIGNAL_BYTES * 2)
+        .max_frame_size(MAX_MEDIA_SIGNAL_BYTES * 2)
         // tungstenite reserves a 128 KiB read buffer per socket up front;
         // signaling frames are small, and the buffer grows for a large one
         // anyway. 4 KiB here took an idle joined socket from ~140 KiB to
@@ -94,7 +95,9 @@ pub async fn upgrade(
         // go out at once. Every flush has a deadline, and the bound keeps a
         // stuck client from growing the queue.
         .write_buffer_size(WRITE_BATCH_BYTES)
-        .max_write_buffer_size(MAX_MESSAGE_BYTES * 8)
+        // Room for a media-server offer (up to `MAX_MEDIA_SIGNAL_BYTES`)
+        // with a batch of ordinary frames queued beside it.
+        .max_write_buffer_size(MAX_MEDIA_SIGNAL_BYTES + MAX_MESSAGE_BYTES * 8)
         .on_upgrade(move |socket| async move {
             connection::run(socket, state, caller, credentials).await;
             drop(slot);

@@ -20,7 +20,8 @@ use crate::rooms::bus::{RoomEvent, SharedEvent};
 use crate::rooms::{PeerChange, RoomSettings};
 use protocol::{
     close, parse_client_message, ClientMessage, ErrorCode, LeaveReason, MediaPath, MediaState,
-    PeerId, PeerInfo, ServerMessage, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+    PeerId, PeerInfo, ServerMessage, Signal, MAX_MEDIA_SIGNAL_BYTES, MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -101,7 +102,7 @@ impl CallSession {
             joining: None,
             resumed: false,
             media_path: MediaPath::Direct,
-            gate: FrameGate::new(MAX_MESSAGE_BYTES, now.instant),
+            gate: FrameGate::new(MAX_MESSAGE_BYTES, MAX_MEDIA_SIGNAL_BYTES, now.instant),
             reactions: ReactionGate::new(now.instant),
             last_inbound: now.instant,
             tally: Tally::default(),
@@ -236,7 +237,7 @@ impl CallSession {
         self.last_inbound = now.instant;
         let verdict = self.gate.check(size, now.instant);
         let throttled = match verdict {
-            FrameVerdict::Accept => false,
+            FrameVerdict::Accept | FrameVerdict::AcceptLarge => false,
             FrameVerdict::Drop | FrameVerdict::DropAndWarn => true,
             // Too big is a size limit, not a rate.
             FrameVerdict::Close(code) => code != close::TOO_BIG,
@@ -245,37 +246,55 @@ impl CallSession {
             self.tally.throttled += 1;
         }
         match verdict {
-            FrameVerdict::Accept => {}
+            FrameVerdict::Accept | FrameVerdict::AcceptLarge => {}
             FrameVerdict::Drop => return,
             FrameVerdict::DropAndWarn => {
                 let message =
                     ServerMessage::error(ErrorCode::RateLimited, "slow down: message dropped");
                 return self.reply(message, out);
             }
+            FrameVerdict::Close(code) if code == close::TOO_BIG => {
+                return self.too_big(size, now, out);
+            }
             FrameVerdict::Close(code) => {
-                let reason = if code == close::TOO_BIG {
-                    tracing::warn!(bytes = size, "oversized message");
-                    "message too big"
-                } else {
-                    tracing::warn!("flooding; closing");
-                    "too many messages"
-                };
-                self.close(code, reason, out);
+                tracing::warn!("flooding; closing");
+                self.close(code, "too many messages", out);
                 return self.end(Ending::Dropped, now, out);
             }
         }
+        let large = verdict == FrameVerdict::AcceptLarge;
         let text = match frame {
             Frame::Text(text) => text,
+            Frame::Binary(_) if large => return self.too_big(size, now, out),
             Frame::Binary(_) => return self.reply(bad_message("text frames only"), out),
             _ => return,
         };
-        match parse_client_message(&text) {
+        let parsed = parse_client_message(&text);
+        // Only a session description for the media server may be larger
+        // than an ordinary message (`MAX_MEDIA_SIGNAL_BYTES`).
+        let may_be_large = matches!(
+            parsed,
+            Ok(ClientMessage::MediaServerSignal {
+                signal: Signal::Description { .. }
+            })
+        );
+        if large && !may_be_large {
+            return self.too_big(size, now, out);
+        }
+        match parsed {
             Ok(message) => {
                 self.tally.received.push(message.type_name());
                 self.on_message(message, now, out)
             }
             Err(problem) => self.reply(parse_error(problem), out),
         }
+    }
+
+    /// A frame over the size limit for what it is: closed with 1009.
+    fn too_big(&mut self, size: usize, now: Now, out: &mut Vec<Effect>) {
+        tracing::warn!(bytes = size, "oversized message");
+        self.close(close::TOO_BIG, "message too big", out);
+        self.end(Ending::Dropped, now, out)
     }
 
     fn on_message(&mut self, message: ClientMessage, now: Now, out: &mut Vec<Effect>) {
