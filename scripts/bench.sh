@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs moim's benchmarks against a release build and prints their tables.
-# Usage: scripts/bench.sh [fanout] [connections] [chat] [sfu-soak] [pages] [join]   (all when none)
+# Usage: scripts/bench.sh [fanout] [connections] [chat] [sfu-soak] [sfu-load] [pages] [join]   (all when none)
 # Figures, not pass/fail: see bench/src/main.rs for what each one measures,
 # bench/pages/pages.mjs for `pages` (page weight and time to interactive
 # in Chromium, against the release site) and bench/join/join.mjs for `join`

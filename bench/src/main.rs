@@ -12,6 +12,9 @@
 //! - `sfu-soak`: 200 headless WebRTC clients join a call through the media
 //!   server one after another and leave; server memory over the cycles
 //!   (see `sfu_soak.rs`).
+//! - `sfu-load`: two video publishers to a growing audience, through a raw
+//!   UDP forwarder (the machine's ceiling) and through moim's media server:
+//!   packets per CPU-second, added latency, loss (see `sfu_load.rs`).
 //!
 //! In Chromium (Node scripts `scripts/bench.sh` runs against the release
 //! site): `pages` (bench/pages/pages.mjs: page weight, time to hydrated)
@@ -21,6 +24,7 @@ mod chat;
 mod connections;
 mod fanout;
 mod server;
+mod sfu_load;
 mod sfu_soak;
 mod stats;
 
@@ -28,6 +32,16 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // `sfu-load` runs its raw forwarder as a process of its own.
+    if std::env::args().nth(1).as_deref() == Some("raw-forwarder") {
+        return match sfu_load::raw_forwarder() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("moim-bench raw-forwarder: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut args = std::env::args().skip(1);
     let mut moim = String::from("target/release/moim");
     let mut which = Vec::new();
@@ -37,13 +51,13 @@ async fn main() -> ExitCode {
                 Some(path) => moim = path,
                 None => return usage("--moim needs a path"),
             },
-            "connections" | "chat" | "fanout" | "sfu-soak" => which.push(arg),
+            "connections" | "chat" | "fanout" | "sfu-soak" | "sfu-load" => which.push(arg),
             "-h" | "--help" => return usage(""),
             other => return usage(&format!("unknown argument {other:?}")),
         }
     }
     if which.is_empty() {
-        which.extend(["fanout", "connections", "chat", "sfu-soak"].map(String::from));
+        which.extend(["fanout", "connections", "chat", "sfu-soak", "sfu-load"].map(String::from));
     }
     for bench in which {
         let result = match bench.as_str() {
@@ -51,6 +65,7 @@ async fn main() -> ExitCode {
             "chat" => chat::run(&moim).await,
             "fanout" => fanout::run(&moim).await,
             "sfu-soak" => sfu_soak::run(&moim).await,
+            "sfu-load" => sfu_load::run(&moim).await,
             _ => Ok(()),
         };
         if let Err(err) = result {
@@ -65,7 +80,9 @@ fn usage(problem: &str) -> ExitCode {
     if !problem.is_empty() {
         eprintln!("moim-bench: {problem}");
     }
-    eprintln!("usage: moim-bench [--moim PATH] [fanout] [connections] [chat] [sfu-soak]");
+    eprintln!(
+        "usage: moim-bench [--moim PATH] [fanout] [connections] [chat] [sfu-soak] [sfu-load]"
+    );
     if problem.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -20,7 +20,9 @@ use protocol::{ClientMessage, ServerMessage, Signal};
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::media_engine::{
+    MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8,
+};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -117,12 +119,14 @@ pub async fn run(moim: &str) -> Result<(), Error> {
 /// packet arrives, and starts its connection over when the server's offers
 /// fill with people who left, as the page does (see
 /// `protocol::media_server::too_many_stale_m_lines`).
-struct Headless {
+pub(crate) struct Headless {
     link: Arc<Mutex<Link>>,
     sink: Arc<tokio::sync::Mutex<SplitSink<Socket, Message>>>,
     received: Arc<Notify>,
     restarts: Arc<AtomicUsize>,
     signaling: tokio::task::JoinHandle<()>,
+    /// Set when the client leaves: signaling errors after it are expected.
+    leaving: Arc<AtomicBool>,
 }
 
 /// One peer connection to the media server and its microphone.
@@ -134,33 +138,59 @@ struct Link {
     ssrc: u32,
 }
 
+/// Called with the payload of every RTP packet a client receives.
+pub(crate) type OnPacket = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
 struct Handler {
     received: Arc<Notify>,
+    on_packet: Option<OnPacket>,
 }
 
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Handler {
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
         let received = self.received.clone();
+        let on_packet = self.on_packet.clone();
         tokio::spawn(async move {
             let mut first = true;
             while let Some(event) = track.poll().await {
-                if first && matches!(event, TrackRemoteEvent::OnRtpPacket(_)) {
-                    received.notify_one();
-                    first = false;
+                if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+                    if first {
+                        received.notify_one();
+                        first = false;
+                    }
+                    if let Some(on_packet) = &on_packet {
+                        on_packet(&packet.payload);
+                    }
                 }
             }
         });
     }
 }
 
-fn opus() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_OPUS.to_string(),
-        clock_rate: 48_000,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
-        rtcp_feedback: vec![],
+/// What a headless page publishes.
+#[derive(Clone, Copy)]
+pub(crate) enum Publish {
+    Microphone,
+    Camera,
+}
+
+fn codec(publish: Publish) -> RTCRtpCodec {
+    match publish {
+        Publish::Microphone => RTCRtpCodec {
+            mime_type: MIME_TYPE_OPUS.to_string(),
+            clock_rate: 48_000,
+            channels: 2,
+            sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+            rtcp_feedback: vec![],
+        },
+        Publish::Camera => RTCRtpCodec {
+            mime_type: MIME_TYPE_VP8.to_string(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: String::new(),
+            rtcp_feedback: vec![],
+        },
     }
 }
 
@@ -178,8 +208,14 @@ fn description(sdp_type: &str, sdp: String) -> ClientMessage {
 }
 
 impl Link {
-    /// A new peer connection publishing a microphone, and its offer.
-    async fn open(ssrc: u32, received: &Arc<Notify>) -> Result<(Self, String), Error> {
+    /// A new peer connection publishing a microphone or camera, and its
+    /// offer.
+    async fn open(
+        ssrc: u32,
+        publish: Publish,
+        received: &Arc<Notify>,
+        on_packet: &Option<OnPacket>,
+    ) -> Result<(Self, String), Error> {
         let mut media_engine = MediaEngine::default();
         media_engine.register_default_codecs()?;
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
@@ -190,6 +226,7 @@ impl Link {
                 .with_interceptor_registry(registry)
                 .with_handler(Arc::new(Handler {
                     received: received.clone(),
+                    on_packet: on_packet.clone(),
                 }) as Arc<dyn PeerConnectionEventHandler>)
                 .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
                 .build()
@@ -199,13 +236,16 @@ impl Link {
             format!("mic-{ssrc}"),
             format!("mic-track-{ssrc}"),
             "microphone".to_string(),
-            RtpCodecKind::Audio,
+            match publish {
+                Publish::Microphone => RtpCodecKind::Audio,
+                Publish::Camera => RtpCodecKind::Video,
+            },
             vec![RTCRtpEncodingParameters {
                 rtp_coding_parameters: RTCRtpCodingParameters {
                     ssrc: Some(ssrc),
                     ..Default::default()
                 },
-                codec: opus(),
+                codec: codec(publish),
                 ..Default::default()
             }],
         )));
@@ -241,8 +281,19 @@ impl Headless {
     /// Offers a microphone to the media server over the joined `socket`;
     /// the answer and the server's later offers are handled by a task.
     async fn connect(socket: Socket, ssrc: u32) -> Result<Self, Error> {
+        Self::connect_with(socket, ssrc, Publish::Microphone, None).await
+    }
+
+    /// The same, publishing `publish`, with `on_packet` called for every
+    /// packet received.
+    pub(crate) async fn connect_with(
+        socket: Socket,
+        ssrc: u32,
+        publish: Publish,
+        on_packet: Option<OnPacket>,
+    ) -> Result<Self, Error> {
         let received = Arc::new(Notify::new());
-        let (first, offer) = Link::open(ssrc, &received).await?;
+        let (first, offer) = Link::open(ssrc, publish, &received, &on_packet).await?;
         let link = Arc::new(Mutex::new(first));
         let (sink, mut stream) = socket.split();
         let sink = Arc::new(tokio::sync::Mutex::new(sink));
@@ -251,12 +302,15 @@ impl Headless {
             .send(text(&description("offer", offer))?)
             .await?;
         let restarts = Arc::new(AtomicUsize::new(0));
+        let leaving = Arc::new(AtomicBool::new(false));
         let signaling = {
-            let (link, sink, received, restarts) = (
+            let (link, sink, received, restarts, on_packet, leaving) = (
                 link.clone(),
                 sink.clone(),
                 received.clone(),
                 restarts.clone(),
+                on_packet.clone(),
+                leaving.clone(),
             );
             tokio::spawn(async move {
                 while let Some(Ok(frame)) = stream.next().await {
@@ -281,8 +335,13 @@ impl Headless {
                             // A new connection sends under a new SSRC, as a
                             // browser's does.
                             let generation = restarts.load(Ordering::SeqCst) as u32 + 1;
-                            let (fresh, offer) =
-                                Link::open(ssrc ^ (generation << 20), &received).await?;
+                            let (fresh, offer) = Link::open(
+                                ssrc ^ (generation << 20),
+                                publish,
+                                &received,
+                                &on_packet,
+                            )
+                            .await?;
                             replace_link(&link, fresh);
                             restarts.fetch_add(1, Ordering::SeqCst);
                             sink.lock()
@@ -302,7 +361,11 @@ impl Headless {
                         Ok::<(), Error>(())
                     };
                     if let Err(err) = handled.await {
-                        eprintln!("sfu-soak: media-server signaling failed: {err}");
+                        // An offer that crossed the client's leaving has
+                        // nobody to answer to; anything else is worth a line.
+                        if !leaving.load(Ordering::SeqCst) {
+                            eprintln!("moim-bench: a headless client's media-server signaling failed: {err}");
+                        }
                         return;
                     }
                 }
@@ -314,16 +377,30 @@ impl Headless {
             received,
             restarts,
             signaling,
+            leaving,
         })
     }
 
     /// Writes a 20 ms Opus-sized packet 50 times a second to the current
     /// connection until the flag it returns is cleared.
     fn publish_audio(&self) -> Arc<AtomicBool> {
+        self.publish(Duration::from_millis(20), 960, |_| vec![0xf8; 80])
+    }
+
+    /// Writes a packet every `every` (timestamps stepping by `ticks`) with
+    /// the payload `payload(sequence number)` makes, until the flag it
+    /// returns is cleared.
+    pub(crate) fn publish(
+        &self,
+        every: Duration,
+        ticks: u32,
+        payload: impl Fn(u16) -> Vec<u8> + Send + 'static,
+    ) -> Arc<AtomicBool> {
         let on = Arc::new(AtomicBool::new(true));
         let (link, flag) = (self.link.clone(), on.clone());
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             let mut sequence: u16 = 0;
             while flag.load(Ordering::SeqCst) {
                 tick.tick().await;
@@ -344,11 +421,11 @@ impl Headless {
                         version: 2,
                         payload_type,
                         sequence_number: sequence,
-                        timestamp: u32::from(sequence).wrapping_mul(960),
+                        timestamp: u32::from(sequence).wrapping_mul(ticks),
                         ssrc: current.ssrc,
                         ..Default::default()
                     },
-                    payload: vec![0xf8; 80].into(),
+                    payload: payload(sequence).into(),
                 };
                 let _ = current.microphone.write_rtp(packet).await;
                 sequence = sequence.wrapping_add(1);
@@ -358,7 +435,8 @@ impl Headless {
     }
 
     /// Leaves the call the way a page does, then closes the connection.
-    async fn leave(self) {
+    pub(crate) async fn leave(self) {
+        self.leaving.store(true, Ordering::SeqCst);
         if let Ok(leave) = text(&ClientMessage::Leave) {
             let mut sink = self.sink.lock().await;
             let _ = sink.send(leave).await;
