@@ -150,13 +150,14 @@ fn print_row(system: &str, subscribers: usize, f: &Figures) {
 }
 
 /// Measures one step: the publishers are sending and the subscribers
-/// receiving; `sent` counts what the publishers wrote.
+/// receiving; `sent` counts what the publishers wrote. The memory figure is
+/// the caller's to fill in.
 async fn measure(
     pid: u32,
     tally: &Tally,
     sent: &AtomicU64,
     subscribers: usize,
-) -> Result<(f64, f64, Duration, Duration, f64), Error> {
+) -> Result<Figures, Error> {
     tokio::time::sleep(SETTLE).await;
     let cpu_before = cpu_of(pid)?;
     let sent_before = sent.load(Ordering::SeqCst);
@@ -182,13 +183,14 @@ async fn measure(
         .map(|l| l.clone())
         .unwrap_or_default();
     latencies.sort();
-    Ok((
-        received / elapsed,
-        if cpu > 0.0 { received / cpu } else { 0.0 },
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
+    Ok(Figures {
+        forwarded_per_second: received / elapsed,
+        per_cpu_second: if cpu > 0.0 { received / cpu } else { 0.0 },
+        p50: percentile(&latencies, 0.5),
+        p99: percentile(&latencies, 0.99),
         loss,
-    ))
+        kib_per_subscriber: None,
+    })
 }
 
 // ---------------------------------------------------------------- raw UDP
@@ -278,21 +280,13 @@ async fn raw(subscribers: usize) -> Result<Figures, Error> {
             }
         }));
     }
-    let (forwarded, per_cpu, p50, p99, loss) =
-        measure(forwarder.0.id(), &tally, &sent, subscribers).await?;
+    let figures = measure(forwarder.0.id(), &tally, &sent, subscribers).await?;
     on.store(false, Ordering::SeqCst);
     for task in tasks {
         task.abort();
     }
     drop(forwarder);
-    Ok(Figures {
-        forwarded_per_second: forwarded,
-        per_cpu_second: per_cpu,
-        p50,
-        p99,
-        loss,
-        kib_per_subscriber: None,
-    })
+    Ok(figures)
 }
 
 // ------------------------------------------------------------------- moim
@@ -362,21 +356,15 @@ async fn through_moim(moim: &str, subscribers: usize) -> Result<Figures, Error> 
             },
         ));
     }
-    let (forwarded, per_cpu, p50, p99, loss) =
-        measure(server.pid(), &tally, &sent, subscribers).await?;
+    let mut figures = measure(server.pid(), &tally, &sent, subscribers).await?;
     let rss_after = server.rss_kib()?;
+    figures.kib_per_subscriber =
+        Some(rss_after.saturating_sub(rss_before) as f64 / subscribers as f64);
     for flag in flags {
         flag.store(false, Ordering::SeqCst);
     }
     for client in audience.into_iter().chain(publishers) {
         client.leave().await;
     }
-    Ok(Figures {
-        forwarded_per_second: forwarded,
-        per_cpu_second: per_cpu,
-        p50,
-        p99,
-        loss,
-        kib_per_subscriber: Some(rss_after.saturating_sub(rss_before) as f64 / subscribers as f64),
-    })
+    Ok(figures)
 }
