@@ -39,10 +39,7 @@ pub fn init(config: &Config) -> Result<(), StartupError> {
 /// The operator's filter, with the media engine's targets at their quiet
 /// levels unless the filter already says something about that crate.
 fn filter_with_quiet_media_engine(filter: &str) -> String {
-    let named: Vec<&str> = filter
-        .split(',')
-        .filter_map(|directive| directive.split_once('=').map(|(target, _)| target.trim()))
-        .collect();
+    let named: Vec<&str> = filter.split(',').filter_map(directive_target).collect();
     let mut out = filter.trim().to_string();
     for (target, level) in MEDIA_ENGINE_TARGETS {
         let crate_name = target.split("::").next().unwrap_or(target);
@@ -57,6 +54,19 @@ fn filter_with_quiet_media_engine(filter: &str) -> String {
         }
     }
     out
+}
+
+/// The target a filter directive names: `rtc_ice=debug`, `rtc_ice[span]`
+/// and a bare `rtc_ice` (every level) all name `rtc_ice`; a bare level
+/// (`info`) names none.
+fn directive_target(directive: &str) -> Option<&str> {
+    let directive = directive.trim();
+    let target = directive.split(['=', '[']).next()?.trim();
+    let bare_level = !directive.contains('=')
+        && target
+            .parse::<tracing_subscriber::filter::LevelFilter>()
+            .is_ok();
+    (!target.is_empty() && !bare_level).then_some(target)
 }
 
 #[cfg(test)]
@@ -74,6 +84,10 @@ mod tests {
         let filter = filter_with_quiet_media_engine("info,rtc_ice=debug");
         assert!(filter.contains("rtc_ice=debug"));
         assert!(!filter.contains("rtc_ice=warn"));
+        assert!(filter.contains("rtc_dtls=warn"));
+        // A target named without a level (all of its levels) counts too.
+        let filter = filter_with_quiet_media_engine("info,rtc_ice");
+        assert!(!filter.contains("rtc_ice=warn"), "{filter}");
         assert!(filter.contains("rtc_dtls=warn"));
         // Every result is a filter tracing takes.
         for given in ["info", "moim=debug,info", "warn,rtc=trace", ""] {
