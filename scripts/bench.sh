@@ -46,7 +46,7 @@ if $pages || $joins; then
   scripts/setup.sh --test >&2
   export PATH="${MOIM_TOOLS_DIR:-$HOME/.cache/moim/tools}/node_modules/.bin:$PATH"
   printf '\033[1m==> building the release site\033[0m\n' >&2
-  cargo leptos build --release >&2
+  cargo leptos build --release --split >&2
   node scripts/precompress.mjs target/site/pkg
   if $pages; then
     node bench/pages/pages.mjs "$CARGO_TARGET_DIR/release/moim" "$PWD/target/site" "${MOIM_BENCH_PAGE_RUNS:-5}"

@@ -11,7 +11,7 @@ export CARGO_INCREMENTAL=0
 scripts/setup.sh --run
 # wasm-opt from npm (scripts/setup.sh), where cargo-leptos looks for it.
 export PATH="${MOIM_TOOLS_DIR:-$HOME/.cache/moim/tools}/node_modules/.bin:$PATH"
-cargo leptos build --release
+cargo leptos build --release --split
 # brotli and gzip copies of the bundle, made once (server::bundle sends them).
 node scripts/precompress.mjs target/site/pkg
 exec "$CARGO_TARGET_DIR/release/moim" --site-root "$PWD/target/site" "$@"

@@ -8,7 +8,7 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moim/target}"
 export CARGO_INCREMENTAL=0
 scripts/setup.sh --test
-cargo leptos build
+cargo leptos build --split
 export MOIM_BIN="$CARGO_TARGET_DIR/debug/moim"
 export MOIM_SITE_ROOT="$PWD/target/site"
 export MOIM_SCREENSHOTS_DIR="$PWD/docs/screenshots"

@@ -87,8 +87,8 @@ echo "PostgreSQL for tests: $MOIM_TEST_POSTGRES_URL"
 step "Rust unit and integration tests (SQLite and PostgreSQL)"
 cargo test --locked -p protocol -p domain -p app -p moim-server
 
-step "building the site (cargo leptos build)"
-cargo leptos build
+step "building the site (cargo leptos build --split)"
+cargo leptos build --split
 
 # Two moim instances for the scale-out end-to-end test share a fresh
 # PostgreSQL database and a throwaway Redis (the Rust tests start their own).

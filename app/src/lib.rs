@@ -38,7 +38,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    path, SsrMode,
+    path, Lazy, LazyRoute, SsrMode,
 };
 
 /// A page's `<Title>` text in the viewer's language.
@@ -157,20 +157,191 @@ fn AppBody() -> impl IntoView {
             <main id="main" tabindex="-1">
                 <Routes fallback=|| view! { <NotFound /> }>
                     <Route path=path!("/") view=HomePage />
-                    <Route path=path!("/signin") view=SignInPage />
-                    <Route path=path!("/signup") view=SignUpPage />
-                    <Route path=path!("/guest") view=GuestPage />
-                    <Route path=path!("/selftest") view=SelfTestPage />
-                    <Route path=path!("/profile") view=ProfilePage ssr=SsrMode::Async />
-                    <Route path=path!("/verify-email") view=VerifyEmailPage ssr=SsrMode::Async />
-                    <Route path=path!("/meetings") view=MeetingsPage ssr=SsrMode::Async />
-                    <Route path=path!("/meetings/new") view=NewMeetingPage ssr=SsrMode::Async />
-                    <Route path=path!("/m/:code") view=MeetingPage ssr=SsrMode::Async />
-                    <Route path=path!("/m/:code/edit") view=EditMeetingPage ssr=SsrMode::Async />
-                    <Route path=path!("/m/:code/join") view=LobbyPage ssr=SsrMode::Async />
-                    <Route path=path!("/m/:code/room") view=RoomPage ssr=SsrMode::Async />
+                    <Route path=path!("/signin") view={Lazy::<SignInRoute>::new()} />
+                    <Route path=path!("/signup") view={Lazy::<SignUpRoute>::new()} />
+                    <Route path=path!("/guest") view={Lazy::<GuestRoute>::new()} />
+                    <Route path=path!("/selftest") view={Lazy::<SelfTestRoute>::new()} />
+                    <Route path=path!("/profile") view={Lazy::<ProfileRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("/verify-email") view={Lazy::<VerifyEmailRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("/meetings") view={Lazy::<MeetingsRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("/meetings/new") view={Lazy::<NewMeetingRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("/m/:code") view={Lazy::<MeetingRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("/m/:code/edit") view={Lazy::<EditMeetingRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("/m/:code/join") view={Lazy::<LobbyRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("/m/:code/room") view={Lazy::<RoomRoute>::new()} ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>
+    }
+}
+
+// Only the home page and the "not found" page are in the main bundle. The
+// other pages come in three groups, each split off into a chunk of its own
+// (`cargo leptos build --split`) that the browser loads when a page of the
+// group is first opened: a first visit downloads the shared code and one
+// group's, not every page's. The call group (the lobby, the call, the
+// self-test: camera, microphone, WebRTC) is the largest; opening the lobby
+// brings the call's code before anyone clicks "Join now". Groups rather
+// than a chunk per page: the splitter also gives every set of pages that
+// shares a function a chunk of its own, so twelve split points made up to
+// ninety chunks (requests) for one page, three make at most five. On the
+// server a lazy page renders as any other.
+
+/// The sign-in, sign-up, guest, profile and email-verification pages.
+#[derive(Clone, Copy)]
+enum AccountPage {
+    SignIn,
+    SignUp,
+    Guest,
+    Profile,
+    VerifyEmail,
+}
+
+#[lazy]
+fn account_page(page: AccountPage) -> AnyView {
+    match page {
+        AccountPage::SignIn => view! { <SignInPage /> }.into_any(),
+        AccountPage::SignUp => view! { <SignUpPage /> }.into_any(),
+        AccountPage::Guest => view! { <GuestPage /> }.into_any(),
+        AccountPage::Profile => view! { <ProfilePage /> }.into_any(),
+        AccountPage::VerifyEmail => view! { <VerifyEmailPage /> }.into_any(),
+    }
+}
+
+/// The meeting list, a meeting, and the forms that schedule and edit one.
+#[derive(Clone, Copy)]
+enum MeetingsPageKind {
+    List,
+    New,
+    One,
+    Edit,
+}
+
+#[lazy]
+fn meetings_page(page: MeetingsPageKind) -> AnyView {
+    match page {
+        MeetingsPageKind::List => view! { <MeetingsPage /> }.into_any(),
+        MeetingsPageKind::New => view! { <NewMeetingPage /> }.into_any(),
+        MeetingsPageKind::One => view! { <MeetingPage /> }.into_any(),
+        MeetingsPageKind::Edit => view! { <EditMeetingPage /> }.into_any(),
+    }
+}
+
+/// The lobby, the call and the connection self-test.
+#[derive(Clone, Copy)]
+enum CallPage {
+    Lobby,
+    Room,
+    SelfTest,
+}
+
+#[lazy]
+fn call_page(page: CallPage) -> AnyView {
+    match page {
+        CallPage::Lobby => view! { <LobbyPage /> }.into_any(),
+        CallPage::Room => view! { <RoomPage /> }.into_any(),
+        CallPage::SelfTest => view! { <SelfTestPage /> }.into_any(),
+    }
+}
+
+/// One route per page, each loading its group (`Lazy::<SignInRoute>`).
+macro_rules! lazy_routes {
+    ($($route:ident => $group:ident($page:expr),)*) => {$(
+        struct $route;
+
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                Self
+            }
+
+            async fn view(_this: Self) -> AnyView {
+                $group($page).await
+            }
+        }
+    )*};
+}
+
+lazy_routes! {
+    SignInRoute => account_page(AccountPage::SignIn),
+    SignUpRoute => account_page(AccountPage::SignUp),
+    GuestRoute => account_page(AccountPage::Guest),
+    ProfileRoute => account_page(AccountPage::Profile),
+    VerifyEmailRoute => account_page(AccountPage::VerifyEmail),
+    MeetingsRoute => meetings_page(MeetingsPageKind::List),
+    NewMeetingRoute => meetings_page(MeetingsPageKind::New),
+    MeetingRoute => meetings_page(MeetingsPageKind::One),
+    EditMeetingRoute => meetings_page(MeetingsPageKind::Edit),
+    LobbyRoute => call_page(CallPage::Lobby),
+    RoomRoute => call_page(CallPage::Room),
+    SelfTestRoute => call_page(CallPage::SelfTest),
+}
+
+/// The group whose chunk holds the page at `path` (as the routes above
+/// place them), or none for a page in the main bundle.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+fn page_group(path: &str) -> Option<PageGroup> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segments.as_slice() {
+        ["signin"] | ["signup"] | ["guest"] | ["profile"] | ["verify-email"] => {
+            Some(PageGroup::Account)
+        }
+        ["meetings"] | ["meetings", "new"] | ["m", _] | ["m", _, "edit"] => {
+            Some(PageGroup::Meetings)
+        }
+        ["selftest"] | ["m", _, "join"] | ["m", _, "room"] => Some(PageGroup::Call),
+        _ => None,
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PageGroup {
+    Account,
+    Meetings,
+    Call,
+}
+
+/// Loads the chunk of the page the browser opened, before hydrating it.
+/// Once loaded, the route's lazy view is ready at once, so the page
+/// hydrates in one synchronous pass (`hydrate_body`) like a page in the
+/// main bundle. Hydrating asynchronously instead (`hydrate_lazy`, which
+/// waits for the chunk in the middle of hydrating) failed on every split
+/// page here with a hydration mismatch in `<main>`.
+#[cfg(feature = "hydrate")]
+pub async fn load_code_of_current_page() {
+    let path = window().location().pathname().unwrap_or_default();
+    match page_group(&path) {
+        Some(PageGroup::Account) => __preload_account_page().await,
+        Some(PageGroup::Meetings) => __preload_meetings_page().await,
+        Some(PageGroup::Call) => __preload_call_page().await,
+        None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{page_group, PageGroup};
+
+    #[test]
+    fn every_split_page_is_found_in_its_group() {
+        for (path, group) in [
+            ("/", None),
+            ("/no/such/page", None),
+            ("/signin", Some(PageGroup::Account)),
+            ("/signup", Some(PageGroup::Account)),
+            ("/guest", Some(PageGroup::Account)),
+            ("/profile", Some(PageGroup::Account)),
+            ("/verify-email", Some(PageGroup::Account)),
+            ("/meetings", Some(PageGroup::Meetings)),
+            ("/meetings/new", Some(PageGroup::Meetings)),
+            ("/m/abc-defg-hij", Some(PageGroup::Meetings)),
+            ("/m/abc-defg-hij/edit", Some(PageGroup::Meetings)),
+            ("/m/abc-defg-hij/join", Some(PageGroup::Call)),
+            ("/m/abc-defg-hij/room", Some(PageGroup::Call)),
+            ("/m/abc-defg-hij/room/", Some(PageGroup::Call)),
+            ("/selftest", Some(PageGroup::Call)),
+            ("/m/abc-defg-hij/other", None),
+        ] {
+            assert_eq!(page_group(path), group, "{path}");
+        }
     }
 }

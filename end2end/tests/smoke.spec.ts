@@ -50,3 +50,32 @@ test("keyboard users can skip to the content", async ({ page }) => {
   const skip = page.getByRole("link", { name: "Skip to content" });
   await expect(skip).toBeFocused();
 });
+
+test("the camera and call code is loaded only by the pages that use it", async ({ page }) => {
+  // Which of the bundle's wasm files the page fetched (cached or not).
+  const wasmFetched = (p: typeof page) => {
+    const names: string[] = [];
+    p.on("response", (response) => {
+      const path = new URL(response.url()).pathname;
+      if (path.startsWith("/pkg/") && path.endsWith(".wasm")) names.push(path.split("/").pop() ?? "");
+    });
+    return names;
+  };
+  // A first visit to the home page: the main bundle only.
+  const onHome = wasmFetched(page);
+  await page.goto("/");
+  await hydrated(page);
+  expect(onHome).toEqual(["moim.wasm"]);
+
+  // The self-test uses the camera, the microphone and WebRTC: its code comes
+  // in chunks of its own, and with them the page works.
+  const selftest = await page.context().newPage();
+  const onSelftest = wasmFetched(selftest);
+  await selftest.goto("/selftest");
+  await hydrated(selftest);
+  expect(onSelftest).toContain("moim.wasm");
+  expect(onSelftest.length, `wasm files: ${onSelftest.join(", ")}`).toBeGreaterThan(1);
+  await selftest.getByRole("button", { name: "Start camera and microphone" }).click();
+  await expect(selftest.getByTestId("selftest-camera")).toContainText("Your camera works");
+  await selftest.close();
+});
