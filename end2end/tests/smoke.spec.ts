@@ -51,7 +51,19 @@ test("keyboard users can skip to the content", async ({ page }) => {
   await expect(skip).toBeFocused();
 });
 
-test("the camera and call code is loaded only by the pages that use it", async ({ page }) => {
+test("the camera and call code is loaded only by the pages that use it", async ({ page, request }) => {
+  // A split page names its chunks for preloading in its head; the home page
+  // (all in the main bundle) names none.
+  const preloads = async (path: string) =>
+    [...(await (await request.get(path)).text()).matchAll(/<link rel="preload" href="\/pkg\/[0-9a-f]{16}\/([\w.]+\.wasm)"/g)].map(
+      (match) => match[1],
+    );
+  expect(await preloads("/")).toEqual(["moim.wasm"]);
+  const selftestPreloads = await preloads("/selftest");
+  expect(selftestPreloads).toContain("moim.wasm");
+  expect(selftestPreloads.some((name) => name.startsWith("split_call_page_"))).toBe(true);
+  expect((await preloads("/signin")).some((name) => name.startsWith("split_account_page_"))).toBe(true);
+
   // Which of the bundle's wasm files the page fetched (cached or not).
   const wasmFetched = (p: typeof page) => {
     const names: string[] = [];
@@ -75,6 +87,9 @@ test("the camera and call code is loaded only by the pages that use it", async (
   await hydrated(selftest);
   expect(onSelftest).toContain("moim.wasm");
   expect(onSelftest.length, `wasm files: ${onSelftest.join(", ")}`).toBeGreaterThan(1);
+  // Each file fetched once: the preloaded copy is the one the loader used.
+  expect(new Set(onSelftest).size, `wasm files: ${onSelftest.join(", ")}`).toBe(onSelftest.length);
+  expect(onSelftest.sort()).toEqual(selftestPreloads.sort());
   await selftest.getByRole("button", { name: "Start camera and microphone" }).click();
   await expect(selftest.getByTestId("selftest-camera")).toContainText("Your camera works");
   await selftest.close();

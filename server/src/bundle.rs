@@ -17,7 +17,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
@@ -30,6 +32,9 @@ pub struct Bundle {
     /// be sent (built once: every request for the bundle goes through it).
     files: ServeDir,
     version: String,
+    /// The chunks each group of pages needs (`cargo leptos --split`), by
+    /// the group's lazy function: what pages ask the browser to preload.
+    chunks: Arc<HashMap<String, Vec<String>>>,
 }
 
 impl Bundle {
@@ -66,6 +71,7 @@ impl Bundle {
         // The `.br`/`.gz` copies (made at build time by
         // `scripts/precompress.mjs`) are sent only while none is older than
         // the file it stands for.
+        let chunks = Arc::new(read_chunk_manifest(&dir.join(CHUNK_MANIFEST)));
         let precompressed = copies_are_current(&files);
         let files = ServeDir::new(&dir);
         let files = if precompressed {
@@ -73,7 +79,19 @@ impl Bundle {
         } else {
             files
         };
-        Self { files, version }
+        Self {
+            files,
+            version,
+            chunks,
+        }
+    }
+
+    /// What the pages need to name the chunks of their group for preloading.
+    pub fn chunk_preloads(&self) -> app::ChunkPreloads {
+        app::ChunkPreloads {
+            pkg_dir: self.pkg_dir(),
+            by_group: self.chunks.clone(),
+        }
     }
 
     pub fn version(&self) -> &str {
@@ -150,6 +168,38 @@ impl Bundle {
     }
 }
 
+/// The splitter's list of the chunks each lazy function needs, written
+/// beside the bundle by `cargo leptos build --split`.
+const CHUNK_MANIFEST: &str = "__wasm_split_manifest.json";
+
+/// The manifest's entries by lazy function name: its keys are the name
+/// and a hash (`call_page_13497219388001158699`), the hash changing with
+/// the source. A missing or unreadable manifest means no preload hints
+/// (the chunks still load when needed, one round trip later).
+fn read_chunk_manifest(path: &Path) -> HashMap<String, Vec<String>> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return HashMap::new();
+    };
+    match serde_json::from_str::<HashMap<String, Vec<String>>>(&text) {
+        Ok(entries) => entries
+            .into_iter()
+            .map(|(key, chunks)| {
+                let name = match key.rsplit_once('_') {
+                    Some((name, hash)) if hash.bytes().all(|b| b.is_ascii_digit()) => {
+                        name.to_string()
+                    }
+                    _ => key,
+                };
+                (name, chunks)
+            })
+            .collect(),
+        Err(error) => {
+            tracing::warn!(manifest = %path.display(), %error, "the bundle's chunk manifest is unreadable; pages will not preload their chunks");
+            HashMap::new()
+        }
+    }
+}
+
 /// Whether `If-None-Match` names `etag` (or is `*`), compared weakly as
 /// RFC 9110 asks for this header.
 fn if_none_match_has(request: &Request, etag: &HeaderValue) -> bool {
@@ -222,6 +272,35 @@ fn cache_for(mut response: Response, policy: &'static str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_chunk_manifest_is_read_by_lazy_function_name() {
+        let site = tempfile::tempdir().unwrap();
+        let manifest = site.path().join(CHUNK_MANIFEST);
+        std::fs::write(
+            &manifest,
+            r#"{"call_page_13497219388001158699": ["chunk_4", "split_call_page_13497219388001158699"],
+                "account_page_1": ["chunk_4"]}"#,
+        )
+        .unwrap();
+        let chunks = read_chunk_manifest(&manifest);
+        assert_eq!(
+            chunks.get("call_page"),
+            Some(&vec![
+                "chunk_4".to_string(),
+                "split_call_page_13497219388001158699".to_string()
+            ])
+        );
+        assert_eq!(
+            chunks.get("account_page"),
+            Some(&vec!["chunk_4".to_string()])
+        );
+        assert_eq!(chunks.len(), 2);
+        // Missing or broken: no hints, no failure.
+        assert!(read_chunk_manifest(&site.path().join("none.json")).is_empty());
+        std::fs::write(&manifest, "{not json").unwrap();
+        assert!(read_chunk_manifest(&manifest).is_empty());
+    }
 
     #[test]
     fn versions_are_told_from_file_names() {

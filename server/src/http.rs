@@ -104,8 +104,10 @@ pub fn app(
 ) -> Router {
     let routes = page_routes();
     let context_state = state.clone();
+    let chunk_preloads = settings.bundle.chunk_preloads();
     let provide_state = move || {
         provide_context(context_state.clone());
+        provide_context(chunk_preloads.clone());
         // The script nonce this response's Content-Security-Policy allows
         // (set by `security::content_security_policy`): Leptos puts it on
         // its hydration and streaming scripts.
