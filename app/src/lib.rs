@@ -188,93 +188,71 @@ fn AppBody() -> impl IntoView {
 // ninety chunks (requests) for one page, three make at most five. On the
 // server a lazy page renders as any other.
 
-/// The sign-in, sign-up, guest, profile and email-verification pages.
-#[derive(Clone, Copy)]
-enum AccountPage {
-    SignIn,
-    SignUp,
-    Guest,
-    Profile,
-    VerifyEmail,
-}
+/// One group of lazily loaded pages, each page named once: the group's
+/// enum of pages, its `#[lazy]` function (the split point, which the
+/// splitter's manifest names the group's chunks by), and a route per page
+/// that loads the group (`Lazy::<SignInRoute>`).
+macro_rules! page_group {
+    ($(#[$doc:meta])* $lazy_fn:ident($kind:ident) {
+        $($variant:ident => $page:ident at $route:ident,)*
+    }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy)]
+        enum $kind {
+            $($variant,)*
+        }
 
-#[lazy]
-fn account_page(page: AccountPage) -> AnyView {
-    match page {
-        AccountPage::SignIn => view! { <SignInPage /> }.into_any(),
-        AccountPage::SignUp => view! { <SignUpPage /> }.into_any(),
-        AccountPage::Guest => view! { <GuestPage /> }.into_any(),
-        AccountPage::Profile => view! { <ProfilePage /> }.into_any(),
-        AccountPage::VerifyEmail => view! { <VerifyEmailPage /> }.into_any(),
-    }
-}
-
-/// The meeting list, a meeting, and the forms that schedule and edit one.
-#[derive(Clone, Copy)]
-enum MeetingsPageKind {
-    List,
-    New,
-    One,
-    Edit,
-}
-
-#[lazy]
-fn meetings_page(page: MeetingsPageKind) -> AnyView {
-    match page {
-        MeetingsPageKind::List => view! { <MeetingsPage /> }.into_any(),
-        MeetingsPageKind::New => view! { <NewMeetingPage /> }.into_any(),
-        MeetingsPageKind::One => view! { <MeetingPage /> }.into_any(),
-        MeetingsPageKind::Edit => view! { <EditMeetingPage /> }.into_any(),
-    }
-}
-
-/// The lobby, the call and the connection self-test.
-#[derive(Clone, Copy)]
-enum CallPage {
-    Lobby,
-    Room,
-    SelfTest,
-}
-
-#[lazy]
-fn call_page(page: CallPage) -> AnyView {
-    match page {
-        CallPage::Lobby => view! { <LobbyPage /> }.into_any(),
-        CallPage::Room => view! { <RoomPage /> }.into_any(),
-        CallPage::SelfTest => view! { <SelfTestPage /> }.into_any(),
-    }
-}
-
-/// One route per page, each loading its group (`Lazy::<SignInRoute>`).
-macro_rules! lazy_routes {
-    ($($route:ident => $group:ident($page:expr),)*) => {$(
-        struct $route;
-
-        impl LazyRoute for $route {
-            fn data() -> Self {
-                Self
-            }
-
-            async fn view(_this: Self) -> AnyView {
-                $group($page).await
+        #[lazy]
+        fn $lazy_fn(page: $kind) -> AnyView {
+            match page {
+                $($kind::$variant => view! { <$page /> }.into_any(),)*
             }
         }
-    )*};
+
+        $(
+            struct $route;
+
+            impl LazyRoute for $route {
+                fn data() -> Self {
+                    Self
+                }
+
+                async fn view(_this: Self) -> AnyView {
+                    $lazy_fn($kind::$variant).await
+                }
+            }
+        )*
+    };
 }
 
-lazy_routes! {
-    SignInRoute => account_page(AccountPage::SignIn),
-    SignUpRoute => account_page(AccountPage::SignUp),
-    GuestRoute => account_page(AccountPage::Guest),
-    ProfileRoute => account_page(AccountPage::Profile),
-    VerifyEmailRoute => account_page(AccountPage::VerifyEmail),
-    MeetingsRoute => meetings_page(MeetingsPageKind::List),
-    NewMeetingRoute => meetings_page(MeetingsPageKind::New),
-    MeetingRoute => meetings_page(MeetingsPageKind::One),
-    EditMeetingRoute => meetings_page(MeetingsPageKind::Edit),
-    LobbyRoute => call_page(CallPage::Lobby),
-    RoomRoute => call_page(CallPage::Room),
-    SelfTestRoute => call_page(CallPage::SelfTest),
+page_group! {
+    /// The sign-in, sign-up, guest, profile and email-verification pages.
+    account_page(AccountPage) {
+        SignIn => SignInPage at SignInRoute,
+        SignUp => SignUpPage at SignUpRoute,
+        Guest => GuestPage at GuestRoute,
+        Profile => ProfilePage at ProfileRoute,
+        VerifyEmail => VerifyEmailPage at VerifyEmailRoute,
+    }
+}
+
+page_group! {
+    /// The meeting list, a meeting, and the forms that schedule and edit one.
+    meetings_page(MeetingsPageKind) {
+        List => MeetingsPage at MeetingsRoute,
+        New => NewMeetingPage at NewMeetingRoute,
+        One => MeetingPage at MeetingRoute,
+        Edit => EditMeetingPage at EditMeetingRoute,
+    }
+}
+
+page_group! {
+    /// The lobby, the call and the connection self-test.
+    call_page(CallPage) {
+        Lobby => LobbyPage at LobbyRoute,
+        Room => RoomPage at RoomRoute,
+        SelfTest => SelfTestPage at SelfTestRoute,
+    }
 }
 
 /// The group whose chunk holds the page at `path` (as the routes above
