@@ -32,6 +32,19 @@ if [ ! -d bench/socketio/node_modules ]; then
   (cd bench/socketio && npm ci --no-audit --no-fund >&2)
 fi
 
+# `sfu-load` compares with Janus (Debian's package), installed once.
+sfu_load=false
+[ $# -eq 0 ] && sfu_load=true
+for arg in "${rest[@]+"${rest[@]}"}"; do [ "$arg" = sfu-load ] && sfu_load=true; done
+if $sfu_load && ! command -v janus >/dev/null; then
+  printf '\033[1m==> installing Janus, the sfu-load baseline (Debian)\033[0m\n' >&2
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq >&2 || true
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends janus >&2 \
+    || printf 'Janus could not be installed: sfu-load runs without it\n' >&2
+fi
+
 printf '\033[1m==> machine\033[0m %s, %s CPU(s), %s\n' "$(uname -m)" "$(nproc)" \
   "$(awk '/MemTotal/ {printf "%.1f GiB RAM", $2 / 1048576}' /proc/meminfo)" >&2
 if [ $# -eq 0 ] || [ ${#rest[@]} -gt 0 ]; then

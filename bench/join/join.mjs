@@ -1,12 +1,14 @@
 // Join time, in Chromium with fake devices (`scripts/bench.sh join`).
 //
-// A host waits in a 1:1 mesh call; a second person, on the lobby page
+// A host waits in a 1:1 call; a second person, on the lobby page
 // (hydrated, camera preview up), clicks "Join now". Measured: the time from
 // that click to the first video frame of the host painted in the joiner's
 // call (requestVideoFrameCallback on the remote tile), over N joins (each
 // in a fresh browser context, leaving the call after). Printed: p50, p90,
 // min and max, and the same split at the moment the call page is live
-// (signaling joined) so the media part is visible on its own.
+// (signaling joined) so the media part is visible on its own; once for a
+// meeting whose media goes directly between the browsers (mesh) and once
+// for one set to "media server always" (SFU), in the same run.
 //
 // Usage: node bench/join/join.mjs MOIM_BINARY SITE_ROOT [joins]
 
@@ -56,21 +58,11 @@ const percentile = (values, p) => {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 };
 
-const server = await startMoim(moim, siteRoot);
-const browser = await launchChromium();
-try {
-  const stamp = Date.now().toString(36);
-  const hostContext = await browser.newContext();
-  const host = await signUp(hostContext, server.base, `host${stamp}`);
-  const guestName = `guest${stamp}`;
-  const guestSetup = await browser.newContext();
-  await signUp(guestSetup, server.base, guestName);
-  const guestCookies = await guestSetup.cookies();
-  await guestSetup.close();
-
+/** One meeting with `mediaMode`: the host waits in its call, the guest joins N times. */
+async function measureJoins(host, guestName, guestCookies, mediaMode) {
   const scheduled = await host.request.post(`${server.base}/api/schedule_meeting`, {
     headers: { origin: server.base },
-    form: { title: "Join bench", instant: "1", invitees: guestName, max_participants: "2" },
+    form: { title: `Join bench (${mediaMode})`, instant: "1", invitees: guestName, max_participants: "2", media_mode: mediaMode },
   });
   if (scheduled.status() !== 200) throw new Error(`scheduling failed: ${scheduled.status()}`);
   const meeting = `/m/${await scheduled.json()}`;
@@ -96,21 +88,42 @@ try {
     const { live, frame } = await page.evaluate(() => ({ live: window.__liveAt, frame: window.__firstFrameAt }));
     toFrame.push(frame - clicked);
     toLive.push(live - clicked);
-    process.stderr.write(`join ${i + 1}/${JOINS}: ${frame - clicked} ms\n`);
+    process.stderr.write(`join (${mediaMode}) ${i + 1}/${JOINS}: ${frame - clicked} ms\n`);
     await page.getByTestId("leave-button").click();
     await context.close();
     // The host sees the guest go before the next join.
     await host.waitForFunction(() => !document.querySelector('[data-testid="tile"][data-local="false"]'), null, { timeout: 20_000 });
   }
+  await host.getByTestId("leave-button").click();
+  return { toLive, toFrame };
+}
 
-  console.log(`\njoin time, 1:1 mesh on loopback, ${JOINS} joins ("Join now" click to ...)`);
-  console.log(["to", "p50 ms", "p90 ms", "min ms", "max ms"].map((h, i) => (i === 0 ? h.padEnd(28) : h.padStart(8))).join(" "));
-  for (const [name, values] of [["call live (signaling)", toLive], ["first remote frame painted", toFrame]]) {
-    console.log(
-      [name.padEnd(28), ...[50, 90].map((p) => String(percentile(values, p)).padStart(8)), String(Math.min(...values)).padStart(8), String(Math.max(...values)).padStart(8)].join(" "),
-    );
+const server = await startMoim(moim, siteRoot);
+const browser = await launchChromium();
+try {
+  const stamp = Date.now().toString(36);
+  const hostContext = await browser.newContext();
+  const host = await signUp(hostContext, server.base, `host${stamp}`);
+  const guestName = `guest${stamp}`;
+  const guestSetup = await browser.newContext();
+  await signUp(guestSetup, server.base, guestName);
+  const guestCookies = await guestSetup.cookies();
+  await guestSetup.close();
+
+  const results = [];
+  for (const [label, mediaMode] of [["1:1 mesh", "direct"], ["1:1 through the media server (SFU)", "server"]]) {
+    results.push([label, await measureJoins(host, guestName, guestCookies, mediaMode)]);
   }
-  console.log(`goal: first remote frame p50 < 500 ms: ${percentile(toFrame, 50) < 500 ? "met" : "not met"}`);
+  for (const [label, { toLive, toFrame }] of results) {
+    console.log(`\njoin time, ${label} on loopback, ${JOINS} joins ("Join now" click to ...)`);
+    console.log(["to", "p50 ms", "p90 ms", "min ms", "max ms"].map((h, i) => (i === 0 ? h.padEnd(28) : h.padStart(8))).join(" "));
+    for (const [name, values] of [["call live (signaling)", toLive], ["first remote frame painted", toFrame]]) {
+      console.log(
+        [name.padEnd(28), ...[50, 90].map((p) => String(percentile(values, p)).padStart(8)), String(Math.min(...values)).padStart(8), String(Math.max(...values)).padStart(8)].join(" "),
+      );
+    }
+    console.log(`goal: first remote frame p50 < 500 ms: ${percentile(toFrame, 50) < 500 ? "met" : "not met"}`);
+  }
 } finally {
   await browser.close();
   server.stop();

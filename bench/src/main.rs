@@ -13,8 +13,9 @@
 //!   server one after another and leave; server memory over the cycles
 //!   (see `sfu_soak.rs`).
 //! - `sfu-load`: two video publishers to a growing audience, through a raw
-//!   UDP forwarder (the machine's ceiling) and through moim's media server:
-//!   packets per CPU-second, added latency, loss (see `sfu_load.rs`).
+//!   UDP forwarder (the machine's ceiling), through moim's media server and
+//!   through Janus's VideoRoom: packets per CPU-second, added latency,
+//!   loss (see `sfu_load.rs`).
 //!
 //! In Chromium (Node scripts `scripts/bench.sh` runs against the release
 //! site): `pages` (bench/pages/pages.mjs: page weight, time to hydrated)
@@ -23,6 +24,7 @@
 mod chat;
 mod connections;
 mod fanout;
+mod janus;
 mod server;
 mod sfu_load;
 mod sfu_soak;

@@ -110,13 +110,7 @@ impl Server {
 
     /// The server's resident memory now, in KiB (`VmRSS`).
     pub fn rss_kib(&self) -> Result<u64, Error> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kib| kib.parse().ok())
-            .ok_or_else(|| "no VmRSS in /proc status".into())
+        rss_kib_of(self.pid())
     }
 
     /// A browser: a client with its own cookie jar, sending our Origin.
@@ -250,6 +244,17 @@ impl Browser {
         }
         Err("the socket closed before the welcome".into())
     }
+}
+
+/// A process's resident memory now, in KiB (`VmRSS`).
+pub fn rss_kib_of(pid: u32) -> Result<u64, Error> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .ok_or_else(|| "no VmRSS in /proc status".into())
 }
 
 /// CPU time (user + system) a process has used, from `/proc/PID/stat`.

@@ -18,16 +18,28 @@
 //! the server, more so for moim's (they decrypt every packet): the figures
 //! are what one machine does with both sides on it.
 //!
-//! Not here yet: Janus (issue 14 asks for it beside these two).
+//! 3. Janus (Debian's `janus`, 1.x), the SFU people would otherwise
+//!    deploy: its VideoRoom plugin over its HTTP API (see `janus.rs`), the
+//!    same headless clients publishing and subscribing. Its subscribers
+//!    only receive (a VideoRoom subscriber cannot send), where moim's each
+//!    also publish a silent microphone: moim's memory per subscriber holds
+//!    that connection's receiving side too.
+//!
+//! Skipped with a line saying so when `janus` is not installed
+//! (`scripts/bench.sh sfu-load` installs it).
 
+use crate::janus::Janus;
 use crate::server::{cpu_of, Error, Server};
-use crate::sfu_soak::{Headless, OnPacket, Publish};
+use crate::sfu_soak::{peer_connection, publish_on, Headless, Link, OnPacket, Publish};
 use crate::stats::{millis, percentile};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use serde_json::json;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use webrtc::peer_connection::PeerConnection;
 
 const PUBLISHERS: usize = 2;
 const PACKETS_PER_SECOND: u64 = 100;
@@ -114,23 +126,44 @@ pub async fn run(moim: &str) -> Result<(), Error> {
             break;
         }
     }
-    let mut ratios = Vec::new();
+    let mut moim_figures = Vec::new();
     for &subscribers in &steps {
         let figures = through_moim(moim, subscribers).await?;
         print_row("moim", subscribers, &figures);
-        if let Some((_, raw)) = raw_ceiling.iter().find(|(s, _)| *s == subscribers) {
-            ratios.push((subscribers, figures.per_cpu_second / raw));
-        }
+        moim_figures.push((subscribers, figures.per_cpu_second));
         if figures.loss > LOSS_LIMIT {
             break;
         }
     }
+    let mut janus_figures = Vec::new();
+    if crate::janus::installed() {
+        for &subscribers in &steps {
+            let figures = through_janus(subscribers).await?;
+            print_row("Janus", subscribers, &figures);
+            janus_figures.push((subscribers, figures.per_cpu_second));
+            if figures.loss > LOSS_LIMIT {
+                break;
+            }
+        }
+    } else {
+        println!("| Janus | – | not installed (Debian package `janus`): skipped | | | | |");
+    }
     println!();
-    for (subscribers, ratio) in ratios {
-        println!(
-            "S = {subscribers}: moim forwards {:.0}% of the raw forwarder's packets per CPU-second.",
-            ratio * 100.0
-        );
+    let at = |figures: &[(usize, f64)], subscribers: usize| {
+        figures
+            .iter()
+            .find(|(s, _)| *s == subscribers)
+            .map(|(_, per_cpu)| *per_cpu)
+    };
+    for &(subscribers, moim) in &moim_figures {
+        let mut line = format!("S = {subscribers}: moim forwards");
+        if let Some(raw) = at(&raw_ceiling, subscribers) {
+            line += &format!(" {:.0}% of the raw forwarder's", moim / raw * 100.0);
+        }
+        if let Some(janus) = at(&janus_figures, subscribers) {
+            line += &format!(" and {:.2}x Janus's", moim / janus);
+        }
+        println!("{line} packets per CPU-second.");
     }
     Ok(())
 }
@@ -366,5 +399,177 @@ async fn through_moim(moim: &str, subscribers: usize) -> Result<Figures, Error> 
     for client in audience.into_iter().chain(publishers) {
         client.leave().await;
     }
+    Ok(figures)
+}
+
+// ------------------------------------------------------------------ Janus
+
+/// The room every Janus step creates (each step has a Janus of its own).
+const JANUS_ROOM: u64 = 4242;
+
+/// The connection's current local description once its candidates are
+/// gathered (Janus's ICE is full, not lite: it wants them, where moim's
+/// media server learns the client's address from its checks).
+async fn description_with_candidates(pc: &Arc<dyn PeerConnection>) -> Result<String, Error> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let sdp = pc
+            .local_description()
+            .await
+            .map(|d| d.sdp)
+            .ok_or("no local description")?;
+        if sdp.contains("a=candidate") || Instant::now() > deadline {
+            return Ok(sdp);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn jsep_sdp(jsep: Option<serde_json::Value>, what: &str) -> Result<String, Error> {
+    jsep.and_then(|jsep| jsep["sdp"].as_str().map(str::to_string))
+        .ok_or_else(|| format!("Janus sent no session description with its {what}").into())
+}
+
+async fn through_janus(subscribers: usize) -> Result<Figures, Error> {
+    let janus = Janus::start().await?;
+    janus_step(&janus, subscribers)
+        .await
+        .map_err(|err| format!("{err}\nJanus's log ends:\n{}", janus.log_tail()).into())
+}
+
+async fn janus_step(janus: &Janus, subscribers: usize) -> Result<Figures, Error> {
+    let admin = janus.videoroom().await?;
+    admin
+        .request(json!({
+            "request": "create",
+            "room": JANUS_ROOM,
+            "publishers": PUBLISHERS,
+            "videocodec": "vp8",
+            "audiocodec": "opus",
+            "bitrate": 0,
+            "notify_joining": false,
+        }))
+        .await?;
+    let received = Arc::new(tokio::sync::Notify::new());
+
+    let mut publishers = Vec::new();
+    let mut feeds = Vec::new();
+    for publisher in 0..PUBLISHERS {
+        let handle = janus.videoroom().await?;
+        let (link, _) = Link::open(
+            janus.ip(),
+            0x5eed_0000 + publisher as u32,
+            Publish::Camera,
+            &received,
+            &None,
+        )
+        .await?;
+        let offer = description_with_candidates(&link.pc).await?;
+        let joined = handle
+            .message(
+                json!({
+                    "request": "joinandconfigure",
+                    "ptype": "publisher",
+                    "room": JANUS_ROOM,
+                    "display": format!("Publisher {publisher}"),
+                }),
+                Some(json!({ "type": "offer", "sdp": offer })),
+            )
+            .await?;
+        let answer = jsep_sdp(joined.jsep, "answer")?;
+        link.pc
+            .set_remote_description(RTCSessionDescription::answer(answer)?)
+            .await?;
+        handle.end_of_candidates().await?;
+        feeds.push(
+            joined.data["id"]
+                .as_u64()
+                .ok_or("Janus gave the publisher no feed id")?,
+        );
+        publishers.push((handle, Arc::new(std::sync::Mutex::new(link))));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_before = janus.rss_kib()?;
+
+    let tally = Arc::new(Tally::default());
+    let mut audience = Vec::new();
+    let streams: Vec<serde_json::Value> =
+        feeds.iter().map(|feed| json!({ "feed": feed })).collect();
+    for _ in 0..subscribers {
+        let handle = janus.videoroom().await?;
+        let tally = tally.clone();
+        let on_packet: OnPacket = Arc::new(move |payload: &[u8]| tally.record(payload));
+        let pc = peer_connection(janus.ip(), &received, &Some(on_packet)).await?;
+        // A publisher is a feed only once its connection is up (ICE and
+        // DTLS done): until then Janus answers "no such feed".
+        let connecting_until = Instant::now() + Duration::from_secs(10);
+        let attached = loop {
+            let join = json!({
+                "request": "join",
+                "ptype": "subscriber",
+                "room": JANUS_ROOM,
+                "streams": streams,
+            });
+            match handle.message(join, None).await {
+                Ok(attached) => break attached,
+                Err(err)
+                    if err.to_string().contains("No such feed")
+                        && Instant::now() < connecting_until =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        };
+        let offer = jsep_sdp(attached.jsep, "subscription")?;
+        pc.set_remote_description(RTCSessionDescription::offer(offer)?)
+            .await?;
+        let answer = pc.create_answer(None).await?;
+        pc.set_local_description(answer).await?;
+        let answer = description_with_candidates(&pc).await?;
+        handle
+            .message(
+                json!({ "request": "start" }),
+                Some(json!({ "type": "answer", "sdp": answer })),
+            )
+            .await?;
+        handle.end_of_candidates().await?;
+        audience.push((handle, pc));
+    }
+
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut flags = Vec::new();
+    for (number, (_, link)) in publishers.iter().enumerate() {
+        let sent = sent.clone();
+        let index = AtomicU64::new(0);
+        flags.push(publish_on(
+            link.clone(),
+            Duration::from_micros(1_000_000 / PACKETS_PER_SECOND),
+            90_000 / PACKETS_PER_SECOND as u32,
+            move |_| {
+                sent.fetch_add(1, Ordering::SeqCst);
+                payload(number as u8, index.fetch_add(1, Ordering::SeqCst))
+            },
+        ));
+    }
+    let mut figures = measure(janus.pid(), &tally, &sent, subscribers).await?;
+    let rss_after = janus.rss_kib()?;
+    figures.kib_per_subscriber =
+        Some(rss_after.saturating_sub(rss_before) as f64 / subscribers as f64);
+    for flag in flags {
+        flag.store(false, Ordering::SeqCst);
+    }
+    for (handle, pc) in audience {
+        let _ = pc.close().await;
+        handle.destroy().await;
+    }
+    for (handle, link) in publishers {
+        let pc = link.lock().ok().map(|link| link.pc.clone());
+        if let Some(pc) = pc {
+            let _ = pc.close().await;
+        }
+        handle.destroy().await;
+    }
+    admin.destroy().await;
     Ok(figures)
 }

@@ -28,6 +28,7 @@ use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,6 +39,9 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler};
 use webrtc::rtp_transceiver::RtpSender;
+
+/// Where the clients of moim's media server listen (so does the server).
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// Cycles before the first memory figure: pools, caches and the engine's
 /// tables reach their working size.
@@ -131,8 +135,8 @@ pub(crate) struct Headless {
 
 /// One peer connection to the media server and its microphone.
 #[derive(Clone)]
-struct Link {
-    pc: Arc<dyn PeerConnection>,
+pub(crate) struct Link {
+    pub(crate) pc: Arc<dyn PeerConnection>,
     microphone: Arc<TrackLocalStaticRTP>,
     sender: Arc<dyn RtpSender>,
     ssrc: u32,
@@ -207,31 +211,43 @@ fn description(sdp_type: &str, sdp: String) -> ClientMessage {
     }
 }
 
+/// A peer connection on `ip` with the default codecs and interceptors, as
+/// a browser's would have, calling `on_packet` for every packet it
+/// receives.
+pub(crate) async fn peer_connection(
+    ip: IpAddr,
+    received: &Arc<Notify>,
+    on_packet: &Option<OnPacket>,
+) -> Result<Arc<dyn PeerConnection>, Error> {
+    let mut media_engine = MediaEngine::default();
+    media_engine.register_default_codecs()?;
+    let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
+    Ok(Arc::new(
+        PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(media_engine)
+            .with_interceptor_registry(registry)
+            .with_handler(Arc::new(Handler {
+                received: received.clone(),
+                on_packet: on_packet.clone(),
+            }) as Arc<dyn PeerConnectionEventHandler>)
+            .with_udp_addrs(vec![SocketAddr::new(ip, 0).to_string()])
+            .build()
+            .await?,
+    ))
+}
+
 impl Link {
     /// A new peer connection publishing a microphone or camera, and its
     /// offer.
-    async fn open(
+    pub(crate) async fn open(
+        ip: IpAddr,
         ssrc: u32,
         publish: Publish,
         received: &Arc<Notify>,
         on_packet: &Option<OnPacket>,
     ) -> Result<(Self, String), Error> {
-        let mut media_engine = MediaEngine::default();
-        media_engine.register_default_codecs()?;
-        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
-        let pc: Arc<dyn PeerConnection> = Arc::new(
-            PeerConnectionBuilder::new()
-                .with_configuration(RTCConfigurationBuilder::new().build())
-                .with_media_engine(media_engine)
-                .with_interceptor_registry(registry)
-                .with_handler(Arc::new(Handler {
-                    received: received.clone(),
-                    on_packet: on_packet.clone(),
-                }) as Arc<dyn PeerConnectionEventHandler>)
-                .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
-                .build()
-                .await?,
-        );
+        let pc = peer_connection(ip, received, on_packet).await?;
         let microphone = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
             format!("mic-{ssrc}"),
             format!("mic-track-{ssrc}"),
@@ -277,6 +293,53 @@ fn replace_link(link: &Mutex<Link>, fresh: Link) {
     }
 }
 
+/// Writes a packet every `every` (timestamps stepping by `ticks`) with the
+/// payload `payload(sequence number)` makes to the link's current
+/// connection, until the flag it returns is cleared.
+pub(crate) fn publish_on(
+    link: Arc<Mutex<Link>>,
+    every: Duration,
+    ticks: u32,
+    payload: impl Fn(u16) -> Vec<u8> + Send + 'static,
+) -> Arc<AtomicBool> {
+    let on = Arc::new(AtomicBool::new(true));
+    let flag = on.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut sequence: u16 = 0;
+        while flag.load(Ordering::SeqCst) {
+            tick.tick().await;
+            let Some(current) = current_link(&link) else {
+                return;
+            };
+            // Until negotiated there is no payload type (and nothing
+            // would be sent): the next tick tries again.
+            let payload_type = match current.sender.get_parameters().await {
+                Ok(parameters) => match parameters.rtp_parameters.codecs.first() {
+                    Some(codec) => codec.payload_type,
+                    None => continue,
+                },
+                Err(_) => continue,
+            };
+            let packet = rtc::rtp::Packet {
+                header: rtc::rtp::header::Header {
+                    version: 2,
+                    payload_type,
+                    sequence_number: sequence,
+                    timestamp: u32::from(sequence).wrapping_mul(ticks),
+                    ssrc: current.ssrc,
+                    ..Default::default()
+                },
+                payload: payload(sequence).into(),
+            };
+            let _ = current.microphone.write_rtp(packet).await;
+            sequence = sequence.wrapping_add(1);
+        }
+    });
+    on
+}
+
 impl Headless {
     /// Offers a microphone to the media server over the joined `socket`;
     /// the answer and the server's later offers are handled by a task.
@@ -293,7 +356,7 @@ impl Headless {
         on_packet: Option<OnPacket>,
     ) -> Result<Self, Error> {
         let received = Arc::new(Notify::new());
-        let (first, offer) = Link::open(ssrc, publish, &received, &on_packet).await?;
+        let (first, offer) = Link::open(LOOPBACK, ssrc, publish, &received, &on_packet).await?;
         let link = Arc::new(Mutex::new(first));
         let (sink, mut stream) = socket.split();
         let sink = Arc::new(tokio::sync::Mutex::new(sink));
@@ -336,6 +399,7 @@ impl Headless {
                             // browser's does.
                             let generation = restarts.load(Ordering::SeqCst) as u32 + 1;
                             let (fresh, offer) = Link::open(
+                                LOOPBACK,
                                 ssrc ^ (generation << 20),
                                 publish,
                                 &received,
@@ -396,42 +460,7 @@ impl Headless {
         ticks: u32,
         payload: impl Fn(u16) -> Vec<u8> + Send + 'static,
     ) -> Arc<AtomicBool> {
-        let on = Arc::new(AtomicBool::new(true));
-        let (link, flag) = (self.link.clone(), on.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            let mut sequence: u16 = 0;
-            while flag.load(Ordering::SeqCst) {
-                tick.tick().await;
-                let Some(current) = current_link(&link) else {
-                    return;
-                };
-                // Until negotiated there is no payload type (and nothing
-                // would be sent): the next tick tries again.
-                let payload_type = match current.sender.get_parameters().await {
-                    Ok(parameters) => match parameters.rtp_parameters.codecs.first() {
-                        Some(codec) => codec.payload_type,
-                        None => continue,
-                    },
-                    Err(_) => continue,
-                };
-                let packet = rtc::rtp::Packet {
-                    header: rtc::rtp::header::Header {
-                        version: 2,
-                        payload_type,
-                        sequence_number: sequence,
-                        timestamp: u32::from(sequence).wrapping_mul(ticks),
-                        ssrc: current.ssrc,
-                        ..Default::default()
-                    },
-                    payload: payload(sequence).into(),
-                };
-                let _ = current.microphone.write_rtp(packet).await;
-                sequence = sequence.wrapping_add(1);
-            }
-        });
-        on
+        publish_on(self.link.clone(), every, ticks, payload)
     }
 
     /// Leaves the call the way a page does, then closes the connection.

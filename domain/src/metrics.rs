@@ -409,14 +409,17 @@ impl Metrics {
             .inc();
     }
 
-    pub fn signaling_out(&self, r#type: &'static str) {
+    /// `count` messages of one type were sent (a connection adds up a
+    /// batch's before it counts them: one lookup per type and batch, not
+    /// per message, on the fan-out path).
+    pub fn signaling_out(&self, r#type: &'static str, count: u64) {
         self.families
             .signaling_messages
             .get_or_create(&MessageLabels {
                 direction: "out",
                 r#type,
             })
-            .inc();
+            .inc_by(count);
     }
 
     /// A limit refused something. `limit` names the limit, never a client.

@@ -39,6 +39,7 @@ on_both_databases!(
     relay_stays_in_the_room_and_bad_input_is_answered,
     leaving_dropping_and_resuming,
     host_actions_reach_the_right_people,
+    a_busy_room_delivers_every_update_in_order,
 );
 
 async fn only_admitted_people_from_our_pages_connect(backend: Backend) {
@@ -490,4 +491,77 @@ async fn turn_credentials_come_with_the_welcome(backend: Backend) {
     mac.update(username.as_bytes());
     let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
     assert_eq!(turn.credential.as_deref(), Some(expected.as_str()));
+}
+
+/// The state a test toggle number `i` sets: eight states in a cycle, so
+/// each toggle differs from the one before and a lost, repeated or
+/// swapped update shows in the sequence received.
+fn toggle_state(i: usize) -> MediaState {
+    MediaState {
+        mic: i & 1 != 0,
+        cam: i & 2 != 0,
+        screen: false,
+        hand: i & 4 != 0,
+    }
+}
+
+/// Sends `count` toggles about 3 ms apart: with two senders, some 600
+/// events a second for the room, a pace at which the others' connections
+/// let events collect between writes.
+async fn send_toggles(socket: &mut Ws, count: usize) {
+    for i in 1..=count {
+        socket
+            .send(&ClientMessage::Media {
+                media: toggle_state(i),
+            })
+            .await;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+}
+
+/// Two people toggle fast while a third watches: the watcher's connection
+/// lets events collect while the room is busy (`signaling::pace`) and must
+/// still deliver every update, in each sender's order.
+async fn a_busy_room_delivers_every_update_in_order(backend: Backend) {
+    let app = spawn_with(spawn(backend)).await;
+    let ann = person(&app, "ann").await;
+    let bob = person(&app, "bob").await;
+    let cat = person(&app, "cat").await;
+    let code = meeting(&app, &ann, "bob, cat", &[]).await;
+    for who in [&ann, &bob, &cat] {
+        enter(&app, who, &code, "").await;
+    }
+    let (mut watcher, _, _) = joined(&app, &ann, &code).await;
+    let (mut b, bob_peer, _) = joined(&app, &bob, &code).await;
+    let (mut c, cat_peer, _) = joined(&app, &cat, &code).await;
+    watcher
+        .recv_until(
+            |m| matches!(m, ServerMessage::PeerJoined { peer } if peer.peer_id == cat_peer.peer_id),
+        )
+        .await;
+
+    // Within the frame rate limit's burst.
+    const TOGGLES: usize = 100;
+    tokio::join!(send_toggles(&mut b, TOGGLES), send_toggles(&mut c, TOGGLES));
+
+    let mut seen = std::collections::HashMap::<String, Vec<MediaState>>::new();
+    while seen.values().map(Vec::len).sum::<usize>() < 2 * TOGGLES {
+        match watcher.try_recv(Duration::from_secs(5)).await {
+            Some(ServerMessage::PeerUpdated { peer }) => seen
+                .entry(peer.peer_id.to_string())
+                .or_default()
+                .push(peer.media),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    let expected: Vec<MediaState> = (1..=TOGGLES).map(toggle_state).collect();
+    for peer in [&bob_peer, &cat_peer] {
+        assert_eq!(
+            seen.get(peer.peer_id.as_str()),
+            Some(&expected),
+            "every update from {}, in order",
+            peer.peer_id
+        );
+    }
 }

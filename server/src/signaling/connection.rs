@@ -8,6 +8,7 @@
 //! something of the stores, the answer goes back to it before anything
 //! else is read, so a step such as joining is never interleaved.
 
+use super::pace::EventPace;
 use super::state::{Credentials, SignalingState};
 use app::error::ApiError;
 use app::protocol::{close, ErrorCode, ServerMessage};
@@ -50,6 +51,7 @@ pub async fn run(
         broken: false,
         unflushed: false,
         metrics: state.app.metrics.clone(),
+        sent_since_flush: Vec::new(),
     };
     // Subscribed from the first moment, so a removal, an end or a rights
     // change reaches a connection that has not joined yet too.
@@ -156,44 +158,75 @@ impl Pump<'_> {
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         recheck.tick().await;
         let mut draining = self.state.draining.clone();
+        // While set, room events are left to collect until then (see
+        // `pace`).
+        let mut hold_events_until: Option<tokio::time::Instant> = None;
+        let mut pace = EventPace::new(std::time::Instant::now());
         while !self.session.is_over() {
             let waiting = self.session.is_waiting_for_join();
             let live = self.session.is_live();
-            let input = tokio::select! {
-                frame = stream.next() => Input::Frame(read_frame(frame)),
-                event = events.recv() => match event {
+            let holding = hold_events_until.is_some();
+            let hold_over = hold_events_until.unwrap_or_else(tokio::time::Instant::now);
+            let woke = tokio::select! {
+                frame = stream.next() => Some(Input::Frame(read_frame(frame))),
+                event = events.recv(), if !holding => Some(match event {
                     Ok(event) => Input::Event(event),
                     Err(broadcast::error::RecvError::Lagged(missed)) => Input::FellBehind(missed),
                     Err(broadcast::error::RecvError::Closed) => Input::RoomClosed,
-                },
-                _ = &mut join_deadline, if waiting => Input::Timer(Timer::JoinDeadline),
-                _ = heartbeat.tick() => Input::Timer(Timer::Heartbeat),
-                _ = recheck.tick() => Input::Timer(Timer::Recheck),
+                }),
+                // The events that collected are read below.
+                _ = tokio::time::sleep_until(hold_over), if holding => None,
+                _ = &mut join_deadline, if waiting => Some(Input::Timer(Timer::JoinDeadline)),
+                _ = heartbeat.tick() => Some(Input::Timer(Timer::Heartbeat)),
+                _ = recheck.tick() => Some(Input::Timer(Timer::Recheck)),
                 // Shutting down: the client reconnects (to another
                 // instance) and resumes its presence.
-                _ = draining.wait_for(|draining| *draining), if live => Input::Draining,
-                Some(signal) = from_media_server(&mut self.media_server) => Input::FromMediaServer(signal),
+                _ = draining.wait_for(|draining| *draining), if live => Some(Input::Draining),
+                Some(signal) = from_media_server(&mut self.media_server) => Some(Input::FromMediaServer(signal)),
             };
-            self.drive(input).await;
+            let mut room_events: u32 = 0;
+            match woke {
+                Some(input) => {
+                    if matches!(input, Input::Event(_) | Input::FellBehind(_)) {
+                        room_events += 1;
+                    }
+                    self.drive(input).await;
+                }
+                None => hold_events_until = None,
+            }
             // Room events already waiting are handled now and their frames
             // go out in one write: in a busy room a connection wakes once
             // for many deliveries instead of once (and one syscall) each.
-            for _ in 0..EVENT_BATCH {
-                if self.session.is_over() {
-                    break;
-                }
-                let input = match events.try_recv() {
-                    Ok(event) => Input::Event(event),
-                    Err(broadcast::error::TryRecvError::Lagged(missed)) => {
-                        Input::FellBehind(missed)
+            let mut all_read = hold_events_until.is_none();
+            if all_read {
+                all_read = false;
+                for _ in 0..EVENT_BATCH {
+                    if self.session.is_over() {
+                        break;
                     }
-                    Err(_) => break,
-                };
-                self.drive(input).await;
+                    let input = match events.try_recv() {
+                        Ok(event) => Input::Event(event),
+                        Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                            Input::FellBehind(missed)
+                        }
+                        Err(_) => {
+                            all_read = true;
+                            break;
+                        }
+                    };
+                    room_events += 1;
+                    self.drive(input).await;
+                }
             }
             let _ = self.wire.flush().await;
             if self.wire.take_broken() && !self.session.is_over() {
                 self.drive(Input::SocketGone).await;
+            }
+            if room_events > 0 && all_read {
+                let now = tokio::time::Instant::now();
+                hold_events_until = pace
+                    .after_batch(room_events, now.into_std())
+                    .map(tokio::time::Instant::from_std);
             }
         }
     }
@@ -588,6 +621,8 @@ struct Wire {
     unflushed: bool,
     /// Counts messages sent and closes by code.
     metrics: domain::metrics::Metrics,
+    /// Messages sent since the last flush, by type, counted at the flush.
+    sent_since_flush: Vec<(&'static str, u64)>,
 }
 
 impl Wire {
@@ -610,8 +645,22 @@ impl Wire {
         std::mem::take(&mut self.broken)
     }
 
+    fn count_sent(&mut self, r#type: &'static str) {
+        match self.sent_since_flush.iter_mut().find(|(t, _)| *t == r#type) {
+            Some((_, count)) => *count += 1,
+            None => self.sent_since_flush.push((r#type, 1)),
+        }
+    }
+
+    fn count_sent_messages(&mut self) {
+        for (r#type, count) in self.sent_since_flush.drain(..) {
+            self.metrics.signaling_out(r#type, count);
+        }
+    }
+
     /// Sends what `write` queued, in as few writes to the socket as fit.
     async fn flush(&mut self) -> Result<(), ()> {
+        self.count_sent_messages();
         if self.broken {
             return Err(());
         }
@@ -627,7 +676,7 @@ impl Wire {
         let text = serde_json::to_string(message).map_err(|err| {
             tracing::error!(error = %err, "cannot encode a server message");
         })?;
-        self.metrics.signaling_out(message.type_name());
+        self.count_sent(message.type_name());
         self.write(Message::Text(Utf8Bytes::from(text))).await
     }
 
@@ -640,7 +689,7 @@ impl Wire {
         let text = Utf8Bytes::try_from(text).map_err(|err| {
             tracing::error!(error = %err, "a server message encoded to invalid UTF-8");
         })?;
-        self.metrics.signaling_out(message.type_name());
+        self.count_sent(message.type_name());
         self.write(Message::Text(text)).await
     }
 
@@ -658,6 +707,7 @@ impl Wire {
     /// dropping the socket at once, which could reset the connection
     /// before the client has read our close code.
     async fn finish_close(mut self, mut stream: Stream) {
+        self.count_sent_messages();
         let _ = tokio::time::timeout(CLOSE_WAIT, self.sink.close()).await;
         let _ = tokio::time::timeout(CLOSE_WAIT, async {
             while let Some(Ok(frame)) = stream.next().await {

@@ -8,6 +8,7 @@
 mod census;
 mod connection;
 mod door_events;
+mod pace;
 mod sockets;
 mod state;
 
@@ -90,10 +91,10 @@ pub async fn upgrade(
         // the figure `scripts/bench.sh connections` prints.
         .read_buffer_size(READ_BUFFER_BYTES)
         // Frames collect until the pump flushes after a batch of room
-        // events (see `connection::EVENT_BATCH`), so a busy room costs one
-        // socket write per batch rather than per frame; past this size they
-        // go out at once. Every flush has a deadline, and the bound keeps a
-        // stuck client from growing the queue.
+        // events (see `connection::EVENT_BATCH` and `pace`), so a
+        // busy room costs one socket write per batch rather than per frame;
+        // past this size they go out at once. Every flush has a deadline,
+        // and the bound keeps a stuck client from growing the queue.
         .write_buffer_size(WRITE_BATCH_BYTES)
         // Room for a media-server offer (up to `MAX_MEDIA_SIGNAL_BYTES`)
         // with a batch of ordinary frames queued beside it.
