@@ -4,7 +4,8 @@
 # Figures, not pass/fail: see bench/src/main.rs for what each one measures,
 # bench/pages/pages.mjs for `pages` (page weight and time to interactive
 # in Chromium, against the release site) and bench/join/join.mjs for `join`
-# (click on "Join now" to the first remote video frame, 1:1 mesh).
+# (click on "Join now" to the first remote video frame, 1:1, mesh and
+# through the media server, in one run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
