@@ -177,7 +177,7 @@ fn AppBody() -> impl IntoView {
 }
 
 // Only the home page and the "not found" page are in the main bundle. The
-// other pages come in three groups, each split off into a chunk of its own
+// other pages come in four groups, each split off into a chunk of its own
 // (`cargo leptos build --split`) that the browser loads when a page of the
 // group is first opened: a first visit downloads the shared code and one
 // group's, not every page's. The call group (the lobby, the call, the
@@ -185,8 +185,10 @@ fn AppBody() -> impl IntoView {
 // brings the call's code before anyone clicks "Join now". Groups rather
 // than a chunk per page: the splitter also gives every set of pages that
 // shares a function a chunk of its own, so twelve split points made up to
-// ninety chunks (requests) for one page, three make at most five. On the
-// server a lazy page renders as any other.
+// ninety chunks (requests) for one page; four keep it to a handful. The
+// sign-in pages are a group of their own, apart from the profile, because
+// they are what a newcomer opens first. On the server a lazy page renders
+// as any other.
 
 /// One group of lazily loaded pages, each page named once: the group's
 /// enum of pages, its `#[lazy]` function (the split point, which the
@@ -226,13 +228,20 @@ macro_rules! page_group {
 }
 
 page_group! {
-    /// The sign-in, sign-up, guest, profile and email-verification pages.
-    account_page(AccountPage) {
+    /// The sign-in, sign-up, guest and email-verification pages: what a
+    /// newcomer opens first, kept apart from the profile's larger forms.
+    sign_in_page(SignInPageKind) {
         SignIn => SignInPage at SignInRoute,
         SignUp => SignUpPage at SignUpRoute,
         Guest => GuestPage at GuestRoute,
-        Profile => ProfilePage at ProfileRoute,
         VerifyEmail => VerifyEmailPage at VerifyEmailRoute,
+    }
+}
+
+page_group! {
+    /// The profile: name, password, email, API tokens and webhooks.
+    profile_page(ProfilePageKind) {
+        Profile => ProfilePage at ProfileRoute,
     }
 }
 
@@ -261,9 +270,8 @@ page_group! {
 fn page_group(path: &str) -> Option<PageGroup> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
-        ["signin"] | ["signup"] | ["guest"] | ["profile"] | ["verify-email"] => {
-            Some(PageGroup::Account)
-        }
+        ["signin"] | ["signup"] | ["guest"] | ["verify-email"] => Some(PageGroup::SignIn),
+        ["profile"] => Some(PageGroup::Profile),
         ["meetings"] | ["meetings", "new"] | ["m", _] | ["m", _, "edit"] => {
             Some(PageGroup::Meetings)
         }
@@ -274,7 +282,8 @@ fn page_group(path: &str) -> Option<PageGroup> {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PageGroup {
-    Account,
+    SignIn,
+    Profile,
     Meetings,
     Call,
 }
@@ -285,7 +294,8 @@ impl PageGroup {
     /// (`__wasm_split_manifest.json`) lists the group's chunks under.
     fn lazy_fn(self) -> &'static str {
         match self {
-            PageGroup::Account => "account_page",
+            PageGroup::SignIn => "sign_in_page",
+            PageGroup::Profile => "profile_page",
             PageGroup::Meetings => "meetings_page",
             PageGroup::Call => "call_page",
         }
@@ -348,7 +358,8 @@ fn ChunkPreloadLinks() -> impl IntoView {
 pub async fn load_code_of_current_page() {
     let path = window().location().pathname().unwrap_or_default();
     match page_group(&path) {
-        Some(PageGroup::Account) => __preload_account_page().await,
+        Some(PageGroup::SignIn) => __preload_sign_in_page().await,
+        Some(PageGroup::Profile) => __preload_profile_page().await,
         Some(PageGroup::Meetings) => __preload_meetings_page().await,
         Some(PageGroup::Call) => __preload_call_page().await,
         None => {}
@@ -364,11 +375,11 @@ mod tests {
         for (path, group) in [
             ("/", None),
             ("/no/such/page", None),
-            ("/signin", Some(PageGroup::Account)),
-            ("/signup", Some(PageGroup::Account)),
-            ("/guest", Some(PageGroup::Account)),
-            ("/profile", Some(PageGroup::Account)),
-            ("/verify-email", Some(PageGroup::Account)),
+            ("/signin", Some(PageGroup::SignIn)),
+            ("/signup", Some(PageGroup::SignIn)),
+            ("/guest", Some(PageGroup::SignIn)),
+            ("/profile", Some(PageGroup::Profile)),
+            ("/verify-email", Some(PageGroup::SignIn)),
             ("/meetings", Some(PageGroup::Meetings)),
             ("/meetings/new", Some(PageGroup::Meetings)),
             ("/m/abc-defg-hij", Some(PageGroup::Meetings)),

@@ -61,8 +61,10 @@ test("a guest previews, knocks, is admitted by the host and reaches the room", a
   await expect(knock).toHaveCount(1);
   await expect(knock).toContainText("Guest <script>x</script> Lee");
   await expect(knock).toContainText("guest");
-  // The decision is pushed to the waiting page (Server-Sent Events): it
-  // does not ask again in between, and moves on within a second.
+  // The decision is pushed to the waiting page (Server-Sent Events): once
+  // the push is connected it does not ask again in between, and moves on
+  // within a second.
+  await expect(guest.page.getByTestId("lobby-waiting")).toHaveAttribute("data-push", "live");
   const doorPolls: string[] = [];
   guest.page.on("request", (request) => {
     if (request.url().includes("/api/door_state")) doorPolls.push(request.url());

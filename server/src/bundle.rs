@@ -280,7 +280,7 @@ mod tests {
         std::fs::write(
             &manifest,
             r#"{"call_page_13497219388001158699": ["chunk_4", "split_call_page_13497219388001158699"],
-                "account_page_1": ["chunk_4"]}"#,
+                "sign_in_page_1": ["chunk_4"]}"#,
         )
         .unwrap();
         let chunks = read_chunk_manifest(&manifest);
@@ -292,7 +292,7 @@ mod tests {
             ])
         );
         assert_eq!(
-            chunks.get("account_page"),
+            chunks.get("sign_in_page"),
             Some(&vec!["chunk_4".to_string()])
         );
         assert_eq!(chunks.len(), 2);

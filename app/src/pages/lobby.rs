@@ -139,20 +139,25 @@ fn Lobby(meeting: Meeting) -> impl IntoView {
     let pushed = RwSignal::new(None::<Admission>);
     let push_live = RwSignal::new(false);
     watch_door(code.clone(), waiting, pushed, push_live);
+    // One count of "time to ask": every fast tick while the push is not
+    // connected, every slow one while it is. The push connecting changes
+    // nothing by itself (switching between two tickers' counts would have
+    // been a change of the request's inputs, and so a request).
     let fast_tick = use_ticker(POLL_MS);
-    let slow_tick = use_ticker(SLOW_POLL_MS);
+    let ask_count = RwSignal::new(0u64);
+    Effect::new(move |_| {
+        let tick = fast_tick.get();
+        if tick > 0 && (!push_live.get_untracked() || tick.is_multiple_of(SLOW_POLL_MS / POLL_MS)) {
+            ask_count.update(|count| *count += 1);
+        }
+    });
     let door = Resource::new(
         {
             let code = code.clone();
             move || {
                 // A final answer pushed: nothing more to ask.
                 let decided = matches!(pushed.get(), Some(a) if a != Admission::Waiting);
-                let tick = if push_live.get() || decided {
-                    slow_tick.get()
-                } else {
-                    fast_tick.get()
-                };
-                (waiting.get() && !decided, tick, code.clone())
+                (waiting.get() && !decided, ask_count.get(), code.clone())
             }
         },
         |(waiting, _, code)| async move {
@@ -210,7 +215,12 @@ fn Lobby(meeting: Meeting) -> impl IntoView {
                 <h1>{t!(i18n, lobby_title)}</h1>
                 {move || match admission.get() {
                     Some(Admission::Waiting) => EitherOf4::A(view! {
-                        <p class="status-waiting" role="status" data-testid="lobby-waiting">
+                        <p
+                            class="status-waiting"
+                            role="status"
+                            data-testid="lobby-waiting"
+                            data-push=move || if push_live.get() { "live" } else { "connecting" }
+                        >
                             <span class="spinner" aria-hidden="true"></span>
                             {t!(i18n, lobby_waiting)}
                         </p>
