@@ -61,6 +61,31 @@ fn payload(publisher: u8, index: u64) -> Vec<u8> {
     bytes
 }
 
+/// Starts each publisher's video (`PACKETS_PER_SECOND` packets of
+/// `payload`, publisher numbered by its place), counting every packet
+/// written in `sent`; the flags stop them.
+fn publish_video(
+    links: impl Iterator<Item = Arc<std::sync::Mutex<Link>>>,
+    sent: &Arc<AtomicU64>,
+) -> Vec<Arc<AtomicBool>> {
+    links
+        .enumerate()
+        .map(|(number, link)| {
+            let sent = sent.clone();
+            let index = AtomicU64::new(0);
+            publish_on(
+                link,
+                Duration::from_micros(1_000_000 / PACKETS_PER_SECOND),
+                90_000 / PACKETS_PER_SECOND as u32,
+                move |_| {
+                    sent.fetch_add(1, Ordering::SeqCst);
+                    payload(number as u8, index.fetch_add(1, Ordering::SeqCst))
+                },
+            )
+        })
+        .collect()
+}
+
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
@@ -376,19 +401,7 @@ async fn through_moim(moim: &str, subscribers: usize) -> Result<Figures, Error> 
         audience.push(client);
     }
     let sent = Arc::new(AtomicU64::new(0));
-    let mut flags = Vec::new();
-    for (number, publisher) in publishers.iter().enumerate() {
-        let sent = sent.clone();
-        let index = AtomicU64::new(0);
-        flags.push(publisher.publish(
-            Duration::from_micros(1_000_000 / PACKETS_PER_SECOND),
-            90_000 / PACKETS_PER_SECOND as u32,
-            move |_| {
-                sent.fetch_add(1, Ordering::SeqCst);
-                payload(number as u8, index.fetch_add(1, Ordering::SeqCst))
-            },
-        ));
-    }
+    let flags = publish_video(publishers.iter().map(Headless::link), &sent);
     let mut figures = measure(server.pid(), &tally, &sent, subscribers).await?;
     let rss_after = server.rss_kib()?;
     figures.kib_per_subscriber =
@@ -538,20 +551,7 @@ async fn janus_step(janus: &Janus, subscribers: usize) -> Result<Figures, Error>
     }
 
     let sent = Arc::new(AtomicU64::new(0));
-    let mut flags = Vec::new();
-    for (number, (_, link)) in publishers.iter().enumerate() {
-        let sent = sent.clone();
-        let index = AtomicU64::new(0);
-        flags.push(publish_on(
-            link.clone(),
-            Duration::from_micros(1_000_000 / PACKETS_PER_SECOND),
-            90_000 / PACKETS_PER_SECOND as u32,
-            move |_| {
-                sent.fetch_add(1, Ordering::SeqCst);
-                payload(number as u8, index.fetch_add(1, Ordering::SeqCst))
-            },
-        ));
-    }
+    let flags = publish_video(publishers.iter().map(|(_, link)| link.clone()), &sent);
     let mut figures = measure(janus.pid(), &tally, &sent, subscribers).await?;
     let rss_after = janus.rss_kib()?;
     figures.kib_per_subscriber =

@@ -454,13 +454,19 @@ impl Headless {
     /// Writes a packet every `every` (timestamps stepping by `ticks`) with
     /// the payload `payload(sequence number)` makes, until the flag it
     /// returns is cleared.
-    pub(crate) fn publish(
+    fn publish(
         &self,
         every: Duration,
         ticks: u32,
         payload: impl Fn(u16) -> Vec<u8> + Send + 'static,
     ) -> Arc<AtomicBool> {
         publish_on(self.link.clone(), every, ticks, payload)
+    }
+
+    /// The connection the client publishes on (replaced when it starts
+    /// over).
+    pub(crate) fn link(&self) -> Arc<Mutex<Link>> {
+        self.link.clone()
     }
 
     /// Leaves the call the way a page does, then closes the connection.

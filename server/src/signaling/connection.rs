@@ -197,27 +197,14 @@ impl Pump<'_> {
             // Room events already waiting are handled now and their frames
             // go out in one write: in a busy room a connection wakes once
             // for many deliveries instead of once (and one syscall) each.
-            let mut all_read = hold_events_until.is_none();
-            if all_read {
-                all_read = false;
-                for _ in 0..EVENT_BATCH {
-                    if self.session.is_over() {
-                        break;
-                    }
-                    let input = match events.try_recv() {
-                        Ok(event) => Input::Event(event),
-                        Err(broadcast::error::TryRecvError::Lagged(missed)) => {
-                            Input::FellBehind(missed)
-                        }
-                        Err(_) => {
-                            all_read = true;
-                            break;
-                        }
-                    };
-                    room_events += 1;
-                    self.drive(input).await;
+            // While holding, they are left for when the hold is over.
+            let all_read = match hold_events_until {
+                None => {
+                    self.handle_waiting_events(&mut events, &mut room_events)
+                        .await
                 }
-            }
+                Some(_) => false,
+            };
             let _ = self.wire.flush().await;
             if self.wire.take_broken() && !self.session.is_over() {
                 self.drive(Input::SocketGone).await;
@@ -229,6 +216,28 @@ impl Pump<'_> {
                     .map(tokio::time::Instant::from_std);
             }
         }
+    }
+
+    /// Handles up to `EVENT_BATCH` room events that are already waiting,
+    /// counting them in `handled`; whether that emptied the queue.
+    async fn handle_waiting_events(
+        &mut self,
+        events: &mut broadcast::Receiver<std::sync::Arc<domain::rooms::bus::SharedEvent>>,
+        handled: &mut u32,
+    ) -> bool {
+        for _ in 0..EVENT_BATCH {
+            if self.session.is_over() {
+                return false;
+            }
+            let input = match events.try_recv() {
+                Ok(event) => Input::Event(event),
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => Input::FellBehind(missed),
+                Err(_) => return true,
+            };
+            *handled += 1;
+            self.drive(input).await;
+        }
+        false
     }
 
     /// Feeds one input and carries out the effects, feeding the answers
