@@ -152,6 +152,13 @@ pub async fn try_join(
     }
 }
 
+/// The pace of a chatter's new messages: the server takes 200 frames at
+/// once and then 50 a second per connection (docs/protocol.md), and a client
+/// over that is told to slow down, which is another test's subject
+/// (signaling.rs). Sending as fast as acks come back drained that bucket
+/// whenever a connection happened to live for ~200 messages without a drop.
+const SEND_INTERVAL: Duration = Duration::from_millis(25);
+
 /// Sends `chatter.count` messages, surviving drops, killed instances and
 /// requests to reconnect; returns once every one of them is confirmed.
 pub async fn chatter(instances: Instances, chatter: Chatter) -> Outcome {
@@ -186,17 +193,29 @@ pub async fn chatter(instances: Instances, chatter: Chatter) -> Outcome {
             }
         }
         let mut quiet_rounds = 0;
+        let mut next_send_at = Instant::now();
         loop {
-            if next < chatter.count {
+            // The drops below are rolled once per message sent (and per
+            // round once all are sent), however many rounds the pacing adds.
+            let mut sent_now = false;
+            if next < chatter.count && Instant::now() >= next_send_at {
+                sent_now = true;
                 let key = format!("c{id}-{next}");
                 let text = format!("message {next} from client {id}");
                 pending.insert(next, (key.clone(), text.clone()));
                 next += 1;
+                next_send_at = Instant::now() + SEND_INTERVAL;
                 if !ws.try_send(&chat(&key, &text)).await {
                     continue 'connection;
                 }
             }
-            let wait = Duration::from_millis(if next < chatter.count { 5 } else { 200 });
+            let wait = if next < chatter.count {
+                next_send_at
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1))
+            } else {
+                Duration::from_millis(200)
+            };
             let mut got_any = false;
             loop {
                 let message = match ws.next_event(wait).await {
@@ -236,7 +255,7 @@ pub async fn chatter(instances: Instances, chatter: Chatter) -> Outcome {
                 return outcome;
             }
             // The network fails now and then, acks in flight and all.
-            if rng.next() < chatter.drop_rate {
+            if (sent_now || next >= chatter.count) && rng.next() < chatter.drop_rate {
                 ws.drop_connection();
                 continue 'connection;
             }
