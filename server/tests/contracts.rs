@@ -18,7 +18,7 @@ use domain::placement::contract::placement_contract;
 use domain::placement::redis::RedisPlacement;
 use domain::placement::RoomPlacement;
 use domain::rooms::bus::RoomBus;
-use domain::rooms::contract::{bus_contract, presence_contract};
+use domain::rooms::contract::{announce_contract, bus_contract, presence_contract};
 use std::time::Duration;
 
 // ---- room placement ----
@@ -77,6 +77,28 @@ async fn bus_through_redis() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     bus_contract(one.as_ref(), two.as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_and_announcement_through_redis() {
+    let redis = RedisServer::start();
+    let (bus_one, presence_one) = domain::rooms::redis::connect(&redis.url())
+        .await
+        .expect("redis");
+    let (bus_two, presence_two) = domain::rooms::redis::connect(&redis.url())
+        .await
+        .expect("redis");
+    for _ in 0..100 {
+        if bus_one.is_healthy() && bus_two.is_healthy() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    announce_contract(
+        (bus_one.as_ref(), presence_one.as_ref()),
+        (bus_two.as_ref(), presence_two.as_ref()),
+    )
+    .await;
 }
 
 // ---- chat storage, on both databases ----

@@ -4,7 +4,7 @@
 
 use crate::ids::{ConnectionId, ParticipantId};
 use crate::rooms::bus::{RoomEvent, SharedEvent};
-use crate::rooms::{JoinOutcome, PeerChange, PresenceEntry};
+use crate::rooms::{Announce, JoinOutcome, PeerChange, PresenceEntry};
 use protocol::ice::IceConfig;
 use protocol::{ClientMessage, LeaveReason, MediaPath, PeerId, PeerInfo, ServerMessage, Signal};
 use std::sync::Arc;
@@ -98,6 +98,17 @@ pub enum Change {
     Role,
 }
 
+impl Change {
+    /// Who is told of the stored change: a page that made it knows it; a
+    /// role a host changed is news to the person's own page too.
+    pub fn announce(self) -> Announce {
+        match self {
+            Change::Resume | Change::Media => Announce::Others,
+            Change::Role => Announce::Everyone,
+        }
+    }
+}
+
 /// What the stores answered to a check of someone's rights.
 #[derive(Debug, Clone)]
 pub enum Rights {
@@ -161,7 +172,9 @@ pub enum Ask {
         entry: PresenceEntry,
         limit: usize,
     },
-    /// Apply changes to this connection's presence → [`Answer::Updated`].
+    /// Apply changes to this connection's presence and, when they were
+    /// stored, tell the room as [`Change::announce`] says (one step: see
+    /// `Presence::update_and_announce`) → [`Answer::Updated`].
     Update {
         peer_id: PeerId,
         changes: Vec<PeerChange>,

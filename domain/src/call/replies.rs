@@ -1,19 +1,6 @@
 //! The session's own messages to the browser and to the room.
 
-use crate::rooms::bus::RoomEvent;
-use protocol::{ErrorCode, ParseProblem, PeerInfo, ServerMessage};
-
-/// The others (or, without `skip`, everyone) see `peer` as it is now.
-pub(super) fn updated(peer: &PeerInfo, skip: Option<&str>) -> RoomEvent {
-    let message = ServerMessage::PeerUpdated { peer: peer.clone() };
-    match skip {
-        Some(about) => RoomEvent::to_others(about, message),
-        None => RoomEvent::Broadcast {
-            skip: None,
-            message,
-        },
-    }
-}
+use protocol::{ErrorCode, ParseProblem, ServerMessage};
 
 pub(super) fn try_again() -> ServerMessage {
     ServerMessage::error(ErrorCode::Internal, "try again")

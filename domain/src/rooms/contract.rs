@@ -3,7 +3,7 @@
 //! (`server/tests/contracts.rs`, which starts a Redis).
 
 use super::bus::{RoomBus, RoomEvent, SharedEvent};
-use super::{JoinOutcome, PeerChange, Presence, PresenceEntry};
+use super::{Announce, JoinOutcome, PeerChange, Presence, PresenceEntry};
 use protocol::{MediaState, PeerInfo, PeerRole, ServerMessage};
 use std::sync::Arc;
 use std::time::Duration;
@@ -208,6 +208,108 @@ pub async fn bus_contract(here: &dyn RoomBus, there: &dyn RoomBus) {
     assert!(here.is_healthy() && there.is_healthy());
 }
 
+// ---- a change and its announcement ----
+
+/// One instance's rooms: its bus and the presence made with it.
+pub type Side<'a> = (&'a dyn RoomBus, &'a dyn Presence);
+
+/// `here` and `there` are two instances (the same one in-process). A change
+/// is stored and told in one step, to the audience asked for; a change
+/// made over one another instance made meanwhile keeps both; a presence
+/// that is gone is neither changed nor told.
+pub async fn announce_contract(here: Side<'_>, there: Side<'_>) {
+    let (here_bus, here_presence) = here;
+    let (there_bus, there_presence) = there;
+    let mut heard_here = here_bus.subscribe("u").await.unwrap();
+    let mut heard_there = there_bus.subscribe("u").await.unwrap();
+    here_presence
+        .join("u", entry("p1", "alice", i64::MAX), 10)
+        .await
+        .unwrap();
+    let hand = MediaState {
+        hand: true,
+        ..MediaState::default()
+    };
+
+    let changed = here_presence
+        .update_and_announce(
+            here_bus,
+            "u",
+            "p1",
+            &[PeerChange::Media(hand), PeerChange::HandUpSince(100)],
+            Announce::Others,
+        )
+        .await
+        .unwrap()
+        .expect("present");
+    assert!(changed.media.hand);
+    assert_eq!(changed.hand_raised_at_ms, Some(100));
+    let told = RoomEvent::Broadcast {
+        skip: Some("p1".into()),
+        message: ServerMessage::PeerUpdated {
+            peer: changed.clone(),
+        },
+    };
+    assert_eq!(next(&mut heard_here).await, told);
+    assert_eq!(next(&mut heard_there).await, told);
+    assert_eq!(
+        there_presence.get("u", "p1").await.unwrap(),
+        Some(changed.clone())
+    );
+
+    // Another instance makes Alice a co-host; this one then lowers her
+    // hand: both changes stay, and everyone hears the result.
+    there_presence
+        .update("u", "p1", PeerChange::Role(PeerRole::CoHost))
+        .await
+        .unwrap()
+        .expect("present");
+    let lowered = here_presence
+        .update_and_announce(
+            here_bus,
+            "u",
+            "p1",
+            &[PeerChange::Media(MediaState::default())],
+            Announce::Everyone,
+        )
+        .await
+        .unwrap()
+        .expect("present");
+    assert_eq!(lowered.role, PeerRole::CoHost);
+    assert!(!lowered.media.hand);
+    assert_eq!(lowered.hand_raised_at_ms, None);
+    let told = RoomEvent::Broadcast {
+        skip: None,
+        message: ServerMessage::PeerUpdated {
+            peer: lowered.clone(),
+        },
+    };
+    assert_eq!(next(&mut heard_there).await, told);
+    assert_eq!(next(&mut heard_here).await, told);
+    assert_eq!(here_presence.get("u", "p1").await.unwrap(), Some(lowered));
+
+    // Gone (removed by the other instance, or never there): nothing
+    // changes and nobody is told; the next event is the marker after.
+    there_presence.remove("u", "p1").await.unwrap();
+    for peer in ["p1", "nobody"] {
+        let gone = here_presence
+            .update_and_announce(
+                here_bus,
+                "u",
+                peer,
+                &[PeerChange::Media(hand)],
+                Announce::Others,
+            )
+            .await
+            .unwrap();
+        assert_eq!(gone, None, "{peer}");
+    }
+    assert!(here_presence.get("u", "p1").await.unwrap().is_none());
+    there_bus.publish("u", said("marker")).await.unwrap();
+    assert_eq!(next(&mut heard_here).await, said("marker"));
+    assert_eq!(next(&mut heard_there).await, said("marker"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +318,13 @@ mod tests {
     #[tokio::test]
     async fn presence_in_process() {
         presence_contract(&LocalPresence::default()).await;
+    }
+
+    #[tokio::test]
+    async fn announce_in_process() {
+        let bus = LocalBus::default();
+        let presence = LocalPresence::default();
+        announce_contract((&bus, &presence), (&bus, &presence)).await;
     }
 
     #[tokio::test]

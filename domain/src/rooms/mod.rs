@@ -65,6 +65,32 @@ impl PeerChange {
     }
 }
 
+/// Who hears of a stored presence change (see
+/// [`Presence::update_and_announce`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announce {
+    /// Everyone but the changed presence's own connection (its page made
+    /// the change and knows it).
+    Others,
+    /// Everyone, the changed presence's own page included (a host made the
+    /// change).
+    Everyone,
+}
+
+impl Announce {
+    /// The room event that tells the changed `peer`.
+    pub fn event(self, peer: &PeerInfo) -> RoomEvent {
+        let message = ServerMessage::PeerUpdated { peer: peer.clone() };
+        match self {
+            Announce::Others => RoomEvent::to_others(&peer.peer_id, message),
+            Announce::Everyone => RoomEvent::Broadcast {
+                skip: None,
+                message,
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum JoinOutcome {
     /// In; `displaced` are older presences of the same participant (another
@@ -122,6 +148,36 @@ pub trait Presence: Send + Sync + 'static {
         peer_id: &str,
         change: PeerChange,
     ) -> Result<Option<PeerInfo>, PresenceError>;
+    /// Applies `changes` in order to a stored presence and, when it was
+    /// there, publishes the changed presence on `bus` to `announce`'s
+    /// audience; None (and nothing published) when it is gone. A change and
+    /// its announcement go together: the Redis store does both in one round
+    /// trip, on its own bus (the one made with it), which every fan-out of
+    /// a room event pays for otherwise three times over.
+    async fn update_and_announce(
+        &self,
+        bus: &dyn RoomBus,
+        room: &str,
+        peer_id: &str,
+        changes: &[PeerChange],
+        announce: Announce,
+    ) -> Result<Option<PeerInfo>, PresenceError> {
+        if changes.is_empty() {
+            // Nothing changed, so nothing to tell.
+            return self.get(room, peer_id).await;
+        }
+        let mut changed = None;
+        for change in changes {
+            changed = self.update(room, peer_id, *change).await?;
+            if changed.is_none() {
+                return Ok(None);
+            }
+        }
+        if let Some(peer) = &changed {
+            bus.publish(room, announce.event(peer)).await?;
+        }
+        Ok(changed)
+    }
     /// Removes a presence; Some only for the call that actually removed it.
     async fn remove(&self, room: &str, peer_id: &str) -> Result<Option<PeerInfo>, PresenceError>;
     /// Removes a presence only if it is still expired at `now_ms`.

@@ -16,14 +16,15 @@
 
 use super::bus::{BusError, RoomBus, RoomEvent, SharedEvent};
 use super::local::Fanout;
-use super::{JoinOutcome, PeerChange, Presence, PresenceEntry, PresenceError};
+use super::{Announce, JoinOutcome, PeerChange, Presence, PresenceEntry, PresenceError};
 use crate::ids::{ConnectionId, ParticipantId, PeerId};
 use futures_util::StreamExt;
 use protocol::PeerInfo;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -98,8 +99,21 @@ pub async fn connect_counted(
         publishing,
         metrics,
     });
-    let presence = Arc::new(RedisPresence::new(manager));
+    let presence = Arc::new(RedisPresence::new(manager, bus.clone()));
     Ok((bus, presence))
+}
+
+impl RedisBus {
+    /// After Redis took `event` for the room's channel, by a PUBLISH or by
+    /// a presence script that publishes with its change.
+    fn published(&self, room: &str, event: RoomEvent) {
+        self.publishing.store(true, Ordering::Relaxed);
+        // With our subscriber up, it comes back through the subscription,
+        // in the order every instance sees; with it down, deliver here too.
+        if !self.subscribed.load(Ordering::Relaxed) {
+            self.fanout.deliver(room, Arc::new(SharedEvent::new(event)));
+        }
+    }
 }
 
 /// A room to subscribe to, and who to tell once Redis confirmed it.
@@ -130,29 +144,17 @@ impl RoomBus for RedisBus {
             // makes the manager reconnect: one more try.
             sent = manager.publish(channel(room), &payload).await;
         }
-        if sent.is_ok() {
-            self.publishing.store(true, Ordering::Relaxed);
-        }
         match sent {
-            Ok(_) if self.subscribed.load(Ordering::Relaxed) => {
-                // Comes back through our own subscription, in the order
-                // every instance sees.
-                Ok(())
-            }
-            Ok(_) => {
-                // Published, but our subscriber is down: deliver here too.
-                self.fanout.deliver(room, Arc::new(SharedEvent::new(event)));
-                Ok(())
-            }
+            Ok(_) => self.published(room, event),
             Err(err) => {
                 self.metrics.redis_publish_failed();
                 if self.publishing.swap(false, Ordering::Relaxed) {
                     tracing::warn!(error = %err, "Redis unreachable: room events stay on this instance");
                 }
                 self.fanout.deliver(room, Arc::new(SharedEvent::new(event)));
-                Ok(())
             }
         }
+        Ok(())
     }
 
     async fn subscribe(
@@ -257,21 +259,105 @@ async fn subscriber_loop(
     }
 }
 
+/// Presences as this instance last stored or read them, by room and peer:
+/// the value an update expects to find, so that a change and its
+/// announcement take one round trip instead of a read first. Only a fast
+/// path: a stale copy costs one more round trip, never a lost change.
+#[derive(Default)]
+struct KnownInfo {
+    copies: Mutex<Copies>,
+}
+
+#[derive(Default)]
+struct Copies {
+    rooms: HashMap<String, HashMap<String, String>>,
+    count: usize,
+}
+
+/// Copies kept at most (a few hundred bytes each). Only this instance's
+/// connections update presences, and each copy goes when its connection
+/// leaves; what another instance reaped stays behind, so the copies are
+/// forgotten all at once past this many.
+const KNOWN_INFO_MAX: usize = 50_000;
+
+impl KnownInfo {
+    fn lock(&self) -> MutexGuard<'_, Copies> {
+        // Plain data: a panic elsewhere while holding it leaves nothing
+        // half-done that matters.
+        self.copies
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn get(&self, room: &str, peer: &str) -> Option<String> {
+        self.lock().rooms.get(room)?.get(peer).cloned()
+    }
+
+    fn set(&self, room: &str, peer: &str, info: String) {
+        let mut copies = self.lock();
+        if copies.count >= KNOWN_INFO_MAX {
+            *copies = Copies::default();
+        }
+        let added = copies
+            .rooms
+            .entry(room.to_string())
+            .or_default()
+            .insert(peer.to_string(), info)
+            .is_none();
+        if added {
+            copies.count += 1;
+        }
+    }
+
+    fn forget(&self, room: &str, peer: &str) {
+        let mut copies = self.lock();
+        let Some(peers) = copies.rooms.get_mut(room) else {
+            return;
+        };
+        let removed = peers.remove(peer).is_some();
+        if peers.is_empty() {
+            copies.rooms.remove(room);
+        }
+        if removed {
+            copies.count -= 1;
+        }
+    }
+
+    fn forget_room(&self, room: &str) {
+        let mut copies = self.lock();
+        if let Some(peers) = copies.rooms.remove(room) {
+            copies.count -= peers.len();
+        }
+    }
+}
+
+/// Rounds of an update that found the presence changed meanwhile (by
+/// another connection of the same peer, during a takeover) before it gives
+/// up as unavailable.
+const UPDATE_ATTEMPTS: usize = 4;
+
 pub struct RedisPresence {
     manager: ConnectionManager,
+    /// Announcements of changes go out on this bus's channels, from the
+    /// same script that stores the change.
+    bus: Arc<RedisBus>,
+    known: KnownInfo,
     join: Script,
     resume: Script,
     refresh: Script,
     set_info: Script,
+    update_announce: Script,
     remove: Script,
     remove_expired: Script,
     clear: Script,
 }
 
 impl RedisPresence {
-    fn new(manager: ConnectionManager) -> Self {
+    fn new(manager: ConnectionManager, bus: Arc<RedisBus>) -> Self {
         Self {
             manager,
+            bus,
+            known: KnownInfo::default(),
             // KEYS: info, who, conn, expiry. ARGV: peer, participant, conn,
             // expires, info json, max, room.
             join: Script::new(
@@ -322,6 +408,21 @@ impl RedisPresence {
                 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
                 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
                 return 1
+                ",
+            ),
+            // KEYS: info, the room's channel. ARGV: peer, the info the
+            // change was made to, the changed info, the event telling it.
+            // Stored and published only if the info is still what the
+            // change was made to; otherwise the caller gets the current
+            // one to make it again.
+            update_announce: Script::new(
+                r"
+                local info = redis.call('HGET', KEYS[1], ARGV[1])
+                if not info then return {'gone'} end
+                if info ~= ARGV[2] then return {'changed', info} end
+                redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+                redis.call('PUBLISH', KEYS[2], ARGV[4])
+                return {'stored'}
                 ",
             ),
             // ARGV: peer, member.
@@ -390,6 +491,7 @@ impl Presence for RedisPresence {
         max: usize,
     ) -> Result<JoinOutcome, PresenceError> {
         let peer = &entry.peer;
+        let info = encode(peer)?;
         let result: Vec<String> = self
             .join
             .key(&keys(room)[..])
@@ -397,19 +499,24 @@ impl Presence for RedisPresence {
             .arg(peer.participant_id.as_str())
             .arg(entry.conn_id.as_str())
             .arg(entry.expires_at_ms)
-            .arg(encode(peer)?)
+            .arg(&info)
             .arg(max)
             .arg(room)
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
         match result.split_first() {
-            Some((status, displaced)) if status == "joined" => Ok(JoinOutcome::Joined {
-                displaced: displaced
+            Some((status, displaced)) if status == "joined" => {
+                let displaced: Vec<PeerInfo> = displaced
                     .iter()
                     .map(|i| parse(i))
-                    .collect::<Result<_, _>>()?,
-            }),
+                    .collect::<Result<_, _>>()?;
+                for old in &displaced {
+                    self.known.forget(room, &old.peer_id);
+                }
+                self.known.set(room, &peer.peer_id, info);
+                Ok(JoinOutcome::Joined { displaced })
+            }
             _ => Ok(JoinOutcome::Full),
         }
     }
@@ -433,7 +540,13 @@ impl Presence for RedisPresence {
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
-        info.as_deref().map(parse).transpose()
+        let Some(info) = info else {
+            self.known.forget(room, peer_id);
+            return Ok(None);
+        };
+        let peer = parse(&info)?;
+        self.known.set(room, peer_id, info);
+        Ok(Some(peer))
     }
 
     async fn refresh(
@@ -469,22 +582,98 @@ impl Presence for RedisPresence {
             .await
             .map_err(unavailable)?;
         let Some(info) = info else {
+            self.known.forget(room, peer_id);
             return Ok(None);
         };
         let mut peer = parse(&info)?;
         change.apply(&mut peer);
+        let changed = encode(&peer)?;
         let stored: i64 = self
             .set_info
             .key(&keys(room)[..])
             .arg(peer_id)
-            .arg(encode(&peer)?)
+            .arg(&changed)
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
-        Ok((stored == 1).then_some(peer))
+        if stored == 1 {
+            self.known.set(room, peer_id, changed);
+            Ok(Some(peer))
+        } else {
+            self.known.forget(room, peer_id);
+            Ok(None)
+        }
+    }
+
+    async fn update_and_announce(
+        &self,
+        _bus: &dyn RoomBus,
+        room: &str,
+        peer_id: &str,
+        changes: &[PeerChange],
+        announce: Announce,
+    ) -> Result<Option<PeerInfo>, PresenceError> {
+        if changes.is_empty() {
+            return self.get(room, peer_id).await;
+        }
+        let [info_key, ..] = keys(room);
+        // Without a copy, the first round asks for the current info (an
+        // empty string is never what is stored).
+        let mut expected = self.known.get(room, peer_id).unwrap_or_default();
+        for _ in 0..UPDATE_ATTEMPTS {
+            let mut peer = match expected.as_str() {
+                "" => None,
+                info => Some(parse(info)?),
+            };
+            let mut changed_info = String::new();
+            let mut event_text = String::new();
+            let mut event = None;
+            if let Some(peer) = peer.as_mut() {
+                for change in changes {
+                    change.apply(peer);
+                }
+                changed_info = encode(peer)?;
+                let told = announce.event(peer);
+                event_text = serde_json::to_string(&told)
+                    .map_err(|e| PresenceError::Unavailable(e.to_string()))?;
+                event = Some(told);
+            }
+            let reply: Vec<String> = self
+                .update_announce
+                .key(&info_key)
+                .key(channel(room))
+                .arg(peer_id)
+                .arg(&expected)
+                .arg(&changed_info)
+                .arg(&event_text)
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(unavailable)?;
+            match reply.as_slice() {
+                [status] if status == "stored" => {
+                    let (Some(peer), Some(event)) = (peer, event) else {
+                        // Stored only ever matches a known info.
+                        break;
+                    };
+                    self.known.set(room, peer_id, changed_info);
+                    self.bus.published(room, event);
+                    return Ok(Some(peer));
+                }
+                [status, current] if status == "changed" => expected = current.clone(),
+                _ => {
+                    self.known.forget(room, peer_id);
+                    return Ok(None);
+                }
+            }
+        }
+        self.known.forget(room, peer_id);
+        Err(PresenceError::Unavailable(
+            "a presence kept changing under its update".into(),
+        ))
     }
 
     async fn remove(&self, room: &str, peer_id: &str) -> Result<Option<PeerInfo>, PresenceError> {
+        self.known.forget(room, peer_id);
         let info: Option<String> = self
             .remove
             .key(&keys(room)[..])
@@ -511,6 +700,9 @@ impl Presence for RedisPresence {
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
+        if info.is_some() {
+            self.known.forget(room, peer_id);
+        }
         info.as_deref().map(parse).transpose()
     }
 
@@ -548,6 +740,7 @@ impl Presence for RedisPresence {
     }
 
     async fn clear(&self, room: &str) -> Result<Vec<PeerInfo>, PresenceError> {
+        self.known.forget_room(room);
         let infos: Vec<String> = self
             .clear
             .key(&keys(room)[..])

@@ -423,13 +423,16 @@ impl Pump<'_> {
                 changes,
                 why,
             } => {
-                let mut result = Ok(None);
-                for change in changes {
-                    result = rooms.presence.update(room, &peer_id, change).await;
-                    if !matches!(result, Ok(Some(_))) {
-                        break;
-                    }
-                }
+                let result = rooms
+                    .presence
+                    .update_and_announce(
+                        rooms.bus.as_ref(),
+                        room,
+                        &peer_id,
+                        &changes,
+                        why.announce(),
+                    )
+                    .await;
                 Answer::Updated(
                     why,
                     result.map_err(|err| {

@@ -196,11 +196,9 @@ impl CallSession {
         let Some(peer) = self.peer.clone() else {
             return;
         };
+        // A stored change was told to the room with it (Ask::Update).
         match why {
             Change::Resume => {
-                if stored {
-                    out.push(Effect::Publish(updated(&peer, Some(&peer.peer_id))));
-                }
                 out.push(Effect::Ask(Ask::Roster {
                     with_turn: self.caller.may_use_turn,
                 }));
@@ -208,8 +206,8 @@ impl CallSession {
             // Not stored, but those who can be reached still see it; a
             // presence that is gone has nobody to tell.
             Change::Media => {
-                if !gone {
-                    out.push(Effect::Publish(updated(&peer, Some(&peer.peer_id))));
+                if !gone && !stored {
+                    out.push(Effect::Publish(why.announce().event(&peer)));
                 }
                 // The page learns when the server saw its own hand go up,
                 // so it places itself in the queue as everyone else does.
@@ -218,7 +216,8 @@ impl CallSession {
                 }
             }
             // Everyone, the person's own page included.
-            Change::Role => out.push(Effect::Publish(updated(&peer, None))),
+            Change::Role if !stored => out.push(Effect::Publish(why.announce().event(&peer))),
+            Change::Role => {}
         }
     }
 
