@@ -75,9 +75,13 @@ pub struct StateLabels {
     pub state: &'static str,
 }
 
+/// A media server datagram's direction and kind (`stun`, `dtls`, `rtp`,
+/// `rtcp`, `other`), or a feedback message's direction and kind (`nack`,
+/// `pli`, `fir`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DirectionLabels {
+pub struct DirectionKindLabels {
     pub direction: &'static str,
+    pub kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -129,10 +133,12 @@ struct Families {
     redis_resubscriptions: Counter,
     db_pool: Family<StateLabels, Gauge>,
     db_query: Family<OperationLabels, Histogram, fn() -> Histogram>,
-    sfu_packets: Family<DirectionLabels, Counter>,
-    sfu_bytes: Family<DirectionLabels, Counter>,
+    sfu_packets: Family<DirectionKindLabels, Counter>,
+    sfu_bytes: Family<DirectionKindLabels, Counter>,
+    sfu_feedback: Family<DirectionKindLabels, Counter>,
     sfu_rooms: Gauge,
     sfu_clients: Gauge,
+    sfu_subscriptions: Gauge,
     sfu_restarts: Counter,
     webhook_attempts: Family<OutcomeLabels, Counter>,
     webhooks_pending: Gauge,
@@ -266,17 +272,23 @@ impl Metrics {
             "Time of the database work of one operation",
             db_query.clone(),
         );
-        let sfu_packets = Family::<DirectionLabels, Counter>::default();
+        let sfu_packets = Family::<DirectionKindLabels, Counter>::default();
         registry.register(
             "sfu_packets",
-            "UDP datagrams through the media server, by direction",
+            "UDP datagrams through the media server, by direction and kind (rtp: media; rtcp, stun, dtls, other)",
             sfu_packets.clone(),
         );
-        let sfu_bytes = Family::<DirectionLabels, Counter>::default();
+        let sfu_bytes = Family::<DirectionKindLabels, Counter>::default();
         registry.register(
             "sfu_bytes",
-            "UDP bytes through the media server, by direction",
+            "UDP bytes through the media server, by direction and kind",
             sfu_bytes.clone(),
+        );
+        let sfu_feedback = Family::<DirectionKindLabels, Counter>::default();
+        registry.register(
+            "sfu_feedback",
+            "RTCP feedback through the media server: in from browsers, out to publishers; nack (packets lost), pli and fir (keyframe requests)",
+            sfu_feedback.clone(),
         );
         let sfu_rooms = Gauge::default();
         registry.register(
@@ -289,6 +301,12 @@ impl Metrics {
             "sfu_clients",
             "Browsers connected to this instance's media server",
             sfu_clients.clone(),
+        );
+        let sfu_subscriptions = Gauge::default();
+        registry.register(
+            "sfu_subscriptions",
+            "Media forwarding pairs on this instance's media server: each browser receives every other one in its call",
+            sfu_subscriptions.clone(),
         );
         let webhook_attempts = Family::<OutcomeLabels, Counter>::default();
         registry.register(
@@ -336,8 +354,10 @@ impl Metrics {
                 db_query,
                 sfu_packets,
                 sfu_bytes,
+                sfu_feedback,
                 sfu_rooms,
                 sfu_clients,
+                sfu_subscriptions,
                 sfu_restarts,
                 webhook_attempts,
                 webhooks_pending,
@@ -495,27 +515,26 @@ impl Metrics {
         result
     }
 
-    pub fn sfu_received(&self, bytes: usize) {
-        self.sfu_datagram("in", bytes);
-    }
-
-    pub fn sfu_sent(&self, bytes: usize) {
-        self.sfu_datagram("out", bytes);
-    }
-
-    fn sfu_datagram(&self, direction: &'static str, bytes: usize) {
+    /// A datagram of `kind` in (from a browser) or out (to one).
+    pub fn sfu_datagram(&self, direction: &'static str, kind: &'static str, bytes: usize) {
         let f = &self.families;
-        f.sfu_packets
-            .get_or_create(&DirectionLabels { direction })
-            .inc();
-        f.sfu_bytes
-            .get_or_create(&DirectionLabels { direction })
-            .inc_by(bytes as u64);
+        let labels = DirectionKindLabels { direction, kind };
+        f.sfu_packets.get_or_create(&labels).inc();
+        f.sfu_bytes.get_or_create(&labels).inc_by(bytes as u64);
     }
 
-    pub fn set_sfu_size(&self, rooms: usize, clients: usize) {
+    /// A NACK, PLI or FIR in (from a browser) or out (to a publisher).
+    pub fn sfu_feedback(&self, direction: &'static str, kind: &'static str) {
+        self.families
+            .sfu_feedback
+            .get_or_create(&DirectionKindLabels { direction, kind })
+            .inc();
+    }
+
+    pub fn set_sfu_size(&self, rooms: usize, clients: usize, subscriptions: usize) {
         self.families.sfu_rooms.set(rooms as i64);
         self.families.sfu_clients.set(clients as i64);
+        self.families.sfu_subscriptions.set(subscriptions as i64);
     }
 
     /// One webhook attempt: `delivered`, `failed` (to be retried) or

@@ -21,6 +21,7 @@ use rtc::peer_connection::configuration::media_engine::{
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
@@ -353,6 +354,14 @@ async fn signaling(
     }
 }
 
+/// A counter's value, 0 before it first moved (the series is not there).
+fn counted(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !done() {
@@ -585,6 +594,64 @@ async fn one_publisher_reaches_twenty_subscribers_in_order_without_loss() {
         || keyframe_requests.load(Ordering::SeqCst) > before,
     )
     .await;
+
+    // The operator sees it all on /metrics: the media forwarded to every
+    // subscriber, who receives whom, the keyframe request in from the
+    // latecomer and out to the publisher, and a report of lost packets.
+    let lost = late
+        .seen(|s| s.video.last().map(|&(sequence, _)| sequence))
+        .expect("video arrived");
+    track
+        .write_rtcp(vec![Box::new(TransportLayerNack {
+            sender_ssrc: 0,
+            media_ssrc,
+            nacks: vec![NackPair {
+                packet_id: lost,
+                lost_packets: 0,
+            }],
+        })])
+        .await
+        .expect("send NACK");
+    // Counted before the scrape, which then has at least these.
+    let seen: usize = subscribers
+        .iter()
+        .chain([&late])
+        .map(|c| c.seen(|s| s.video.len()))
+        .sum();
+    let nacks_in = r#"moim_sfu_feedback_total{direction="in",kind="nack"}"#;
+    let mut text = app.scrape_metrics().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counted(&text, nacks_in) < 1.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        text = app.scrape_metrics().await;
+    }
+    assert!(counted(&text, nacks_in) >= 1.0, "{text}");
+    for direction in ["in", "out"] {
+        let series = format!(r#"moim_sfu_feedback_total{{direction="{direction}",kind="pli"}}"#);
+        assert!(counted(&text, &series) >= 1.0, "{series} in:\n{text}");
+    }
+    // Every video packet a subscriber saw went out as RTP (audio, and
+    // what was lost on the way, only add to it).
+    let forwarded = counted(
+        &text,
+        r#"moim_sfu_packets_total{direction="out",kind="rtp"}"#,
+    );
+    assert!(
+        forwarded >= seen as f64 && seen > SUBSCRIBERS * 300,
+        "{forwarded} RTP packets out, {seen} seen by the subscribers"
+    );
+    let received = counted(
+        &text,
+        r#"moim_sfu_packets_total{direction="in",kind="rtp"}"#,
+    );
+    assert!(
+        received >= f64::from(checkpoint),
+        "{received} RTP packets in"
+    );
+    // The publisher, twenty subscribers and the latecomer: each receives
+    // the twenty-one others.
+    assert_eq!(common::metric(&text, "moim_sfu_clients"), 22.0);
+    assert_eq!(common::metric(&text, "moim_sfu_subscriptions"), 22.0 * 21.0);
 
     // The publisher leaves: everyone's offer no longer carries its camera.
     let publisher_stream = format!("peer-{}-", media_client_id(&publisher.peer_id));

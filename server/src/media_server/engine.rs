@@ -2,6 +2,7 @@
 //! sans-IO SFU, and the signaling in (commands) and out (outboxes).
 
 use super::addresses::{checked_ufrag, AddressBook};
+use super::datagram::{self, Datagram};
 use app::protocol::Signal;
 use bytes::BytesMut;
 use domain::ids::ConnectionId;
@@ -120,6 +121,7 @@ pub(super) fn run(
                 engine.rooms.clear();
                 engine.addresses.clear();
                 engine.sfu = Sfu::new(rand_id(), engine.advertised);
+                engine.count_size();
             }
         }
     }
@@ -273,6 +275,7 @@ impl Engine {
                             ssrcs: Vec::new(),
                         },
                     );
+                    self.count_size();
                     let request_id = self.request_id();
                     self.event(SFUEvent::Join {
                         request_id,
@@ -355,6 +358,7 @@ impl Engine {
         if !self.clients.keys().any(|(r, _)| *r == room_id) {
             self.rooms.remove(room);
         }
+        self.count_size();
         if self.clients.is_empty() {
             // sfu 0.5 never forgets the addresses it has seen (its
             // demuxer's TODO): they would pile up and a reused address
@@ -454,7 +458,8 @@ impl Engine {
     }
 
     fn datagram(&mut self, bytes: &[u8], from: SocketAddr) {
-        self.metrics.sfu_received(bytes.len());
+        let kind = datagram::classify(bytes);
+        self.metrics.sfu_datagram("in", kind.label(), bytes.len());
         let checked = checked_ufrag(bytes);
         let Some(stand_in) = self.addresses.stand_in_for(from, checked.as_deref()) else {
             // Not from a media connection's address (a closed one's late
@@ -462,6 +467,9 @@ impl Engine {
             tracing::debug!(%from, ?checked, "a datagram from no media connection's address");
             return;
         };
+        if let Datagram::Rtcp(Some(feedback)) = kind {
+            self.metrics.sfu_feedback("in", feedback.label());
+        }
         let packet = TaggedBytesMut {
             now: Instant::now(),
             transport: TransportContext {
@@ -489,8 +497,18 @@ impl Engine {
         while self.sfu.poll_read().is_some() {}
         self.deliver_events();
         self.flush();
+    }
+
+    /// The size gauges, after a browser came or went.
+    fn count_size(&self) {
+        let mut per_room: HashMap<RoomId, usize> = HashMap::new();
+        for (room_id, _) in self.clients.keys() {
+            *per_room.entry(*room_id).or_default() += 1;
+        }
+        // Everyone receives everyone else in the call.
+        let subscriptions = per_room.values().map(|n| n * (n - 1)).sum();
         self.metrics
-            .set_sfu_size(self.rooms.len(), self.clients.len());
+            .set_sfu_size(self.rooms.len(), self.clients.len(), subscriptions);
     }
 
     fn flush(&mut self) {
@@ -500,7 +518,13 @@ impl Engine {
                 continue;
             };
             match self.socket.send_to(&transmit.message, to) {
-                Ok(sent) => self.metrics.sfu_sent(sent),
+                Ok(sent) => {
+                    let kind = datagram::classify(&transmit.message);
+                    self.metrics.sfu_datagram("out", kind.label(), sent);
+                    if let Datagram::Rtcp(Some(feedback)) = kind {
+                        self.metrics.sfu_feedback("out", feedback.label());
+                    }
+                }
                 Err(err) => tracing::debug!(error = %err, "could not send a datagram"),
             }
         }

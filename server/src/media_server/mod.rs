@@ -14,6 +14,7 @@
 //! the signaling tasks, and they never wait on it (commands are queued).
 
 mod addresses;
+mod datagram;
 mod engine;
 
 use engine::Command;
