@@ -42,6 +42,10 @@ const BURST: u32 = 200;
 const PER_SECOND: u32 = 50;
 /// Messages refused for rate before the connection is closed as a flood.
 const FLOOD_LIMIT: u32 = 100;
+/// A connection refused nothing for this long starts its count of refused
+/// messages afresh: a flood is closed, a long call with a burst now and
+/// then is not.
+const FLOOD_FORGIVEN_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 /// Of refused messages, the first and every this many get an error back
 /// (one per refused burst is enough).
 const WARN_EVERY: u32 = 20;
@@ -77,6 +81,7 @@ pub struct FrameGate {
     bucket: TokenBucket,
     large: TokenBucket,
     refused: u32,
+    last_refused: Option<Instant>,
     max_bytes: usize,
     large_max_bytes: usize,
 }
@@ -89,6 +94,7 @@ impl FrameGate {
             bucket: TokenBucket::new(BURST, PER_SECOND, now),
             large: TokenBucket::new(LARGE_BURST, LARGE_PER_SECOND, now),
             refused: 0,
+            last_refused: None,
             max_bytes,
             large_max_bytes: large_max_bytes.max(max_bytes),
         }
@@ -109,6 +115,13 @@ impl FrameGate {
                 FrameVerdict::Accept
             };
         }
+        let calm_since_last = self
+            .last_refused
+            .is_some_and(|last| now.saturating_duration_since(last) >= FLOOD_FORGIVEN_AFTER);
+        if calm_since_last {
+            self.refused = 0;
+        }
+        self.last_refused = Some(now);
         self.refused += 1;
         if self.refused > FLOOD_LIMIT {
             FrameVerdict::Close(protocol::close::POLICY)
@@ -204,6 +217,36 @@ mod tests {
         assert_eq!(calm.check(10, start), FrameVerdict::DropAndWarn);
         let later = start + Duration::from_secs(1);
         assert_eq!(calm.check(10, later), FrameVerdict::Accept);
+    }
+
+    #[test]
+    fn bursts_far_apart_are_forgiven_a_flood_is_not() {
+        let start = Instant::now();
+        let mut gate = FrameGate::new(1000, 1000, start);
+        // A long call: every 15 s a burst 60 frames over the limit. Each
+        // burst is warned about and dropped, and the count starts afresh,
+        // so it is never closed, though it adds up to far past the limit.
+        let mut now = start;
+        for _ in 0..10 {
+            assert!((0..BURST).all(|_| gate.check(10, now) == FrameVerdict::Accept));
+            let verdicts: Vec<FrameVerdict> = (0..60).map(|_| gate.check(10, now)).collect();
+            assert_eq!(verdicts[0], FrameVerdict::DropAndWarn);
+            assert!(!verdicts.iter().any(|v| matches!(v, FrameVerdict::Close(_))));
+            now += Duration::from_secs(15);
+        }
+        // Refused frames closer together than that keep counting: closed.
+        let mut flood = FrameGate::new(1000, 1000, start);
+        let mut now = start;
+        assert!((0..BURST).all(|_| flood.check(10, now) == FrameVerdict::Accept));
+        let mut closed = false;
+        for _ in 0..10 * FLOOD_LIMIT {
+            now += Duration::from_millis(5);
+            if flood.check(10, now) == FrameVerdict::Close(protocol::close::POLICY) {
+                closed = true;
+                break;
+            }
+        }
+        assert!(closed, "a flood at 200 frames a second is closed");
     }
 
     #[test]
