@@ -60,40 +60,40 @@ async fn presence_through_redis() {
     presence_contract(presence.as_ref()).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bus_through_redis() {
-    let redis = RedisServer::start();
-    let (one, _) = domain::rooms::redis::connect(&redis.url())
+type RedisRooms = (
+    std::sync::Arc<domain::rooms::redis::RedisBus>,
+    std::sync::Arc<domain::rooms::redis::RedisPresence>,
+);
+
+/// Two instances' rooms on one Redis, ready once each subscriber
+/// connection is up.
+async fn two_instances(redis: &RedisServer) -> (RedisRooms, RedisRooms) {
+    let one = domain::rooms::redis::connect(&redis.url())
         .await
         .expect("redis");
-    let (two, _) = domain::rooms::redis::connect(&redis.url())
+    let two = domain::rooms::redis::connect(&redis.url())
         .await
         .expect("redis");
-    // Ready once each subscriber connection is up.
     for _ in 0..100 {
-        if one.is_healthy() && two.is_healthy() {
+        if one.0.is_healthy() && two.0.is_healthy() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    (one, two)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bus_through_redis() {
+    let redis = RedisServer::start();
+    let ((one, _), (two, _)) = two_instances(&redis).await;
     bus_contract(one.as_ref(), two.as_ref()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_and_announcement_through_redis() {
     let redis = RedisServer::start();
-    let (bus_one, presence_one) = domain::rooms::redis::connect(&redis.url())
-        .await
-        .expect("redis");
-    let (bus_two, presence_two) = domain::rooms::redis::connect(&redis.url())
-        .await
-        .expect("redis");
-    for _ in 0..100 {
-        if bus_one.is_healthy() && bus_two.is_healthy() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let ((bus_one, presence_one), (bus_two, presence_two)) = two_instances(&redis).await;
     announce_contract(
         (bus_one.as_ref(), presence_one.as_ref()),
         (bus_two.as_ref(), presence_two.as_ref()),

@@ -467,6 +467,19 @@ impl RedisPresence {
     fn conn(&self) -> ConnectionManager {
         self.manager.clone()
     }
+
+    /// One presence's info as stored (JSON), without reading the room.
+    async fn stored_info(
+        &self,
+        room: &str,
+        peer_id: &str,
+    ) -> Result<Option<String>, PresenceError> {
+        let [info_key, ..] = keys(room);
+        self.conn()
+            .hget(&info_key, peer_id)
+            .await
+            .map_err(unavailable)
+    }
 }
 
 fn parse(info: &str) -> Result<PeerInfo, PresenceError> {
@@ -575,13 +588,7 @@ impl Presence for RedisPresence {
         peer_id: &str,
         change: PeerChange,
     ) -> Result<Option<PeerInfo>, PresenceError> {
-        let [info_key, ..] = keys(room);
-        let info: Option<String> = self
-            .conn()
-            .hget(&info_key, peer_id)
-            .await
-            .map_err(unavailable)?;
-        let Some(info) = info else {
+        let Some(info) = self.stored_info(room, peer_id).await? else {
             self.known.forget(room, peer_id);
             return Ok(None);
         };
@@ -616,46 +623,38 @@ impl Presence for RedisPresence {
         if changes.is_empty() {
             return self.get(room, peer_id).await;
         }
+        // The copy this instance keeps, or (none yet) the stored info.
+        let known = match self.known.get(room, peer_id) {
+            Some(info) => Some(info),
+            None => self.stored_info(room, peer_id).await?,
+        };
+        let Some(mut expected) = known else {
+            return Ok(None);
+        };
         let [info_key, ..] = keys(room);
-        // Without a copy, the first round asks for the current info (an
-        // empty string is never what is stored).
-        let mut expected = self.known.get(room, peer_id).unwrap_or_default();
         for _ in 0..UPDATE_ATTEMPTS {
-            let mut peer = match expected.as_str() {
-                "" => None,
-                info => Some(parse(info)?),
-            };
-            let mut changed_info = String::new();
-            let mut event_text = String::new();
-            let mut event = None;
-            if let Some(peer) = peer.as_mut() {
-                for change in changes {
-                    change.apply(peer);
-                }
-                changed_info = encode(peer)?;
-                let told = announce.event(peer);
-                event_text = serde_json::to_string(&told)
-                    .map_err(|e| PresenceError::Unavailable(e.to_string()))?;
-                event = Some(told);
+            let mut peer = parse(&expected)?;
+            for change in changes {
+                change.apply(&mut peer);
             }
+            let changed = encode(&peer)?;
+            let event = announce.event(&peer);
+            let event_text = serde_json::to_string(&event)
+                .map_err(|e| PresenceError::Unavailable(e.to_string()))?;
             let reply: Vec<String> = self
                 .update_announce
                 .key(&info_key)
                 .key(channel(room))
                 .arg(peer_id)
                 .arg(&expected)
-                .arg(&changed_info)
+                .arg(&changed)
                 .arg(&event_text)
                 .invoke_async(&mut self.conn())
                 .await
                 .map_err(unavailable)?;
             match reply.as_slice() {
                 [status] if status == "stored" => {
-                    let (Some(peer), Some(event)) = (peer, event) else {
-                        // Stored only ever matches a known info.
-                        break;
-                    };
-                    self.known.set(room, peer_id, changed_info);
+                    self.known.set(room, peer_id, changed);
                     self.bus.published(room, event);
                     return Ok(Some(peer));
                 }
@@ -707,12 +706,7 @@ impl Presence for RedisPresence {
     }
 
     async fn get(&self, room: &str, peer_id: &str) -> Result<Option<PeerInfo>, PresenceError> {
-        let [info_key, ..] = keys(room);
-        let info: Option<String> = self
-            .conn()
-            .hget(&info_key, peer_id)
-            .await
-            .map_err(unavailable)?;
+        let info = self.stored_info(room, peer_id).await?;
         info.as_deref().map(parse).transpose()
     }
 

@@ -216,8 +216,11 @@ impl CallSession {
                 }
             }
             // Everyone, the person's own page included.
-            Change::Role if !stored => out.push(Effect::Publish(why.announce().event(&peer))),
-            Change::Role => {}
+            Change::Role => {
+                if !stored {
+                    out.push(Effect::Publish(why.announce().event(&peer)));
+                }
+            }
         }
     }
 
