@@ -23,9 +23,11 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Listening for SIGTERM before saying it is up: see shutdown_signal.
+    let shutdown = shutdown_signal();
     tracing::info!(address = %app.local_addr(), "moim is listening on http://{}", app.local_addr());
     tracing::info!(address = %app.metrics_addr(), "metrics at http://{}/metrics", app.metrics_addr());
-    match app.run_until(shutdown_signal()).await {
+    match app.run_until(shutdown).await {
         Ok(()) => {
             tracing::info!("moim stopped");
             ExitCode::SUCCESS
