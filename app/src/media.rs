@@ -88,20 +88,31 @@ mod browser {
             .map_err(|_| MediaProblem::Failed)
     }
 
-    /// Opens camera and microphone; with only one of them present, opens
+    /// Opens camera and microphone: the chosen ones; should one be gone
+    /// (unplugged since it was chosen: the browser says it cannot satisfy
+    /// an exact device id), the default of its kind instead, so nobody
+    /// joins without a microphone they have; with only one kind present,
     /// that one.
     pub async fn open_media(
         camera: Option<&str>,
         microphone: Option<&str>,
     ) -> Result<MediaStream, MediaProblem> {
-        match open(constraint(camera), constraint(microphone)).await {
-            Err(MediaProblem::NoDevice) => {}
-            other => return other,
+        let mut attempts = vec![(constraint(camera), constraint(microphone))];
+        if microphone.is_some() {
+            attempts.push((constraint(camera), JsValue::TRUE));
         }
-        match open(JsValue::FALSE, constraint(microphone)).await {
-            Err(MediaProblem::NoDevice) => open(constraint(camera), JsValue::FALSE).await,
-            other => other,
+        if camera.is_some() {
+            attempts.push((JsValue::TRUE, JsValue::TRUE));
         }
+        attempts.push((JsValue::FALSE, JsValue::TRUE));
+        attempts.push((JsValue::TRUE, JsValue::FALSE));
+        for (video, audio) in attempts {
+            match open(video, audio).await {
+                Err(MediaProblem::NoDevice) => {}
+                other => return other,
+            }
+        }
+        Err(MediaProblem::NoDevice)
     }
 
     /// Opens one device of `kind` ("audio" or "video") by its id.

@@ -114,6 +114,84 @@ test("a screen shared through the media server replaces the camera for the other
   await closeAll([ann, bob]);
 });
 
+/**
+ * Test instrumentation: the microphone is a steady tone (Web Audio), so
+ * the audio level the browser stamps on its packets says "speech" while
+ * the microphone is on (Chromium's fake microphone only beeps now and
+ * then). A muted microphone sends silence. The lobby remembers this
+ * track's made-up device id, which the room then cannot open: the room
+ * falls back to the default microphone (as for an unplugged one).
+ */
+const TONE_MICROPHONE = () => {
+  const open = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  const contexts: AudioContext[] = [];
+  // An audio context may only start after a click (the autoplay rule).
+  document.addEventListener("click", () => contexts.forEach((c) => c.resume()), { capture: true });
+  navigator.mediaDevices.getUserMedia = async (c?: MediaStreamConstraints) => {
+    const stream = await open(c);
+    if (!c?.audio) return stream;
+    const context = new AudioContext();
+    contexts.push(context);
+    const tone = context.createOscillator();
+    tone.frequency.value = 440;
+    const gain = context.createGain();
+    gain.gain.value = 0.4;
+    const out = context.createMediaStreamDestination();
+    tone.connect(gain).connect(out);
+    tone.start();
+    context.resume();
+    for (const track of stream.getAudioTracks()) {
+      stream.removeTrack(track);
+      track.stop();
+    }
+    stream.addTrack(out.stream.getAudioTracks()[0]);
+    return stream;
+  };
+};
+
+test("the media server highlights whoever speaks, and speaker view follows", async ({ browser }) => {
+  const people: Person[] = [];
+  for (const label of ["ann", "bob", "cy"]) {
+    const p = await smallPerson(browser, label, sfuURL);
+    await p.context.addInitScript(TONE_MICROPHONE);
+    people.push(p);
+  }
+  const [ann, bob, cy] = people;
+  const path = await meetingWith(ann, [bob, cy]);
+  for (const p of people) await joinCall(p, path);
+  for (const p of people) {
+    await expect(p.page.getByTestId("media-path")).toHaveAttribute("data-path", "server");
+    await expect(remoteTiles(p.page)).toHaveCount(2);
+  }
+  // Only Ann's microphone is on.
+  for (const p of [bob, cy]) {
+    await p.page.getByTestId("mic-button").click();
+    await expect(p.page.getByTestId("mic-button")).toHaveAttribute("aria-pressed", "true");
+  }
+  const remote = (p: Person, of: Person) => p.page.locator(`[data-testid="tile"][data-local="false"][data-name="${of.name}"]`);
+  await cy.page.getByRole("button", { name: "Speaker view" }).click();
+  await expect(cy.page.getByTestId("grid")).toHaveAttribute("data-layout", "speaker");
+  for (const [viewer, others] of [[bob, [cy]], [cy, [bob]]] as const) {
+    await expect(remote(viewer, ann)).toHaveAttribute("data-speaking", "true", { timeout: 20_000 });
+    for (const other of others) await expect(remote(viewer, other)).toHaveAttribute("data-speaking", "false");
+  }
+  await expect(remote(cy, ann)).toHaveAttribute("data-featured", "true");
+
+  // Ann stops, Bob speaks: the highlight and the large tile move to him.
+  await ann.page.getByTestId("mic-button").click();
+  await bob.page.getByTestId("mic-button").click();
+  await expect(bob.page.getByTestId("mic-button")).toHaveAttribute("aria-pressed", "false");
+  for (const viewer of [ann, cy]) {
+    await expect(remote(viewer, bob)).toHaveAttribute("data-speaking", "true", { timeout: 20_000 });
+  }
+  await expect(remote(cy, ann)).toHaveAttribute("data-speaking", "false", { timeout: 20_000 });
+  await expect(remote(cy, bob)).toHaveAttribute("data-featured", "true");
+  await expect(remote(cy, ann)).toHaveAttribute("data-featured", "false");
+  // Its own tile too: the server names everyone who speaks.
+  await expect(bob.page.locator('[data-testid="tile"][data-local="true"]')).toHaveAttribute("data-speaking", "true");
+  await closeAll(people);
+});
+
 test("through the media server and coturn only, media flows over relay candidates", async ({ browser }) => {
   const ann = await person(browser, "ann", sfuRelayURL);
   const bob = await person(browser, "bob", sfuRelayURL);

@@ -18,7 +18,7 @@ use crate::ice::IceConfig;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any change that an older peer could not understand.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Largest text frame the server reads; a larger one closes the connection
 /// with 1009 (message too big).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -328,6 +328,13 @@ pub enum ServerMessage {
     MediaServerSignal {
         signal: Signal,
     },
+    /// From the built-in media server: who is speaking now, loudest
+    /// first (at most three; empty when nobody is). Read from the audio
+    /// level each browser stamps on its microphone's packets, and sent
+    /// only when the list changes.
+    Speakers {
+        peers: Vec<PeerId>,
+    },
     /// A host asks you to mute; the client mutes and says who asked.
     MuteRequested {
         by_name: String,
@@ -407,6 +414,7 @@ impl ServerMessage {
             Self::Signal { .. } => "signal",
             Self::MediaPathChanged { .. } => "media_path_changed",
             Self::MediaServerSignal { .. } => "media_server_signal",
+            Self::Speakers { .. } => "speakers",
             Self::MuteRequested { .. } => "mute_requested",
             Self::HandLowered { .. } => "hand_lowered",
             Self::Reacted { .. } => "reacted",
@@ -522,7 +530,7 @@ mod tests {
     #[test]
     fn type_names_are_the_wire_tags() {
         let client = [
-            r#"{"type":"join","version":3,"resume":null,"media":{"mic":true,"cam":true,"screen":false,"hand":false}}"#,
+            r#"{"type":"join","version":4,"resume":null,"media":{"mic":true,"cam":true,"screen":false,"hand":false}}"#,
             r#"{"type":"signal","to":"p","signal":{"kind":"description","sdp_type":"offer","sdp":"v=0"}}"#,
             r#"{"type":"media_server_signal","signal":{"kind":"description","sdp_type":"offer","sdp":"v=0"}}"#,
             r#"{"type":"media_server_close"}"#,
@@ -551,6 +559,9 @@ mod tests {
             },
             ServerMessage::MuteRequested {
                 by_name: "h".into(),
+            },
+            ServerMessage::Speakers {
+                peers: vec!["p".into()],
             },
             ServerMessage::Removed,
             ServerMessage::MeetingEnded,

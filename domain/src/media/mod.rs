@@ -8,6 +8,7 @@
 //! forwards. The session only hands signals over.
 
 pub mod paths;
+pub mod speakers;
 
 use crate::ids::ConnectionId;
 use crate::rooms::bus::RoomEvent;
@@ -79,6 +80,9 @@ pub enum FromMediaServer {
     /// It could not take the connection's last signal (unreadable SDP, a
     /// description out of turn): why, in plain words.
     Refused(String),
+    /// Who speaks in the room now (see [`speakers`]), when that changed,
+    /// and to a connection that just opened its media connection.
+    Speakers(Vec<PeerId>),
 }
 
 /// Where the media server's words for one connection go, in order.

@@ -78,6 +78,11 @@ impl AddressBook {
         Some(stand_in)
     }
 
+    /// The media connection datagrams from `real` belong to.
+    pub(super) fn owner_of(&self, real: SocketAddr) -> Option<Owner> {
+        self.by_real.get(&real).map(|entry| entry.owner)
+    }
+
     /// Where a datagram the engine addressed to `stand_in` goes.
     pub(super) fn real_for(&self, stand_in: SocketAddr) -> Option<SocketAddr> {
         self.by_stand_in.get(&stand_in).copied()

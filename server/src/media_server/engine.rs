@@ -2,10 +2,12 @@
 //! sans-IO SFU, and the signaling in (commands) and out (outboxes).
 
 use super::addresses::{checked_ufrag, AddressBook};
+use super::audio_level;
 use super::datagram::{self, Datagram};
-use app::protocol::Signal;
+use app::protocol::{PeerId, Signal};
 use bytes::BytesMut;
 use domain::ids::ConnectionId;
+use domain::media::speakers::SpeakerDetector;
 use domain::media::{FromMediaServer, MediaServerOutbox};
 use rtc::peer_connection::sdp::{RTCSdpType, RTCSessionDescription};
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -22,6 +24,7 @@ pub(super) enum Command {
     Signal {
         room: String,
         client: u64,
+        peer: PeerId,
         conn: ConnectionId,
         outbox: MediaServerOutbox,
         signal: Signal,
@@ -43,6 +46,8 @@ const DATAGRAM_MAX: usize = 2048;
 /// One media connection: which call connection owns it and where its
 /// signals go.
 struct Client {
+    /// Who it is, for the speakers announced to the room.
+    peer: PeerId,
     conn: ConnectionId,
     outbox: MediaServerOutbox,
     /// The server's offer waiting for the browser's answer: its request id
@@ -54,6 +59,9 @@ struct Client {
     ufrag: Option<String>,
     /// The SSRCs its last offer announced (`a=ssrc`): its own streams.
     ssrcs: Vec<u32>,
+    /// The id its offer gave the audio level extension: every
+    /// description sent to it accepts that extension (see `audio_level`).
+    audio_level_id: Option<u8>,
 }
 
 /// The SSRCs a session description announces (`a=ssrc:<n> ...`).
@@ -85,6 +93,8 @@ struct Engine {
     metrics: domain::metrics::Metrics,
     /// The stand-in addresses the engine sees (see `addresses`).
     addresses: AddressBook,
+    /// Who speaks, per room with anyone in it.
+    speakers: HashMap<RoomId, SpeakerDetector<ClientId>>,
 }
 
 pub(super) fn run(
@@ -102,6 +112,7 @@ pub(super) fn run(
         next_request: 1,
         metrics,
         addresses: AddressBook::default(),
+        speakers: HashMap::new(),
     };
     let mut buffer = vec![0u8; DATAGRAM_MAX];
     loop {
@@ -120,6 +131,7 @@ pub(super) fn run(
                 engine.clients.clear();
                 engine.rooms.clear();
                 engine.addresses.clear();
+                engine.speakers.clear();
                 engine.sfu = Sfu::new(rand_id(), engine.advertised);
                 engine.count_size();
             }
@@ -185,10 +197,11 @@ impl Engine {
             Command::Signal {
                 room,
                 client,
+                peer,
                 conn,
                 outbox,
                 signal,
-            } => self.signal(room, client, conn, outbox, signal),
+            } => self.signal(room, client, peer, conn, outbox, signal),
             Command::Disconnect { room, client, conn } => {
                 let Some(&room_id) = self.rooms.get(&room) else {
                     return;
@@ -209,6 +222,7 @@ impl Engine {
         &mut self,
         room: String,
         client: ClientId,
+        peer: PeerId,
         conn: ConnectionId,
         outbox: MediaServerOutbox,
         signal: Signal,
@@ -265,14 +279,22 @@ impl Engine {
                     self.rooms.insert(room.clone(), room_id);
                 }
                 if same != Some(true) {
+                    // Who speaks already, so the page need not wait for
+                    // the next change.
+                    let speakers = self.speaker_peers(room_id);
+                    if !speakers.is_empty() {
+                        let _ = outbox.try_send(FromMediaServer::Speakers(speakers));
+                    }
                     self.clients.insert(
                         key,
                         Client {
+                            peer,
                             conn,
                             outbox,
                             offer_pending: None,
                             ufrag,
                             ssrcs: Vec::new(),
+                            audio_level_id: None,
                         },
                     );
                     self.count_size();
@@ -285,6 +307,7 @@ impl Engine {
                 }
                 if let Some(own) = self.clients.get_mut(&key) {
                     own.ssrcs = announced;
+                    own.audio_level_id = audio_level::extension_id(&sdp);
                 }
                 RTCSessionDescription::offer(sdp)
             }
@@ -348,6 +371,9 @@ impl Engine {
     fn leave(&mut self, room: &str, room_id: RoomId, client: ClientId, reason: &str) {
         self.clients.remove(&(room_id, client));
         self.addresses.forget((room_id, client));
+        if let Some(detector) = self.speakers.get_mut(&room_id) {
+            detector.forget(&client);
+        }
         let request_id = self.request_id();
         self.event(SFUEvent::Leave {
             request_id,
@@ -357,6 +383,7 @@ impl Engine {
         });
         if !self.clients.keys().any(|(r, _)| *r == room_id) {
             self.rooms.remove(room);
+            self.speakers.remove(&room_id);
         }
         self.count_size();
         if self.clients.is_empty() {
@@ -426,9 +453,13 @@ impl Engine {
                         RTCSdpType::Answer => "answer",
                         _ => continue,
                     };
+                    let sdp = match client.audio_level_id {
+                        Some(id) => audio_level::with_extension(&sdp.sdp, id),
+                        None => sdp.sdp,
+                    };
                     let signal = Signal::Description {
                         sdp_type: sdp_type.to_string(),
-                        sdp: sdp.sdp,
+                        sdp,
                     };
                     // A full outbox: that call connection is not reading
                     // (it is going away); its page starts over on resume.
@@ -470,6 +501,9 @@ impl Engine {
         if let Datagram::Rtcp(Some(feedback)) = kind {
             self.metrics.sfu_feedback("in", feedback.label());
         }
+        if kind == Datagram::Rtp {
+            self.hear(bytes, from);
+        }
         let packet = TaggedBytesMut {
             now: Instant::now(),
             transport: TransportContext {
@@ -487,10 +521,63 @@ impl Engine {
         }
     }
 
+    /// Feeds the audio level a microphone's packet carries to its room's
+    /// speaker detector.
+    fn hear(&mut self, bytes: &[u8], from: SocketAddr) {
+        let Some(owner) = self.addresses.owner_of(from) else {
+            return;
+        };
+        let Some(id) = self.clients.get(&owner).and_then(|c| c.audio_level_id) else {
+            return;
+        };
+        if let Some(level) = audio_level::read(bytes, id) {
+            let (room_id, client) = owner;
+            self.speakers
+                .entry(room_id)
+                .or_default()
+                .level(client, level, Instant::now());
+        }
+    }
+
+    /// The peers a room's detector last announced.
+    fn speaker_peers(&self, room_id: RoomId) -> Vec<PeerId> {
+        let Some(detector) = self.speakers.get(&room_id) else {
+            return Vec::new();
+        };
+        detector
+            .speakers()
+            .iter()
+            .filter_map(|client| self.clients.get(&(room_id, *client)))
+            .map(|client| client.peer.clone())
+            .collect()
+    }
+
+    /// Tells each room whose speakers changed who speaks now.
+    fn announce_speakers(&mut self, now: Instant) {
+        let changed: Vec<RoomId> = self
+            .speakers
+            .iter_mut()
+            .filter_map(|(room_id, detector)| detector.poll(now).map(|_| *room_id))
+            .collect();
+        for room_id in changed {
+            let peers = self.speaker_peers(room_id);
+            for ((room, _), client) in &self.clients {
+                if *room == room_id {
+                    // A full outbox: that connection is going away.
+                    let _ = client
+                        .outbox
+                        .try_send(FromMediaServer::Speakers(peers.clone()));
+                }
+            }
+        }
+    }
+
     fn tick(&mut self) {
-        if let Err(err) = self.sfu.handle_timeout(Instant::now()) {
+        let now = Instant::now();
+        if let Err(err) = self.sfu.handle_timeout(now) {
             tracing::debug!(error = %err, "media server timer");
         }
+        self.announce_speakers(now);
         // Draining the read side is what forwards: each room takes its
         // publishers' packets there and writes them to the subscribers
         // (nothing comes out above the engine).
@@ -546,6 +633,7 @@ impl Engine {
         }
         self.clients.clear();
         self.rooms.clear();
+        self.speakers.clear();
         self.flush();
         self.addresses.clear();
     }

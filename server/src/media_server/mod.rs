@@ -14,6 +14,7 @@
 //! the signaling tasks, and they never wait on it (commands are queued).
 
 mod addresses;
+mod audio_level;
 mod datagram;
 mod engine;
 
@@ -144,6 +145,7 @@ impl MediaServer for LocalMediaServer {
         self.send(Command::Signal {
             room: room.to_string(),
             client: media_client_id(peer),
+            peer: peer.clone(),
             conn: conn.clone(),
             outbox: outbox.clone(),
             signal,

@@ -298,6 +298,10 @@ impl Call {
             }
             ServerMessage::Signal { from, signal } => self.on_signal(from, signal),
             ServerMessage::MediaServerSignal { signal } => self.on_server_signal(signal),
+            ServerMessage::Speakers { peers } => {
+                *self.0.server.speakers.borrow_mut() = peers;
+                self.measure_speaking();
+            }
             ServerMessage::MediaPathChanged { path } => {
                 if view.media_path.get_untracked() != path {
                     view.media_path.set(path);

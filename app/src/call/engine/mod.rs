@@ -313,7 +313,23 @@ impl Call {
         timers.extend(meters.ok());
     }
 
-    fn measure_speaking(&self) {
+    /// Who speaks now: in a room through the media server, whom it names
+    /// (it hears everyone's audio level); with direct media, this page's
+    /// own level meters on each stream.
+    pub(super) fn measure_speaking(&self) {
+        let view = self.view();
+        let speaking: std::collections::HashSet<PeerId> =
+            if self.media_path() == crate::protocol::MediaPath::Server {
+                self.0.server.speakers.borrow().iter().cloned().collect()
+            } else {
+                self.measure_direct_speaking()
+            };
+        if view.speaking.with_untracked(|s| *s != speaking) {
+            view.speaking.set(speaking);
+        }
+    }
+
+    fn measure_direct_speaking(&self) -> std::collections::HashSet<PeerId> {
         let view = self.view();
         let mut speaking = std::collections::HashSet::new();
         let local = view.local.get_untracked();
@@ -342,28 +358,7 @@ impl Call {
                 }
             }
         }
-        if self.media_path() == crate::protocol::MediaPath::Server {
-            let mut meters = self.0.server.meters.borrow_mut();
-            for peer in peers.iter().filter(|p| p.media.mic) {
-                if !meters.contains_key(&peer.peer_id) {
-                    let stream = self.0.streams.with_value(|s| s.get(&peer.peer_id).cloned());
-                    let meter = stream
-                        .filter(|s| s.get_audio_tracks().length() > 0)
-                        .and_then(|s| media::LevelMeter::new(&s));
-                    if let Some(meter) = meter {
-                        meters.insert(peer.peer_id.clone(), meter);
-                    }
-                }
-                if let Some(meter) = meters.get_mut(&peer.peer_id) {
-                    if meter.level() > SPEAKING_LEVEL {
-                        speaking.insert(peer.peer_id.clone());
-                    }
-                }
-            }
-        }
-        if view.speaking.with_untracked(|s| *s != speaking) {
-            view.speaking.set(speaking);
-        }
+        speaking
     }
 }
 

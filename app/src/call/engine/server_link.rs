@@ -21,8 +21,9 @@ pub(super) struct ServerMedia {
     pub(super) video_sender: RefCell<Option<RtcRtpSender>>,
     /// Every track received, with its sender's media client id.
     tracks: RefCell<Vec<(u64, MediaStreamTrack)>>,
-    /// Speaking meters of the remote streams, by peer.
-    pub(super) meters: RefCell<HashMap<PeerId, media::LevelMeter>>,
+    /// Who speaks, as the media server last said (it reads everyone's
+    /// audio level, this page included).
+    pub(super) speakers: RefCell<Vec<PeerId>>,
     /// The peers whose tile shows a stream from the media server (the
     /// others, while the room moves, still show their direct link's).
     shown: RefCell<std::collections::HashSet<PeerId>>,
@@ -124,9 +125,7 @@ impl Call {
         let had = self.0.server.link.borrow_mut().take().is_some();
         *self.0.server.video_sender.borrow_mut() = None;
         self.0.server.tracks.borrow_mut().clear();
-        for (_, meter) in self.0.server.meters.borrow_mut().drain() {
-            meter.close();
-        }
+        self.0.server.speakers.borrow_mut().clear();
         self.0.server.decoded.borrow_mut().clear();
         let shown: Vec<PeerId> = self.0.server.shown.borrow_mut().drain().collect();
         self.0.streams.update_value(|s| {
@@ -583,16 +582,14 @@ impl Call {
         }
     }
 
-    /// A peer left: its stream and meter go.
+    /// A peer left: its stream goes.
     pub(super) fn forget_server_peer(&self, peer_id: &str) {
         if self.0.server.shown.borrow_mut().remove(peer_id) {
             self.0.streams.update_value(|s| {
                 s.remove(peer_id);
             });
         }
-        if let Some(meter) = self.0.server.meters.borrow_mut().remove(peer_id) {
-            meter.close();
-        }
+        self.0.server.speakers.borrow_mut().retain(|p| p != peer_id);
         self.view().links.update(|l| {
             l.remove(peer_id);
         });

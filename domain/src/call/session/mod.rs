@@ -186,6 +186,7 @@ impl CallSession {
                         FromMediaServer::Refused(why) => {
                             ServerMessage::error(ErrorCode::MediaRefused, why)
                         }
+                        FromMediaServer::Speakers(peers) => ServerMessage::Speakers { peers },
                     };
                     self.reply(message, &mut out);
                 }
