@@ -3,7 +3,9 @@
 //! moim's signaling like a page does, and publish or receive RTP through
 //! the server's one UDP socket over loopback. What Chromium does in
 //! end2end/tests/sfu.spec.ts, here at a size a browser test cannot reach
-//! on a small machine: one publisher and twenty subscribers.
+//! on a small machine: one publisher and twenty subscribers; and the
+//! speakers the server announces from the audio level a microphone's
+//! packets carry (negotiated as a browser does).
 
 mod common;
 
@@ -24,7 +26,8 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability,
+    RtpCodecKind,
 };
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -58,6 +61,8 @@ struct Seen {
     offers: Vec<String>,
     /// How many remote video tracks opened.
     video_tracks: usize,
+    /// Every list of speakers the media server announced.
+    speakers: Vec<Vec<PeerId>>,
 }
 
 #[derive(Clone)]
@@ -226,6 +231,16 @@ impl Client {
 
         let mut media_engine = MediaEngine::default();
         media_engine.register_default_codecs().expect("codecs");
+        // As browsers do: the microphone's packets carry their audio level.
+        media_engine
+            .register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: rtc::sdp::extmap::AUDIO_LEVEL_URI.to_string(),
+                },
+                RtpCodecKind::Audio,
+                None,
+            )
+            .expect("audio level extension");
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)
             .expect("interceptors")
             .with(Slot::from(14_000), KeyframeRequestsToApplication::default());
@@ -319,6 +334,9 @@ async fn signaling(
             Event::Quiet => continue,
             Event::Message(message) => message,
         };
+        if let ServerMessage::Speakers { peers } = &message {
+            seen.lock().unwrap().speakers.push(peers.clone());
+        }
         let ServerMessage::MediaServerSignal {
             signal: Signal::Description { sdp_type, sdp },
         } = message
@@ -680,4 +698,128 @@ async fn one_publisher_reaches_twenty_subscribers_in_order_without_loss() {
         client.leave().await;
     }
     late.leave().await;
+}
+
+/// Writes Opus-sized packets every 20 ms at `level` (RFC 6464) through
+/// `microphone`, for `for_how_long`.
+async fn speak(
+    microphone: &TrackLocalStaticRTP,
+    payload_type: u8,
+    level: u8,
+    for_how_long: Duration,
+) {
+    let until = Instant::now() + for_how_long;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut sequence: u16 = rand_sequence();
+    while Instant::now() < until {
+        tick.tick().await;
+        sequence = sequence.wrapping_add(1);
+        let packet = rtp::Packet {
+            header: rtp::header::Header {
+                version: 2,
+                payload_type,
+                sequence_number: sequence,
+                timestamp: u32::from(sequence).wrapping_mul(960),
+                ssrc: 0x0a0d_5eed,
+                ..Default::default()
+            },
+            payload: vec![0u8; 80].into(),
+        };
+        let extension = rtp::extension::HeaderExtension::AudioLevel(
+            rtp::extension::audio_level_extension::AudioLevelExtension {
+                level,
+                voice: level < 127,
+            },
+        );
+        let _ = microphone
+            .write_rtp_with_extensions(packet, &[extension])
+            .await;
+    }
+}
+
+fn rand_sequence() -> u16 {
+    (uuid::Uuid::new_v4().as_u128() & 0xffff) as u16
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_microphone_that_speaks_is_announced_and_silence_ends_it() {
+    let mut spawn = Spawn::new(Backend::Sqlite);
+    spawn.extra_args = ["--media-mode", "sfu", "--sfu-udp-listen", "127.0.0.1:0"]
+        .map(String::from)
+        .to_vec();
+    let app = spawn_with(spawn).await;
+    let people = vec![person(&app, "talker").await, person(&app, "listener").await];
+    let code = meeting_with_everyone(&app, &people).await;
+    let microphone = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "talker-stream".into(),
+        "talker-mic".into(),
+        "mic".into(),
+        RtpCodecKind::Audio,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(0x0a0d_5eed),
+                ..Default::default()
+            },
+            codec: codec(MIME_TYPE_OPUS),
+            ..Default::default()
+        }],
+    )));
+    let (talker, senders) = Client::join(&app, &people[0], &code, vec![microphone.clone()]).await;
+    // The listener's microphone stays silent (it writes nothing).
+    let quiet = local_track(RtpCodecKind::Audio, MIME_TYPE_OPUS, 0x0a0d_0001, "mic");
+    let (listener, _) = Client::join(&app, &people[1], &code, vec![quiet]).await;
+    for (who, client) in [("talker", &talker), ("listener", &listener)] {
+        wait_for(who, Duration::from_secs(30), || {
+            client.seen(|s| s.connected)
+        })
+        .await;
+    }
+    let parameters = senders[0].get_parameters().await.expect("parameters");
+    let payload_type = parameters.rtp_parameters.codecs[0].payload_type;
+    // The server's answer accepted the extension the client offered.
+    assert!(
+        parameters
+            .rtp_parameters
+            .header_extensions
+            .iter()
+            .any(|e| e.uri == rtc::sdp::extmap::AUDIO_LEVEL_URI),
+        "the audio level extension is negotiated: {:?}",
+        parameters.rtp_parameters.header_extensions
+    );
+
+    // Background noise is not speech: nobody is announced.
+    speak(&microphone, payload_type, 75, Duration::from_secs(1)).await;
+    assert!(
+        listener.seen(|s| s.speakers.is_empty()),
+        "noise is not speech"
+    );
+
+    // Speech (-20 dBov) makes the talker a speaker, for both of them.
+    speak(&microphone, payload_type, 20, Duration::from_millis(1500)).await;
+    let talker_id = talker.peer_id.clone();
+    for client in [&talker, &listener] {
+        wait_for("the talker announced", Duration::from_secs(5), || {
+            client.seen(|s| s.speakers.last() == Some(&vec![talker_id.clone()]))
+        })
+        .await;
+    }
+    // A short pause keeps it; a long silence ends it.
+    speak(&microphone, payload_type, 127, Duration::from_millis(600)).await;
+    assert_eq!(
+        listener.seen(|s| s.speakers.last().cloned()),
+        Some(vec![talker_id.clone()]),
+        "a pause is not the end"
+    );
+    speak(&microphone, payload_type, 127, Duration::from_secs(2)).await;
+    wait_for("the silence announced", Duration::from_secs(5), || {
+        listener.seen(|s| s.speakers.last() == Some(&vec![]))
+    })
+    .await;
+    assert_eq!(
+        listener.seen(|s| s.speakers.clone()),
+        vec![vec![talker_id.clone()], vec![]],
+        "one announcement each way, no flicker"
+    );
+    talker.leave().await;
+    listener.leave().await;
 }
