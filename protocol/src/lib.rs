@@ -328,10 +328,11 @@ pub enum ServerMessage {
     MediaServerSignal {
         signal: Signal,
     },
-    /// From the built-in media server: who is speaking now, loudest
-    /// first (at most three; empty when nobody is). Read from the audio
-    /// level each browser stamps on its microphone's packets, and sent
-    /// only when the list changes.
+    /// From the built-in media server: who is speaking now (at most
+    /// three; those already speaking first, then newcomers loudest first;
+    /// empty when nobody is). Read from the audio level each browser
+    /// stamps on its microphone's packets, and sent only when the list
+    /// changes.
     Speakers {
         peers: Vec<PeerId>,
     },

@@ -701,26 +701,26 @@ async fn one_publisher_reaches_twenty_subscribers_in_order_without_loss() {
 }
 
 /// Writes Opus-sized packets every 20 ms at `level` (RFC 6464) through
-/// `microphone`, for `for_how_long`.
+/// `microphone`, for `for_how_long`, numbering them on from `sequence`.
 async fn speak(
     microphone: &TrackLocalStaticRTP,
     payload_type: u8,
+    sequence: &mut u16,
     level: u8,
     for_how_long: Duration,
 ) {
     let until = Instant::now() + for_how_long;
     let mut tick = tokio::time::interval(Duration::from_millis(20));
-    let mut sequence: u16 = rand_sequence();
     while Instant::now() < until {
         tick.tick().await;
-        sequence = sequence.wrapping_add(1);
+        *sequence = sequence.wrapping_add(1);
         let packet = rtp::Packet {
             header: rtp::header::Header {
                 version: 2,
                 payload_type,
-                sequence_number: sequence,
-                timestamp: u32::from(sequence).wrapping_mul(960),
-                ssrc: 0x0a0d_5eed,
+                sequence_number: *sequence,
+                timestamp: u32::from(*sequence).wrapping_mul(960),
+                ssrc: TALKER_SSRC,
                 ..Default::default()
             },
             payload: vec![0u8; 80].into(),
@@ -737,9 +737,8 @@ async fn speak(
     }
 }
 
-fn rand_sequence() -> u16 {
-    (uuid::Uuid::new_v4().as_u128() & 0xffff) as u16
-}
+/// The talking microphone's SSRC.
+const TALKER_SSRC: u32 = 0x0a0d_5eed;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_microphone_that_speaks_is_announced_and_silence_ends_it() {
@@ -750,20 +749,7 @@ async fn a_microphone_that_speaks_is_announced_and_silence_ends_it() {
     let app = spawn_with(spawn).await;
     let people = vec![person(&app, "talker").await, person(&app, "listener").await];
     let code = meeting_with_everyone(&app, &people).await;
-    let microphone = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        "talker-stream".into(),
-        "talker-mic".into(),
-        "mic".into(),
-        RtpCodecKind::Audio,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(0x0a0d_5eed),
-                ..Default::default()
-            },
-            codec: codec(MIME_TYPE_OPUS),
-            ..Default::default()
-        }],
-    )));
+    let microphone = local_track(RtpCodecKind::Audio, MIME_TYPE_OPUS, TALKER_SSRC, "mic");
     let (talker, senders) = Client::join(&app, &people[0], &code, vec![microphone.clone()]).await;
     // The listener's microphone stays silent (it writes nothing).
     let quiet = local_track(RtpCodecKind::Audio, MIME_TYPE_OPUS, 0x0a0d_0001, "mic");
@@ -787,15 +773,30 @@ async fn a_microphone_that_speaks_is_announced_and_silence_ends_it() {
         parameters.rtp_parameters.header_extensions
     );
 
+    let mut sequence: u16 = 0;
     // Background noise is not speech: nobody is announced.
-    speak(&microphone, payload_type, 75, Duration::from_secs(1)).await;
+    speak(
+        &microphone,
+        payload_type,
+        &mut sequence,
+        75,
+        Duration::from_secs(1),
+    )
+    .await;
     assert!(
         listener.seen(|s| s.speakers.is_empty()),
         "noise is not speech"
     );
 
     // Speech (-20 dBov) makes the talker a speaker, for both of them.
-    speak(&microphone, payload_type, 20, Duration::from_millis(1500)).await;
+    speak(
+        &microphone,
+        payload_type,
+        &mut sequence,
+        20,
+        Duration::from_millis(1500),
+    )
+    .await;
     let talker_id = talker.peer_id.clone();
     for client in [&talker, &listener] {
         wait_for("the talker announced", Duration::from_secs(5), || {
@@ -804,13 +805,27 @@ async fn a_microphone_that_speaks_is_announced_and_silence_ends_it() {
         .await;
     }
     // A short pause keeps it; a long silence ends it.
-    speak(&microphone, payload_type, 127, Duration::from_millis(600)).await;
+    speak(
+        &microphone,
+        payload_type,
+        &mut sequence,
+        127,
+        Duration::from_millis(600),
+    )
+    .await;
     assert_eq!(
         listener.seen(|s| s.speakers.last().cloned()),
         Some(vec![talker_id.clone()]),
         "a pause is not the end"
     );
-    speak(&microphone, payload_type, 127, Duration::from_secs(2)).await;
+    speak(
+        &microphone,
+        payload_type,
+        &mut sequence,
+        127,
+        Duration::from_secs(2),
+    )
+    .await;
     wait_for("the silence announced", Duration::from_secs(5), || {
         listener.seen(|s| s.speakers.last() == Some(&vec![]))
     })

@@ -10,8 +10,8 @@
 //! the clear (RFC 3711 §3.1). The engine ignores an extension it did not
 //! negotiate and does not forward it.
 
-/// The header extension's name in SDP.
-pub(super) const URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+// The header extension's name in SDP.
+use rtc::sdp::extmap::AUDIO_LEVEL_URI as URI;
 
 /// The `a=extmap` of one line: its id and URI.
 fn extmap(line: &str) -> Option<(u8, &str)> {

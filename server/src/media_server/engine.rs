@@ -42,6 +42,10 @@ pub(super) enum Command {
 const COMMAND_TICK: Duration = Duration::from_millis(10);
 /// Larger than any datagram a browser sends (MTU-sized RTP, DTLS).
 const DATAGRAM_MAX: usize = 2048;
+/// How often the rooms' speaker detectors are asked for news: a fraction
+/// of their 200 ms window, and not on every datagram (each ask walks every
+/// room).
+const SPEAKERS_POLL_EVERY: Duration = Duration::from_millis(50);
 
 /// One media connection: which call connection owns it and where its
 /// signals go.
@@ -95,6 +99,8 @@ struct Engine {
     addresses: AddressBook,
     /// Who speaks, per room with anyone in it.
     speakers: HashMap<RoomId, SpeakerDetector<ClientId>>,
+    /// When the speaker detectors were last asked.
+    speakers_polled: Instant,
 }
 
 pub(super) fn run(
@@ -113,6 +119,7 @@ pub(super) fn run(
         metrics,
         addresses: AddressBook::default(),
         speakers: HashMap::new(),
+        speakers_polled: Instant::now(),
     };
     let mut buffer = vec![0u8; DATAGRAM_MAX];
     loop {
@@ -554,6 +561,10 @@ impl Engine {
 
     /// Tells each room whose speakers changed who speaks now.
     fn announce_speakers(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.speakers_polled) < SPEAKERS_POLL_EVERY {
+            return;
+        }
+        self.speakers_polled = now;
         let changed: Vec<RoomId> = self
             .speakers
             .iter_mut()
