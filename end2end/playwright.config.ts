@@ -160,6 +160,20 @@ export default defineConfig({
       stderr: "pipe",
     },
     {
+      // Every call through the media server, each browser receiving one
+      // camera (port +8): last-N with three browsers.
+      command: logged(
+        "last-n",
+        `"${bin}" --listen 127.0.0.1:${sfuPort + 4} --data-dir "${sfuDataDir}/last-n" --site-root "${siteRoot}" --log warn --sign-ups-per-hour 100000 --guests-per-hour 100000 ` +
+          `--media-mode sfu --sfu-udp-listen 127.0.0.1:0 --sfu-last-n 1`,
+      ),
+      url: `http://127.0.0.1:${sfuPort + 4}/healthz`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+    {
       // The same coturn with the wrong shared secret (port +7): the
       // connection self-test must say the relay cannot be reached.
       command: logged(

@@ -204,6 +204,11 @@ pub struct CallView {
     pub peers: RwSignal<Vec<PeerInfo>>,
     pub links: RwSignal<HashMap<PeerId, LinkState>>,
     pub speaking: RwSignal<HashSet<PeerId>>,
+    /// The tile shown large whatever happens, if one is pinned (a peer id).
+    pub pinned: RwSignal<Option<String>>,
+    /// The peers whose camera the media server does not send this page now
+    /// (past the last N speakers): their tiles show a paused state.
+    pub video_paused: RwSignal<HashSet<PeerId>>,
     /// What this page sends.
     pub local: RwSignal<MediaState>,
     pub notice: RwSignal<Option<Notice>>,
@@ -239,6 +244,8 @@ impl CallView {
             peers: RwSignal::new(Vec::new()),
             links: RwSignal::new(HashMap::new()),
             speaking: RwSignal::new(HashSet::new()),
+            pinned: RwSignal::new(None),
+            video_paused: RwSignal::new(HashSet::new()),
             local: RwSignal::new(MediaState {
                 mic,
                 cam,

@@ -136,6 +136,7 @@ struct Families {
     sfu_packets: Family<DirectionKindLabels, Counter>,
     sfu_bytes: Family<DirectionKindLabels, Counter>,
     sfu_feedback: Family<DirectionKindLabels, Counter>,
+    sfu_held_back: Counter,
     sfu_rooms: Gauge,
     sfu_clients: Gauge,
     sfu_subscriptions: Gauge,
@@ -290,6 +291,12 @@ impl Metrics {
             "RTCP feedback through the media server: in from browsers, out to publishers; nack (packets lost), pli and fir (keyframe requests)",
             sfu_feedback.clone(),
         );
+        let sfu_held_back = Counter::default();
+        registry.register(
+            "sfu_paused_video_packets",
+            "Video packets the media server did not send to a browser because that camera is paused for it (past the last N speakers)",
+            sfu_held_back.clone(),
+        );
         let sfu_rooms = Gauge::default();
         registry.register(
             "sfu_rooms",
@@ -355,6 +362,7 @@ impl Metrics {
                 sfu_packets,
                 sfu_bytes,
                 sfu_feedback,
+                sfu_held_back,
                 sfu_rooms,
                 sfu_clients,
                 sfu_subscriptions,
@@ -529,6 +537,12 @@ impl Metrics {
             .sfu_feedback
             .get_or_create(&DirectionKindLabels { direction, kind })
             .inc();
+    }
+
+    /// A video packet held back from a browser whose camera of it is
+    /// paused (last-N).
+    pub fn sfu_held_back(&self) {
+        self.families.sfu_held_back.inc();
     }
 
     pub fn set_sfu_size(&self, rooms: usize, clients: usize, subscriptions: usize) {

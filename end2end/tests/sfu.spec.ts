@@ -12,6 +12,7 @@ const port = Number(process.env.MOIM_E2E_PORT ?? 3100);
 const sfuURL = `http://127.0.0.1:${port + 4}`;
 const sfuRelayURL = `http://127.0.0.1:${port + 5}`;
 const switchURL = `http://127.0.0.1:${port + 6}`;
+const lastNURL = `http://127.0.0.1:${port + 8}`;
 
 /**
  * Test instrumentation: six browsers on a two-core test machine each
@@ -149,20 +150,26 @@ const TONE_MICROPHONE = () => {
   };
 };
 
-test("the media server highlights whoever speaks, and speaker view follows", async ({ browser }) => {
+/** Ann, Bob and Cy, whose microphones play a tone, in one call through the media server at `url`. */
+async function threeWithTones(browser: Browser, url: string): Promise<Person[]> {
   const people: Person[] = [];
   for (const label of ["ann", "bob", "cy"]) {
-    const p = await smallPerson(browser, label, sfuURL);
+    const p = await smallPerson(browser, label, url);
     await p.context.addInitScript(TONE_MICROPHONE);
     people.push(p);
   }
-  const [ann, bob, cy] = people;
-  const path = await meetingWith(ann, [bob, cy]);
+  const path = await meetingWith(people[0], people.slice(1));
   for (const p of people) await joinCall(p, path);
   for (const p of people) {
     await expect(p.page.getByTestId("media-path")).toHaveAttribute("data-path", "server");
     await expect(remoteTiles(p.page)).toHaveCount(2);
   }
+  return people;
+}
+
+test("the media server highlights whoever speaks, and speaker view follows", async ({ browser }) => {
+  const people = await threeWithTones(browser, sfuURL);
+  const [ann, bob, cy] = people;
   // Only Ann's microphone is on.
   for (const p of [bob, cy]) {
     await p.page.getByTestId("mic-button").click();
@@ -189,6 +196,64 @@ test("the media server highlights whoever speaks, and speaker view follows", asy
   await expect(remote(cy, ann)).toHaveAttribute("data-featured", "false");
   // Its own tile too: the server names everyone who speaks.
   await expect(bob.page.locator('[data-testid="tile"][data-local="true"]')).toHaveAttribute("data-speaking", "true");
+  await closeAll(people);
+});
+
+/** Frames decoded so far of the video shown in `viewer`'s tile of `name` (its receiver's stats). */
+async function framesOf(viewer: Person, name: string): Promise<number> {
+  return viewer.page.evaluate(async (name) => {
+    const video = document.querySelector<HTMLVideoElement>(`[data-testid="tile"][data-name="${name}"] video`);
+    const track = (video?.srcObject as MediaStream | null)?.getVideoTracks()[0];
+    const pcs = (window as any).__pcs as RTCPeerConnection[];
+    const receiver = pcs.flatMap((pc) => (pc.connectionState === "closed" ? [] : pc.getReceivers())).find((r) => r.track.id === track?.id);
+    if (!receiver) return -1;
+    let frames = 0;
+    (await receiver.getStats()).forEach((s: any) => {
+      if (s.type === "inbound-rtp") frames = s.framesDecoded ?? 0;
+    });
+    return frames;
+  }, name);
+}
+
+async function expectFramesMoving(viewer: Person, name: string) {
+  const before = await framesOf(viewer, name);
+  await expect.poll(() => framesOf(viewer, name), { timeout: 10_000, message: `${name}'s video decodes on ${viewer.name}'s page` }).toBeGreaterThan(before + 3);
+}
+
+test("past the last N speakers a camera pauses, and speaking or pinning brings it back", async ({ browser }) => {
+  // This instance sends each browser one camera (--sfu-last-n 1).
+  const people = await threeWithTones(browser, lastNURL);
+  const [ann, bob, cy] = people;
+  for (const p of people) {
+    await p.page.getByTestId("mic-button").click();
+    await expect(p.page.getByTestId("mic-button")).toHaveAttribute("aria-pressed", "true");
+  }
+  const remote = (viewer: Person, of: Person) => viewer.page.locator(`[data-testid="tile"][data-local="false"][data-name="${of.name}"]`);
+
+  // Cy receives one of the two cameras; the other tile says it is paused.
+  const pausedTiles = cy.page.locator('[data-testid="tile"][data-video-paused="true"]');
+  await expect(pausedTiles).toHaveCount(1, { timeout: 20_000 });
+  const pausedName = await pausedTiles.getAttribute("data-name");
+  const [quiet, shown] = pausedName === ann.name ? [ann, bob] : [bob, ann];
+  await expect(remote(cy, quiet).getByText("Video paused")).toBeVisible();
+  await expectFramesMoving(cy, shown.name);
+  const frozen = await framesOf(cy, quiet.name);
+  await cy.page.waitForTimeout(1_500);
+  expect(await framesOf(cy, quiet.name), "nothing of the paused camera is decoded").toBe(frozen);
+
+  // The paused one speaks: their camera comes back, the other one pauses.
+  await quiet.page.getByTestId("mic-button").click();
+  await expect(remote(cy, quiet)).toHaveAttribute("data-video-paused", "false", { timeout: 20_000 });
+  await expectFramesMoving(cy, quiet.name);
+  await expect(remote(cy, shown)).toHaveAttribute("data-video-paused", "true");
+  await expect(remote(cy, shown).getByText("Video paused")).toBeVisible();
+
+  // Cy pins the paused one: it comes back, and the speaker stays.
+  await cy.page.getByRole("button", { name: `Pin ${shown.name}` }).click();
+  await expect(remote(cy, shown)).toHaveAttribute("data-video-paused", "false", { timeout: 10_000 });
+  await expectFramesMoving(cy, shown.name);
+  await expect(remote(cy, quiet)).toHaveAttribute("data-video-paused", "false");
+  await expectFramesMoving(cy, quiet.name);
   await closeAll(people);
 });
 

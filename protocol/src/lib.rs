@@ -18,7 +18,7 @@ use crate::ice::IceConfig;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any change that an older peer could not understand.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 /// Largest text frame the server reads; a larger one closes the connection
 /// with 1009 (message too big).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -201,6 +201,10 @@ pub enum ClientMessage {
     /// The page closed its media-server connection (the room went back to
     /// direct media and the direct connections are up).
     MediaServerClose,
+    /// For the built-in media server: the peers whose camera this page
+    /// wants whatever the last-N order (its pinned tile, shared screens;
+    /// at most `media_server::MAX_WATCHED`). Replaces the earlier list.
+    MediaServerWatch { peers: Vec<PeerId> },
     /// My microphone, camera, screen or hand changed.
     Media { media: MediaState },
     /// Keep-alive; answered by `pong`.
@@ -336,6 +340,13 @@ pub enum ServerMessage {
     Speakers {
         peers: Vec<PeerId>,
     },
+    /// From the built-in media server: the peers whose camera it does not
+    /// forward to this page now (past the last N speakers, and not asked
+    /// for with `media_server_watch`): their tiles show their name and a
+    /// paused state. Sent when the list changes; empty: every camera comes.
+    VideoPaused {
+        peers: Vec<PeerId>,
+    },
     /// A host asks you to mute; the client mutes and says who asked.
     MuteRequested {
         by_name: String,
@@ -389,6 +400,7 @@ impl ClientMessage {
             Self::Signal { .. } => "signal",
             Self::MediaServerSignal { .. } => "media_server_signal",
             Self::MediaServerClose => "media_server_close",
+            Self::MediaServerWatch { .. } => "media_server_watch",
             Self::Media { .. } => "media",
             Self::Ping => "ping",
             Self::Leave => "leave",
@@ -416,6 +428,7 @@ impl ServerMessage {
             Self::MediaPathChanged { .. } => "media_path_changed",
             Self::MediaServerSignal { .. } => "media_server_signal",
             Self::Speakers { .. } => "speakers",
+            Self::VideoPaused { .. } => "video_paused",
             Self::MuteRequested { .. } => "mute_requested",
             Self::HandLowered { .. } => "hand_lowered",
             Self::Reacted { .. } => "reacted",
@@ -531,10 +544,11 @@ mod tests {
     #[test]
     fn type_names_are_the_wire_tags() {
         let client = [
-            r#"{"type":"join","version":4,"resume":null,"media":{"mic":true,"cam":true,"screen":false,"hand":false}}"#,
+            r#"{"type":"join","version":5,"resume":null,"media":{"mic":true,"cam":true,"screen":false,"hand":false}}"#,
             r#"{"type":"signal","to":"p","signal":{"kind":"description","sdp_type":"offer","sdp":"v=0"}}"#,
             r#"{"type":"media_server_signal","signal":{"kind":"description","sdp_type":"offer","sdp":"v=0"}}"#,
             r#"{"type":"media_server_close"}"#,
+            r#"{"type":"media_server_watch","peers":["p"]}"#,
             r#"{"type":"media","media":{"mic":true,"cam":true,"screen":false,"hand":false}}"#,
             r#"{"type":"ping"}"#,
             r#"{"type":"leave"}"#,
@@ -562,6 +576,9 @@ mod tests {
                 by_name: "h".into(),
             },
             ServerMessage::Speakers {
+                peers: vec!["p".into()],
+            },
+            ServerMessage::VideoPaused {
                 peers: vec!["p".into()],
             },
             ServerMessage::Removed,

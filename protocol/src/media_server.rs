@@ -15,6 +15,10 @@ pub enum MediaPath {
     Server,
 }
 
+/// The most peers a page may name in `media_server_watch` (a pinned tile
+/// and shared screens): each costs its downlink a camera.
+pub const MAX_WATCHED: usize = 4;
+
 /// The number the media server knows a peer by. Derived from the peer id
 /// on both sides (64-bit FNV-1a), so the browser can tell whose a forwarded
 /// track is without another message.

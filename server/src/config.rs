@@ -138,6 +138,13 @@ pub struct Config {
     #[arg(long, env = "MOIM_SFU_PUBLIC_IP")]
     pub sfu_public_ip: Option<std::net::IpAddr>,
 
+    /// In a call through the media server, how many cameras each browser
+    /// receives: those of the people who spoke most recently, besides its
+    /// pinned tile and shared screens. The others' tiles show their name
+    /// with the video paused, until they speak.
+    #[arg(long, env = "MOIM_SFU_LAST_N", default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub sfu_last_n: u32,
+
     /// Seconds a participant whose connection dropped stays in the room
     /// (to resume without anyone noticing) before everyone sees them leave.
     #[arg(long, env = "MOIM_RECONNECT_GRACE_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=120))]
@@ -272,6 +279,7 @@ impl Config {
             public_ip: self.sfu_public_ip,
             listen_chosen: self.sfu_udp_listen.is_some(),
             metrics: Default::default(),
+            last_n: self.sfu_last_n as usize,
         }
     }
 }

@@ -63,6 +63,10 @@ struct Seen {
     video_tracks: usize,
     /// Every list of speakers the media server announced.
     speakers: Vec<Vec<PeerId>>,
+    /// Video packets received, by SSRC (whose camera).
+    video_packets: std::collections::HashMap<u32, u32>,
+    /// Every list of paused cameras the media server sent (last-N).
+    paused: Vec<Vec<PeerId>>,
 }
 
 #[derive(Clone)]
@@ -96,6 +100,7 @@ impl PeerConnectionEventHandler for Handler {
                         .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
                     let mut seen = seen.lock().unwrap();
                     seen.video_ssrc = Some(packet.header.ssrc);
+                    *seen.video_packets.entry(packet.header.ssrc).or_default() += 1;
                     if let Some(index) = index {
                         seen.video.push((packet.header.sequence_number, index));
                     }
@@ -337,6 +342,9 @@ async fn signaling(
         if let ServerMessage::Speakers { peers } = &message {
             seen.lock().unwrap().speakers.push(peers.clone());
         }
+        if let ServerMessage::VideoPaused { peers } = &message {
+            seen.lock().unwrap().paused.push(peers.clone());
+        }
         let ServerMessage::MediaServerSignal {
             signal: Signal::Description { sdp_type, sdp },
         } = message
@@ -370,6 +378,18 @@ async fn signaling(
             other => panic!("unexpected description type {other}"),
         }
     }
+}
+
+/// moim with every call through the media server on a free loopback port,
+/// and `extra` settings.
+async fn spawn_media_server(extra: &[&str]) -> TestApp {
+    let mut spawn = Spawn::new(Backend::Sqlite);
+    spawn.extra_args = ["--media-mode", "sfu", "--sfu-udp-listen", "127.0.0.1:0"]
+        .iter()
+        .chain(extra)
+        .map(|arg| arg.to_string())
+        .collect();
+    spawn_with(spawn).await
 }
 
 /// A counter's value, 0 before it first moved (the series is not there).
@@ -420,18 +440,7 @@ fn assert_in_order_without_loss(name: &str, video: &[(u16, u32)], last_index: u3
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_publisher_reaches_twenty_subscribers_in_order_without_loss() {
     const SUBSCRIBERS: usize = 20;
-    let mut spawn = Spawn::new(Backend::Sqlite);
-    spawn.extra_args = [
-        "--media-mode",
-        "sfu",
-        "--sfu-udp-listen",
-        "127.0.0.1:0",
-        "--sign-ups-per-hour",
-        "100",
-    ]
-    .map(String::from)
-    .to_vec();
-    let app = spawn_with(spawn).await;
+    let app = spawn_media_server(&["--sign-ups-per-hour", "100"]).await;
     let mut people = vec![person(&app, "publisher").await];
     for i in 0..=SUBSCRIBERS {
         people.push(person(&app, &format!("viewer{i}")).await);
@@ -740,13 +749,41 @@ async fn speak(
 /// The talking microphone's SSRC.
 const TALKER_SSRC: u32 = 0x0a0d_5eed;
 
+/// Writes a VP8-sized packet every 20 ms through `camera` until aborted.
+fn film(
+    camera: Arc<TrackLocalStaticRTP>,
+    payload_type: u8,
+    ssrc: u32,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let mut index: u32 = 0;
+        loop {
+            tick.tick().await;
+            index += 1;
+            let mut payload = PAYLOAD_HEADER.to_vec();
+            payload.extend_from_slice(&index.to_be_bytes());
+            payload.extend_from_slice(&[0u8; 600]);
+            let packet = rtp::Packet {
+                header: rtp::header::Header {
+                    version: 2,
+                    marker: true,
+                    payload_type,
+                    sequence_number: index as u16,
+                    timestamp: index.wrapping_mul(1800),
+                    ssrc,
+                    ..Default::default()
+                },
+                payload: payload.into(),
+            };
+            let _ = camera.write_rtp(packet).await;
+        }
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_microphone_that_speaks_is_announced_and_silence_ends_it() {
-    let mut spawn = Spawn::new(Backend::Sqlite);
-    spawn.extra_args = ["--media-mode", "sfu", "--sfu-udp-listen", "127.0.0.1:0"]
-        .map(String::from)
-        .to_vec();
-    let app = spawn_with(spawn).await;
+    let app = spawn_media_server(&[]).await;
     let people = vec![person(&app, "talker").await, person(&app, "listener").await];
     let code = meeting_with_everyone(&app, &people).await;
     let microphone = local_track(RtpCodecKind::Audio, MIME_TYPE_OPUS, TALKER_SSRC, "mic");
@@ -837,4 +874,161 @@ async fn a_microphone_that_speaks_is_announced_and_silence_ends_it() {
     );
     talker.leave().await;
     listener.leave().await;
+}
+
+/// The payload type a sender's codec was given.
+async fn payload_type_of(sender: &Arc<dyn RtpSender>) -> u8 {
+    let parameters = sender.get_parameters().await.expect("parameters");
+    parameters.rtp_parameters.codecs[0].payload_type
+}
+
+/// How many of `ssrc`'s video packets `client` received so far.
+fn packets_of(client: &Client, ssrc: u32) -> u32 {
+    client.seen(|s| s.video_packets.get(&ssrc).copied().unwrap_or(0))
+}
+
+/// Waits until `client` receives `ssrc`'s video again, and checks it keeps
+/// coming.
+async fn assert_flowing(client: &Client, ssrc: u32, what: &str) {
+    let before = packets_of(client, ssrc);
+    wait_for(what, Duration::from_secs(5), || {
+        packets_of(client, ssrc) > before + 10
+    })
+    .await;
+}
+
+/// Checks that `client` receives nothing of `ssrc`'s video for a second
+/// (after a moment for packets already on their way).
+async fn assert_held_back(client: &Client, ssrc: u32, what: &str) {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = packets_of(client, ssrc);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(packets_of(client, ssrc), before, "{what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_n_pauses_the_longest_silent_camera_and_a_speaker_a_pin_or_a_camera_off_brings_it_back(
+) {
+    const FIRST_CAMERA: u32 = 0x0ca0_0001;
+    const SECOND_CAMERA: u32 = 0x0ca0_0002;
+    // Each browser receives one camera (besides those it pins).
+    let app = spawn_media_server(&["--sfu-last-n", "1"]).await;
+    let people = vec![
+        person(&app, "first").await,
+        person(&app, "second").await,
+        person(&app, "viewer").await,
+    ];
+    let code = meeting_with_everyone(&app, &people).await;
+    let first_camera = local_track(RtpCodecKind::Video, MIME_TYPE_VP8, FIRST_CAMERA, "cam");
+    let (first, first_senders) =
+        Client::join(&app, &people[0], &code, vec![first_camera.clone()]).await;
+    let second_camera = local_track(RtpCodecKind::Video, MIME_TYPE_VP8, SECOND_CAMERA, "cam");
+    let microphone = local_track(RtpCodecKind::Audio, MIME_TYPE_OPUS, TALKER_SSRC, "mic");
+    let (second, second_senders) = Client::join(
+        &app,
+        &people[1],
+        &code,
+        vec![second_camera.clone(), microphone.clone()],
+    )
+    .await;
+    // The viewer has a microphone only (no camera to take a place).
+    let quiet = local_track(RtpCodecKind::Audio, MIME_TYPE_OPUS, 0x0a0d_0002, "mic");
+    let (viewer, _) = Client::join(&app, &people[2], &code, vec![quiet]).await;
+    for (who, client) in [("first", &first), ("second", &second), ("viewer", &viewer)] {
+        wait_for(who, Duration::from_secs(30), || {
+            client.seen(|s| s.connected)
+        })
+        .await;
+    }
+    let first_pt = payload_type_of(&first_senders[0]).await;
+    let second_pt = payload_type_of(&second_senders[0]).await;
+    let mic_pt = payload_type_of(&second_senders[1]).await;
+    let filming = [
+        film(first_camera, first_pt, FIRST_CAMERA),
+        film(second_camera, second_pt, SECOND_CAMERA),
+    ];
+
+    // Nobody spoke yet: the viewer sees the first to come and not the
+    // second, and is told so.
+    let second_id = second.peer_id.clone();
+    wait_for("the second camera paused", Duration::from_secs(5), || {
+        viewer.seen(|s| s.paused.last() == Some(&vec![second_id.clone()]))
+    })
+    .await;
+    assert_flowing(&viewer, FIRST_CAMERA, "the first camera").await;
+    assert_held_back(&viewer, SECOND_CAMERA, "the paused camera sends nothing").await;
+    // The two with cameras see each other: one camera each, within N.
+    assert_flowing(&first, SECOND_CAMERA, "the first sees the second").await;
+    assert_flowing(&second, FIRST_CAMERA, "the second sees the first").await;
+    assert!(
+        first.seen(|s| s.paused.is_empty()),
+        "nothing paused for the first"
+    );
+
+    // The second speaks: its camera comes in, the first's goes out.
+    let mut sequence: u16 = 0;
+    speak(
+        &microphone,
+        mic_pt,
+        &mut sequence,
+        20,
+        Duration::from_millis(1200),
+    )
+    .await;
+    let first_id = first.peer_id.clone();
+    wait_for("the first camera paused", Duration::from_secs(5), || {
+        viewer.seen(|s| s.paused.last() == Some(&vec![first_id.clone()]))
+    })
+    .await;
+    assert_flowing(&viewer, SECOND_CAMERA, "the speaker's camera comes back").await;
+    assert_held_back(&viewer, FIRST_CAMERA, "the silent camera is held back").await;
+
+    // The viewer pins the first: both come.
+    let _ = viewer.outgoing.send(ClientMessage::MediaServerWatch {
+        peers: vec![first_id.clone()],
+    });
+    wait_for("nothing paused", Duration::from_secs(5), || {
+        viewer.seen(|s| s.paused.last() == Some(&vec![]))
+    })
+    .await;
+    assert_flowing(&viewer, FIRST_CAMERA, "the pinned camera comes back").await;
+    assert_flowing(&viewer, SECOND_CAMERA, "the speaker's camera stays").await;
+
+    // Unpinned: the first pauses again.
+    let _ = viewer
+        .outgoing
+        .send(ClientMessage::MediaServerWatch { peers: vec![] });
+    wait_for("the first paused again", Duration::from_secs(5), || {
+        viewer.seen(|s| s.paused.last() == Some(&vec![first_id.clone()]))
+    })
+    .await;
+    assert_held_back(&viewer, FIRST_CAMERA, "the unpinned camera is held back").await;
+
+    // The second turns the camera off (a browser still sends black frames:
+    // its packets keep coming here): it gives up its place.
+    let _ = second.outgoing.send(ClientMessage::Media {
+        media: app::protocol::MediaState {
+            mic: true,
+            cam: false,
+            screen: false,
+            hand: false,
+        },
+    });
+    wait_for("nothing paused again", Duration::from_secs(5), || {
+        viewer.seen(|s| s.paused.last() == Some(&vec![]))
+    })
+    .await;
+    assert_flowing(&viewer, FIRST_CAMERA, "the first takes the free place").await;
+
+    let metrics = app.scrape_metrics().await;
+    assert!(
+        counted(&metrics, "moim_sfu_paused_video_packets_total") > 0.0,
+        "held-back packets are counted"
+    );
+    for task in filming {
+        task.abort();
+    }
+    first.leave().await;
+    second.leave().await;
+    viewer.leave().await;
 }

@@ -123,7 +123,7 @@ fn CallRoom(meeting: Meeting, moderator: bool) -> impl IntoView {
     }
     let people_open = RwSignal::new(false);
     let layout = RwSignal::new(Layout::Grid);
-    let pinned = RwSignal::new(None::<String>);
+    let pinned = view.pinned;
     // The large tile: the pinned one; in speaker view else whoever spoke
     // last (kept while nobody speaks), else a shared screen.
     let last_speaker = RwSignal::new(None::<String>);
@@ -631,6 +631,15 @@ fn Tile(
             .unwrap_or_default()
     });
     let speaking = move || view.speaking.with(|s| s.contains(peer_id.get().as_str()));
+    // The media server does not send this camera now (last-N): the tile
+    // shows the name, and says so.
+    let video_paused = move || {
+        !local
+            && (media().cam || media().screen)
+            && view
+                .video_paused
+                .with(|p| p.contains(peer_id.get().as_str()))
+    };
     let link = {
         let id = id.clone();
         Signal::derive(move || {
@@ -734,6 +743,7 @@ fn Tile(
             class:featured=is_featured.clone()
             class:speaking=speaking
             class:camera-off=move || !media().cam && !media().screen
+            class:video-paused=video_paused
             class:screen=move || media().screen
             on:fullscreenchange=on_full_screen_change
             data-testid="tile"
@@ -745,6 +755,7 @@ fn Tile(
             data-screen=move || media().screen.to_string()
             data-hand=move || media().hand.to_string()
             data-speaking=move || speaking().to_string()
+            data-video-paused=move || video_paused().to_string()
             data-featured=move || is_featured().to_string()
             data-link=move || match link.get() {
                 Some(LinkState::Connecting) => "connecting",
@@ -832,6 +843,11 @@ fn Tile(
                 {move || role_badge().map(|b| view! { <span class="badge">{b}</span> })}
                 {move || (!media().mic).then(|| view! { <span class="badge badge-off" data-testid="mic-off-badge">{t!(i18n, call_mic_off)}</span> })}
                 {move || media().screen.then(|| view! { <span class="badge badge-on">{t!(i18n, call_presenting)}</span> })}
+                {move || video_paused().then(|| view! {
+                    <span class="badge" data-testid="video-paused-badge" title=move || t_string!(i18n, call_video_paused_why).to_string()>
+                        {t!(i18n, call_video_paused)}
+                    </span>
+                })}
                 {move || match link.get() {
                     Some(LinkState::Connecting) => Some(view! { <span class="badge">{t!(i18n, call_peer_connecting)}</span> }.into_any()),
                     Some(LinkState::Reconnecting) => Some(view! { <span class="badge badge-off">{t!(i18n, call_peer_reconnecting)}</span> }.into_any()),

@@ -302,6 +302,12 @@ pub enum Effect {
         peer_id: PeerId,
         signal: Signal,
     },
+    /// Tell the media server whose camera this connection's page wants
+    /// whatever the last-N order (`media_server_watch`).
+    WatchOnMediaServer {
+        peer_id: PeerId,
+        peers: Vec<PeerId>,
+    },
     /// Close this connection's media-server connection, if it has one.
     CloseMediaServer,
     /// The connection dropped: keep its presence until `expires_at_ms` so

@@ -1061,6 +1061,43 @@ fn media_server_offer() -> ClientMessage {
 }
 
 #[test]
+fn a_page_asks_the_media_server_for_a_few_cameras_by_name() {
+    let watch = |peers: &[&str]| ClientMessage::MediaServerWatch {
+        peers: peers.iter().map(|p| PeerId::from(*p)).collect(),
+    };
+    // With direct media every camera comes: nothing to ask, no error.
+    let mut direct = Call::joined_with("bob", PeerRole::Member, vec![]);
+    assert!(direct.send(&watch(&["p1"])).is_empty());
+
+    let mut call = Call::joined_with("bob", PeerRole::Member, vec![]);
+    call.answer(Answer::RoomMedia(MediaPath::Server));
+    assert_eq!(
+        call.send(&watch(&["p1", "p2"])),
+        vec![Effect::WatchOnMediaServer {
+            peer_id: FRESH.into(),
+            peers: vec!["p1".into(), "p2".into()],
+        }]
+    );
+    // More than a few is refused, not cut short.
+    let five = ["p1", "p2", "p3", "p4", "p5"];
+    assert!(five.len() > protocol::media_server::MAX_WATCHED);
+    let refused = call.send(&watch(&five));
+    assert!(
+        matches!(
+            sent(&refused)[..],
+            [ServerMessage::Error {
+                code: ErrorCode::BadMessage,
+                ..
+            }]
+        ),
+        "{refused:?}"
+    );
+    assert!(!refused
+        .iter()
+        .any(|e| matches!(e, Effect::WatchOnMediaServer { .. })));
+}
+
+#[test]
 fn only_a_media_server_description_may_be_larger_than_an_ordinary_message() {
     let mut call = Call::joined_with("bob", PeerRole::Member, vec![]);
     call.answer(Answer::RoomMedia(MediaPath::Server));

@@ -7,6 +7,7 @@
 //! is `server`, each browser signals the server itself, which answers and
 //! forwards. The session only hands signals over.
 
+pub mod last_n;
 pub mod paths;
 pub mod speakers;
 
@@ -83,6 +84,9 @@ pub enum FromMediaServer {
     /// Who speaks in the room now (see [`speakers`]), when that changed,
     /// and to a connection that just opened its media connection.
     Speakers(Vec<PeerId>),
+    /// Whose camera it does not forward to this connection now (see
+    /// [`last_n`]), when that changed.
+    VideoPaused(Vec<PeerId>),
 }
 
 /// Where the media server's words for one connection go, in order.
@@ -104,6 +108,15 @@ pub trait MediaServer: Send + Sync + 'static {
         outbox: &MediaServerOutbox,
         signal: Signal,
     );
+
+    /// `peer` (on call connection `conn`) wants the cameras of `watched`
+    /// whatever the last-N order (its pinned tile, shared screens).
+    fn watch(&self, room: &str, peer: &PeerId, conn: &ConnectionId, watched: &[PeerId]);
+
+    /// Whether `peer`'s camera (or shared screen) is on: a browser keeps
+    /// sending black frames for a camera turned off, so the packets alone
+    /// do not say.
+    fn camera(&self, room: &str, peer: &PeerId, conn: &ConnectionId, on: bool);
 
     /// The call connection `conn` of `peer` ended: its media connection
     /// closes and its tracks leave everyone else's (unless a newer call

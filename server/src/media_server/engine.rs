@@ -4,9 +4,11 @@
 use super::addresses::{checked_ufrag, AddressBook};
 use super::audio_level;
 use super::datagram::{self, Datagram};
+use super::paused_video::{self, PausedVideo};
 use app::protocol::{PeerId, Signal};
 use bytes::BytesMut;
 use domain::ids::ConnectionId;
+use domain::media::last_n::LastN;
 use domain::media::speakers::SpeakerDetector;
 use domain::media::{FromMediaServer, MediaServerOutbox};
 use rtc::peer_connection::sdp::{RTCSdpType, RTCSessionDescription};
@@ -29,6 +31,20 @@ pub(super) enum Command {
         outbox: MediaServerOutbox,
         signal: Signal,
     },
+    /// The cameras a connection's page wants whatever the last-N order.
+    Watch {
+        room: String,
+        client: u64,
+        conn: ConnectionId,
+        watched: Vec<u64>,
+    },
+    /// Whether a connection's camera (or shared screen) is on.
+    Camera {
+        room: String,
+        client: u64,
+        conn: ConnectionId,
+        on: bool,
+    },
     Disconnect {
         room: String,
         client: u64,
@@ -46,6 +62,10 @@ const DATAGRAM_MAX: usize = 2048;
 /// of their 200 ms window, and not on every datagram (each ask walks every
 /// room).
 const SPEAKERS_POLL_EVERY: Duration = Duration::from_millis(50);
+/// A camera with no packet for this long is off: it takes no place among
+/// the last N (a browser keeps its video sender when the camera is off,
+/// and sends nothing on it).
+const CAMERA_QUIET: Duration = Duration::from_secs(2);
 
 /// One media connection: which call connection owns it and where its
 /// signals go.
@@ -66,6 +86,21 @@ struct Client {
     /// The id its offer gave the audio level extension: every
     /// description sent to it accepts that extension (see `audio_level`).
     audio_level_id: Option<u8>,
+    /// The SSRCs its last offer announced for video (camera or screen).
+    video_ssrcs: Vec<u32>,
+    /// When its last video packet came: a camera that sends takes a place
+    /// among the last N.
+    video_seen: Option<Instant>,
+    /// Whether its page says the camera (or a shared screen) is on: one
+    /// turned off still sends black frames.
+    camera_on: bool,
+    /// The SSRC under which the engine resends each stream it forwards to
+    /// this browser (from the descriptions sent to it): paused with it.
+    retransmissions: HashMap<u32, u32>,
+    /// The cameras it does not receive now (last-N), as it was told.
+    paused_peers: Vec<PeerId>,
+    /// Their streams, held back on the way out (see `paused_video`).
+    paused_video: PausedVideo,
 }
 
 /// The SSRCs a session description announces (`a=ssrc:<n> ...`).
@@ -101,6 +136,13 @@ struct Engine {
     speakers: HashMap<RoomId, SpeakerDetector<ClientId>>,
     /// When the speaker detectors were last asked.
     speakers_polled: Instant,
+    /// How many cameras each browser receives besides those it asks for.
+    last_n_limit: usize,
+    /// Per room with anyone in it: who spoke last, and who asked for whom.
+    last_n: HashMap<RoomId, LastN<ClientId>>,
+    /// Whether any browser has a paused camera: if not, outgoing packets
+    /// are not looked at.
+    any_paused: bool,
 }
 
 pub(super) fn run(
@@ -108,6 +150,7 @@ pub(super) fn run(
     advertised: SocketAddr,
     commands: Receiver<Command>,
     metrics: domain::metrics::Metrics,
+    last_n_limit: usize,
 ) {
     let mut engine = Engine {
         sfu: Sfu::new(rand_id(), advertised),
@@ -120,6 +163,9 @@ pub(super) fn run(
         addresses: AddressBook::default(),
         speakers: HashMap::new(),
         speakers_polled: Instant::now(),
+        last_n_limit,
+        last_n: HashMap::new(),
+        any_paused: false,
     };
     let mut buffer = vec![0u8; DATAGRAM_MAX];
     loop {
@@ -139,6 +185,8 @@ pub(super) fn run(
                 engine.rooms.clear();
                 engine.addresses.clear();
                 engine.speakers.clear();
+                engine.last_n.clear();
+                engine.any_paused = false;
                 engine.sfu = Sfu::new(rand_id(), engine.advertised);
                 engine.count_size();
             }
@@ -209,20 +257,51 @@ impl Engine {
                 outbox,
                 signal,
             } => self.signal(room, client, peer, conn, outbox, signal),
-            Command::Disconnect { room, client, conn } => {
-                let Some(&room_id) = self.rooms.get(&room) else {
+            Command::Watch {
+                room,
+                client,
+                conn,
+                watched,
+            } => {
+                let Some(room_id) = self.owned_by(&room, client, &conn) else {
                     return;
                 };
-                let owned = self
-                    .clients
-                    .get(&(room_id, client))
-                    .is_some_and(|c| c.conn == conn);
-                if owned {
+                if let Some(order) = self.last_n.get_mut(&room_id) {
+                    order.watch(client, watched);
+                    self.apply_last_n(room_id);
+                }
+            }
+            Command::Camera {
+                room,
+                client,
+                conn,
+                on,
+            } => {
+                let Some(room_id) = self.owned_by(&room, client, &conn) else {
+                    return;
+                };
+                if let Some(own) = self.clients.get_mut(&(room_id, client)) {
+                    own.camera_on = on;
+                }
+                self.update_showing((room_id, client));
+            }
+            Command::Disconnect { room, client, conn } => {
+                if let Some(room_id) = self.owned_by(&room, client, &conn) {
                     self.leave(&room, room_id, client, "call connection ended");
                 }
             }
             Command::Stop => {}
         }
+    }
+
+    /// The room's id if `client`'s media connection there belongs to call
+    /// connection `conn` (and not to a newer one of the same person).
+    fn owned_by(&self, room: &str, client: ClientId, conn: &ConnectionId) -> Option<RoomId> {
+        let room_id = *self.rooms.get(room)?;
+        self.clients
+            .get(&(room_id, client))
+            .is_some_and(|c| c.conn == *conn)
+            .then_some(room_id)
     }
 
     fn signal(
@@ -302,8 +381,19 @@ impl Engine {
                             ufrag,
                             ssrcs: Vec::new(),
                             audio_level_id: None,
+                            video_ssrcs: Vec::new(),
+                            video_seen: None,
+                            camera_on: true,
+                            retransmissions: HashMap::new(),
+                            paused_peers: Vec::new(),
+                            paused_video: PausedVideo::default(),
                         },
                     );
+                    let limit = self.last_n_limit;
+                    self.last_n
+                        .entry(room_id)
+                        .or_insert_with(|| LastN::new(limit))
+                        .joined(client);
                     self.count_size();
                     let request_id = self.request_id();
                     self.event(SFUEvent::Join {
@@ -315,7 +405,11 @@ impl Engine {
                 if let Some(own) = self.clients.get_mut(&key) {
                     own.ssrcs = announced;
                     own.audio_level_id = audio_level::extension_id(&sdp);
+                    own.video_ssrcs = paused_video::video_ssrcs(&sdp);
                 }
+                // Its cameras may have new SSRCs, and a newcomer has
+                // cameras to be paused.
+                self.apply_last_n(room_id);
                 RTCSessionDescription::offer(sdp)
             }
             "answer" => {
@@ -381,6 +475,9 @@ impl Engine {
         if let Some(detector) = self.speakers.get_mut(&room_id) {
             detector.forget(&client);
         }
+        if let Some(order) = self.last_n.get_mut(&room_id) {
+            order.left(&client);
+        }
         let request_id = self.request_id();
         self.event(SFUEvent::Leave {
             request_id,
@@ -391,7 +488,10 @@ impl Engine {
         if !self.clients.keys().any(|(r, _)| *r == room_id) {
             self.rooms.remove(room);
             self.speakers.remove(&room_id);
+            self.last_n.remove(&room_id);
         }
+        // Whoever was paused behind them comes in.
+        self.apply_last_n(room_id);
         self.count_size();
         if self.clients.is_empty() {
             // sfu 0.5 never forgets the addresses it has seen (its
@@ -437,6 +537,7 @@ impl Engine {
 
     /// Sends the engine's answers and offers to their call connections.
     fn deliver_events(&mut self) {
+        let mut rooms_to_apply = Vec::new();
         while let Some(TaggedSFUEvent { event, .. }) = self.sfu.poll_event() {
             match event {
                 SFUEvent::SessionDescription {
@@ -451,6 +552,18 @@ impl Engine {
                     // The browser's ICE checks will name this fragment.
                     if let Some(ufrag) = ice_ufrag(&sdp.sdp) {
                         self.addresses.learn_ufrag(ufrag, (room_id, client_id));
+                    }
+                    let learned = paused_video::retransmission_ssrcs(&sdp.sdp);
+                    if learned
+                        .iter()
+                        .any(|(media, resent)| client.retransmissions.get(media) != Some(resent))
+                    {
+                        client.retransmissions.extend(learned);
+                        // A paused camera's new retransmission stream is
+                        // held back too.
+                        if !rooms_to_apply.contains(&room_id) {
+                            rooms_to_apply.push(room_id);
+                        }
                     }
                     let sdp_type = match sdp.sdp_type {
                         RTCSdpType::Offer => {
@@ -493,6 +606,9 @@ impl Engine {
                 _ => {}
             }
         }
+        for room_id in rooms_to_apply {
+            self.apply_last_n(room_id);
+        }
     }
 
     fn datagram(&mut self, bytes: &[u8], from: SocketAddr) {
@@ -529,12 +645,22 @@ impl Engine {
     }
 
     /// Feeds the audio level a microphone's packet carries to its room's
-    /// speaker detector.
+    /// speaker detector, and notes that a camera sends.
     fn hear(&mut self, bytes: &[u8], from: SocketAddr) {
         let Some(owner) = self.addresses.owner_of(from) else {
             return;
         };
-        let Some(id) = self.clients.get(&owner).and_then(|c| c.audio_level_id) else {
+        let Some(client) = self.clients.get_mut(&owner) else {
+            return;
+        };
+        let ssrc = paused_video::rtp_ssrc_and_sequence(bytes).map(|(ssrc, _)| ssrc);
+        if ssrc.is_some_and(|ssrc| client.video_ssrcs.contains(&ssrc)) {
+            if client.video_seen.replace(Instant::now()).is_none() {
+                self.update_showing(owner);
+            }
+            return;
+        }
+        let Some(id) = client.audio_level_id else {
             return;
         };
         if let Some(level) = audio_level::read(bytes, id) {
@@ -571,6 +697,12 @@ impl Engine {
             .filter_map(|(room_id, detector)| detector.poll(now).map(|_| *room_id))
             .collect();
         for room_id in changed {
+            if let (Some(order), Some(detector)) =
+                (self.last_n.get_mut(&room_id), self.speakers.get(&room_id))
+            {
+                order.heard(detector.speakers());
+            }
+            self.apply_last_n(room_id);
             let peers = self.speaker_peers(room_id);
             for ((room, _), client) in &self.clients {
                 if *room == room_id {
@@ -583,10 +715,85 @@ impl Engine {
         }
     }
 
+    /// Cameras that stopped sending give up their place among the last N.
+    fn notice_quiet_cameras(&mut self, now: Instant) {
+        let mut quiet = Vec::new();
+        for (owner, client) in &mut self.clients {
+            let gone_quiet = client
+                .video_seen
+                .is_some_and(|at| now.saturating_duration_since(at) > CAMERA_QUIET);
+            if gone_quiet {
+                client.video_seen = None;
+                quiet.push(*owner);
+            }
+        }
+        for owner in quiet {
+            self.update_showing(owner);
+        }
+    }
+
+    /// Whether `owner`'s camera takes a place among the last N: its page
+    /// says it is on, and its packets come.
+    fn update_showing(&mut self, owner: (RoomId, ClientId)) {
+        let Some(client) = self.clients.get(&owner) else {
+            return;
+        };
+        let showing = client.camera_on && client.video_seen.is_some();
+        if let Some(order) = self.last_n.get_mut(&owner.0) {
+            order.showing(owner.1, showing);
+        }
+        self.apply_last_n(owner.0);
+    }
+
+    /// Tells each browser of the room whose camera it does not receive now
+    /// (when that changed), and holds those cameras' packets back from it.
+    fn apply_last_n(&mut self, room_id: RoomId) {
+        if let Some(order) = self.last_n.get(&room_id) {
+            let members: Vec<ClientId> = self
+                .clients
+                .keys()
+                .filter(|(room, _)| *room == room_id)
+                .map(|(_, client)| *client)
+                .collect();
+            for member in members {
+                let paused = order.paused_for(&member);
+                let publishers: Vec<&Client> = paused
+                    .iter()
+                    .filter_map(|publisher| self.clients.get(&(room_id, *publisher)))
+                    .collect();
+                let mut ssrcs: Vec<u32> = publishers
+                    .iter()
+                    .flat_map(|p| p.video_ssrcs.iter().copied())
+                    .collect();
+                let peers: Vec<PeerId> = publishers.iter().map(|p| p.peer.clone()).collect();
+                let Some(client) = self.clients.get_mut(&(room_id, member)) else {
+                    continue;
+                };
+                // What the engine would resend of them goes too (a browser
+                // asks again for what it missed before the pause).
+                let resent: Vec<u32> = ssrcs
+                    .iter()
+                    .filter_map(|ssrc| client.retransmissions.get(ssrc).copied())
+                    .collect();
+                ssrcs.extend(resent);
+                client.paused_video.set(&ssrcs);
+                if client.paused_peers != peers {
+                    client.paused_peers = peers.clone();
+                    // A full outbox: that connection is going away.
+                    let _ = client.outbox.try_send(FromMediaServer::VideoPaused(peers));
+                }
+            }
+        }
+        self.any_paused = self.clients.values().any(|c| !c.paused_video.is_empty());
+    }
+
     fn tick(&mut self) {
         let now = Instant::now();
         if let Err(err) = self.sfu.handle_timeout(now) {
             tracing::debug!(error = %err, "media server timer");
+        }
+        if now.saturating_duration_since(self.speakers_polled) >= SPEAKERS_POLL_EVERY {
+            self.notice_quiet_cameras(now);
         }
         self.announce_speakers(now);
         // Draining the read side is what forwards: each room takes its
@@ -615,9 +822,13 @@ impl Engine {
             let Some(to) = self.addresses.real_for(transmit.transport.peer_addr) else {
                 continue;
             };
+            let kind = datagram::classify(&transmit.message);
+            if self.any_paused && kind == Datagram::Rtp && self.held_back(&transmit.message, to) {
+                self.metrics.sfu_held_back();
+                continue;
+            }
             match self.socket.send_to(&transmit.message, to) {
                 Ok(sent) => {
-                    let kind = datagram::classify(&transmit.message);
                     self.metrics.sfu_datagram("out", kind.label(), sent);
                     if let Datagram::Rtcp(Some(feedback)) = kind {
                         self.metrics.sfu_feedback("out", feedback.label());
@@ -626,6 +837,20 @@ impl Engine {
                 Err(err) => tracing::debug!(error = %err, "could not send a datagram"),
             }
         }
+    }
+
+    /// Whether an RTP packet the engine sends to `to` is of a camera paused
+    /// for that browser.
+    fn held_back(&mut self, packet: &[u8], to: SocketAddr) -> bool {
+        let Some((ssrc, sequence)) = paused_video::rtp_ssrc_and_sequence(packet) else {
+            return false;
+        };
+        let Some(owner) = self.addresses.owner_of(to) else {
+            return false;
+        };
+        self.clients
+            .get_mut(&owner)
+            .is_some_and(|client| !client.paused_video.passes(ssrc, sequence))
     }
 
     fn stop(&mut self) {
@@ -645,6 +870,8 @@ impl Engine {
         self.clients.clear();
         self.rooms.clear();
         self.speakers.clear();
+        self.last_n.clear();
+        self.any_paused = false;
         self.flush();
         self.addresses.clear();
     }

@@ -17,6 +17,7 @@ mod addresses;
 mod audio_level;
 mod datagram;
 mod engine;
+mod paused_video;
 
 use engine::Command;
 
@@ -42,6 +43,9 @@ pub struct MediaServerConfig {
     pub listen_chosen: bool,
     /// Where the engine counts datagrams, calls and restarts.
     pub metrics: domain::metrics::Metrics,
+    /// How many cameras each browser receives besides those it asks for
+    /// (see `domain::media::last_n`).
+    pub last_n: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,9 +92,10 @@ impl LocalMediaServer {
         let advertised = SocketAddr::new(advertised_ip(bound.ip(), config.public_ip), bound.port());
         let (commands, inbox) = mpsc::channel();
         let metrics = config.metrics.clone();
+        let last_n = config.last_n;
         let thread = std::thread::Builder::new()
             .name("moim-sfu".into())
-            .spawn(move || engine::run(socket, advertised, inbox, metrics))
+            .spawn(move || engine::run(socket, advertised, inbox, metrics, last_n))
             .map_err(MediaServerError::Start)?;
         tracing::info!(%bound, %advertised, "media server listening (UDP)");
         Ok(Self {
@@ -152,6 +157,24 @@ impl MediaServer for LocalMediaServer {
         });
     }
 
+    fn watch(&self, room: &str, peer: &PeerId, conn: &ConnectionId, watched: &[PeerId]) {
+        self.send(Command::Watch {
+            room: room.to_string(),
+            client: media_client_id(peer),
+            conn: conn.clone(),
+            watched: watched.iter().map(media_client_id).collect(),
+        });
+    }
+
+    fn camera(&self, room: &str, peer: &PeerId, conn: &ConnectionId, on: bool) {
+        self.send(Command::Camera {
+            room: room.to_string(),
+            client: media_client_id(peer),
+            conn: conn.clone(),
+            on,
+        });
+    }
+
     fn disconnect(&self, room: &str, peer: &PeerId, conn: &ConnectionId) {
         self.send(Command::Disconnect {
             room: room.to_string(),
@@ -204,6 +227,7 @@ mod tests {
             public_ip: None,
             listen_chosen: false,
             metrics: Default::default(),
+            last_n: 25,
         })
         .unwrap();
         assert_ne!(fallback.advertised().port(), addr.port());
@@ -212,6 +236,7 @@ mod tests {
             public_ip: None,
             listen_chosen: true,
             metrics: Default::default(),
+            last_n: 25,
         });
         assert!(matches!(refused, Err(MediaServerError::Bind { .. })));
     }

@@ -72,6 +72,7 @@ pub async fn run(
                 credentials: &credentials,
                 wire: &mut wire,
                 media_server: None,
+                camera_told: None,
                 counted: None,
             };
             pump.run(&mut stream, events).await;
@@ -100,6 +101,9 @@ struct Pump<'a> {
     /// This connection's link to the media server, from its first signal:
     /// where the server's answers and offers arrive.
     media_server: Option<MediaServerLink>,
+    /// Whether the media server was last told this person's camera (or
+    /// shared screen) is on, on the current link.
+    camera_told: Option<bool>,
     /// The media path this connection is counted on in the census, while
     /// live.
     counted: Option<app::protocol::MediaPath>,
@@ -135,6 +139,7 @@ impl Pump<'_> {
 
     /// The call connection ended: so does its media connection.
     fn disconnect_media(&mut self) {
+        self.camera_told = None;
         if self.media_server.take().is_none() {
             return;
         }
@@ -265,6 +270,25 @@ impl Pump<'_> {
         }
         let live = self.session.is_live().then(|| self.session.media_path());
         self.count_in(live);
+        self.tell_media_server_camera();
+    }
+
+    /// Tells the media server whether this person's camera (or shared
+    /// screen) is on, when that changed: a camera turned off still sends
+    /// black frames, and must not keep someone else's out of the last N.
+    fn tell_media_server_camera(&mut self) {
+        let (Some(server), Some(_), Some(peer)) = (
+            &self.state.media_server,
+            &self.media_server,
+            self.session.peer(),
+        ) else {
+            return;
+        };
+        let on = peer.media.cam || peer.media.screen;
+        if self.camera_told != Some(on) {
+            server.camera(&self.room, &peer.peer_id, self.session.conn_id(), on);
+            self.camera_told = Some(on);
+        }
     }
 
     async fn carry_out(&mut self, effect: Effect) -> Option<Answer> {
@@ -314,6 +338,12 @@ impl Pump<'_> {
                 }
             }
             Effect::CloseMediaServer => self.disconnect_media(),
+            Effect::WatchOnMediaServer { peer_id, peers } => {
+                // Only a page with a media connection has cameras to pick.
+                if let (Some(server), Some(_)) = (&self.state.media_server, &self.media_server) {
+                    server.watch(room, &peer_id, self.session.conn_id(), &peers);
+                }
+            }
             Effect::ToMediaServer { peer_id, signal } => {
                 let Some(server) = &self.state.media_server else {
                     let message = ServerMessage::error(

@@ -302,6 +302,11 @@ impl Call {
                 *self.0.server.speakers.borrow_mut() = peers;
                 self.measure_speaking();
             }
+            ServerMessage::VideoPaused { peers } => {
+                if self.server_link_active() {
+                    view.video_paused.set(peers.into_iter().collect());
+                }
+            }
             ServerMessage::MediaPathChanged { path } => {
                 if view.media_path.get_untracked() != path {
                     view.media_path.set(path);

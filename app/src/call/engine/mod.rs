@@ -304,6 +304,7 @@ impl Call {
             move || {
                 if let Some(call) = Call::from_weak(&weak) {
                     call.measure_speaking();
+                    call.ask_for_cameras();
                 }
             },
             Duration::from_millis(250),

@@ -24,6 +24,9 @@ pub(super) struct ServerMedia {
     /// Who speaks, as the media server last said (it reads everyone's
     /// audio level, this page included).
     pub(super) speakers: RefCell<Vec<PeerId>>,
+    /// The cameras this page last asked the media server for whatever the
+    /// last-N order (`None`: not asked on this connection yet).
+    watching: RefCell<Option<Vec<PeerId>>>,
     /// The peers whose tile shows a stream from the media server (the
     /// others, while the room moves, still show their direct link's).
     shown: RefCell<std::collections::HashSet<PeerId>>,
@@ -126,7 +129,9 @@ impl Call {
         *self.0.server.video_sender.borrow_mut() = None;
         self.0.server.tracks.borrow_mut().clear();
         self.0.server.speakers.borrow_mut().clear();
+        *self.0.server.watching.borrow_mut() = None;
         self.0.server.decoded.borrow_mut().clear();
+        self.view().video_paused.update(|p| p.clear());
         let shown: Vec<PeerId> = self.0.server.shown.borrow_mut().drain().collect();
         self.0.streams.update_value(|s| {
             for id in &shown {
@@ -251,7 +256,7 @@ impl Call {
                                         && !shown.contains(&p.peer_id)
                                 })
                         })
-                        .map(|(_, track)| track.clone())
+                        .map(|(_, track)| Clone::clone(track))
                         .collect()
                 };
                 let mut any = false;
@@ -389,6 +394,10 @@ impl Call {
         if set_local_description(&link.pc).await.is_ok() {
             if let Some(signal) = local_description(&link.pc) {
                 self.send(&ClientMessage::MediaServerSignal { signal });
+                // A new media connection: it hears the wishes again, after
+                // the offer that opens it.
+                *self.0.server.watching.borrow_mut() = None;
+                self.ask_for_cameras();
             }
         } else {
             log("moim: could not create an offer for the media server");
@@ -505,13 +514,16 @@ impl Call {
         for peer in &peers {
             let client = media_client_id(&peer.peer_id);
             // The newest track of each kind is shown (a sender that came
-            // back publishes new ones; a tile plays a stream's first).
+            // back publishes new ones; a tile plays a stream's first). The
+            // receiver's own track, not `track.clone()`: that is the web
+            // API's clone, a new track each time, which no receiver's
+            // statistics name and which replaced the tile's every time.
             let newest = |kind: &str| {
                 tracks
                     .iter()
                     .rev()
                     .find(|(publisher, track)| *publisher == client && track.kind() == kind)
-                    .map(|(_, track)| track.clone())
+                    .map(|(_, track)| Clone::clone(track))
             };
             let (audio, video) = (newest("audio"), newest("video"));
             let shown_by_server = self.0.server.shown.borrow().contains(&peer.peer_id);
@@ -580,6 +592,33 @@ impl Call {
         {
             self.drop_all_links();
         }
+    }
+
+    /// Tells the media server whose camera this page wants whatever the
+    /// last-N order, when that changed: the pinned tile, then whoever
+    /// shares a screen.
+    pub(super) fn ask_for_cameras(&self) {
+        if !self.server_link_active() || self.media_path() != MediaPath::Server {
+            return;
+        }
+        let view = self.view();
+        let peers = view.peers.get_untracked();
+        let pinned = view
+            .pinned
+            .get_untracked()
+            .filter(|id| peers.iter().any(|p| p.peer_id == id.as_str()));
+        let mut wanted: Vec<PeerId> = pinned.into_iter().map(PeerId::from).collect();
+        for peer in &peers {
+            if peer.media.screen && !wanted.contains(&peer.peer_id) {
+                wanted.push(peer.peer_id.clone());
+            }
+        }
+        wanted.truncate(crate::protocol::media_server::MAX_WATCHED);
+        if self.0.server.watching.borrow().as_ref() == Some(&wanted) {
+            return;
+        }
+        *self.0.server.watching.borrow_mut() = Some(wanted.clone());
+        self.send(&ClientMessage::MediaServerWatch { peers: wanted });
     }
 
     /// A peer left: its stream goes.

@@ -18,6 +18,7 @@ use crate::ids::ConnectionId;
 use crate::media::FromMediaServer;
 use crate::rooms::bus::{RoomEvent, SharedEvent};
 use crate::rooms::{PeerChange, RoomSettings};
+use protocol::media_server::MAX_WATCHED;
 use protocol::{
     close, parse_client_message, ClientMessage, ErrorCode, LeaveReason, MediaPath, MediaState,
     PeerId, PeerInfo, ServerMessage, Signal, MAX_MEDIA_SIGNAL_BYTES, MAX_MESSAGE_BYTES,
@@ -187,6 +188,7 @@ impl CallSession {
                             ServerMessage::error(ErrorCode::MediaRefused, why)
                         }
                         FromMediaServer::Speakers(peers) => ServerMessage::Speakers { peers },
+                        FromMediaServer::VideoPaused(peers) => ServerMessage::VideoPaused { peers },
                     };
                     self.reply(message, &mut out);
                 }
@@ -362,6 +364,19 @@ impl CallSession {
                 signal,
             })),
             ClientMessage::MediaServerClose => out.push(Effect::CloseMediaServer),
+            ClientMessage::MediaServerWatch { peers } => {
+                if peers.len() > MAX_WATCHED {
+                    let text = format!("media_server_watch names at most {MAX_WATCHED} peers");
+                    self.reply(bad_message(&text), out);
+                } else if media_path == MediaPath::Server {
+                    out.push(Effect::WatchOnMediaServer {
+                        peer_id: me.peer_id.clone(),
+                        peers,
+                    });
+                }
+                // With direct media every camera comes anyway: nothing to
+                // do (a page that has not heard of a move yet may ask).
+            }
             ClientMessage::MediaServerSignal { signal } => {
                 if media_path == MediaPath::Server {
                     out.push(Effect::ToMediaServer {
