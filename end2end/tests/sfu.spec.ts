@@ -230,6 +230,11 @@ test("past the last N speakers a camera pauses, and speaking or pinning brings i
   }
   const remote = (viewer: Person, of: Person) => viewer.page.locator(`[data-testid="tile"][data-local="false"][data-name="${of.name}"]`);
 
+  // The tones spoke while everyone joined: the order settles once nobody
+  // speaks any more (1.5 s after the last word).
+  await expect(cy.page.locator('[data-testid="tile"][data-speaking="true"]')).toHaveCount(0, { timeout: 20_000 });
+  await cy.page.waitForTimeout(1_000);
+
   // Cy receives one of the two cameras; the other tile says it is paused.
   const pausedTiles = cy.page.locator('[data-testid="tile"][data-video-paused="true"]');
   await expect(pausedTiles).toHaveCount(1, { timeout: 20_000 });
