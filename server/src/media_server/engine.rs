@@ -691,6 +691,8 @@ impl Engine {
             return;
         }
         self.speakers_polled = now;
+        // On the same beat: cameras gone quiet give up their place first.
+        self.notice_quiet_cameras(now);
         let changed: Vec<RoomId> = self
             .speakers
             .iter_mut()
@@ -791,9 +793,6 @@ impl Engine {
         let now = Instant::now();
         if let Err(err) = self.sfu.handle_timeout(now) {
             tracing::debug!(error = %err, "media server timer");
-        }
-        if now.saturating_duration_since(self.speakers_polled) >= SPEAKERS_POLL_EVERY {
-            self.notice_quiet_cameras(now);
         }
         self.announce_speakers(now);
         // Draining the read side is what forwards: each room takes its
