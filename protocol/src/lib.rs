@@ -18,7 +18,7 @@ use crate::ice::IceConfig;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any change that an older peer could not understand.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 /// Largest text frame the server reads; a larger one closes the connection
 /// with 1009 (message too big).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -347,6 +347,10 @@ pub enum ServerMessage {
     VideoPaused {
         peers: Vec<PeerId>,
     },
+    /// The room's media moved to another media server (the instance that
+    /// had it stopped): start the media connection over, with a new
+    /// RTCPeerConnection and offer.
+    MediaServerMoved,
     /// A host asks you to mute; the client mutes and says who asked.
     MuteRequested {
         by_name: String,
@@ -429,6 +433,7 @@ impl ServerMessage {
             Self::MediaServerSignal { .. } => "media_server_signal",
             Self::Speakers { .. } => "speakers",
             Self::VideoPaused { .. } => "video_paused",
+            Self::MediaServerMoved => "media_server_moved",
             Self::MuteRequested { .. } => "mute_requested",
             Self::HandLowered { .. } => "hand_lowered",
             Self::Reacted { .. } => "reacted",
@@ -581,6 +586,7 @@ mod tests {
             ServerMessage::VideoPaused {
                 peers: vec!["p".into()],
             },
+            ServerMessage::MediaServerMoved,
             ServerMessage::Removed,
             ServerMessage::MeetingEnded,
             ServerMessage::KnocksChanged,

@@ -232,6 +232,32 @@ impl Application {
                 })?,
             )),
         };
+        // With instances sharing Redis, a room's media lives on one of
+        // them (the holder of its placement lease) and the others relay.
+        let media_server: Option<Arc<dyn domain::media::MediaServer>> =
+            match (media_server, &config.redis_url) {
+                (Some(local), Some(url)) => {
+                    let redis_error = |reason: String| StartupError::Redis {
+                        url: db::redact(url.as_str()),
+                        reason,
+                    };
+                    let placement = domain::placement::redis::RedisPlacement::connect(url.as_str())
+                        .await
+                        .map_err(|e| redis_error(e.to_string()))?;
+                    let routed = domain::media::routing::RoutedMediaServer::start(
+                        domain::ids::InstanceId::random(),
+                        local,
+                        rooms.bus.clone(),
+                        Arc::new(placement),
+                        domain::media::routing::RouteSettings::default(),
+                    )
+                    .await
+                    .map_err(|e| redis_error(e.to_string()))?;
+                    Some(Arc::new(routed))
+                }
+                (Some(local), None) => Some(local as Arc<dyn domain::media::MediaServer>),
+                (None, _) => None,
+            };
         let census = Arc::new(signaling::CallCensus::default());
         let media_paths = Arc::new(domain::media::paths::MediaPaths::new(
             rooms.settings.media.clone(),
@@ -241,9 +267,7 @@ impl Application {
             rooms,
             media,
             media_paths,
-            media_server: media_server
-                .clone()
-                .map(|server| server as Arc<dyn domain::media::MediaServer>),
+            media_server,
             origin: Arc::new(origin.clone()),
             chat_limits: Arc::new(domain::chat::service::ChatLimits::new(
                 limiter,

@@ -7,6 +7,8 @@
 //! - presence (`domain::rooms::Presence`): who is in which call;
 //! - room bus (`domain::rooms::bus::RoomBus`): events to every connection of a
 //!   room, on every instance;
+//! - media across instances (`domain::media::routing`): a room's media on
+//!   the instance that holds it, the others relaying;
 //! - chat storage (`domain::chat`): on SQLite and on PostgreSQL.
 
 mod common;
@@ -46,6 +48,31 @@ async fn placement_through_redis() {
         two.holder(&room, now + 1).await.expect("holder"),
         Some(lease)
     );
+}
+
+// ---- media across instances (its in-process side runs in the domain
+// crate's own tests) ----
+
+/// One instance's own links to Redis: its bus and its placement.
+async fn instance_links(
+    redis: &RedisServer,
+) -> (
+    std::sync::Arc<dyn RoomBus>,
+    std::sync::Arc<dyn RoomPlacement>,
+) {
+    let (bus, _) = domain::rooms::redis::connect(&redis.url())
+        .await
+        .expect("redis");
+    let placement = RedisPlacement::connect(&redis.url()).await.expect("redis");
+    (bus, std::sync::Arc::new(placement))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_routing_through_redis() {
+    use domain::media::routing::contract::{relay_contract, takeover_contract};
+    let redis = RedisServer::start();
+    relay_contract([instance_links(&redis).await, instance_links(&redis).await]).await;
+    takeover_contract([instance_links(&redis).await, instance_links(&redis).await]).await;
 }
 
 // ---- presence and the room bus (their in-process sides run in the

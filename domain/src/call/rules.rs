@@ -100,6 +100,8 @@ pub fn on_event(me: Me<'_>, event: &RoomEvent) -> EventAction {
         }
         RoomEvent::Resync => EventAction::Resync,
         RoomEvent::Ended => EventAction::Ended,
+        // Never on a room's channel.
+        RoomEvent::Media { .. } => EventAction::Ignore,
     }
 }
 

@@ -9,12 +9,16 @@
 
 pub mod last_n;
 pub mod paths;
+pub mod relay;
+pub mod routing;
 pub mod speakers;
 
 use crate::ids::ConnectionId;
 use crate::rooms::bus::RoomEvent;
 use crate::rooms::Rooms;
 use protocol::{PeerId, PeerInfo, ServerMessage, Signal};
+
+pub use relay::FromMediaServer;
 
 /// Why a signal was not taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,24 +77,12 @@ impl Media for MeshRelay {
     }
 }
 
-/// What the media server says to one connection.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FromMediaServer {
-    /// Its answer, or its own offer.
-    Signal(Signal),
-    /// It could not take the connection's last signal (unreadable SDP, a
-    /// description out of turn): why, in plain words.
-    Refused(String),
-    /// Who speaks in the room now (see [`speakers`]), when that changed,
-    /// and to a connection that just opened its media connection.
-    Speakers(Vec<PeerId>),
-    /// Whose camera it does not forward to this connection now (see
-    /// [`last_n`]), when that changed.
-    VideoPaused(Vec<PeerId>),
-}
-
 /// Where the media server's words for one connection go, in order.
 pub type MediaServerOutbox = tokio::sync::mpsc::Sender<FromMediaServer>;
+
+/// How many of the media server's words one connection may have waiting
+/// (a few offers in a row while people join at once).
+pub const OUTBOX_DEPTH: usize = 32;
 
 /// The built-in media server (SFU), as the signaling side sees it: one
 /// media connection per call connection, opened at its first signal and

@@ -50,6 +50,12 @@ pub enum RoomEvent {
     /// Events may have been lost (the cross-instance link was down):
     /// connections ask their clients to reconnect and resynchronise.
     Resync,
+
+    /// Between instances about a room's media (only on an instance's
+    /// relay channel, never a room's: see `crate::media::routing`).
+    Media {
+        relay: crate::media::relay::MediaRelay,
+    },
 }
 
 /// A room event as this instance's connections receive it: one shared

@@ -114,10 +114,6 @@ struct MediaServerLink {
     inbox: tokio::sync::mpsc::Receiver<domain::media::FromMediaServer>,
 }
 
-/// Signals from the media server one connection may have waiting (a few
-/// offers in a row while people join at once).
-const MEDIA_SERVER_BACKLOG: usize = 32;
-
 /// The next signal from the media server, or never without a link.
 async fn from_media_server(
     link: &mut Option<MediaServerLink>,
@@ -354,7 +350,7 @@ impl Pump<'_> {
                     return None;
                 };
                 let link = self.media_server.get_or_insert_with(|| {
-                    let (outbox, inbox) = tokio::sync::mpsc::channel(MEDIA_SERVER_BACKLOG);
+                    let (outbox, inbox) = tokio::sync::mpsc::channel(domain::media::OUTBOX_DEPTH);
                     MediaServerLink { outbox, inbox }
                 });
                 server.signal(room, &peer_id, self.session.conn_id(), &link.outbox, signal);

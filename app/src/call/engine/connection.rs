@@ -307,6 +307,14 @@ impl Call {
                     view.video_paused.set(peers.into_iter().collect());
                 }
             }
+            ServerMessage::MediaServerMoved => {
+                // The instance that carried this room's media stopped:
+                // the next offer finds the one that carries it now.
+                if self.server_link_active() && self.media_path() == MediaPath::Server {
+                    log("moim: the room's media server moved; connecting again");
+                    self.start_server_link();
+                }
+            }
             ServerMessage::MediaPathChanged { path } => {
                 if view.media_path.get_untracked() != path {
                     view.media_path.set(path);

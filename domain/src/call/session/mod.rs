@@ -189,6 +189,7 @@ impl CallSession {
                         }
                         FromMediaServer::Speakers(peers) => ServerMessage::Speakers { peers },
                         FromMediaServer::VideoPaused(peers) => ServerMessage::VideoPaused { peers },
+                        FromMediaServer::Moved => ServerMessage::MediaServerMoved,
                     };
                     self.reply(message, &mut out);
                 }
