@@ -219,8 +219,6 @@ struct Member {
 /// A room this instance holds.
 struct Held {
     lease: Lease,
-    /// When the lease was last renewed (by the router's clock, in ms).
-    renewed_ms: i64,
     /// Its media connections, this instance's and others': who they are
     /// and where the media server's words for each go (for another
     /// instance's, a channel that relays them back).
@@ -305,7 +303,6 @@ impl Router {
                     room.clone(),
                     Held {
                         lease,
-                        renewed_ms: now,
                         members: HashMap::new(),
                     },
                 );
@@ -537,7 +534,9 @@ impl Router {
                 let _ = self.placement.release(&lease).await;
                 continue;
             }
-            if now - held.renewed_ms < renew_after {
+            // A lease runs `ttl` from its last renewal: renewed a third of
+            // the way through.
+            if held.lease.expires_at_ms - now > ttl - renew_after {
                 continue;
             }
             let lease = held.lease.clone();
@@ -545,7 +544,6 @@ impl Router {
                 Ok(Some(lease)) => {
                     if let Some(held) = self.held.get_mut(&room) {
                         held.lease = lease;
-                        held.renewed_ms = now;
                     }
                 }
                 Ok(None) => {
