@@ -52,6 +52,8 @@ async function received(p: Person) {
       pair = { local: (stats.get(selected.localCandidateId) as any)?.candidateType, remote: remote?.candidateType, address: `${remote?.address}:${remote?.port}` };
     }
     return {
+      // Where the last connection stands, for a failure to tell.
+      state: `${pc.connectionState}/ice ${pc.iceConnectionState}/${pc.signalingState}, ${pcs.length} connection(s) made`,
       connections: pcs.filter((c) => c.connectionState !== "closed").length,
       decoding: videos.filter((f) => f > 0).length,
       frames: videos.reduce((a, b) => a + b, 0),
@@ -74,7 +76,15 @@ test("six people through the media server each decode five videos and hear audio
   }
   for (const p of people) {
     // One connection, whatever the number of people; five videos decoding.
-    await expect.poll(async () => (await received(p)).decoding, { timeout: 60_000 }).toBe(5);
+    try {
+      await expect.poll(async () => (await received(p)).decoding, { timeout: 60_000 }).toBe(5);
+    } catch (failure) {
+      for (const q of people) {
+        const r = await received(q);
+        console.log(`${q.name}: ${r.decoding} video(s) decoding, ${r.frames} frames; ${r.state}`);
+      }
+      throw failure;
+    }
     const before = await received(p);
     expect(before.connections).toBe(1);
     expect(before.pair?.remote).toBe("host");
@@ -112,6 +122,46 @@ test("a screen shared through the media server replaces the camera for the other
   await expectPlaying(bobOnAnn);
   // Still one connection each: the screen took the camera's sender.
   expect((await received(ann)).connections).toBe(1);
+  await closeAll([ann, bob]);
+});
+
+/**
+ * Test instrumentation: the page's first answer to an offer of the media
+ * server is set 7 s late (a page starved of CPU), after the server stopped
+ * waiting for it (5 s) and took its offer back.
+ */
+const LATE_FIRST_ANSWER = () => {
+  const set = RTCPeerConnection.prototype.setLocalDescription;
+  let late = false;
+  RTCPeerConnection.prototype.setLocalDescription = async function (this: RTCPeerConnection, ...args: any[]) {
+    if (!late && this.signalingState === "have-remote-offer") {
+      late = true;
+      (window as any).__answeredLate = true;
+      await new Promise((resolve) => setTimeout(resolve, 7_000));
+    }
+    return (set as any).apply(this, args);
+  };
+};
+
+test("a page that answers the media server too late starts its connection over and gets the video", async ({ browser }) => {
+  const ann = await person(browser, "ann", sfuURL);
+  const bob = await person(browser, "bob", sfuURL);
+  await ann.context.addInitScript(LATE_FIRST_ANSWER);
+  const path = await meetingWith(ann, [bob]);
+  await joinCall(ann, path);
+  await joinCall(bob, path);
+  // Bob's coming makes the server offer Ann his tracks; her answer is late.
+  await expect.poll(() => ann.page.evaluate(() => (window as any).__answeredLate === true), { timeout: 20_000 }).toBe(true);
+  // The server gave up on that offer and took it back: its next offer, or
+  // its refusal of the late answer, does not fit the page's connection.
+  // The page starts over on a new connection (the old one closed, its
+  // late answer never sent) and Bob's video plays on it.
+  await expect.poll(async () => (await received(ann)).state, { timeout: 30_000 }).toMatch(/2 connection\(s\) made/);
+  await expectPlaying(tileOf(ann.page, bob.name));
+  expect((await received(ann)).connections).toBe(1);
+  // Bob never noticed.
+  await expectPlaying(tileOf(bob.page, ann.name));
+  expect((await received(bob)).state).toMatch(/^connected\/.*1 connection\(s\) made/);
   await closeAll([ann, bob]);
 });
 

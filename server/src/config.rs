@@ -145,6 +145,13 @@ pub struct Config {
     #[arg(long, env = "MOIM_SFU_LAST_N", default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=500))]
     pub sfu_last_n: u32,
 
+    /// Seconds a media connection may stay silent (no packet at all from
+    /// its browser, whose connection checks alone come every few seconds)
+    /// before the media server drops it: a browser that vanished without a
+    /// word (its instance died, the network went) stops being sent to.
+    #[arg(long, env = "MOIM_SFU_SILENCE_LIMIT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(5..=600))]
+    pub sfu_silence_limit_seconds: u64,
+
     /// Seconds a participant whose connection dropped stays in the room
     /// (to resume without anyone noticing) before everyone sees them leave.
     #[arg(long, env = "MOIM_RECONNECT_GRACE_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=120))]
@@ -280,6 +287,7 @@ impl Config {
             listen_chosen: self.sfu_udp_listen.is_some(),
             metrics: Default::default(),
             last_n: self.sfu_last_n as usize,
+            silence_limit: std::time::Duration::from_secs(self.sfu_silence_limit_seconds),
         }
     }
 }

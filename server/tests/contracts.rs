@@ -69,10 +69,13 @@ async fn instance_links(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_routing_through_redis() {
-    use domain::media::routing::contract::{relay_contract, takeover_contract};
+    use domain::media::routing::contract::{
+        dropped_member_contract, relay_contract, takeover_contract,
+    };
     let redis = RedisServer::start();
     relay_contract([instance_links(&redis).await, instance_links(&redis).await]).await;
     takeover_contract([instance_links(&redis).await, instance_links(&redis).await]).await;
+    dropped_member_contract([instance_links(&redis).await, instance_links(&redis).await]).await;
 }
 
 // ---- presence and the room bus (their in-process sides run in the

@@ -1217,3 +1217,88 @@ async fn across_two_instances_a_calls_media_lives_on_one_and_moves_when_it_dies(
     );
     writer.abort();
 }
+
+/// A browser whose signaling instance died and which vanished too (a
+/// laptop closed): nobody will ever say goodbye for its media connection
+/// on the instance that holds the room. That media server drops it once
+/// it has been silent for the limit, and stops counting it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn across_two_instances_a_vanished_browser_of_a_dead_instance_is_dropped_by_the_holder() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let redis = RedisServer::start();
+    let (one, two) = cluster(
+        &redis,
+        &[
+            "--media-mode",
+            "sfu",
+            "--sfu-udp-listen",
+            "127.0.0.1:0",
+            "--sfu-silence-limit-seconds",
+            "5",
+        ],
+    )
+    .await;
+    let people = vec![person(&one, "host").await, person(&one, "guest").await];
+    let code = meeting_with_everyone(&one, &people).await;
+    let host_mic = local_track(RtpCodecKind::Audio, MIME_TYPE_OPUS, 0x0c0c_0001, "mic");
+    let (host, _) = Client::join(&one, &people[0], &code, vec![host_mic]).await;
+    let guest_mic = local_track(RtpCodecKind::Audio, MIME_TYPE_OPUS, 0x0c0c_0002, "mic");
+    let (guest, _) = Client::join(&two, &people[1], &code, vec![guest_mic]).await;
+    for (who, client) in [("host", &host), ("guest", &guest)] {
+        wait_for(
+            &format!("the {who}'s connection"),
+            Duration::from_secs(30),
+            || client.seen(|s| s.connected),
+        )
+        .await;
+    }
+    let on_one = one.scrape_metrics().await;
+    assert_eq!(counted(&on_one, "moim_sfu_clients"), 2.0, "{on_one}");
+
+    // Instance two dies, and the guest's browser with it.
+    two.kill();
+    guest.signaling.abort();
+    let guest_pc = guest.pc.lock().unwrap().clone();
+    let _ = guest_pc.close().await;
+    let vanished = Instant::now();
+
+    // Quiet for a while yet: within the limit the connection stays (a
+    // browser on a bad network is not dropped at once).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let on_one = one.scrape_metrics().await;
+    assert_eq!(counted(&on_one, "moim_sfu_clients"), 2.0, "{on_one}");
+    let mut dropped = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let on_one = one.scrape_metrics().await;
+        if counted(&on_one, "moim_sfu_clients") == 1.0 {
+            dropped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        dropped,
+        "the vanished guest's media connection is still on instance one"
+    );
+    eprintln!(
+        "the vanished guest was dropped {:?} after it went quiet",
+        vanished.elapsed()
+    );
+    // The host, still there and heard, keeps its connection.
+    assert!(
+        host.seen(|s| s.refused.is_empty()),
+        "{:?}",
+        host.seen(|s| s.refused.clone())
+    );
+    host.leave().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let on_one = one.scrape_metrics().await;
+        if counted(&on_one, "moim_sfu_clients") == 0.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the host left, yet: {on_one}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

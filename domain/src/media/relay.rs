@@ -22,6 +22,10 @@ pub enum FromMediaServer {
     /// Whose camera it does not forward to this connection now (see
     /// [`super::last_n`]), when that changed.
     VideoPaused(Vec<PeerId>),
+    /// The media server ended the connection's media connection (no
+    /// packet came from its browser for long): why, in plain words. A
+    /// page that is still there starts over.
+    Dropped(String),
     /// The room's media moved to another instance's media server (the one
     /// that had it stopped): the page starts its media connection over.
     Moved,

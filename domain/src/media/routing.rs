@@ -96,6 +96,14 @@ enum Job {
     },
     /// Something another instance sent this one.
     Relayed(MediaRelay),
+    /// This instance's media server dropped the media connection of
+    /// another instance's call connection (it went silent: that instance
+    /// may have died with it), whose words go through `outbox`.
+    Dropped {
+        room: RoomId,
+        member: Member,
+        outbox: mpsc::WeakSender<FromMediaServer>,
+    },
 }
 
 impl RoutedMediaServer {
@@ -112,6 +120,7 @@ impl RoutedMediaServer {
         let listener = tokio::spawn(listen(relayed, jobs.downgrade())).abort_handle();
         let router = Router {
             me,
+            jobs: jobs.downgrade(),
             local,
             bus,
             placement,
@@ -234,6 +243,8 @@ struct Routed {
 
 struct Router {
     me: InstanceId,
+    /// Its own queue, for the relays back to other instances.
+    jobs: mpsc::WeakUnboundedSender<Job>,
     local: Arc<dyn MediaServer>,
     bus: Arc<dyn RoomBus>,
     placement: Arc<dyn RoomPlacement>,
@@ -267,6 +278,9 @@ impl Router {
                         }
                         Job::Relayed(MediaRelay::Reply { room, conn, said }) => {
                             self.reply(room, conn, said);
+                        }
+                        Job::Dropped { room, member, outbox } => {
+                            self.dropped(&room, &member, &outbox);
                         }
                     }
                 }
@@ -413,32 +427,67 @@ impl Router {
             .map(|(_, outbox)| outbox.clone());
         let outbox = match (outbox, &request) {
             (Some(outbox), _) => Some(outbox),
-            (None, MediaRequest::Signal(_)) => Some(self.relay_back(from, room.clone(), conn)),
+            (None, MediaRequest::Signal(_)) => Some(self.relay_back(room.clone(), member.clone())),
             (None, _) => None,
         };
         self.on_local(&room, member, peer, request, outbox);
     }
 
-    /// An outbox whose messages go back to call connection `conn` on
-    /// instance `to`, in order.
-    fn relay_back(&self, to: InstanceId, room: RoomId, conn: ConnectionId) -> MediaServerOutbox {
+    /// An outbox whose messages go back to another instance's call
+    /// connection `member`, in order.
+    fn relay_back(&self, room: RoomId, member: Member) -> MediaServerOutbox {
         // As deep as a local connection's outbox.
         let (outbox, mut said) = mpsc::channel(super::OUTBOX_DEPTH);
         let bus = self.bus.clone();
+        let jobs = self.jobs.clone();
+        let this_outbox = outbox.downgrade();
         tokio::spawn(async move {
-            let channel = relay_channel(&to);
+            let channel = relay_channel(&member.instance);
             while let Some(said) = said.recv().await {
+                let dropped = matches!(said, FromMediaServer::Dropped(_));
                 let relay = MediaRelay::Reply {
                     room: room.clone(),
-                    conn: conn.clone(),
+                    conn: member.conn.clone(),
                     said,
                 };
                 if let Err(err) = bus.publish(&channel, RoomEvent::Media { relay }).await {
                     tracing::warn!(error = %err, "could not relay the media server's words");
                 }
+                if dropped {
+                    // No call connection of that instance may ever say
+                    // goodbye for it: it stops counting now.
+                    if let Some(jobs) = jobs.upgrade() {
+                        let _ = jobs.send(Job::Dropped {
+                            room: room.clone(),
+                            member: member.clone(),
+                            outbox: this_outbox.clone(),
+                        });
+                    }
+                }
             }
         });
         outbox
+    }
+
+    /// The media server dropped `member`'s media connection: it is no
+    /// longer one of the room's (unless it opened a new one since, with a
+    /// new outbox).
+    fn dropped(
+        &mut self,
+        room: &RoomId,
+        member: &Member,
+        outbox: &mpsc::WeakSender<FromMediaServer>,
+    ) {
+        let Some(held) = self.held.get_mut(room) else {
+            return;
+        };
+        let same = match (held.members.get(member), outbox.upgrade()) {
+            (Some((_, current)), Some(dropped)) => current.same_channel(&dropped),
+            _ => false,
+        };
+        if same {
+            held.members.remove(member);
+        }
     }
 
     /// Hands a request to this instance's media server and keeps count of
@@ -617,6 +666,11 @@ mod tests {
     #[tokio::test]
     async fn in_one_process_a_dead_holders_rooms_move_to_a_live_instance() {
         contract::takeover_contract(one_process()).await;
+    }
+
+    #[tokio::test]
+    async fn in_one_process_a_dropped_connection_of_a_dead_instance_stops_counting() {
+        contract::dropped_member_contract(one_process()).await;
     }
 
     #[test]

@@ -66,6 +66,8 @@ const SPEAKERS_POLL_EVERY: Duration = Duration::from_millis(50);
 /// the last N (a browser keeps its video sender when the camera is off,
 /// and sends nothing on it).
 const CAMERA_QUIET: Duration = Duration::from_secs(2);
+/// How often media connections are looked at for silence.
+const SILENCE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// One media connection: which call connection owns it and where its
 /// signals go.
@@ -101,6 +103,9 @@ struct Client {
     paused_peers: Vec<PeerId>,
     /// Their streams, held back on the way out (see `paused_video`).
     paused_video: PausedVideo,
+    /// When its browser was last heard (any datagram; at first, when it
+    /// offered): see `Engine::drop_silent`.
+    heard: Instant,
 }
 
 /// The SSRCs a session description announces (`a=ssrc:<n> ...`).
@@ -143,6 +148,10 @@ struct Engine {
     /// Whether any browser has a paused camera: if not, outgoing packets
     /// are not looked at.
     any_paused: bool,
+    /// A media connection not heard from for this long is dropped.
+    silence_limit: Duration,
+    /// When media connections were last looked at for silence.
+    silence_checked: Instant,
 }
 
 pub(super) fn run(
@@ -151,6 +160,7 @@ pub(super) fn run(
     commands: Receiver<Command>,
     metrics: domain::metrics::Metrics,
     last_n_limit: usize,
+    silence_limit: Duration,
 ) {
     let mut engine = Engine {
         sfu: Sfu::new(rand_id(), advertised),
@@ -166,6 +176,8 @@ pub(super) fn run(
         last_n_limit,
         last_n: HashMap::new(),
         any_paused: false,
+        silence_limit,
+        silence_checked: Instant::now(),
     };
     let mut buffer = vec![0u8; DATAGRAM_MAX];
     loop {
@@ -387,6 +399,7 @@ impl Engine {
                             retransmissions: HashMap::new(),
                             paused_peers: Vec::new(),
                             paused_video: PausedVideo::default(),
+                            heard: Instant::now(),
                         },
                     );
                     let limit = self.last_n_limit;
@@ -624,6 +637,10 @@ impl Engine {
         if let Datagram::Rtcp(Some(feedback)) = kind {
             self.metrics.sfu_feedback("in", feedback.label());
         }
+        let owner = self.addresses.owner_of(from);
+        if let Some(client) = owner.and_then(|owner| self.clients.get_mut(&owner)) {
+            client.heard = Instant::now();
+        }
         if kind == Datagram::Rtp {
             self.hear(bytes, from);
         }
@@ -795,12 +812,53 @@ impl Engine {
             tracing::debug!(error = %err, "media server timer");
         }
         self.announce_speakers(now);
+        self.drop_silent(now);
         // Draining the read side is what forwards: each room takes its
         // publishers' packets there and writes them to the subscribers
         // (nothing comes out above the engine).
         while self.sfu.poll_read().is_some() {}
         self.deliver_events();
         self.flush();
+    }
+
+    /// Drops the media connections no datagram came from for the silence
+    /// limit. A browser's connection is never that quiet while it lives:
+    /// its ICE consent checks alone come every few seconds. Without this a
+    /// connection whose call connection vanished without a word (its
+    /// instance died, with the room's media held here) would be forwarded
+    /// to, and keep the room, for ever. A page that is still there hears
+    /// of it and starts over.
+    fn drop_silent(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.silence_checked) < SILENCE_CHECK_EVERY {
+            return;
+        }
+        self.silence_checked = now;
+        let silent: Vec<(RoomId, ClientId)> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| now.saturating_duration_since(c.heard) > self.silence_limit)
+            .map(|(key, _)| *key)
+            .collect();
+        for (room_id, client_id) in silent {
+            let room = self
+                .rooms
+                .iter()
+                .find(|(_, id)| **id == room_id)
+                .map(|(room, _)| room.clone());
+            if let Some(client) = self.clients.get(&(room_id, client_id)) {
+                tracing::info!(limit = ?self.silence_limit, "dropped a media connection that went silent");
+                // A full outbox: that call connection is going away.
+                let _ = client.outbox.try_send(FromMediaServer::Dropped(
+                    "the media connection went silent; connect again".into(),
+                ));
+            }
+            match room {
+                Some(room) => self.leave(&room, room_id, client_id, "went silent"),
+                None => {
+                    self.clients.remove(&(room_id, client_id));
+                }
+            }
+        }
     }
 
     /// The size gauges, after a browser came or went.

@@ -46,6 +46,8 @@ pub struct MediaServerConfig {
     /// How many cameras each browser receives besides those it asks for
     /// (see `domain::media::last_n`).
     pub last_n: usize,
+    /// A media connection no datagram came from for this long is dropped.
+    pub silence_limit: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,9 +95,10 @@ impl LocalMediaServer {
         let (commands, inbox) = mpsc::channel();
         let metrics = config.metrics.clone();
         let last_n = config.last_n;
+        let silence_limit = config.silence_limit;
         let thread = std::thread::Builder::new()
             .name("moim-sfu".into())
-            .spawn(move || engine::run(socket, advertised, inbox, metrics, last_n))
+            .spawn(move || engine::run(socket, advertised, inbox, metrics, last_n, silence_limit))
             .map_err(MediaServerError::Start)?;
         tracing::info!(%bound, %advertised, "media server listening (UDP)");
         Ok(Self {
@@ -228,6 +231,7 @@ mod tests {
             listen_chosen: false,
             metrics: Default::default(),
             last_n: 25,
+            silence_limit: std::time::Duration::from_secs(30),
         })
         .unwrap();
         assert_ne!(fallback.advertised().port(), addr.port());
@@ -237,6 +241,7 @@ mod tests {
             listen_chosen: true,
             metrics: Default::default(),
             last_n: 25,
+            silence_limit: std::time::Duration::from_secs(30),
         });
         assert!(matches!(refused, Err(MediaServerError::Bind { .. })));
     }

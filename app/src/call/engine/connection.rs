@@ -389,6 +389,18 @@ impl Call {
                     self.chat_failed(&key, false);
                 }
             }
+            ErrorCode::MediaRefused
+                if self.media_path() == MediaPath::Server && self.server_link_active() =>
+            {
+                // The media server did not take a description of ours
+                // (most often an answer that came after it stopped waiting
+                // for it): the two sides no longer agree on what the
+                // connection carries, so it starts over.
+                log(&format!(
+                    "moim: the media server refused: {message}; connecting again"
+                ));
+                self.restart_server_link_soon();
+            }
             _ => log(&format!("moim: server error {code:?}: {message}")),
         }
     }

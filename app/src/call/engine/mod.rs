@@ -99,6 +99,7 @@ impl Drop for Link {
         self.pc.set_onicecandidate(None);
         self.pc.set_ontrack(None);
         self.pc.set_oniceconnectionstatechange(None);
+        self.pc.set_onconnectionstatechange(None);
         self.pc.close();
         if let Some(meter) = self.meter.borrow_mut().take() {
             meter.close();

@@ -11,7 +11,7 @@ use super::links::{description_init, local_description, rtc_configuration};
 use super::*;
 use crate::protocol::media_server::{media_client_id, publisher_of_stream};
 use crate::protocol::{MediaPath, PeerInfo};
-use web_sys::{RtcRtpTransceiverDirection, RtcRtpTransceiverInit};
+use web_sys::{RtcPeerConnectionState, RtcRtpTransceiverDirection, RtcRtpTransceiverInit};
 
 /// The server link and what arrived on it.
 #[derive(Default)]
@@ -32,6 +32,10 @@ pub(super) struct ServerMedia {
     shown: RefCell<std::collections::HashSet<PeerId>>,
     /// A restart of the connection is waiting.
     restarting: Cell<bool>,
+    /// Restarts since the connection last came up: each waits twice as
+    /// long as the one before (up to `RESTART_DELAY_MAX`), so a server
+    /// that keeps refusing is not hammered.
+    restarts: Cell<u32>,
     /// Received video tracks (by id) known to have decoded a frame: a tile
     /// changes over to a new stream only then, so it never goes black.
     decoded: RefCell<std::collections::HashSet<String>>,
@@ -47,6 +51,16 @@ const SWITCH_POLL: Duration = Duration::from_millis(200);
 
 /// How long a broken media-server connection waits before starting over.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// The longest wait before starting over again.
+const RESTART_DELAY_MAX: Duration = Duration::from_secs(16);
+
+/// How long a new media-server connection may take to come up (ICE and
+/// DTLS) before it starts over. A lost handshake flight on a starved
+/// machine, or an offer of the server's answered after it gave up waiting,
+/// can leave a connection that never carries media; browsers take far
+/// longer than this to call it failed.
+const CONNECT_LIMIT: Duration = Duration::from_secs(15);
 
 /// How long a move between direct and server media keeps both
 /// connections. Tiles change over as soon as the new path decodes, but the
@@ -98,14 +112,45 @@ impl Call {
             }
         }
         link.sending.set(true);
+        self.watch_server_link_come_up(&link);
+    }
+
+    /// Starts `link` over if it has not come up within `CONNECT_LIMIT`.
+    fn watch_server_link_come_up(&self, link: &Rc<Link>) {
+        let weak = self.weak();
+        let watched = Rc::downgrade(link);
+        let timer = set_timeout_with_handle(
+            move || {
+                // Replaced or closed since: nothing to watch.
+                let (Some(call), Some(link)) = (Call::from_weak(&weak), watched.upgrade()) else {
+                    return;
+                };
+                let current = call.is_current_server_link(&link);
+                let coming_up = matches!(
+                    link.pc.connection_state(),
+                    RtcPeerConnectionState::New | RtcPeerConnectionState::Connecting
+                );
+                if current && coming_up {
+                    log("moim: the media server connection did not come up; connecting again");
+                    call.restart_server_link_soon();
+                }
+            },
+            CONNECT_LIMIT,
+        );
+        *link.restart_timer.borrow_mut() = timer.ok();
     }
 
     /// Connects to the media server afresh after a moment (at most one
-    /// restart waits at a time).
-    fn restart_server_link_soon(&self) {
+    /// restart waits at a time; each one more in a row waits longer).
+    pub(super) fn restart_server_link_soon(&self) {
         if self.0.server.restarting.replace(true) {
             return;
         }
+        let restarts = self.0.server.restarts.get();
+        self.0.server.restarts.set(restarts.saturating_add(1));
+        let delay = RESTART_DELAY
+            .saturating_mul(1 << restarts.min(4))
+            .min(RESTART_DELAY_MAX);
         let weak = self.weak();
         set_timeout(
             move || {
@@ -119,13 +164,19 @@ impl Call {
                     }
                 }
             },
-            RESTART_DELAY,
+            delay,
         );
     }
 
     /// Closes the media-server connection; the tiles it fed go blank.
     pub(super) fn drop_server_link(&self) {
-        let had = self.0.server.link.borrow_mut().take().is_some();
+        let old = self.0.server.link.borrow_mut().take();
+        // Closed now, not when the last task that holds it lets go (one
+        // may be waiting on it for long).
+        if let Some(link) = &old {
+            link.pc.close();
+        }
+        let had = old.is_some();
         *self.0.server.video_sender.borrow_mut() = None;
         self.0.server.tracks.borrow_mut().clear();
         self.0.server.speakers.borrow_mut().clear();
@@ -333,6 +384,14 @@ impl Call {
         self.0.server.link.borrow().clone()
     }
 
+    /// Whether `link` is still the media-server connection (not one that
+    /// was replaced while a task waited on it: its descriptions must not
+    /// reach the server, which would take them for the new one's).
+    fn is_current_server_link(&self, link: &Rc<Link>) -> bool {
+        self.server_link()
+            .is_some_and(|current| Rc::ptr_eq(&current, link))
+    }
+
     fn new_server_link(&self) -> Option<Link> {
         let config = rtc_configuration(self.0.mesh.ice.borrow().as_ref());
         let pc = RtcPeerConnection::new_with_configuration(&config).ok()?;
@@ -381,6 +440,16 @@ impl Call {
         pc.set_oniceconnectionstatechange(Some(on_ice_state.as_ref().unchecked_ref()));
         callbacks.push(on_ice_state);
 
+        // ICE may hold while DTLS fails (only the connection state says).
+        let weak = self.weak();
+        let on_state = Closure::<dyn FnMut(JsValue)>::new(move |_| {
+            if let Some(call) = Call::from_weak(&weak) {
+                call.on_server_connection_state();
+            }
+        });
+        pc.set_onconnectionstatechange(Some(on_state.as_ref().unchecked_ref()));
+        callbacks.push(on_state);
+
         // The server is ICE-lite and learns this page's addresses from its
         // connectivity checks: candidates need not be sent.
         Some(Link::new(pc, true, stream, callbacks))
@@ -391,7 +460,10 @@ impl Call {
             return;
         };
         link.making_offer.set(true);
-        if set_local_description(&link.pc).await.is_ok() {
+        let offered = set_local_description(&link.pc).await.is_ok();
+        if !self.is_current_server_link(&link) {
+            // Replaced meanwhile: the new connection makes its own offer.
+        } else if offered {
             if let Some(signal) = local_description(&link.pc) {
                 self.send(&ClientMessage::MediaServerSignal { signal });
                 // A new media connection: it hears the wishes again, after
@@ -428,7 +500,11 @@ impl Call {
         let remote = description_init(&sdp_type, &sdp);
         let applying = JsFuture::from(link.pc.set_remote_description(&remote));
         leptos::task::spawn_local(async move {
-            if let Err(err) = applying.await {
+            let applied = applying.await;
+            if !call.is_current_server_link(&link) {
+                return;
+            }
+            if let Err(err) = applied {
                 let why = js_sys::Reflect::get(&err, &"message".into())
                     .ok()
                     .and_then(|m| m.as_string())
@@ -442,7 +518,8 @@ impl Call {
                 return;
             }
             if is_offer {
-                if set_local_description(&link.pc).await.is_ok() {
+                let answered = set_local_description(&link.pc).await.is_ok();
+                if answered && call.is_current_server_link(&link) {
                     if let Some(answer) = local_description(&link.pc) {
                         call.send(&ClientMessage::MediaServerSignal { signal: answer });
                     }
@@ -450,6 +527,20 @@ impl Call {
                 call.assign_server_tracks();
             }
         });
+    }
+
+    fn on_server_connection_state(&self) {
+        let Some(link) = self.server_link() else {
+            return;
+        };
+        match link.pc.connection_state() {
+            RtcPeerConnectionState::Connected => self.0.server.restarts.set(0),
+            RtcPeerConnectionState::Failed => {
+                log("moim: the media server connection failed (DTLS); connecting again");
+                self.restart_server_link_soon();
+            }
+            _ => {}
+        }
     }
 
     fn on_server_ice_state(&self) {

@@ -184,7 +184,7 @@ impl CallSession {
                         FromMediaServer::Signal(signal) => {
                             ServerMessage::MediaServerSignal { signal }
                         }
-                        FromMediaServer::Refused(why) => {
+                        FromMediaServer::Refused(why) | FromMediaServer::Dropped(why) => {
                             ServerMessage::error(ErrorCode::MediaRefused, why)
                         }
                         FromMediaServer::Speakers(peers) => ServerMessage::Speakers { peers },

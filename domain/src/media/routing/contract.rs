@@ -21,6 +21,8 @@ pub type Instances = [(Arc<dyn RoomBus>, Arc<dyn RoomPlacement>); 2];
 struct StandIn {
     name: String,
     heard: Mutex<Vec<String>>,
+    /// Where its words for each peer go.
+    outboxes: Mutex<std::collections::HashMap<PeerId, MediaServerOutbox>>,
 }
 
 impl StandIn {
@@ -28,7 +30,16 @@ impl StandIn {
         Arc::new(Self {
             name: name.to_string(),
             heard: Mutex::new(Vec::new()),
+            outboxes: Mutex::new(Default::default()),
         })
+    }
+
+    /// Drops `peer`'s media connection, as the real one does with a
+    /// connection gone silent.
+    fn drop_connection(&self, peer: &PeerId) {
+        let outbox = self.outboxes.lock().unwrap().remove(peer);
+        let outbox = outbox.expect("the stand-in knows the connection it drops");
+        let _ = outbox.try_send(FromMediaServer::Dropped("went silent".into()));
     }
 
     fn note(&self, what: String) {
@@ -50,6 +61,10 @@ impl MediaServer for StandIn {
         _signal: Signal,
     ) {
         self.note(format!("signal {room} {peer}"));
+        self.outboxes
+            .lock()
+            .unwrap()
+            .insert(peer.clone(), outbox.clone());
         let _ = outbox.try_send(answer(&self.name));
     }
 
@@ -102,6 +117,24 @@ async fn eventually(what: &str, done: impl Fn() -> bool) {
     }
 }
 
+/// Waits (up to 5 s) for nobody to hold `room`; fails with `what` and the
+/// holder otherwise.
+async fn let_go(placement: &Arc<dyn RoomPlacement>, room: &str, what: &str) {
+    let room_id = crate::ids::RoomId::from(room);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let holder = placement
+            .holder(&room_id, crate::clock::now_ms())
+            .await
+            .expect("placement answers");
+        if holder.is_none() {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {holder:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn unique(label: &str) -> String {
     format!("{label}-{}", uuid::Uuid::new_v4().simple())
 }
@@ -123,15 +156,35 @@ async fn start(
     .expect("the router starts")
 }
 
+/// A lease short enough for a test to see it run out.
+const SHORT_LEASE: RouteSettings = RouteSettings {
+    lease_ttl: Duration::from_millis(400),
+    check_every: Duration::from_millis(50),
+};
+
+/// Routers "a" and "b" on the two instances, each around its stand-in.
+async fn routers(
+    [one, two]: Instances,
+    settings: RouteSettings,
+) -> (
+    RoutedMediaServer,
+    RoutedMediaServer,
+    Arc<StandIn>,
+    Arc<StandIn>,
+) {
+    let (media_a, media_b) = (StandIn::new("a"), StandIn::new("b"));
+    let a = start("a", &media_a, one, settings).await;
+    let b = start("b", &media_b, two, settings).await;
+    (a, b, media_a, media_b)
+}
+
 /// The first offer places a room on its instance; the other instance's
 /// connections reach that media server for everything they ask, and hear
 /// back from it; a room first asked for on the second instance lives there.
 pub async fn relay_contract(instances: Instances) {
     let [one, two] = instances;
     let placement = one.1.clone();
-    let (media_a, media_b) = (StandIn::new("a"), StandIn::new("b"));
-    let a = start("a", &media_a, one, RouteSettings::default()).await;
-    let b = start("b", &media_b, two, RouteSettings::default()).await;
+    let (a, b, media_a, media_b) = routers([one, two], RouteSettings::default()).await;
     let room = unique("room");
     let (ann, bob) = (PeerId::from("ann"), PeerId::from("bob"));
     let (ann_conn, bob_conn) = (ConnectionId::random(), ConnectionId::random());
@@ -192,22 +245,7 @@ pub async fn relay_contract(instances: Instances) {
     // counted bob's old media connection).
     a.disconnect(&room, &bob, &bob_again);
     a.disconnect(&room, &ann, &ann_conn);
-    let room_id = crate::ids::RoomId::from(room.as_str());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let holder = placement
-            .holder(&room_id, crate::clock::now_ms())
-            .await
-            .expect("placement answers");
-        if holder.is_none() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "a still holds the room everyone left: {holder:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let_go(&placement, &room, "a still holds the room everyone left").await;
     // b's media server never heard of the room.
     assert!(!media_b.heard().iter().any(|h| h.contains(&room)));
 }
@@ -217,13 +255,7 @@ pub async fn relay_contract(instances: Instances) {
 /// ran out, and their next offer places the room on a live instance.
 pub async fn takeover_contract(instances: Instances) {
     let [one, two] = instances;
-    let settings = RouteSettings {
-        lease_ttl: Duration::from_millis(400),
-        check_every: Duration::from_millis(50),
-    };
-    let (media_a, media_b) = (StandIn::new("a"), StandIn::new("b"));
-    let a = start("a", &media_a, one, settings).await;
-    let b = start("b", &media_b, two, settings).await;
+    let (a, b, _, media_b) = routers([one, two], SHORT_LEASE).await;
     let room = unique("room");
     let (ann, bob) = (PeerId::from("ann"), PeerId::from("bob"));
     let bob_conn = ConnectionId::random();
@@ -251,4 +283,39 @@ pub async fn takeover_contract(instances: Instances) {
     b.signal(&room, &bob, &bob_conn, &bob_outbox, offer());
     assert_eq!(next(&mut bob_page, "bob's new answer").await, answer("b"));
     assert_eq!(media_b.heard(), vec![format!("signal {room} bob")]);
+}
+
+/// Another instance dies with a call connection in a room this instance
+/// holds: that connection never says goodbye. Once the media server drops
+/// its silent media connection, it stops counting: when the last person
+/// here leaves, the room is let go.
+pub async fn dropped_member_contract(instances: Instances) {
+    let [one, two] = instances;
+    let placement = one.1.clone();
+    let (a, b, media_a, _) = routers([one, two], SHORT_LEASE).await;
+    let room = unique("room");
+    let (ann, bob) = (PeerId::from("ann"), PeerId::from("bob"));
+    let ann_conn = ConnectionId::random();
+
+    let (ann_outbox, mut ann_page) = page();
+    a.signal(&room, &ann, &ann_conn, &ann_outbox, offer());
+    assert_eq!(next(&mut ann_page, "ann's answer").await, answer("a"));
+    let (bob_outbox, mut bob_page) = page();
+    b.signal(&room, &bob, &ConnectionId::random(), &bob_outbox, offer());
+    assert_eq!(next(&mut bob_page, "bob's answer").await, answer("a"));
+
+    // b dies with bob's call connection; a's media server later drops his
+    // silent media connection (and says so, to nobody).
+    drop(b);
+    media_a.drop_connection(&bob);
+    // Ann leaves: nobody is left, a lets go of the room.
+    a.disconnect(&room, &ann, &ann_conn);
+    let_go(
+        &placement,
+        &room,
+        "a still holds a room whose last connection was dropped",
+    )
+    .await;
+    // Nobody told a's media server bob left: it said so itself.
+    assert!(!media_a.heard().contains(&format!("disconnect {room} bob")));
 }
