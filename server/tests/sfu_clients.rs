@@ -1218,31 +1218,23 @@ async fn across_two_instances_a_calls_media_lives_on_one_and_moves_when_it_dies(
     writer.abort();
 }
 
-/// A browser whose signaling instance died and which vanished too (a
-/// laptop closed): nobody will ever say goodbye for its media connection
-/// on the instance that holds the room. That media server drops it once
-/// it has been silent for the limit, and stops counting it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn across_two_instances_a_vanished_browser_of_a_dead_instance_is_dropped_by_the_holder() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+/// Two instances sharing PostgreSQL and Redis, every call through the
+/// media server (and `extra` settings): a host on instance one, whose
+/// offer places the call's media there, and a guest on instance two, both
+/// connected (microphones under SSRCs `ssrc_base` + 1 and + 2).
+async fn host_on_one_guest_on_two(
+    extra: &[&str],
+    ssrc_base: u32,
+) -> (RedisServer, TestApp, TestApp, Client, Client) {
     let redis = RedisServer::start();
-    let (one, two) = cluster(
-        &redis,
-        &[
-            "--media-mode",
-            "sfu",
-            "--sfu-udp-listen",
-            "127.0.0.1:0",
-            "--sfu-silence-limit-seconds",
-            "5",
-        ],
-    )
-    .await;
+    let mut args = vec!["--media-mode", "sfu", "--sfu-udp-listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let (one, two) = cluster(&redis, &args).await;
     let people = vec![person(&one, "host").await, person(&one, "guest").await];
     let code = meeting_with_everyone(&one, &people).await;
-    let host_mic = local_track(RtpCodecKind::Audio, MIME_TYPE_OPUS, 0x0c0c_0001, "mic");
+    let host_mic = local_track(RtpCodecKind::Audio, MIME_TYPE_OPUS, ssrc_base + 1, "mic");
     let (host, _) = Client::join(&one, &people[0], &code, vec![host_mic]).await;
-    let guest_mic = local_track(RtpCodecKind::Audio, MIME_TYPE_OPUS, 0x0c0c_0002, "mic");
+    let guest_mic = local_track(RtpCodecKind::Audio, MIME_TYPE_OPUS, ssrc_base + 2, "mic");
     let (guest, _) = Client::join(&two, &people[1], &code, vec![guest_mic]).await;
     for (who, client) in [("host", &host), ("guest", &guest)] {
         wait_for(
@@ -1254,6 +1246,18 @@ async fn across_two_instances_a_vanished_browser_of_a_dead_instance_is_dropped_b
     }
     let on_one = one.scrape_metrics().await;
     assert_eq!(counted(&on_one, "moim_sfu_clients"), 2.0, "{on_one}");
+    (redis, one, two, host, guest)
+}
+
+/// A browser whose signaling instance died and which vanished too (a
+/// laptop closed): nobody will ever say goodbye for its media connection
+/// on the instance that holds the room. That media server drops it once
+/// it has been silent for the limit, and stops counting it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn across_two_instances_a_vanished_browser_of_a_dead_instance_is_dropped_by_the_holder() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let (_redis, one, two, host, guest) =
+        host_on_one_guest_on_two(&["--sfu-silence-limit-seconds", "5"], 0x0c0c_0000).await;
 
     // Instance two dies, and the guest's browser with it.
     two.kill();
@@ -1301,4 +1305,37 @@ async fn across_two_instances_a_vanished_browser_of_a_dead_instance_is_dropped_b
         assert!(Instant::now() < deadline, "the host left, yet: {on_one}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A host on the instance that holds the room's media removes someone
+/// whose call connection is on the other instance: that person's media
+/// connection ends on the holder too (nobody keeps receiving the call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn across_two_instances_a_removed_participants_media_connection_ends_on_the_holder() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let (_redis, one, two, host, guest) = host_on_one_guest_on_two(&[], 0x0d0d_0000).await;
+    let on_two = two.scrape_metrics().await;
+    assert_eq!(counted(&on_two, "moim_sfu_clients"), 0.0, "{on_two}");
+
+    let _ = host.outgoing.send(ClientMessage::Remove {
+        peer: guest.peer_id.clone(),
+    });
+    let removed = Instant::now();
+    let deadline = removed + Duration::from_secs(10);
+    loop {
+        let on_one = one.scrape_metrics().await;
+        if counted(&on_one, "moim_sfu_clients") == 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the removed guest's media connection is still on instance one: {on_one}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "the removed guest's media connection ended on the holder {:?} after the removal",
+        removed.elapsed()
+    );
+    host.leave().await;
 }
