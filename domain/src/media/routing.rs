@@ -28,6 +28,7 @@ use super::{FromMediaServer, MediaServer, MediaServerOutbox};
 use crate::ids::{ConnectionId, InstanceId, PeerId, RoomId};
 use crate::placement::{Claim, Lease, RoomPlacement};
 use crate::rooms::bus::{RoomBus, RoomEvent};
+use futures_util::future::join_all;
 use protocol::Signal;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -567,29 +568,41 @@ impl Router {
     }
 
     /// The holder renews its rooms (and lets go of empty ones); the others
-    /// check that their rooms' holders still hold them.
+    /// check that their rooms' holders still hold them. The placement is
+    /// asked about every room at once (over Redis, one round trip's wait
+    /// for all of them, not one per room).
     async fn check(&mut self) {
         let now = crate::clock::now_ms();
         let ttl = self.ttl_ms();
         let renew_after = ttl / 3;
-        let rooms: Vec<RoomId> = self.held.keys().cloned().collect();
-        for room in rooms {
-            let Some(held) = self.held.get(&room) else {
-                continue;
-            };
-            if held.members.is_empty() {
-                let lease = held.lease.clone();
-                self.held.remove(&room);
-                let _ = self.placement.release(&lease).await;
-                continue;
+        let placement = self.placement.clone();
+
+        let empty: Vec<RoomId> = self
+            .held
+            .iter()
+            .filter(|(_, held)| held.members.is_empty())
+            .map(|(room, _)| room.clone())
+            .collect();
+        let mut releases = Vec::new();
+        for room in empty {
+            if let Some(held) = self.held.remove(&room) {
+                releases.push(held.lease);
             }
-            // A lease runs `ttl` from its last renewal: renewed a third of
-            // the way through.
-            if held.lease.expires_at_ms - now > ttl - renew_after {
-                continue;
-            }
-            let lease = held.lease.clone();
-            match self.placement.renew(&lease, ttl, now).await {
+        }
+        join_all(releases.iter().map(|lease| placement.release(lease))).await;
+
+        // A lease runs `ttl` from its last renewal: renewed a third of the
+        // way through.
+        let due: Vec<Lease> = self
+            .held
+            .values()
+            .filter(|held| held.lease.expires_at_ms - now <= ttl - renew_after)
+            .map(|held| held.lease.clone())
+            .collect();
+        let renewed = join_all(due.iter().map(|lease| placement.renew(lease, ttl, now))).await;
+        for (lease, renewed) in due.into_iter().zip(renewed) {
+            let room = lease.room.clone();
+            match renewed {
                 Ok(Some(lease)) => {
                     if let Some(held) = self.held.get_mut(&room) {
                         held.lease = lease;
@@ -612,12 +625,17 @@ impl Router {
                 Err(err) => tracing::warn!(error = %err, "could not renew a room's media lease"),
             }
         }
-        let rooms: Vec<RoomId> = self.routed.keys().cloned().collect();
-        for room in rooms {
-            let Some(lease) = self.routed.get(&room).map(|r| r.lease.clone()) else {
-                continue;
-            };
-            let holder = match self.placement.holder(&room, now).await {
+
+        let routed: Vec<Lease> = self.routed.values().map(|r| r.lease.clone()).collect();
+        let holders = join_all(
+            routed
+                .iter()
+                .map(|lease| placement.holder(&lease.room, now)),
+        )
+        .await;
+        for (lease, holder) in routed.into_iter().zip(holders) {
+            let room = lease.room.clone();
+            let holder = match holder {
                 Ok(holder) => holder,
                 Err(err) => {
                     tracing::warn!(error = %err, "could not check a room's media holder");
