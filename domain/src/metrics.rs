@@ -141,6 +141,7 @@ struct Families {
     sfu_clients: Gauge,
     sfu_subscriptions: Gauge,
     sfu_restarts: Counter,
+    sfu_silent_dropped: Counter,
     webhook_attempts: Family<OutcomeLabels, Counter>,
     webhooks_pending: Gauge,
 }
@@ -333,6 +334,12 @@ impl Metrics {
             "Times the media server's engine restarted after a fault",
             sfu_restarts.clone(),
         );
+        let sfu_silent_dropped = Counter::default();
+        registry.register(
+            "sfu_silent_connections_dropped",
+            "Media connections the media server dropped because no packet came from their browser for --sfu-silence-limit-seconds",
+            sfu_silent_dropped.clone(),
+        );
         let build = Family::<VersionLabels, Gauge>::default();
         build
             .get_or_create(&VersionLabels {
@@ -367,6 +374,7 @@ impl Metrics {
                 sfu_clients,
                 sfu_subscriptions,
                 sfu_restarts,
+                sfu_silent_dropped,
                 webhook_attempts,
                 webhooks_pending,
             }),
@@ -566,6 +574,10 @@ impl Metrics {
 
     pub fn sfu_restarted(&self) {
         self.families.sfu_restarts.inc();
+    }
+
+    pub fn sfu_dropped_silent(&self) {
+        self.families.sfu_silent_dropped.inc();
     }
 }
 

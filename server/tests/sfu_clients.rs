@@ -1271,6 +1271,11 @@ async fn across_two_instances_a_vanished_browser_of_a_dead_instance_is_dropped_b
     tokio::time::sleep(Duration::from_secs(3)).await;
     let on_one = one.scrape_metrics().await;
     assert_eq!(counted(&on_one, "moim_sfu_clients"), 2.0, "{on_one}");
+    assert_eq!(
+        counted(&on_one, "moim_sfu_silent_connections_dropped_total"),
+        0.0,
+        "{on_one}"
+    );
     let mut dropped = false;
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -1284,6 +1289,12 @@ async fn across_two_instances_a_vanished_browser_of_a_dead_instance_is_dropped_b
     assert!(
         dropped,
         "the vanished guest's media connection is still on instance one"
+    );
+    let on_one = one.scrape_metrics().await;
+    assert_eq!(
+        counted(&on_one, "moim_sfu_silent_connections_dropped_total"),
+        1.0,
+        "{on_one}"
     );
     eprintln!(
         "the vanished guest was dropped {:?} after it went quiet",

@@ -847,6 +847,7 @@ impl Engine {
                 .map(|(room, _)| room.clone());
             if let Some(client) = self.clients.get(&(room_id, client_id)) {
                 tracing::info!(limit = ?self.silence_limit, "dropped a media connection that went silent");
+                self.metrics.sfu_dropped_silent();
                 // A full outbox: that call connection is going away.
                 let _ = client.outbox.try_send(FromMediaServer::Dropped(
                     "the media connection went silent; connect again".into(),
