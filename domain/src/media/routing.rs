@@ -577,18 +577,11 @@ impl Router {
         let renew_after = ttl / 3;
         let placement = self.placement.clone();
 
-        let empty: Vec<RoomId> = self
+        let releases: Vec<Lease> = self
             .held
-            .iter()
-            .filter(|(_, held)| held.members.is_empty())
-            .map(|(room, _)| room.clone())
+            .extract_if(|_, held| held.members.is_empty())
+            .map(|(_, held)| held.lease)
             .collect();
-        let mut releases = Vec::new();
-        for room in empty {
-            if let Some(held) = self.held.remove(&room) {
-                releases.push(held.lease);
-            }
-        }
         join_all(releases.iter().map(|lease| placement.release(lease))).await;
 
         // A lease runs `ttl` from its last renewal: renewed a third of the

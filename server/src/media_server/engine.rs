@@ -1,7 +1,7 @@
 //! The media server's thread: the UDP socket and the clock around the
 //! sans-IO SFU, and the signaling in (commands) and out (outboxes).
 
-use super::addresses::{checked_ufrag, AddressBook};
+use super::addresses::{checked_ufrag, AddressBook, Owner};
 use super::audio_level;
 use super::datagram::{self, Datagram};
 use super::paused_video::{self, PausedVideo};
@@ -637,15 +637,17 @@ impl Engine {
         if let Datagram::Rtcp(Some(feedback)) = kind {
             self.metrics.sfu_feedback("in", feedback.label());
         }
-        let owner = self.addresses.owner_of(from);
-        if let Some(client) = owner.and_then(|owner| self.clients.get_mut(&owner)) {
-            client.heard = Instant::now();
-        }
-        if kind == Datagram::Rtp {
-            self.hear(bytes, from);
+        let now = Instant::now();
+        if let Some(owner) = self.addresses.owner_of(from) {
+            if let Some(client) = self.clients.get_mut(&owner) {
+                client.heard = now;
+            }
+            if kind == Datagram::Rtp {
+                self.hear(bytes, owner, now);
+            }
         }
         let packet = TaggedBytesMut {
-            now: Instant::now(),
+            now,
             transport: TransportContext {
                 local_addr: self.advertised,
                 peer_addr: stand_in,
@@ -663,16 +665,13 @@ impl Engine {
 
     /// Feeds the audio level a microphone's packet carries to its room's
     /// speaker detector, and notes that a camera sends.
-    fn hear(&mut self, bytes: &[u8], from: SocketAddr) {
-        let Some(owner) = self.addresses.owner_of(from) else {
-            return;
-        };
+    fn hear(&mut self, bytes: &[u8], owner: Owner, now: Instant) {
         let Some(client) = self.clients.get_mut(&owner) else {
             return;
         };
         let ssrc = paused_video::rtp_ssrc_and_sequence(bytes).map(|(ssrc, _)| ssrc);
         if ssrc.is_some_and(|ssrc| client.video_ssrcs.contains(&ssrc)) {
-            if client.video_seen.replace(Instant::now()).is_none() {
+            if client.video_seen.replace(now).is_none() {
                 self.update_showing(owner);
             }
             return;
@@ -685,7 +684,7 @@ impl Engine {
             self.speakers
                 .entry(room_id)
                 .or_default()
-                .level(client, level, Instant::now());
+                .level(client, level, now);
         }
     }
 

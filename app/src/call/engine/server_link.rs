@@ -119,7 +119,8 @@ impl Call {
     fn watch_server_link_come_up(&self, link: &Rc<Link>) {
         let weak = self.weak();
         let watched = Rc::downgrade(link);
-        let timer = set_timeout_with_handle(
+        // No handle kept: a replaced connection's timer finds it gone.
+        set_timeout(
             move || {
                 // Replaced or closed since: nothing to watch.
                 let (Some(call), Some(link)) = (Call::from_weak(&weak), watched.upgrade()) else {
@@ -137,7 +138,6 @@ impl Call {
             },
             CONNECT_LIMIT,
         );
-        *link.restart_timer.borrow_mut() = timer.ok();
     }
 
     /// Connects to the media server afresh after a moment (at most one
