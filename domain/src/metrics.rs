@@ -142,6 +142,7 @@ struct Families {
     sfu_subscriptions: Gauge,
     sfu_restarts: Counter,
     sfu_silent_dropped: Counter,
+    media_path_switches: Family<PathLabels, Counter>,
     webhook_attempts: Family<OutcomeLabels, Counter>,
     webhooks_pending: Gauge,
 }
@@ -340,6 +341,12 @@ impl Metrics {
             "Media connections the media server dropped because no packet came from their browser for --sfu-silence-limit-seconds",
             sfu_silent_dropped.clone(),
         );
+        let media_path_switches = Family::<PathLabels, Counter>::default();
+        registry.register(
+            "media_path_switches",
+            "Automatic calls moved, by the path they moved to (counted once per move, by the instance that made it, whichever instances the call is spread over)",
+            media_path_switches.clone(),
+        );
         let build = Family::<VersionLabels, Gauge>::default();
         build
             .get_or_create(&VersionLabels {
@@ -375,6 +382,7 @@ impl Metrics {
                 sfu_subscriptions,
                 sfu_restarts,
                 sfu_silent_dropped,
+                media_path_switches,
                 webhook_attempts,
                 webhooks_pending,
             }),
@@ -578,6 +586,18 @@ impl Metrics {
 
     pub fn sfu_dropped_silent(&self) {
         self.families.sfu_silent_dropped.inc();
+    }
+
+    /// An automatic call moved to `to`.
+    pub fn media_path_switched(&self, to: protocol::MediaPath) {
+        let media_path = match to {
+            protocol::MediaPath::Direct => "direct",
+            protocol::MediaPath::Server => "server",
+        };
+        self.families
+            .media_path_switches
+            .get_or_create(&PathLabels { media_path })
+            .inc();
     }
 }
 

@@ -17,10 +17,16 @@ const logDir = process.env.MOIM_E2E_LOG_DIR ?? os.tmpdir();
 
 /**
  * A moim instance of the shared cluster (the PostgreSQL database and Redis
- * scripts/test.sh made), every call through the media server on a fixed
- * UDP port, started here so the test can kill it as a crash would.
+ * scripts/test.sh made), its media server on a fixed UDP port, started
+ * here so the test can kill it as a crash would. `media` says which calls
+ * go through the media server (every call by default).
  */
-async function startInstance(name: string, httpPort: number, udpPort: number): Promise<ChildProcess> {
+async function startInstance(
+  name: string,
+  httpPort: number,
+  udpPort: number,
+  media: string[] = ["--media-mode", "sfu"],
+): Promise<ChildProcess> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `moim-e2e-${name}-`));
   const log = fs.openSync(path.join(logDir, `${name}.log`), "a");
   const child = spawn(
@@ -29,7 +35,7 @@ async function startInstance(name: string, httpPort: number, udpPort: number): P
       "--listen", `127.0.0.1:${httpPort}`, "--data-dir", dataDir, "--site-root", siteRoot, "--log", "warn",
       "--sign-ups-per-hour", "100000", "--guests-per-hour", "100000",
       "--database-url", process.env.MOIM_E2E_DATABASE_URL!, "--redis-url", process.env.MOIM_E2E_REDIS_URL!,
-      "--media-mode", "sfu", "--sfu-udp-listen", `127.0.0.1:${udpPort}`,
+      ...media, "--sfu-udp-listen", `127.0.0.1:${udpPort}`,
     ],
     { stdio: ["ignore", log, log] },
   );
@@ -131,6 +137,45 @@ test("a call through the media server across two instances lives on one, and mov
     await closeAll([bob, cy]);
     // Ann's page was on A: it is still trying to reach it.
     await ann.context.close();
+  } finally {
+    instanceA.kill("SIGKILL");
+    instanceB.kill("SIGTERM");
+  }
+});
+
+test("an automatic call spread over two instances moves to the media server as one", async ({ browser }) => {
+  expect(process.env.MOIM_E2E_REDIS_URL, "run through scripts/test.sh (it starts Redis and PostgreSQL)").toBeTruthy();
+  const [httpA, httpB, udpA, udpB] = [port + 11, port + 12, port + 22, port + 23];
+  // Meetings move at the third arrival here (the fifth by default).
+  const automatic = ["--sfu-switch-at", "3"];
+  const instanceA = await startInstance("switch-cluster-a", httpA, udpA, automatic);
+  const instanceB = await startInstance("switch-cluster-b", httpB, udpB, automatic);
+  try {
+    const ann = await person(browser, "ann", `http://127.0.0.1:${httpA}`);
+    const bob = await person(browser, "bob", `http://127.0.0.1:${httpB}`);
+    const cy = await person(browser, "cy", `http://127.0.0.1:${httpB}`);
+    const meeting = await meetingWith(ann, [bob, cy]);
+    await joinCall(ann, meeting);
+    await joinCall(bob, meeting);
+    for (const p of [ann, bob]) await expect(p.page.getByTestId("media-path")).toHaveAttribute("data-path", "direct");
+    await expectPlaying(tileOf(ann.page, bob.name));
+    await expectPlaying(tileOf(bob.page, ann.name));
+
+    // Cy, on B like Bob, makes three: Ann on A moves with them.
+    await joinCall(cy, meeting);
+    for (const p of [ann, bob, cy]) {
+      await expect(p.page.getByTestId("media-path")).toHaveAttribute("data-path", "server", { timeout: 20_000 });
+    }
+    // Everyone's media goes to one media server, and everyone sees the others.
+    const ports = new Set<number>();
+    for (const p of [ann, bob, cy]) {
+      await expect.poll(async () => (await mediaServerLink(p)).frames, { timeout: 30_000 }).toBeGreaterThan(0);
+      ports.add((await mediaServerLink(p)).port);
+      for (const other of [ann, bob, cy].filter((o) => o !== p)) await expectPlaying(tileOf(p.page, other.name));
+    }
+    expect([...ports].length, `media server ports in use: ${[...ports].join(", ")}`).toBe(1);
+    expect([udpA, udpB]).toContain([...ports][0]);
+    await closeAll([ann, bob, cy]);
   } finally {
     instanceA.kill("SIGKILL");
     instanceB.kill("SIGTERM");

@@ -135,9 +135,6 @@ impl Application {
                         config::MediaMode::Sfu => domain::media::paths::ServerMediaMode::Sfu,
                     },
                     switch_at: config.sfu_switch_at as usize,
-                    // The media server of one instance cannot reach people
-                    // on another: calls spread over instances stay direct.
-                    switching: config.redis_url.is_none(),
                     ..Default::default()
                 },
                 media_server_max_participants: config.sfu_max_participants,
@@ -259,8 +256,22 @@ impl Application {
                 (None, _) => None,
             };
         let census = Arc::new(signaling::CallCensus::default());
+        // Automatic rooms' paths: with Redis one state per room for every
+        // instance, so a call spread over instances moves as one.
+        let path_store: Arc<dyn domain::media::paths::PathStore> = match &config.redis_url {
+            Some(url) => Arc::new(
+                domain::media::paths::redis::RedisPathStore::connect(url.as_str())
+                    .await
+                    .map_err(|e| StartupError::Redis {
+                        url: db::redact(url.as_str()),
+                        reason: e.to_string(),
+                    })?,
+            ),
+            None => Arc::new(domain::media::paths::LocalPathStore::default()),
+        };
         let media_paths = Arc::new(domain::media::paths::MediaPaths::new(
             rooms.settings.media.clone(),
+            path_store,
         ));
         let signaling = signaling::SignalingState {
             app: state.clone(),

@@ -4,6 +4,8 @@
 //!
 //! - room placement (`domain::placement`): which instance hosts a room's
 //!   media, a lease with expiry and epoch;
+//! - automatic rooms' media paths (`domain::media::paths`): direct or
+//!   through the media server, one state per room for every instance;
 //! - presence (`domain::rooms::Presence`): who is in which call;
 //! - room bus (`domain::rooms::bus::RoomBus`): events to every connection of a
 //!   room, on every instance;
@@ -48,6 +50,21 @@ async fn placement_through_redis() {
         two.holder(&room, now + 1).await.expect("holder"),
         Some(lease)
     );
+}
+
+// ---- automatic rooms' media paths ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_paths_through_redis() {
+    use domain::media::paths::redis::RedisPathStore;
+    use domain::media::paths::PathStore;
+    let redis = RedisServer::start();
+    // Two instances' own connections: one state per room between them.
+    let store = || async {
+        std::sync::Arc::new(RedisPathStore::connect(&redis.url()).await.expect("redis"))
+            as std::sync::Arc<dyn PathStore>
+    };
+    domain::media::paths::contract::paths_contract([store().await, store().await], "redis").await;
 }
 
 // ---- media across instances (its in-process side runs in the domain

@@ -422,3 +422,132 @@ async fn nobody_may_publish_under_someone_elses_stream() {
         .await;
     assert_eq!(next_media_signal(&mut bob_ws).await.0, "answer");
 }
+
+/// The welcome's media path.
+fn welcome_path(welcome: &ServerMessage) -> MediaPath {
+    match welcome {
+        ServerMessage::Welcome { media_path, .. } => *media_path,
+        other => panic!("not a welcome: {other:?}"),
+    }
+}
+
+/// Every media-path change a connection hears within `wait`.
+async fn path_changes(ws: &mut Ws, wait: Duration) -> Vec<MediaPath> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changes = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match ws.try_recv(left).await {
+            Some(ServerMessage::MediaPathChanged { path }) => changes.push(path),
+            Some(_) => continue,
+            None => return changes,
+        }
+    }
+}
+
+/// An automatic call whose people sit on two instances behind one Redis
+/// moves as one: the arrival that makes it big enough moves everyone,
+/// wherever their connection is, the room is told once, a later arrival on
+/// the other instance is welcomed on the server path, and its media
+/// reaches the media server of the instance that holds the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn across_two_instances_an_automatic_call_moves_to_the_media_server_as_one() {
+    let redis = common::redis_server::RedisServer::start();
+    let (one, two) = common::cluster(
+        &redis,
+        &["--sfu-switch-at", "3", "--sfu-udp-listen", "127.0.0.1:0"],
+    )
+    .await;
+    let people = [
+        person(&one, "ann").await,
+        person(&one, "bob").await,
+        person(&one, "cyd").await,
+        person(&one, "dan").await,
+    ];
+    let code = instant_meeting(&one, &people[0], "bob,cyd,dan", &[]).await;
+    for who in &people {
+        enter(&one, who, &code, "").await;
+    }
+    let (mut ann, _, welcome) = join_call(&one, &people[0], &code, None).await;
+    assert_eq!(welcome_path(&welcome), MediaPath::Direct);
+    let (mut bob, _, welcome) = join_call(&two, &people[1], &code, None).await;
+    assert_eq!(
+        welcome_path(&welcome),
+        MediaPath::Direct,
+        "two people: direct"
+    );
+
+    // The third arrives on instance two: the call moves, for everyone.
+    let (_cyd, _, welcome) = join_call(&two, &people[2], &code, None).await;
+    assert_eq!(
+        welcome_path(&welcome),
+        MediaPath::Server,
+        "the third arrival moves it"
+    );
+    let wait = Duration::from_secs(3);
+    let (on_one, on_two) = tokio::join!(path_changes(&mut ann, wait), path_changes(&mut bob, wait));
+    assert_eq!(
+        on_one,
+        [MediaPath::Server],
+        "ann, on the other instance, is told once"
+    );
+    assert_eq!(on_two, [MediaPath::Server], "bob is told once");
+    // One move, counted once, by the one instance that made it.
+    let moves = [one.scrape_metrics().await, two.scrape_metrics().await].map(|text| {
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(r#"moim_media_path_switches_total{media_path="server"} "#)
+            })
+            .map_or(0.0, |v| v.trim().parse::<f64>().expect("a number"))
+    });
+    assert_eq!(moves, [0.0, 1.0], "moves counted on instance one, two");
+
+    // A fourth, on instance one, which saw none of the arrivals that moved
+    // it: the room's path is the shared one.
+    let (_dan, _, welcome) = join_call(&one, &people[3], &code, None).await;
+    assert_eq!(welcome_path(&welcome), MediaPath::Server);
+
+    // Media from either instance reaches the room's one media server.
+    for (who, ws, ufrag, ssrc) in [
+        ("ann", &mut ann, "annX", 7001),
+        ("bob", &mut bob, "bobX", 7002),
+    ] {
+        ws.send(&ClientMessage::MediaServerSignal {
+            signal: browser_offer(ufrag, ssrc),
+        })
+        .await;
+        let answer = ws
+            .recv_within(Duration::from_secs(10), |m| {
+                matches!(
+                    m,
+                    ServerMessage::MediaServerSignal { signal: Signal::Description { sdp_type, .. } }
+                        if sdp_type == "answer"
+                ) || matches!(m, ServerMessage::Error { .. })
+            })
+            .await;
+        assert!(
+            matches!(answer, ServerMessage::MediaServerSignal { .. }),
+            "{who}'s offer: {answer:?}"
+        );
+    }
+    // Both on one instance's media server (its count is refreshed every
+    // second or so), none on the other's.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut counts;
+    loop {
+        counts = [
+            common::metric(&one.scrape_metrics().await, "moim_sfu_clients"),
+            common::metric(&two.scrape_metrics().await, "moim_sfu_clients"),
+        ];
+        if counts.contains(&2.0) || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    counts.sort_by(f64::total_cmp);
+    assert_eq!(
+        counts,
+        [0.0, 2.0],
+        "clients of each instance's media server"
+    );
+}

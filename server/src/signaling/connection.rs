@@ -367,9 +367,11 @@ impl Pump<'_> {
         let observed = self
             .state
             .media_paths
-            .observe(room, mode, size, std::time::Instant::now());
+            .observe(room, mode, size, domain::clock::now_ms())
+            .await;
         if observed.changed {
             tracing::info!(meeting = %room, path = ?observed.path, size, "the call's media moves");
+            self.state.app.metrics.media_path_switched(observed.path);
             let event = domain::rooms::bus::RoomEvent::Broadcast {
                 skip: None,
                 message: ServerMessage::MediaPathChanged {
@@ -494,13 +496,8 @@ impl Pump<'_> {
                 Err(_) => Answer::RoomMedia(
                     state
                         .media_paths
-                        .observe(
-                            room,
-                            caller.meeting.media_mode(),
-                            1,
-                            std::time::Instant::now(),
-                        )
-                        .path,
+                        .current(room, caller.meeting.media_mode())
+                        .await,
                 ),
             },
             Ask::Refresh {
