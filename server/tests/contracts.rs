@@ -65,6 +65,41 @@ async fn media_paths_through_redis() {
             as std::sync::Arc<dyn PathStore>
     };
     domain::media::paths::contract::paths_contract([store().await, store().await], "redis").await;
+    // A kept room expires unless observed (calls that vanish with their
+    // instances leave nothing behind for good), and observing renews it.
+    let one = store().await;
+    let policy = domain::media::paths::PathPolicy::default();
+    one.observe("kept", 5, 1_800_000_000_000, &policy)
+        .await
+        .expect("observe");
+    let mut redis_conn = redis::Client::open(redis.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let key = "moim:media-path:kept";
+    let ttl_conn = redis_conn.clone();
+    let ttl = || async {
+        redis::cmd("PTTL")
+            .arg(key)
+            .query_async::<i64>(&mut ttl_conn.clone())
+            .await
+            .expect("pttl")
+    };
+    let first = ttl().await;
+    assert!(first > 3_000_000 && first <= 3_600_000, "{first}");
+    redis::cmd("PEXPIRE")
+        .arg(key)
+        .arg(60_000)
+        .query_async::<()>(&mut redis_conn)
+        .await
+        .expect("pexpire");
+    let seen = one
+        .observe("kept", 5, 1_800_000_001_000, &policy)
+        .await
+        .expect("observe");
+    assert_eq!(seen.path, app::protocol::MediaPath::Server);
+    assert!(ttl().await > 3_000_000, "an observation renews the room");
 }
 
 // ---- media across instances (its in-process side runs in the domain

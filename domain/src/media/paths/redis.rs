@@ -6,14 +6,16 @@
 //! and writes the result back only if the room's state is still what it
 //! read (compare-and-set in one Lua script), trying again when another
 //! instance got there first. So of all the instances observing a switch,
-//! exactly one sees `changed` and announces it on the room bus. Every
-//! write renews the key's expiry; a room nobody observes for
-//! [`KEEP_MS`] (every call's heartbeat observes it) is forgotten.
+//! exactly one sees `changed` and announces it on the room bus. An
+//! observation that changes nothing (most of them: every call connection
+//! observes its room at each heartbeat) is one round trip and no write.
+//! Every read renews the key's expiry; a room nobody observes for
+//! [`KEEP_MS`] is forgotten.
 
 use super::{next_path, Observed, PathPolicy, PathStore, PathStoreError, RoomPath};
 use protocol::MediaPath;
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script};
+use redis::Script;
 
 /// How long a room's state outlives its last observation.
 const KEEP_MS: i64 = 60 * 60 * 1_000;
@@ -37,6 +39,8 @@ fn parse(raw: Option<&str>) -> Option<RoomPath> {
 
 pub struct RedisPathStore {
     manager: ConnectionManager,
+    /// KEYS: room. ARGV: expiry in ms. The kept state (renewed), or nil.
+    read: Script,
     /// KEYS: room. ARGV: the value read ('' for none), the value to keep
     /// ('' to forget the room), expiry in ms. 1 when written, 0 when the
     /// room changed since it was read.
@@ -47,6 +51,13 @@ impl RedisPathStore {
     pub fn new(manager: ConnectionManager) -> Self {
         Self {
             manager,
+            read: Script::new(
+                r"
+                local cur = redis.call('GET', KEYS[1])
+                if cur then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1])) end
+                return cur
+                ",
+            ),
             compare_and_set: Script::new(
                 r"
                 local cur = redis.call('GET', KEYS[1])
@@ -74,9 +85,10 @@ impl RedisPathStore {
     }
 
     async fn read(&self, room: &str) -> Result<Option<String>, PathStoreError> {
-        self.manager
-            .clone()
-            .get(room_key(room))
+        self.read
+            .key(room_key(room))
+            .arg(KEEP_MS)
+            .invoke_async(&mut self.manager.clone())
             .await
             .map_err(unavailable)
     }
@@ -99,6 +111,11 @@ impl PathStore for RedisPathStore {
                     .map_err(|e| PathStoreError::Unavailable(e.to_string()))?,
                 None => String::new(),
             };
+            if keep == read.as_deref().unwrap_or_default() {
+                // Nothing to change: the path as of the read (a change made
+                // since by someone else is theirs to announce).
+                return Ok(observed);
+            }
             let written: i64 = self
                 .compare_and_set
                 .key(room_key(room))
