@@ -8,6 +8,7 @@ use reqwest::header::{HeaderMap, HeaderValue, ORIGIN};
 use sqlx::Connection;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Panics in this test process outside the tests' own code, counted by a
 /// hook installed with the first server. A panic in one of a server's tasks (a connection, a
@@ -78,7 +79,7 @@ pub struct TestApp {
     postgres_db: Option<String>,
     /// Taken (and sent) by `kill`; behind a lock so an instance shared
     /// between tasks can be killed by one of them.
-    kill: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    kill: std::sync::Mutex<Option<std::sync::mpsc::Sender<std::sync::mpsc::Sender<()>>>>,
     killed: std::sync::atomic::AtomicBool,
     panics_before: u64,
 }
@@ -180,7 +181,7 @@ pub async fn spawn_with(spawn: Spawn) -> TestApp {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (addr, metrics_addr, state, kill) = if spawn.killable {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let (kill_tx, kill_rx) = std::sync::mpsc::channel::<()>();
+        let (kill_tx, kill_rx) = std::sync::mpsc::channel::<std::sync::mpsc::Sender<()>>();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -194,9 +195,14 @@ pub async fn spawn_with(spawn: Spawn) -> TestApp {
             runtime.spawn(app.run_until(async move {
                 let _ = stopped.await;
             }));
-            // Dropped or killed: everything on this runtime stops at once.
-            let _ = kill_rx.recv();
-            runtime.shutdown_background();
+            // Dropped or killed: everything on this runtime stops at once,
+            // and the killer hears when it has (no task of it runs after
+            // `kill` returns, as after kill -9).
+            let done = kill_rx.recv().ok();
+            runtime.shutdown_timeout(Duration::from_secs(5));
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
         });
         let (addr, metrics_addr, state) = ready_rx.await.expect("instance started");
         (addr, metrics_addr, state, Some(kill_tx))
@@ -232,7 +238,13 @@ impl TestApp {
         let kill = self.kill.lock().map(|mut k| k.take()).unwrap_or_default();
         if let Some(kill) = kill {
             self.killed.store(true, Ordering::SeqCst);
-            let _ = kill.send(());
+            let (done, stopped) = std::sync::mpsc::channel();
+            if kill.send(done).is_ok() {
+                // Its runtime has stopped when this returns: a test that
+                // then drops a client's connection must not see the killed
+                // instance notice it (it would say goodbye for it).
+                let _ = stopped.recv_timeout(Duration::from_secs(10));
+            }
         }
     }
 
