@@ -1,4 +1,5 @@
 import { test, expect } from "./fixtures";
+import type { Browser } from "@playwright/test";
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -27,6 +28,7 @@ async function startInstance(
   udpPort: number,
   media: string[] = ["--media-mode", "sfu"],
 ): Promise<ChildProcess> {
+  expect(process.env.MOIM_E2E_REDIS_URL, "run through scripts/test.sh (it starts Redis and PostgreSQL)").toBeTruthy();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `moim-e2e-${name}-`));
   const log = fs.openSync(path.join(logDir, `${name}.log`), "a");
   const child = spawn(
@@ -52,6 +54,17 @@ async function startInstance(
 }
 
 /**
+ * Ann on instance A, Bob and Cy on instance B, and a meeting of Ann's
+ * with both of them invited.
+ */
+async function annOnABobAndCyOnB(browser: Browser, httpA: number, httpB: number) {
+  const ann = await person(browser, "ann", `http://127.0.0.1:${httpA}`);
+  const bob = await person(browser, "bob", `http://127.0.0.1:${httpB}`);
+  const cy = await person(browser, "cy", `http://127.0.0.1:${httpB}`);
+  return { ann, bob, cy, meeting: await meetingWith(ann, [bob, cy]) };
+}
+
+/**
  * Where the page's newest peer connection sends media (the media server's
  * UDP port, once connected), and how many video frames it decoded.
  */
@@ -74,15 +87,11 @@ async function mediaServerLink(p: Person): Promise<{ port: number; frames: numbe
 }
 
 test("a call through the media server across two instances lives on one, and moves when that one dies", async ({ browser }) => {
-  expect(process.env.MOIM_E2E_REDIS_URL, "run through scripts/test.sh (it starts Redis and PostgreSQL)").toBeTruthy();
   const [httpA, httpB, udpA, udpB] = [port + 9, port + 10, port + 20, port + 21];
   const instanceA = await startInstance("sfu-cluster-a", httpA, udpA);
   const instanceB = await startInstance("sfu-cluster-b", httpB, udpB);
   try {
-    const ann = await person(browser, "ann", `http://127.0.0.1:${httpA}`);
-    const bob = await person(browser, "bob", `http://127.0.0.1:${httpB}`);
-    const cy = await person(browser, "cy", `http://127.0.0.1:${httpB}`);
-    const meeting = await meetingWith(ann, [bob, cy]);
+    const { ann, bob, cy, meeting } = await annOnABobAndCyOnB(browser, httpA, httpB);
     // Ann joins first, on A: the call's media lives on A.
     await joinCall(ann, meeting);
     await joinCall(bob, meeting);
@@ -144,17 +153,13 @@ test("a call through the media server across two instances lives on one, and mov
 });
 
 test("an automatic call spread over two instances moves to the media server as one", async ({ browser }) => {
-  expect(process.env.MOIM_E2E_REDIS_URL, "run through scripts/test.sh (it starts Redis and PostgreSQL)").toBeTruthy();
   const [httpA, httpB, udpA, udpB] = [port + 11, port + 12, port + 22, port + 23];
   // Meetings move at the third arrival here (the fifth by default).
   const automatic = ["--sfu-switch-at", "3"];
   const instanceA = await startInstance("switch-cluster-a", httpA, udpA, automatic);
   const instanceB = await startInstance("switch-cluster-b", httpB, udpB, automatic);
   try {
-    const ann = await person(browser, "ann", `http://127.0.0.1:${httpA}`);
-    const bob = await person(browser, "bob", `http://127.0.0.1:${httpB}`);
-    const cy = await person(browser, "cy", `http://127.0.0.1:${httpB}`);
-    const meeting = await meetingWith(ann, [bob, cy]);
+    const { ann, bob, cy, meeting } = await annOnABobAndCyOnB(browser, httpA, httpB);
     await joinCall(ann, meeting);
     await joinCall(bob, meeting);
     for (const p of [ann, bob]) await expect(p.page.getByTestId("media-path")).toHaveAttribute("data-path", "direct");

@@ -81,11 +81,9 @@ impl RedisPlacement {
 
     /// Connects to `url`, failing if Redis does not answer.
     pub async fn connect(url: &str) -> Result<Self, PlacementError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let manager =
-            ConnectionManager::new_with_config(client, crate::rooms::redis::manager_config())
-                .await
-                .map_err(unavailable)?;
+        let manager = crate::rooms::redis::command_connection(url)
+            .await
+            .map_err(unavailable)?;
         Ok(Self::new(manager))
     }
 

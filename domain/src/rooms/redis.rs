@@ -66,6 +66,14 @@ pub fn manager_config() -> ConnectionManagerConfig {
         .set_max_delay(Duration::from_millis(1000))
 }
 
+/// A command connection to `url`, kept as [`manager_config`] says; fails
+/// if Redis does not answer (at start-up). Each Redis side of a boundary
+/// opens its own.
+pub async fn command_connection(url: &str) -> Result<ConnectionManager, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    ConnectionManager::new_with_config(client, manager_config()).await
+}
+
 /// Connects (failing start-up if Redis does not answer) and starts the
 /// subscriber loop.
 pub async fn connect(url: &str) -> Result<(Arc<RedisBus>, Arc<RedisPresence>), redis::RedisError> {

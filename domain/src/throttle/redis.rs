@@ -33,10 +33,9 @@ pub struct RedisRateStore {
 impl RedisRateStore {
     /// Its own connection manager, configured like the room bus's.
     pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(url)?;
-        let config = crate::rooms::redis::manager_config();
-        let manager = ConnectionManager::new_with_config(client, config).await?;
-        Ok(Self::new(manager))
+        Ok(Self::new(
+            crate::rooms::redis::command_connection(url).await?,
+        ))
     }
 
     pub fn new(manager: ConnectionManager) -> Self {
