@@ -8,10 +8,41 @@ cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moim/target}"
 export CARGO_INCREMENTAL=0
-scripts/setup.sh --run
+started=$(date +%s)
+step() { printf '\n\033[1m==> %s\033[0m (%ss)\n' "$*" "$(( $(date +%s) - started ))" >&2; }
+
+scripts/setup.sh --toolchain
+if ! scripts/setup.sh --run --ready; then
+  # The first time, cargo-leptos and wasm-bindgen compile from crates.io
+  # (about 10 minutes) before they can build anything. moim's own
+  # dependencies need neither, so they compile meanwhile, into the cache
+  # the build below then finds filled: the same commands, profiles, flags
+  # and LEPTOS_* variables cargo-leptos 0.3.10 uses for this workspace
+  # (leptos reads LEPTOS_OUTPUT_NAME at compile time; a variable set
+  # differently here only costs the crates that read it a second compile).
+  step "installing the build tools, and meanwhile compiling moim (first time: about 15 minutes)"
+  scripts/setup.sh --run &
+  setup_pid=$!
+  leptos_env=(
+    LEPTOS_OUTPUT_NAME=moim LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg
+    LEPTOS_SITE_ADDR=127.0.0.1:3000 LEPTOS_RELOAD_PORT=3001 LEPTOS_LIB_DIR=frontend
+    LEPTOS_BIN_DIR=server LEPTOS_JS_MINIFY=true LEPTOS_HASH_FILES=false
+  )
+  env "${leptos_env[@]}" RUSTFLAGS="-Clink-args=--emit-relocs" \
+    cargo build --locked --package=frontend --lib --target-dir="$CARGO_TARGET_DIR/front" \
+    --target=wasm32-unknown-unknown --profile=wasm-release &
+  wasm_pid=$!
+  env "${leptos_env[@]}" cargo build --locked --package=moim-server --bin=moim --release \
+    || echo "compiling ahead of the tools failed; the build below says why" >&2
+  wait "$wasm_pid" || echo "compiling the browser bundle ahead of the tools failed; the build below says why" >&2
+  step "waiting for the build tools"
+  wait "$setup_pid" || { echo "installing the build tools failed (scripts/setup.sh --run)" >&2; exit 1; }
+fi
 # wasm-opt from npm (scripts/setup.sh), where cargo-leptos looks for it.
 export PATH="${MOIM_TOOLS_DIR:-$HOME/.cache/moim/tools}/node_modules/.bin:$PATH"
+step "building the site (cargo leptos build --release --split)"
 cargo leptos build --release --split
 # brotli and gzip copies of the bundle, made once (server::bundle sends them).
 node scripts/precompress.mjs target/site/pkg
+step "serving on the address moim prints below"
 exec "$CARGO_TARGET_DIR/release/moim" --site-root "$PWD/target/site" "$@"

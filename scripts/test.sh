@@ -17,8 +17,16 @@ export CARGO_INCREMENTAL=0
 started=$(date +%s)
 step() { printf '\n\033[1m==> %s\033[0m (%ss)\n' "$*" "$(( $(date +%s) - started ))"; }
 
-step "setting up tools"
-scripts/setup.sh --test
+step "Rust toolchain: wasm32 target, clippy, rustfmt"
+scripts/setup.sh --toolchain
+
+# The other tools (cargo-leptos and wasm-bindgen compiled from crates.io,
+# about 10 minutes the first time; Chromium, coturn and the Playwright
+# packages) are needed only from the site build on: they install while
+# clippy and the Rust tests compile, and the tests run once they are there.
+step "installing what is missing, beside the build (first time: about 10 minutes)"
+scripts/setup.sh --test &
+setup_pid=$!
 
 # Artifacts of moim's own crates are keyed by the clone's path too: drop the
 # ones no run has touched for two hours, so the shared cache stays bounded.
@@ -45,6 +53,15 @@ done
 
 step "clippy: browser bundle (wasm32, hydrate)"
 cargo clippy --locked -p frontend --target wasm32-unknown-unknown -- -D warnings
+
+step "compiling the Rust tests (first time: about 8 minutes)"
+cargo test --locked -p protocol -p domain -p app -p moim-server --no-run
+
+# The tests share the two cores with nothing: several of them measure a
+# real call (packets lost, a peer silent for seconds), which a compiler
+# beside them can upset.
+step "waiting for the tools"
+wait "$setup_pid" || { echo "installing the tools failed (scripts/setup.sh --test)" >&2; exit 1; }
 
 # ---------------------------------------------------------------- PostgreSQL
 pg_tmp=""
@@ -87,7 +104,7 @@ echo "PostgreSQL for tests: $MOIM_TEST_POSTGRES_URL"
 step "Rust unit and integration tests (SQLite and PostgreSQL)"
 cargo test --locked -p protocol -p domain -p app -p moim-server
 
-step "building the site (cargo leptos build --split)"
+step "building the site (cargo leptos build --split; first time: about 5 minutes)"
 cargo leptos build --split
 
 # Two moim instances for the scale-out end-to-end test share a fresh

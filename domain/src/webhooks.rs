@@ -13,7 +13,8 @@ use std::time::Duration;
 pub enum Event {
     /// The first person entered an empty call.
     MeetingStarted,
-    /// A host ended the meeting for everyone, or cancelled it.
+    /// A host ended the meeting for everyone or cancelled it, or nobody
+    /// did and its scheduled time is over with its call empty.
     MeetingEnded,
     ParticipantJoined,
     ParticipantLeft,
@@ -272,10 +273,22 @@ pub async fn enqueue(
     data: serde_json::Value,
     now_ms: i64,
 ) -> sqlx::Result<usize> {
+    let mut conn = db.acquire().await?;
+    enqueue_on(&mut conn, user_id, event, data, now_ms).await
+}
+
+/// `enqueue` on one connection, e.g. inside a transaction.
+async fn enqueue_on(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    event: Event,
+    data: serde_json::Value,
+    now_ms: i64,
+) -> sqlx::Result<usize> {
     let hooks: Vec<(String,)> =
         sqlx::query_as("SELECT id FROM webhooks WHERE user_id = $1 AND removed_at_ms IS NULL")
             .bind(user_id)
-            .fetch_all(db)
+            .fetch_all(&mut *conn)
             .await?;
     for (webhook_id,) in &hooks {
         let id = uuid::Uuid::new_v4().simple().to_string();
@@ -295,10 +308,89 @@ pub async fn enqueue(
         .bind(event.name())
         .bind(&payload)
         .bind(now_ms)
-        .execute(db)
+        .execute(&mut *conn)
         .await?;
     }
     Ok(hooks.len())
+}
+
+/// The meeting's call started (the first person entered an empty call):
+/// its end is to be announced again, by a host or by `announce_lapsed_end`.
+pub async fn call_started(db: &AnyPool, meeting_id: &str, now_ms: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE meetings SET call_started_at = $1, end_announced_at = NULL WHERE id = $2")
+        .bind(now_ms)
+        .bind(meeting_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Meetings whose call started, whose scheduled time is over at `now_ms`
+/// and whose end nobody announced (no host ended them, none is
+/// cancelled), oldest first. Their calls may still be going on: the
+/// caller announces only those that are empty.
+pub async fn lapsed_meetings(
+    db: &AnyPool,
+    now_ms: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<crate::meetings::MeetingRow>> {
+    sqlx::query_as::<_, crate::meetings::MeetingRow>(&format!(
+        "{} WHERE m.call_started_at IS NOT NULL AND m.end_announced_at IS NULL \
+           AND m.ended_at IS NULL AND m.cancelled_at IS NULL AND m.starts_at <= $1 \
+           AND m.starts_at + m.duration_minutes * 60000 <= $1 \
+         ORDER BY m.starts_at LIMIT $2",
+        crate::meetings::MEETING_SELECT
+    ))
+    .bind(now_ms)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Announces the end of a lapsed meeting (see `lapsed_meetings`) whose
+/// call is empty: `meeting.ended` (reason `scheduled_end`) and
+/// `chat.transcript_ready`, queued in the same transaction that marks the
+/// end announced. True for the one caller, on any instance, that did it;
+/// false when another did or the meeting changed since it was read.
+pub async fn announce_lapsed_end(
+    db: &AnyPool,
+    meeting: &crate::meetings::MeetingRow,
+    now_ms: i64,
+) -> sqlx::Result<bool> {
+    let mut tx = db.begin().await?;
+    let claimed = sqlx::query(
+        "UPDATE meetings SET end_announced_at = $1 WHERE id = $2 \
+           AND call_started_at IS NOT NULL AND end_announced_at IS NULL \
+           AND ended_at IS NULL AND cancelled_at IS NULL",
+    )
+    .bind(now_ms)
+    .bind(&meeting.id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if claimed == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    let about = meeting_data(meeting);
+    enqueue_on(
+        &mut tx,
+        &meeting.host_id,
+        Event::MeetingEnded,
+        serde_json::json!({ "meeting": about, "reason": "scheduled_end" }),
+        now_ms,
+    )
+    .await?;
+    enqueue_on(
+        &mut tx,
+        &meeting.host_id,
+        Event::TranscriptReady,
+        serde_json::json!({ "meeting": meeting_data(meeting) }),
+        now_ms,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Claims up to `limit` due deliveries for this instance. A claim is a

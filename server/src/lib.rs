@@ -151,6 +151,7 @@ impl Application {
                 timeout: Duration::from_secs(10),
                 metrics: counted.clone(),
             },
+            rooms.presence.clone(),
         );
         let rooms = rooms::Rooms {
             watcher: Some(Arc::new(webhooks.clone())),

@@ -66,7 +66,17 @@ impl Webhooks {
         });
     }
 
+    /// The first person entered the meeting's empty call: told, and
+    /// recorded so that its end is announced once more (see
+    /// `announce_lapsed_ends`).
     pub fn meeting_started(&self, meeting: &MeetingRow) {
+        let db = self.db.clone();
+        let meeting_id = meeting.id.clone();
+        tokio::spawn(async move {
+            if let Err(err) = store::call_started(&db, &meeting_id, domain::clock::now_ms()).await {
+                tracing::warn!(error = %err, "could not record a meeting's call start");
+            }
+        });
         self.queue(
             meeting.host_id.clone(),
             Event::MeetingStarted,
@@ -125,6 +135,11 @@ impl domain::rooms::RoomWatcher for Webhooks {
 
 /// Deliveries in flight at once on one instance.
 const IN_FLIGHT: usize = 16;
+/// How often each instance looks for meetings whose scheduled time is over.
+const LAPSED_EVERY_MS: i64 = 5_000;
+/// Lapsed meetings looked at per round (oldest first; those whose calls
+/// go on past their time are looked at again next round).
+const LAPSED_PER_ROUND: i64 = 200;
 /// Finished deliveries are kept this long for the log.
 const KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
 
@@ -132,14 +147,26 @@ const KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
 /// this instance, and every second for those of other instances and for
 /// retries. Each send runs on its own, holding one of `IN_FLIGHT`
 /// permits: a slow endpoint holds its own permit, not everyone's batch.
-pub fn spawn_worker(webhooks: &Webhooks, settings: WebhookSettings) {
+/// Every `LAPSED_EVERY_MS` it also announces the ends of meetings nobody
+/// ended (`announce_lapsed_ends`), reading who is in their calls from
+/// `presence`.
+pub fn spawn_worker(
+    webhooks: &Webhooks,
+    settings: WebhookSettings,
+    presence: Arc<dyn domain::rooms::Presence>,
+) {
     let db = webhooks.db.clone();
     let wake = webhooks.wake.clone();
     tokio::spawn(async move {
         let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
         let mut pruned_at = 0i64;
+        let mut lapsed_at = 0i64;
         loop {
             let now = domain::clock::now_ms();
+            if now - lapsed_at >= LAPSED_EVERY_MS {
+                lapsed_at = now;
+                announce_lapsed_ends(&db, presence.as_ref(), now).await;
+            }
             if now - pruned_at > 3_600_000 {
                 pruned_at = now;
                 match store::prune(&db, now - KEEP_MS).await {
@@ -170,6 +197,35 @@ pub fn spawn_worker(webhooks: &Webhooks, settings: WebhookSettings) {
             let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
         }
     });
+}
+
+/// Announces the end of each meeting whose scheduled time is over, whose
+/// call is empty and that nobody ended (a host's end or a cancellation
+/// announces itself). A call still going on past its time is announced
+/// once it empties. Every instance does this; the database lets one of
+/// them announce each end.
+async fn announce_lapsed_ends(db: &AnyPool, presence: &dyn domain::rooms::Presence, now_ms: i64) {
+    let lapsed = match store::lapsed_meetings(db, now_ms, LAPSED_PER_ROUND).await {
+        Ok(lapsed) => lapsed,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not read the meetings whose time is over");
+            return;
+        }
+    };
+    for meeting in lapsed {
+        // Still in a call, or unknown (the presence store is away): looked
+        // at again next round.
+        if !matches!(presence.list(&meeting.id).await, Ok(people) if people.is_empty()) {
+            continue;
+        }
+        match store::announce_lapsed_end(db, &meeting, now_ms).await {
+            Ok(true) => {
+                tracing::info!(meeting = %meeting.id, "meeting over its scheduled time announced ended")
+            }
+            Ok(false) => {}
+            Err(err) => tracing::warn!(error = %err, "could not announce a meeting's end"),
+        }
+    }
 }
 
 /// One attempt, recorded.

@@ -263,6 +263,118 @@ async fn a_call_sends_signed_events_and_a_refused_delivery_is_retried() {
     assert_eq!(bobs["deliveries"].as_array().map(Vec::len), Some(0));
 }
 
+/// The meeting's end mark (`end_announced_at`), read from the database.
+async fn end_announced_at(app: &common::TestApp, code: &str) -> Option<i64> {
+    let (announced,): (Option<i64>,) =
+        sqlx::query_as("SELECT end_announced_at FROM meetings WHERE code = $1")
+            .bind(code)
+            .fetch_one(&app.state.db)
+            .await
+            .expect("the meeting's row");
+    announced
+}
+
+fn count(got: &[Received], event: &str) -> usize {
+    got.iter().filter(|r| r.event == event).count()
+}
+
+/// Longer than one round of the look-up for meetings whose time is over
+/// (every 5 s on each instance).
+const LAPSED_ROUND: Duration = Duration::from_secs(6);
+
+/// A meeting nobody ends is announced ended once its scheduled time is
+/// over and its call is empty: not while people talk on past its time,
+/// once when they leave (with its transcript), never twice; a call that
+/// starts again is announced again, by a host's end this time, and the
+/// rule adds nothing to that.
+async fn a_meeting_over_its_time_is_announced_ended_once_its_call_empties(backend: Backend) {
+    let mut spawn = allow_private();
+    spawn.backend = backend;
+    let app = spawn_with(spawn).await;
+    let hook = receiver(0).await;
+    let ann = person(&app, "ann").await;
+    let bob = person(&app, "bob").await;
+    let created: Value = app
+        .call(&ann.client, "create_webhook", &[("url", hook.url.as_str())])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let secret = created["secret"].as_str().expect("secret").to_string();
+    let code = meeting_with_everyone(&app, &[ann.clone(), bob.clone()]).await;
+    let (mut ann_ws, _, _) = join_call(&app, &ann, &code, None).await;
+    let (mut bob_ws, _, _) = join_call(&app, &bob, &code, None).await;
+    hook.wait_for(&["meeting.started"]).await;
+
+    // Its scheduled hour ended long ago; they talk on.
+    sqlx::query("UPDATE meetings SET starts_at = $1 WHERE code = $2")
+        .bind(domain::clock::now_ms() - 3 * 3_600_000)
+        .bind(&code)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    tokio::time::sleep(LAPSED_ROUND).await;
+    assert_eq!(
+        count(&hook.events(), "meeting.ended"),
+        0,
+        "{:#?}",
+        hook.events()
+    );
+
+    // Both leave: the end is announced, signed, with its reason.
+    bob_ws.send(&ClientMessage::Leave).await;
+    ann_ws.send(&ClientMessage::Leave).await;
+    let got = hook
+        .wait_for(&["meeting.ended", "chat.transcript_ready"])
+        .await;
+    let ended = got.iter().find(|r| r.event == "meeting.ended").unwrap();
+    verify(&secret, &ended.signature, &ended.body).unwrap();
+    let body: Value = serde_json::from_str(&ended.body).unwrap();
+    assert_eq!(body["data"]["reason"], "scheduled_end");
+    assert_eq!(body["data"]["meeting"]["code"], code.as_str());
+    assert!(end_announced_at(&app, &code).await.is_some());
+    // Once only, however many rounds come after.
+    tokio::time::sleep(LAPSED_ROUND).await;
+    let got = hook.events();
+    assert_eq!(count(&got, "meeting.ended"), 1, "{got:#?}");
+    assert_eq!(count(&got, "chat.transcript_ready"), 1, "{got:#?}");
+
+    // The host comes back: the call starts again and its end is to be
+    // announced again; the host ends it, which announces itself.
+    let (mut ann_ws, _, _) = join_call(&app, &ann, &code, None).await;
+    for _ in 0..100 {
+        if end_announced_at(&app, &code).await.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(end_announced_at(&app, &code).await, None);
+    ann_ws.send(&ClientMessage::EndMeeting).await;
+    for _ in 0..200 {
+        if count(&hook.events(), "meeting.ended") == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(LAPSED_ROUND).await;
+    let got = hook.events();
+    let reasons: Vec<String> = got
+        .iter()
+        .filter(|r| r.event == "meeting.ended")
+        .map(|r| {
+            let body: Value = serde_json::from_str(&r.body).unwrap();
+            body["data"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(reasons, ["scheduled_end", "ended"], "{got:#?}");
+    assert_eq!(count(&got, "meeting.started"), 2, "{got:#?}");
+}
+
+on_both_databases!(a_meeting_over_its_time_is_announced_ended_once_its_call_empties);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_and_plain_http_endpoints_are_refused_by_default() {
     let app = spawn_app(Backend::Sqlite).await;

@@ -57,9 +57,10 @@ pub async fn remove_participant(
 }
 
 /// Ends the meeting for everyone: new joins are refused until a host
-/// enters again (`reopen`).
+/// enters again (`reopen`). The host's end is its announced end (the
+/// caller sends `meeting.ended`), so its scheduled end announces nothing.
 pub async fn end_meeting(db: &AnyPool, meeting_id: &str, now_ms: i64) -> sqlx::Result<()> {
-    sqlx::query("UPDATE meetings SET ended_at = $1 WHERE id = $2")
+    sqlx::query("UPDATE meetings SET ended_at = $1, end_announced_at = $1 WHERE id = $2")
         .bind(now_ms)
         .bind(meeting_id)
         .execute(db)
