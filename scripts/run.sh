@@ -20,7 +20,7 @@ if ! scripts/setup.sh --run --ready; then
   # and LEPTOS_* variables cargo-leptos 0.3.10 uses for this workspace
   # (leptos reads LEPTOS_OUTPUT_NAME at compile time; a variable set
   # differently here only costs the crates that read it a second compile).
-  step "installing the build tools, and meanwhile compiling moim (first time: about 15 minutes)"
+  step "installing the build tools, and meanwhile compiling moim (first time: 20-30 minutes)"
   scripts/setup.sh --run &
   setup_pid=$!
   leptos_env=(

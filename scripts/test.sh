@@ -24,7 +24,7 @@ scripts/setup.sh --toolchain
 # about 10 minutes the first time; Chromium, coturn and the Playwright
 # packages) are needed only from the site build on: they install while
 # clippy and the Rust tests compile, and the tests run once they are there.
-step "installing what is missing, beside the build (first time: about 10 minutes)"
+step "installing what is missing, beside the build (first time: 10-25 minutes)"
 scripts/setup.sh --test &
 setup_pid=$!
 
