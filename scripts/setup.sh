@@ -117,11 +117,16 @@ install_cargo_leptos() {
 # The two tools compile side by side rather than one after the other:
 # wasm-bindgen's couple of minutes fill the moments where cargo-leptos's
 # build waits on one crate.
+# What building cargo-leptos against Debian's OpenSSL needs (see
+# tool_profile). Called before anything else installs beside it: apt runs
+# one at a time.
+install_tool_build_packages() {
+  cargo_leptos_ready || apt_install libssl-dev pkg-config
+}
+
 install_rust_tools() {
   install_toolchain
-  # What linking Debian's OpenSSL needs (see tool_profile); installed before
-  # anything runs beside it, as apt runs one at a time.
-  cargo_leptos_ready || apt_install libssl-dev pkg-config
+  install_tool_build_packages
   install_cargo_leptos &
   local cargo_leptos=$!
   local status=0
@@ -182,8 +187,8 @@ case "$mode" in
     install_rust_tools ;;
   --test)
     # Debian packages and npm wait on the network, the Rust tools on the
-    # CPU: both at once (apt for the tools first, as apt runs one at a time).
-    cargo_leptos_ready || apt_install libssl-dev pkg-config
+    # CPU: both at once.
+    install_tool_build_packages
     install_test_tools &
     test_tools=$!
     install_rust_tools

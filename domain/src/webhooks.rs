@@ -90,6 +90,25 @@ pub fn meeting_data(meeting: &crate::meetings::MeetingRow) -> serde_json::Value 
     })
 }
 
+/// What a meeting's end sends (by a host, or at its scheduled end):
+/// `meeting.ended` with its `reason`, then `chat.transcript_ready`.
+pub fn end_events(
+    meeting: &crate::meetings::MeetingRow,
+    reason: &str,
+) -> [(Event, serde_json::Value); 2] {
+    let about = meeting_data(meeting);
+    [
+        (
+            Event::MeetingEnded,
+            serde_json::json!({ "meeting": about, "reason": reason }),
+        ),
+        (
+            Event::TranscriptReady,
+            serde_json::json!({ "meeting": about }),
+        ),
+    ]
+}
+
 /// The `Moim-Signature` header value: `t=<unix seconds>,v1=<hex>`, where
 /// the hex is HMAC-SHA256 with the secret over `<t>.<body>`. The time is
 /// signed too, so a receiver that refuses old timestamps (5 minutes) and
@@ -372,23 +391,9 @@ pub async fn announce_lapsed_end(
         tx.rollback().await?;
         return Ok(false);
     }
-    let about = meeting_data(meeting);
-    enqueue_on(
-        &mut tx,
-        &meeting.host_id,
-        Event::MeetingEnded,
-        serde_json::json!({ "meeting": about, "reason": "scheduled_end" }),
-        now_ms,
-    )
-    .await?;
-    enqueue_on(
-        &mut tx,
-        &meeting.host_id,
-        Event::TranscriptReady,
-        serde_json::json!({ "meeting": meeting_data(meeting) }),
-        now_ms,
-    )
-    .await?;
+    for (event, data) in end_events(meeting, "scheduled_end") {
+        enqueue_on(&mut tx, &meeting.host_id, event, data, now_ms).await?;
+    }
     tx.commit().await?;
     Ok(true)
 }

@@ -97,13 +97,9 @@ impl Webhooks {
 
     /// A host ended the meeting: it is over, and its chat can be read.
     pub fn meeting_ended(&self, meeting: &MeetingRow) {
-        let data = serde_json::json!({ "meeting": meeting_data(meeting), "reason": "ended" });
-        self.queue(meeting.host_id.clone(), Event::MeetingEnded, data);
-        self.queue(
-            meeting.host_id.clone(),
-            Event::TranscriptReady,
-            serde_json::json!({ "meeting": meeting_data(meeting) }),
-        );
+        for (event, data) in store::end_events(meeting, "ended") {
+            self.queue(meeting.host_id.clone(), event, data);
+        }
     }
 }
 
