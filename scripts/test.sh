@@ -28,8 +28,13 @@ step "installing what is missing, beside the build (first time: 10-25 minutes)"
 scripts/setup.sh --test &
 setup_pid=$!
 
-# Artifacts of moim's own crates are keyed by the clone's path too: drop the
-# ones no run has touched for two hours, so the shared cache stays bounded.
+# Artifacts of moim's own crates pile up as the code changes (each set of
+# sources, features and dependencies gets names of its own): drop the ones
+# no run has touched for two hours, so the shared cache stays bounded.
+# Clones share these names (cargo hashes a workspace member's path relative
+# to the workspace), and cargo takes a source file older than the last
+# build as built: a fresh clone's files are new, but a working copy edited
+# before another clone's build may need its changed files touched.
 for deps in "$CARGO_TARGET_DIR"/debug/deps "$CARGO_TARGET_DIR"/release/deps \
             "$CARGO_TARGET_DIR"/front/*/deps "$CARGO_TARGET_DIR"/front/*/*/deps; do
   [ -d "$deps" ] || continue
@@ -67,7 +72,9 @@ wait "$setup_pid" || { echo "installing the tools failed (scripts/setup.sh --tes
 pg_tmp=""
 e2e_db=""
 redis_pid=""
+outage_pid=""
 cleanup() {
+  if [ -n "$outage_pid" ]; then kill "$outage_pid" 2>/dev/null || true; fi
   if [ -n "$redis_pid" ]; then kill "$redis_pid" 2>/dev/null || true; fi
   if [ -n "$e2e_db" ]; then
     psql "$MOIM_TEST_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS $e2e_db WITH (FORCE)" >/dev/null 2>&1 || true
@@ -102,10 +109,38 @@ fi
 echo "PostgreSQL for tests: $MOIM_TEST_POSTGRES_URL"
 
 step "Rust unit and integration tests (SQLite and PostgreSQL)"
-cargo test --locked -p protocol -p domain -p app -p moim-server
+# All but the Redis outage test, which runs next, beside the site build.
+outage_test=redis_down_for_minutes_keeps_same_instance_calls_and_recovers_by_itself
+cargo test --locked -p protocol -p domain -p app -p moim-server -- --skip "$outage_test"
+
+# The outage test keeps a call going through five minutes without Redis
+# and mostly waits meanwhile, so it runs while the site compiles (not
+# beside other tests: its Redis port stays free for those minutes, and a
+# test binding a port could take it). It runs from its compiled test
+# binary (a second `cargo` would wait for the build directory's lock), in
+# the package directory, as `cargo test` runs it. Asked of the same
+# packages as above, so it is the binary just built (another package set
+# resolves features differently and would compile another).
+faults_bin="$(cargo test --locked -p protocol -p domain -p app -p moim-server --no-run --message-format=json 2>/dev/null \
+  | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "faults" and m.get("executable"):
+        print(m["executable"])')"
+[ -x "$faults_bin" ] || { echo "the faults test binary was not found" >&2; exit 1; }
+outage_log="$(mktemp /tmp/moim-outage-test.XXXXXX)"
+step "Redis outage test (five minutes, beside the site build; output in $outage_log)"
+(cd server && CARGO_MANIFEST_DIR="$PWD" exec "$faults_bin" --exact "$outage_test" >"$outage_log" 2>&1) &
+outage_pid=$!
 
 step "building the site (cargo leptos build --split; first time: about 5 minutes)"
 cargo leptos build --split
+
+step "waiting for the Redis outage test"
+outage_status=0
+wait "$outage_pid" || outage_status=$?
+cat "$outage_log"
+[ "$outage_status" -eq 0 ] || { echo "the Redis outage test failed" >&2; exit "$outage_status"; }
 
 # Two moim instances for the scale-out end-to-end test share a fresh
 # PostgreSQL database and a throwaway Redis (the Rust tests start their own).

@@ -6,6 +6,7 @@ mod common;
 use common::people::{join_call, meeting_with_everyone, person, Person};
 use common::{spawn_app, spawn_with, Backend, Spawn, TestApp};
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 
 /// Makes a token on the profile page's server function; returns the secret.
 async fn token(app: &TestApp, who: &Person, scope: &str) -> String {
@@ -416,4 +417,202 @@ async fn a_password_change_revokes_every_token() {
         .await
         .unwrap();
     assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
+}
+
+/// The names of an object's fields.
+fn field_names(object: &Value) -> BTreeSet<String> {
+    object
+        .as_object()
+        .unwrap_or_else(|| panic!("an object: {object}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// A list of field names (a schema's `required`), none if absent.
+fn name_list(names: &Value) -> BTreeSet<String> {
+    names
+        .as_array()
+        .map(|names| {
+            names
+                .iter()
+                .map(|n| n.as_str().expect("a name").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One of the document's schemas: its properties and its required fields.
+fn schema(doc: &Value, name: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let schema = &doc["components"]["schemas"][name];
+    (
+        field_names(&schema["properties"]),
+        name_list(&schema["required"]),
+    )
+}
+
+/// An answer has exactly the fields its schema lists, all of them required.
+fn assert_shape(doc: &Value, name: &str, answer: &Value) {
+    let (properties, required) = schema(doc, name);
+    assert_eq!(field_names(answer), properties, "{name}: {answer}");
+    assert_eq!(required, properties, "{name}: every field is always sent");
+}
+
+/// `docs/openapi.json`, as served at `/api/v1/openapi.json`: every operation
+/// it lists is served and asks for a token (and no method it leaves out is
+/// served on its paths), a body built from its input schema is accepted,
+/// and each object it describes has exactly the fields of the real answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_matches_the_api() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let api = script();
+    let served = api
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.headers()["content-type"], "application/json");
+    let doc: Value = served.json().await.expect("the document is JSON");
+    assert_eq!(doc["openapi"], "3.1.0");
+
+    // Operations: documented ones answer 401 without a token (200 for the
+    // public document), others 405. An unknown path would be 404.
+    let mut operations = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let url = app.url(&path.replace("{code}", "q4hx7kd2mzp9wt3ncfr8vbj6ea"));
+        for method in ["get", "post", "put", "patch", "delete"] {
+            let verb = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let status = api.request(verb, &url).send().await.unwrap().status();
+            match item.get(method) {
+                Some(operation) => {
+                    let public = operation["security"].as_array().is_some_and(Vec::is_empty);
+                    let expected = if public { 200 } else { 401 };
+                    assert_eq!(status, expected, "{method} {path}");
+                    operations.push(format!("{method} {path}"));
+                }
+                None => assert_eq!(status, 405, "{method} {path} is not in the document"),
+            }
+        }
+    }
+    assert_eq!(operations.len(), 8, "{operations:?}");
+
+    // The input: a body with every documented field creates a meeting;
+    // a field the document does not list is refused.
+    let ann = person(&app, "ann").await;
+    let secret = token(&app, &ann, "manage").await;
+    let every_field = json!({
+        "title": "Described",
+        "description": "Every field the document lists",
+        "starts_at_ms": domain::clock::now_ms() + 3_600_000,
+        "duration_minutes": 30,
+        "invitees": [],
+        "waiting_room": false,
+        "allow_guests": true,
+        "max_participants": 10,
+        "media_mode": "Server",
+        "instant": false,
+    });
+    assert_eq!(field_names(&every_field), schema(&doc, "MeetingInput").0);
+    let created = api
+        .post(app.url("/api/v1/meetings"))
+        .bearer_auth(&secret)
+        .json(&every_field)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let meeting: Value = created.json().await.unwrap();
+    assert_shape(&doc, "Meeting", &meeting);
+    assert_eq!(meeting["media_mode"], "Server");
+    let mut extra = every_field.clone();
+    extra["colour"] = json!("blue");
+    let refused = api
+        .post(app.url("/api/v1/meetings"))
+        .bearer_auth(&secret)
+        .json(&extra)
+        .send()
+        .await
+        .unwrap();
+    let (status, code, error) = error_code(refused).await;
+    assert_eq!((status, code.as_str()), (400, "invalid_json"));
+    assert_shape(&doc, "Error", &error);
+
+    let listed: Value = api
+        .get(app.url("/api/v1/meetings"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_shape(&doc, "MeetingList", &listed);
+
+    // Errors: the codes seen are in the document's list; `fields` entries
+    // have the fields it names.
+    let detail = &doc["components"]["schemas"]["Error"]["properties"]["error"];
+    let (error_fields, error_required) = (
+        field_names(&detail["properties"]),
+        name_list(&detail["required"]),
+    );
+    let codes = detail["properties"]["code"]["enum"]
+        .as_array()
+        .expect("the error codes")
+        .clone();
+    let no_start = api
+        .post(app.url("/api/v1/meetings"))
+        .bearer_auth(&secret)
+        .json(&json!({ "title": "When?" }))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, invalid) = error_code(no_start).await;
+    assert_eq!((status, code.as_str()), (422, "invalid"));
+    assert_eq!(field_names(&invalid["error"]), error_fields);
+    assert_shape(&doc, "FieldError", &invalid["error"]["fields"][0]);
+    let unknown = api
+        .get(app.url("/api/v1/meetings/q4hx7kd2mzp9wt3ncfr8vbj6ea"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    let (_, not_found, plain) = error_code(unknown).await;
+    assert_eq!(field_names(&plain["error"]), error_required);
+    for seen in [&code, &not_found, &"unauthorized".to_string()] {
+        assert!(
+            codes.contains(&json!(seen)),
+            "{seen} is not in the document"
+        );
+    }
+
+    // The call's people, and a transcript once it is over.
+    let code = meeting_with_everyone(&app, std::slice::from_ref(&ann)).await;
+    let (mut ws, _, _) = join_call(&app, &ann, &code, None).await;
+    let people: Value = api
+        .get(app.url(&format!("/api/v1/meetings/{code}/participants")))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_shape(&doc, "Participant", &people[0]);
+    ws.send(&common::chatter::chat("k1", "described")).await;
+    ws.recv_until(|m| matches!(m, app::protocol::ServerMessage::ChatAck { .. }))
+        .await;
+    ws.send(&app::protocol::ClientMessage::EndMeeting).await;
+    ws.closed_with().await;
+    let transcript: Value = api
+        .get(app.url(&format!("/api/v1/meetings/{code}/transcript")))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_shape(&doc, "Transcript", &transcript);
+    assert_shape(&doc, "ChatMessage", &transcript["messages"][0]);
 }
