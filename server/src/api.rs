@@ -66,7 +66,7 @@ where
 /// This API described for tools (OpenAPI 3.1): client generators, API
 /// explorers, request collections. Written by hand beside `docs/api.md`
 /// (a generator such as utoipa would put its macros on every handler and
-/// type for six operations); `server/tests/api.rs` checks it against the
+/// type for seven operations); `server/tests/api.rs` checks it against the
 /// running API: every operation it lists exists and asks for a token, and
 /// its objects have exactly the fields the answers have.
 const OPENAPI_DOCUMENT: &str = include_str!("../../docs/openapi.json");
