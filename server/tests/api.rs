@@ -24,6 +24,17 @@ async fn token(app: &TestApp, who: &Person, scope: &str) -> String {
     secret
 }
 
+/// `POST /api/v1/meetings` with this JSON body, as a script would send it.
+async fn post_meeting(app: &TestApp, secret: &str, body: &Value) -> reqwest::Response {
+    script()
+        .post(app.url("/api/v1/meetings"))
+        .bearer_auth(secret)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A client with no cookies at all (as a script would be).
 fn script() -> reqwest::Client {
     reqwest::Client::new()
@@ -56,13 +67,7 @@ async fn a_manage_token_creates_changes_and_cancels_meetings(backend: Backend) {
     let secret = token(&app, &ann, "manage").await;
     let api = script();
 
-    let created = api
-        .post(app.url("/api/v1/meetings"))
-        .bearer_auth(&secret)
-        .json(&meeting_body("Planning"))
-        .send()
-        .await
-        .unwrap();
+    let created = post_meeting(&app, &secret, &meeting_body("Planning")).await;
     assert_eq!(created.status(), 201);
     let meeting: Value = created.json().await.unwrap();
     let code = meeting["code"].as_str().expect("code").to_string();
@@ -179,13 +184,7 @@ async fn a_read_token_reads_but_cannot_change_and_a_revoked_one_stops_at_once() 
         .await
         .unwrap();
     assert_eq!(read.status(), 200);
-    let write = api
-        .post(app.url("/api/v1/meetings"))
-        .bearer_auth(&secret)
-        .json(&meeting_body("Not allowed"))
-        .send()
-        .await
-        .unwrap();
+    let write = post_meeting(&app, &secret, &meeting_body("Not allowed")).await;
     let (status, code, _) = error_code(write).await;
     assert_eq!((status, code.as_str()), (403, "insufficient_scope"));
     assert_eq!(app.count("meetings").await, 0);
@@ -336,13 +335,7 @@ async fn bad_input_gets_clear_errors_and_each_token_is_rate_limited() {
         .await
         .unwrap();
     assert_eq!(error_code(broken).await.1, "invalid_json", "malformed JSON");
-    let no_start = api
-        .post(app.url("/api/v1/meetings"))
-        .bearer_auth(&secret)
-        .json(&json!({ "title": "When?" }))
-        .send()
-        .await
-        .unwrap();
+    let no_start = post_meeting(&app, &secret, &json!({ "title": "When?" })).await;
     let (status, code, body) = error_code(no_start).await;
     assert_eq!((status, code.as_str()), (422, "invalid"));
     assert!(
@@ -514,26 +507,14 @@ async fn the_openapi_document_matches_the_api() {
         "instant": false,
     });
     assert_eq!(field_names(&every_field), schema(&doc, "MeetingInput").0);
-    let created = api
-        .post(app.url("/api/v1/meetings"))
-        .bearer_auth(&secret)
-        .json(&every_field)
-        .send()
-        .await
-        .unwrap();
+    let created = post_meeting(&app, &secret, &every_field).await;
     assert_eq!(created.status(), 201);
     let meeting: Value = created.json().await.unwrap();
     assert_shape(&doc, "Meeting", &meeting);
     assert_eq!(meeting["media_mode"], "Server");
     let mut extra = every_field.clone();
     extra["colour"] = json!("blue");
-    let refused = api
-        .post(app.url("/api/v1/meetings"))
-        .bearer_auth(&secret)
-        .json(&extra)
-        .send()
-        .await
-        .unwrap();
+    let refused = post_meeting(&app, &secret, &extra).await;
     let (status, code, error) = error_code(refused).await;
     assert_eq!((status, code.as_str()), (400, "invalid_json"));
     assert_shape(&doc, "Error", &error);
@@ -560,13 +541,7 @@ async fn the_openapi_document_matches_the_api() {
         .as_array()
         .expect("the error codes")
         .clone();
-    let no_start = api
-        .post(app.url("/api/v1/meetings"))
-        .bearer_auth(&secret)
-        .json(&json!({ "title": "When?" }))
-        .send()
-        .await
-        .unwrap();
+    let no_start = post_meeting(&app, &secret, &json!({ "title": "When?" })).await;
     let (status, code, invalid) = error_code(no_start).await;
     assert_eq!((status, code.as_str()), (422, "invalid"));
     assert_eq!(field_names(&invalid["error"]), error_fields);
