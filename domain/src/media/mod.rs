@@ -7,6 +7,7 @@
 //! is `server`, each browser signals the server itself, which answers and
 //! forwards. The session only hands signals over.
 
+pub mod forward;
 pub mod last_n;
 pub mod paths;
 pub mod relay;
