@@ -177,7 +177,7 @@ fn AppBody() -> impl IntoView {
 }
 
 // Only the home page and the "not found" page are in the main bundle. The
-// other pages come in four groups, each split off into a chunk of its own
+// other pages come in five groups, each split off into a chunk of its own
 // (`cargo leptos build --split`) that the browser loads when a page of the
 // group is first opened: a first visit downloads the shared code and one
 // group's, not every page's. The call group (the lobby, the call, the
@@ -185,10 +185,14 @@ fn AppBody() -> impl IntoView {
 // brings the call's code before anyone clicks "Join now". Groups rather
 // than a chunk per page: the splitter also gives every set of pages that
 // shares a function a chunk of its own, so twelve split points made up to
-// ninety chunks (requests) for one page; four keep it to a handful. The
-// sign-in pages are a group of their own, apart from the profile, because
-// they are what a newcomer opens first. On the server a lazy page renders
-// as any other.
+// ninety chunks (requests) for one page; five keep it to about a dozen.
+// The sign-in page is a group of its own, apart from the sign-up, guest
+// and verification pages and the profile, because it is what a newcomer
+// opens first (every page that needs an account sends them there): alone
+// it made a first visit to it 369 KiB -> 344 KiB on the wire, at the cost
+// of 7-10 KiB more (more, smaller shared chunks) on the meetings and call
+// pages (`scripts/bench.sh pages`). On the server a lazy page renders as
+// any other.
 
 /// One group of lazily loaded pages, each page named once: the group's
 /// enum of pages, its `#[lazy]` function (the split point, which the
@@ -228,10 +232,18 @@ macro_rules! page_group {
 }
 
 page_group! {
-    /// The sign-in, sign-up, guest and email-verification pages: what a
-    /// newcomer opens first, kept apart from the profile's larger forms.
+    /// The sign-in page alone: what a newcomer opens first (every page
+    /// that needs an account sends them there), so it carries no other
+    /// page's code.
     sign_in_page(SignInPageKind) {
         SignIn => SignInPage at SignInRoute,
+    }
+}
+
+page_group! {
+    /// The sign-up, guest and email-verification pages, kept apart from
+    /// the profile's larger forms.
+    sign_up_page(SignUpPageKind) {
         SignUp => SignUpPage at SignUpRoute,
         Guest => GuestPage at GuestRoute,
         VerifyEmail => VerifyEmailPage at VerifyEmailRoute,
@@ -270,7 +282,8 @@ page_group! {
 fn page_group(path: &str) -> Option<PageGroup> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
-        ["signin"] | ["signup"] | ["guest"] | ["verify-email"] => Some(PageGroup::SignIn),
+        ["signin"] => Some(PageGroup::SignIn),
+        ["signup"] | ["guest"] | ["verify-email"] => Some(PageGroup::SignUp),
         ["profile"] => Some(PageGroup::Profile),
         ["meetings"] | ["meetings", "new"] | ["m", _] | ["m", _, "edit"] => {
             Some(PageGroup::Meetings)
@@ -283,6 +296,7 @@ fn page_group(path: &str) -> Option<PageGroup> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PageGroup {
     SignIn,
+    SignUp,
     Profile,
     Meetings,
     Call,
@@ -295,6 +309,7 @@ impl PageGroup {
     fn lazy_fn(self) -> &'static str {
         match self {
             PageGroup::SignIn => "sign_in_page",
+            PageGroup::SignUp => "sign_up_page",
             PageGroup::Profile => "profile_page",
             PageGroup::Meetings => "meetings_page",
             PageGroup::Call => "call_page",
@@ -359,6 +374,7 @@ pub async fn load_code_of_current_page() {
     let path = window().location().pathname().unwrap_or_default();
     match page_group(&path) {
         Some(PageGroup::SignIn) => __preload_sign_in_page().await,
+        Some(PageGroup::SignUp) => __preload_sign_up_page().await,
         Some(PageGroup::Profile) => __preload_profile_page().await,
         Some(PageGroup::Meetings) => __preload_meetings_page().await,
         Some(PageGroup::Call) => __preload_call_page().await,
@@ -376,10 +392,10 @@ mod tests {
             ("/", None),
             ("/no/such/page", None),
             ("/signin", Some(PageGroup::SignIn)),
-            ("/signup", Some(PageGroup::SignIn)),
-            ("/guest", Some(PageGroup::SignIn)),
+            ("/signup", Some(PageGroup::SignUp)),
+            ("/guest", Some(PageGroup::SignUp)),
             ("/profile", Some(PageGroup::Profile)),
-            ("/verify-email", Some(PageGroup::SignIn)),
+            ("/verify-email", Some(PageGroup::SignUp)),
             ("/meetings", Some(PageGroup::Meetings)),
             ("/meetings/new", Some(PageGroup::Meetings)),
             ("/m/abc-defg-hij", Some(PageGroup::Meetings)),

@@ -62,10 +62,15 @@ test("the camera and call code is loaded only by the pages that use it", async (
   const selftestPreloads = await preloads("/selftest");
   expect(selftestPreloads).toContain("moim.wasm");
   expect(selftestPreloads.some((name) => name.startsWith("split_call_page_"))).toBe(true);
-  // The sign-in pages bring their own chunk, not the profile's.
+  // The sign-in page brings its own chunk, not the profile's nor the
+  // sign-up, guest and verification pages' (their own chunk).
   const signInPreloads = await preloads("/signin");
   expect(signInPreloads.some((name) => name.startsWith("split_sign_in_page_"))).toBe(true);
   expect(signInPreloads.some((name) => name.startsWith("split_profile_page_"))).toBe(false);
+  expect(signInPreloads.some((name) => name.startsWith("split_sign_up_page_"))).toBe(false);
+  const signUpPreloads = await preloads("/signup");
+  expect(signUpPreloads.some((name) => name.startsWith("split_sign_up_page_"))).toBe(true);
+  expect(signUpPreloads.some((name) => name.startsWith("split_sign_in_page_"))).toBe(false);
 
   // Which of the bundle's wasm files the page fetched (cached or not).
   const wasmFetched = (p: typeof page) => {
