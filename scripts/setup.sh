@@ -22,9 +22,14 @@ log() { printf '\033[1msetup (%ss):\033[0m %s\n' "$(( $(date +%s) - setup_starte
 
 # The tools are build helpers, not hot code: their own release profiles ask
 # for fat LTO with one codegen unit (cargo-leptos: about 24 minutes on two
-# cores). Without LTO, in parallel codegen units and at opt-level 1 they
-# compile in a fraction of that and still run in seconds on moim's bundle
-# (splitting it, wasm-bindgen, the CSS and JS minifiers).
+# cores). Without LTO, in parallel codegen units and unoptimised
+# (opt-level 0) they compile in a fraction of that and still run in
+# seconds on moim's bundle (splitting it, wasm-bindgen, the CSS and JS
+# minifiers). Measured on two cores, 2026-11-28, the two levels compiled
+# side by side: cargo-leptos 378 s at opt-level 0 against 659 s at 1,
+# wasm-bindgen-cli 83 s against 136 s; what that costs each build is
+# about 3 s (a debug site's split and wasm-bindgen steps 1.5 s -> 5 s; a
+# release site's post-processing, mostly wasm-opt, 51 s -> 52 s).
 # Each `cargo install` builds in a directory of its own, not a
 # CARGO_TARGET_DIR the caller set: a shared one is locked by one cargo at a
 # time, and the tools compile beside each other and beside moim's own build.
@@ -33,7 +38,7 @@ log() { printf '\033[1msetup (%ss):\033[0m %s\n' "$(( $(date +%s) - setup_starte
 # documented switch, links Debian's libssl instead.
 tool_profile() {
   env -u CARGO_TARGET_DIR OPENSSL_NO_VENDOR=1 CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-    CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_DEBUG=false "$@"
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_DEBUG=false "$@"
 }
 
 apt_updated=""
