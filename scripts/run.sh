@@ -14,7 +14,7 @@ step() { printf '\n\033[1m==> %s\033[0m (%ss)\n' "$*" "$(( $(date +%s) - started
 scripts/setup.sh --toolchain
 if ! scripts/setup.sh --run --ready; then
   # The first time, cargo-leptos and wasm-bindgen compile from crates.io
-  # (10-25 minutes on two cores) before they can build anything. moim's own
+  # (5-10 minutes on two cores) before they can build anything. moim's own
   # dependencies need neither, so they compile meanwhile, into the cache
   # the build below then finds filled: the same commands, profiles, flags
   # and LEPTOS_* variables cargo-leptos 0.3.10 uses for this workspace

@@ -110,7 +110,7 @@ wasm_bindgen_ready() {
 
 install_cargo_leptos() {
   cargo_leptos_ready && return 0
-  log "installing cargo-leptos $CARGO_LEPTOS_VERSION (from crates.io, 10-25 minutes once; output in /tmp/moim-cargo-leptos.log)"
+  log "installing cargo-leptos $CARGO_LEPTOS_VERSION (from crates.io, 5-10 minutes once; output in /tmp/moim-cargo-leptos.log)"
   if ! tool_profile cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked \
       >/tmp/moim-cargo-leptos.log 2>&1; then
     tail -n 40 /tmp/moim-cargo-leptos.log >&2

@@ -21,10 +21,10 @@ step "Rust toolchain: wasm32 target, clippy, rustfmt"
 scripts/setup.sh --toolchain
 
 # The other tools (cargo-leptos and wasm-bindgen compiled from crates.io,
-# 10-25 minutes the first time; Chromium, coturn and the Playwright
+# 5-10 minutes the first time; Chromium, coturn and the Playwright
 # packages) are needed only from the site build on: they install while
 # clippy and the Rust tests compile, and the tests run once they are there.
-step "installing what is missing, beside the build (first time: 10-25 minutes)"
+step "installing what is missing, beside the build (first time: 5-10 minutes)"
 scripts/setup.sh --test &
 setup_pid=$!
 
