@@ -35,6 +35,16 @@ async fn post_meeting(app: &TestApp, secret: &str, body: &Value) -> reqwest::Res
         .unwrap()
 }
 
+/// `GET` an API path with a token, as a script would send it.
+async fn get_api(app: &TestApp, secret: &str, path: &str) -> reqwest::Response {
+    script()
+        .get(app.url(path))
+        .bearer_auth(secret)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A client with no cookies at all (as a script would be).
 fn script() -> reqwest::Client {
     reqwest::Client::new()
@@ -95,12 +105,7 @@ async fn a_manage_token_creates_changes_and_cancels_meetings(backend: Backend) {
     assert_eq!(changed["duration_minutes"], 45);
     assert_eq!(changed["starts_at_ms"], meeting["starts_at_ms"]);
 
-    let list = api
-        .get(app.url("/api/v1/meetings"))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap();
+    let list = get_api(&app, &secret, "/api/v1/meetings").await;
     assert_eq!(list.status(), 200);
     let list: Value = list.json().await.unwrap();
     assert_eq!(list["upcoming"][0]["code"], code.as_str(), "{list}");
@@ -112,12 +117,7 @@ async fn a_manage_token_creates_changes_and_cancels_meetings(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(cancelled.status(), 204);
-    let gone = api
-        .get(app.url(&format!("/api/v1/meetings/{code}")))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap();
+    let gone = get_api(&app, &secret, &format!("/api/v1/meetings/{code}")).await;
     let (status, code, _) = error_code(gone).await;
     assert_eq!((status, code.as_str()), (404, "not_found"));
 }
@@ -176,13 +176,7 @@ async fn a_read_token_reads_but_cannot_change_and_a_revoked_one_stops_at_once() 
     let app = spawn_app(Backend::Sqlite).await;
     let ann = person(&app, "ann").await;
     let secret = token(&app, &ann, "read").await;
-    let api = script();
-    let read = api
-        .get(app.url("/api/v1/meetings"))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap();
+    let read = get_api(&app, &secret, "/api/v1/meetings").await;
     assert_eq!(read.status(), 200);
     let write = post_meeting(&app, &secret, &meeting_body("Not allowed")).await;
     let (status, code, _) = error_code(write).await;
@@ -203,12 +197,7 @@ async fn a_read_token_reads_but_cannot_change_and_a_revoked_one_stops_at_once() 
         .call(&ann.client, "revoke_api_token", &[("id", id.as_str())])
         .await;
     assert_eq!(revoked.status(), 200);
-    let after = api
-        .get(app.url("/api/v1/meetings"))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap();
+    let after = get_api(&app, &secret, "/api/v1/meetings").await;
     assert_eq!(error_code(after).await.0, 401);
 
     // Nobody revokes someone else's token.
@@ -251,12 +240,12 @@ async fn another_persons_meeting_cannot_be_changed_cancelled_or_watched() {
         .await
         .unwrap();
     assert_eq!(error_code(delete).await.0, 403);
-    let watch = api
-        .get(app.url(&format!("/api/v1/meetings/{code}/participants")))
-        .bearer_auth(&bobs)
-        .send()
-        .await
-        .unwrap();
+    let watch = get_api(
+        &app,
+        &bobs,
+        &format!("/api/v1/meetings/{code}/participants"),
+    )
+    .await;
     assert_eq!(error_code(watch).await.0, 403);
     let meeting: Value = app
         .call(&ann.client, "get_meeting", &[("code", code.as_str())])
@@ -274,25 +263,24 @@ async fn participants_of_a_live_call_and_a_transcript_only_after_the_end() {
     let ann = person(&app, "ann").await;
     let code = meeting_with_everyone(&app, std::slice::from_ref(&ann)).await;
     let secret = token(&app, &ann, "read").await;
-    let api = script();
     let (mut ws, _, _) = join_call(&app, &ann, &code, None).await;
-    let people = api
-        .get(app.url(&format!("/api/v1/meetings/{code}/participants")))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap();
+    let people = get_api(
+        &app,
+        &secret,
+        &format!("/api/v1/meetings/{code}/participants"),
+    )
+    .await;
     assert_eq!(people.status(), 200);
     let people: Value = people.json().await.unwrap();
     assert_eq!(people[0]["display_name"], "ann", "{people}");
     assert_eq!(people.as_array().map(Vec::len), Some(1));
 
-    let transcript = api
-        .get(app.url(&format!("/api/v1/meetings/{code}/transcript")))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap();
+    let transcript = get_api(
+        &app,
+        &secret,
+        &format!("/api/v1/meetings/{code}/transcript"),
+    )
+    .await;
     let (status, code_name, _) = error_code(transcript).await;
     assert_eq!((status, code_name.as_str()), (409, "not_over"));
 
@@ -303,12 +291,12 @@ async fn participants_of_a_live_call_and_a_transcript_only_after_the_end() {
         .await;
     ws.send(&app::protocol::ClientMessage::EndMeeting).await;
     ws.closed_with().await;
-    let transcript = api
-        .get(app.url(&format!("/api/v1/meetings/{code}/transcript")))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap();
+    let transcript = get_api(
+        &app,
+        &secret,
+        &format!("/api/v1/meetings/{code}/transcript"),
+    )
+    .await;
     assert_eq!(transcript.status(), 200);
     let transcript: Value = transcript.json().await.unwrap();
     assert_eq!(
@@ -347,12 +335,7 @@ async fn bad_input_gets_clear_errors_and_each_token_is_rate_limited() {
     // Six a minute: the rest of the budget, then 429 with Retry-After.
     let mut limited = None;
     for _ in 0..6 {
-        let response = api
-            .get(app.url("/api/v1/meetings"))
-            .bearer_auth(&secret)
-            .send()
-            .await
-            .unwrap();
+        let response = get_api(&app, &secret, "/api/v1/meetings").await;
         if response.status() == 429 {
             limited = Some(response);
             break;
@@ -363,12 +346,7 @@ async fn bad_input_gets_clear_errors_and_each_token_is_rate_limited() {
     assert_eq!(error_code(limited).await.1, "rate_limited");
     // Another token has its own budget.
     let other = token(&app, &ann, "read").await;
-    let fresh = api
-        .get(app.url("/api/v1/meetings"))
-        .bearer_auth(&other)
-        .send()
-        .await
-        .unwrap();
+    let fresh = get_api(&app, &other, "/api/v1/meetings").await;
     assert_eq!(fresh.status(), 200);
 }
 
@@ -377,13 +355,7 @@ async fn a_password_change_revokes_every_token() {
     let app = spawn_app(Backend::Sqlite).await;
     let ann = person(&app, "ann").await;
     let secret = token(&app, &ann, "manage").await;
-    let api = script();
-    let before = api
-        .get(app.url("/api/v1/meetings"))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap();
+    let before = get_api(&app, &secret, "/api/v1/meetings").await;
     assert_eq!(before.status(), 200);
     let changed = app
         .call(
@@ -396,12 +368,7 @@ async fn a_password_change_revokes_every_token() {
         )
         .await;
     assert_eq!(changed.status(), 200);
-    let after = api
-        .get(app.url("/api/v1/meetings"))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap();
+    let after = get_api(&app, &secret, "/api/v1/meetings").await;
     assert_eq!(error_code(after).await.0, 401);
     let listed: Value = app
         .call(&ann.client, "list_api_tokens", &[])
@@ -519,12 +486,8 @@ async fn the_openapi_document_matches_the_api() {
     assert_eq!((status, code.as_str()), (400, "invalid_json"));
     assert_shape(&doc, "Error", &error);
 
-    let listed: Value = api
-        .get(app.url("/api/v1/meetings"))
-        .bearer_auth(&secret)
-        .send()
+    let listed: Value = get_api(&app, &secret, "/api/v1/meetings")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -546,12 +509,7 @@ async fn the_openapi_document_matches_the_api() {
     assert_eq!((status, code.as_str()), (422, "invalid"));
     assert_eq!(field_names(&invalid["error"]), error_fields);
     assert_shape(&doc, "FieldError", &invalid["error"]["fields"][0]);
-    let unknown = api
-        .get(app.url("/api/v1/meetings/q4hx7kd2mzp9wt3ncfr8vbj6ea"))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap();
+    let unknown = get_api(&app, &secret, "/api/v1/meetings/q4hx7kd2mzp9wt3ncfr8vbj6ea").await;
     let (_, not_found, plain) = error_code(unknown).await;
     assert_eq!(field_names(&plain["error"]), error_required);
     for seen in [&code, &not_found, &"unauthorized".to_string()] {
@@ -564,30 +522,30 @@ async fn the_openapi_document_matches_the_api() {
     // The call's people, and a transcript once it is over.
     let code = meeting_with_everyone(&app, std::slice::from_ref(&ann)).await;
     let (mut ws, _, _) = join_call(&app, &ann, &code, None).await;
-    let people: Value = api
-        .get(app.url(&format!("/api/v1/meetings/{code}/participants")))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let people: Value = get_api(
+        &app,
+        &secret,
+        &format!("/api/v1/meetings/{code}/participants"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_shape(&doc, "Participant", &people[0]);
     ws.send(&common::chatter::chat("k1", "described")).await;
     ws.recv_until(|m| matches!(m, app::protocol::ServerMessage::ChatAck { .. }))
         .await;
     ws.send(&app::protocol::ClientMessage::EndMeeting).await;
     ws.closed_with().await;
-    let transcript: Value = api
-        .get(app.url(&format!("/api/v1/meetings/{code}/transcript")))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let transcript: Value = get_api(
+        &app,
+        &secret,
+        &format!("/api/v1/meetings/{code}/transcript"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_shape(&doc, "Transcript", &transcript);
     assert_shape(&doc, "ChatMessage", &transcript["messages"][0]);
 }
