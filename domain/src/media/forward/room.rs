@@ -175,15 +175,15 @@ where
             owner: participant,
             mid: mid.to_string(),
         };
+        if self.tracks.get(&ssrc).is_some_and(|track| track.key != key) {
+            // Someone else's SSRC (or another m-line's): the older claim
+            // stands, and the claimant's own streams stay as they were.
+            return Vec::new();
+        }
         if let Some(old) = self.sources.insert(key.clone(), ssrc) {
             if old != ssrc {
                 self.tracks.remove(&old);
             }
-        }
-        if self.tracks.get(&ssrc).is_some_and(|track| track.key != key) {
-            // Someone else's SSRC: the older claim stands.
-            self.sources.remove(&key);
-            return Vec::new();
         }
         self.tracks.entry(ssrc).or_insert(Published {
             key,
@@ -651,11 +651,14 @@ mod tests {
         }
         publish_both(&mut room, 1, MIC, CAMERA, now);
         assert!(video(&mut room, 2, CAMERA, 1, KEY, now).is_empty());
-        // Claiming someone's SSRC as one's own changes nothing either.
+        // Claiming someone's SSRC as one's own changes nothing either, not
+        // even the claimant's own camera.
+        publish_both(&mut room, 2, 0x41, 0x42, now);
         assert!(room
             .publish(2, "1", StreamKind::Video, VideoCodec::Vp8, CAMERA, now)
             .is_empty());
         assert!(video(&mut room, 2, CAMERA, 2, KEY, now).is_empty());
+        assert_eq!(sends(&video(&mut room, 2, 0x42, 1, KEY, now)).len(), 2);
         assert_eq!(sends(&video(&mut room, 1, CAMERA, 3, KEY, now)).len(), 2);
     }
 
