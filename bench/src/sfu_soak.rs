@@ -1,8 +1,8 @@
 //! `sfu-soak`: people join a call through the media server one after
 //! another, get the host's audio forwarded to them, and leave again, 200
 //! times (`MOIM_BENCH_SFU_CYCLES`), while the host stays and keeps
-//! publishing. The host staying matters: with nobody left the media server
-//! starts its engine over, which would hide a leak. Printed: the server's
+//! publishing. The host staying matters: with nobody left the room's
+//! state goes as a whole, which would hide a leak. Printed: the server's
 //! resident memory after a warm-up and as the cycles go on (the change
 //! against the warm-up figure is the leak, if any), and how long each
 //! newcomer took from sending its offer to its first forwarded packet.

@@ -555,10 +555,12 @@ impl Metrics {
             .inc();
     }
 
-    /// A video packet held back from a browser whose camera of it is
+    /// Video packets held back from browsers for which their camera is
     /// paused (last-N).
-    pub fn sfu_held_back(&self) {
-        self.families.sfu_held_back.inc();
+    pub fn sfu_held_back(&self, packets: u64) {
+        if packets > 0 {
+            self.families.sfu_held_back.inc_by(packets);
+        }
     }
 
     pub fn set_sfu_size(&self, rooms: usize, clients: usize, subscriptions: usize) {

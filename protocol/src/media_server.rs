@@ -38,14 +38,14 @@ pub fn publisher_of_stream(stream_id: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// The media server never reuses the m-line of someone who left (sfu 0.5):
-/// it stays, inactive, in every later offer, so a long meeting's offers
-/// keep growing towards the 64 KiB a signaling frame may hold (the answer
-/// is as big as the offer). With this many inactive m-lines, and more than
-/// a quarter of all of them, the page starts its media-server connection
-/// over, with m-lines for the people still there only (the others see its
-/// video pause for a keyframe). 40: about 20 departures with camera and
-/// microphone since the last start.
+/// The media server reuses the m-line of someone who left for the next
+/// person to publish, so a meeting's offers stay as large as the largest
+/// the room has been. A room that shrank a lot (50 people, then 5) still
+/// carries the inactive m-lines of its peak in every offer; with this
+/// many, and more than a quarter of all of them, the page starts its
+/// media-server connection over, with m-lines for the people still there
+/// only (the others see its video pause for a keyframe). 40: about 20
+/// departures with camera and microphone more than the room has now.
 pub const STALE_M_LINES_MAX: usize = 40;
 
 /// Whether a media-server offer carries so many m-lines of people who left

@@ -1,15 +1,16 @@
-//! Which media connection a datagram belongs to, as the engine is told it.
+//! Which media connection a datagram belongs to, as its peer connection is
+//! told it.
 //!
-//! sfu 0.5 ties a peer address to the media connection whose ICE check
-//! first came from it and never lets go (its demuxer has no eviction). An
-//! address used again later (a TURN relay's port, a NAT's, the ephemeral
-//! port an operating system hands out again) would then reach a connection
-//! that is gone, and the newcomer behind it could never connect. So each
-//! pairing of an address with a media connection is shown to the engine
-//! under an address of its own: the real one the first time the engine
-//! sees that address, a stand-in when the address turns up again for
-//! another connection or after its connection left; what the engine sends
-//! to a stand-in goes to the real address behind it.
+//! An address is paired with the media connection whose ICE check (naming
+//! that connection's username fragment) first came from it. An address
+//! used again later by another connection (a TURN relay's port, a NAT's,
+//! the ephemeral port an operating system hands out again) is paired anew;
+//! each pairing is shown to its peer connection under an address of its
+//! own: the real one the first time that address is seen, a stand-in when
+//! it turns up again for another connection or after its connection left.
+//! What a peer connection sends to a stand-in goes to the real address
+//! behind it while that pairing lasts, and nowhere once it is gone, so a
+//! connection that lost its address never sends to the newcomer behind it.
 //!
 //! The real address first, because the engine answers ICE checks with the
 //! address it saw (XOR-MAPPED-ADDRESS): shown a stand-in, the browser takes
@@ -19,10 +20,13 @@
 //! routed) for IPv4 peers, and in fd6d:6f69:6d00::/48 for IPv6 ones, with
 //! the real port: ICE pairs candidates of one address family.
 
-use sfu::{ClientId, RoomId};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+/// A room of the media server (while anyone is in it).
+pub(super) type RoomId = uuid::Uuid;
+/// A browser in a room: `protocol::media_server::media_client_id`.
+pub(super) type ClientId = u64;
 /// A media connection: the room and the client in it.
 pub(super) type Owner = (RoomId, ClientId);
 
@@ -38,9 +42,6 @@ pub(super) struct AddressBook {
     /// The ICE username fragment the engine gave each connection: a
     /// check's USERNAME starts with it, so it names the connection.
     owners: HashMap<String, Owner>,
-    /// Every address the engine has been shown since it started: it never
-    /// forgets one, so none is shown twice.
-    shown: std::collections::HashSet<SocketAddr>,
     next: u32,
 }
 
@@ -112,8 +113,13 @@ impl AddressBook {
         self.by_real.len()
     }
 
+    /// The address a new pairing of `real` is shown under: `real` itself
+    /// unless a live pairing is shown under it (the connection that had
+    /// the address before, whose sends must not reach the newcomer).
+    /// Nothing is remembered past a pairing, so the book stays as large as
+    /// the connections.
     fn allocate(&mut self, real: SocketAddr) -> SocketAddr {
-        if self.shown.insert(real) {
+        if !self.by_stand_in.contains_key(&real) {
             return real;
         }
         loop {
@@ -134,8 +140,8 @@ impl AddressBook {
                 )),
             };
             let stand_in = SocketAddr::new(ip, real.port());
-            // After 2^28 pairings the counter comes round: skip one shown.
-            if self.shown.insert(stand_in) {
+            // After 2^28 pairings the counter comes round: skip one in use.
+            if !self.by_stand_in.contains_key(&stand_in) {
                 return stand_in;
             }
         }
@@ -217,12 +223,13 @@ mod tests {
         assert_eq!(book.real_for(first), None);
         // Ann's late checks are no longer hers to make.
         assert_eq!(book.stand_in_for(port, Some("ann")), None);
-        // A newcomer on the same port starts afresh.
+        // A newcomer on the same port starts afresh: its own peer
+        // connection sees the real address, as Ann's did.
         book.learn_ufrag("cid", (room(), 3));
         let again = book.stand_in_for(port, Some("cid")).unwrap();
-        assert_ne!(again, first);
-        assert!(again.is_ipv6());
+        assert_eq!(again, port);
         assert_eq!(book.real_for(again), Some(port));
+        assert_eq!(book.len(), 1, "nothing of Ann's is kept");
     }
 
     #[test]

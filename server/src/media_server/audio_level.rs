@@ -1,14 +1,11 @@
 //! The audio level each browser stamps on its microphone's packets
 //! (RFC 6464), which tells the media server who is speaking.
 //!
-//! The engine (sfu 0.5) does not negotiate this header extension, and a
-//! browser sends only what the answer accepts. So the descriptions the
-//! engine sends a browser are given back the extension the browser itself
-//! offered, under the browser's own id ([`with_extension`]); the level is
-//! then read off each datagram before the engine sees it ([`read`]): SRTP
+//! The media server's answers accept the extension under the id the
+//! browser offered it with ([`extension_id`]); the level is read off each
+//! datagram before its peer connection decrypts it ([`read`]): SRTP
 //! encrypts the payload but leaves the RTP header and its extensions in
-//! the clear (RFC 3711 §3.1). The engine ignores an extension it did not
-//! negotiate and does not forward it.
+//! the clear (RFC 3711 §3.1).
 
 // The header extension's name in SDP.
 use rtc::sdp::extmap::AUDIO_LEVEL_URI as URI;
@@ -42,57 +39,6 @@ pub(super) fn extension_id(sdp: &str) -> Option<u8> {
         }
     }
     None
-}
-
-/// `sdp` with the audio level extension, under `id`, in every audio
-/// section that is not rejected and lacks it. Unchanged if `id` already
-/// names another extension anywhere in it (ids are shared by a bundle).
-pub(super) fn with_extension(sdp: &str, id: u8) -> String {
-    let taken = sdp
-        .lines()
-        .filter_map(extmap)
-        .any(|(other, uri)| other == id && uri != URI);
-    if taken {
-        return sdp.to_string();
-    }
-    let line_end = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
-    let wanted = format!("a=extmap:{id} {URI}");
-    let lines: Vec<&str> = sdp.lines().collect();
-    let mut out = String::with_capacity(sdp.len() + 64 * 4);
-    let mut start = 0;
-    while start < lines.len() {
-        // One section: from an `m=` line (or the top) to the next.
-        let end = lines[start + 1..]
-            .iter()
-            .position(|l| l.starts_with("m="))
-            .map_or(lines.len(), |at| start + 1 + at);
-        let section = &lines[start..end];
-        let media = section[0].strip_prefix("m=");
-        let live_audio =
-            media.is_some_and(|m| m.starts_with("audio ") && !m.starts_with("audio 0 "));
-        let has_it = section
-            .iter()
-            .any(|l| extmap(l).is_some_and(|(_, uri)| uri == URI));
-        let insert_after = if live_audio && !has_it {
-            section
-                .iter()
-                .rposition(|l| l.starts_with("a=extmap:"))
-                .or_else(|| section.iter().position(|l| l.starts_with("a=mid:")))
-                .or(Some(section.len() - 1))
-        } else {
-            None
-        };
-        for (at, line) in section.iter().enumerate() {
-            out.push_str(line);
-            out.push_str(line_end);
-            if insert_after == Some(at) {
-                out.push_str(&wanted);
-                out.push_str(line_end);
-            }
-        }
-        start = end;
-    }
-    out
 }
 
 /// The audio level (0 loudest, 127 silence) an RTP datagram carries in
@@ -168,28 +114,6 @@ m=audio 0 UDP/TLS/RTP/SAVPF 0\r\na=mid:2\r\na=inactive\r\n";
         assert_eq!(extension_id(video_only), Some(7));
     }
 
-    #[test]
-    fn the_extension_goes_into_live_audio_sections_only_once() {
-        let answer = with_extension(ENGINE_ANSWER, 1);
-        let wanted = "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n";
-        assert_eq!(answer.matches(wanted).count(), 1, "{answer}");
-        // Right after the audio section's other extensions.
-        assert!(answer.contains(&format!(
-            "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n{wanted}a=recvonly"
-        )));
-        // The rejected audio section is left alone, and the rest is intact.
-        assert!(answer.ends_with("m=audio 0 UDP/TLS/RTP/SAVPF 0\r\na=mid:2\r\na=inactive\r\n"));
-        assert_eq!(answer.len(), ENGINE_ANSWER.len() + wanted.len());
-        // Applying it twice changes nothing more.
-        assert_eq!(with_extension(&answer, 1), answer);
-    }
-
-    #[test]
-    fn an_id_taken_by_another_extension_is_not_reused() {
-        assert_eq!(with_extension(ENGINE_ANSWER, 4), ENGINE_ANSWER);
-    }
-
-    /// An RTP header with one CSRC and the given extension block.
     fn rtp(profile: u16, extensions: &[u8]) -> Vec<u8> {
         let mut packet = vec![0x90 | 1, 111, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4];
         let mut body = extensions.to_vec();

@@ -3,8 +3,8 @@
 //! control, the feedback that says how the media fares (NACK: packets
 //! lost; PLI and FIR: a picture is broken, send a keyframe).
 //!
-//! The engine (the `sfu` crate) keeps its interceptors to itself and counts
-//! none of this, so it is read off the wire: RFC 7983 tells STUN, DTLS and
+//! The peer connections' interceptors act on it without counting it, so it
+//! is read off the wire: RFC 7983 tells STUN, DTLS and
 //! RTP/RTCP apart by the first byte, RFC 5761 tells RTCP from RTP by the
 //! second, and SRTCP leaves the first RTCP header in the clear (RFC 3711
 //! §3.4). Only that first header can be read, so feedback that is not first
@@ -58,6 +58,12 @@ impl Feedback {
             Feedback::Fir => "fir",
         }
     }
+}
+
+/// The SSRC of an RTP packet (SRTP leaves the header in the clear).
+pub(super) fn rtp_ssrc(packet: &[u8]) -> Option<u32> {
+    let ssrc = packet.get(8..12)?;
+    Some(u32::from_be_bytes([ssrc[0], ssrc[1], ssrc[2], ssrc[3]]))
 }
 
 /// RTCP packet types (RFC 3550, RFC 4585).

@@ -1,20 +1,31 @@
 //! The media server's thread: the UDP socket and the clock around the
-//! sans-IO SFU, and the signaling in (commands) and out (outboxes).
+//! browsers' peer connections (`peer`) and each room's forwarding core
+//! (`domain::media::forward`), and the signaling in (commands) and out
+//! (outboxes).
+//!
+//! A datagram finds its peer connection by address (learned from the ICE
+//! check that names the connection's username fragment, see `addresses`).
+//! A publisher's decrypted packet goes to its room's forwarding core, whose
+//! outputs say which browser gets it on which m-line with which numbers;
+//! a browser's keyframe request goes there too, and comes out as a
+//! throttled request to the publisher.
 
-use super::addresses::{checked_ufrag, AddressBook, Owner};
+use super::addresses::{checked_ufrag, AddressBook, ClientId, Owner, RoomId};
 use super::audio_level;
 use super::datagram::{self, Datagram};
-use super::paused_video::{self, PausedVideo};
+use super::peer::MediaPeer;
 use app::protocol::{PeerId, Signal};
-use bytes::BytesMut;
 use domain::ids::ConnectionId;
+use domain::media::forward::keyframe::VideoCodec;
+use domain::media::forward::rewrite::StreamKind;
+use domain::media::forward::room::{ForwardingRoom, IncomingRtp, Output};
 use domain::media::last_n::LastN;
 use domain::media::speakers::SpeakerDetector;
 use domain::media::{FromMediaServer, MediaServerOutbox};
-use rtc::peer_connection::sdp::{RTCSdpType, RTCSessionDescription};
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use sansio::Protocol;
-use sfu::{ClientId, RequestId, RoomId, SFUEvent, Sfu, TaggedSFUEvent};
+use rtc::peer_connection::message::RTCMessage;
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::shared::{TransportContext, TransportProtocol};
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
@@ -69,26 +80,23 @@ const CAMERA_QUIET: Duration = Duration::from_secs(2);
 /// How often media connections are looked at for silence.
 const SILENCE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
-/// One media connection: which call connection owns it and where its
-/// signals go.
+/// One media connection: which call connection owns it, where its
+/// signals go, and its peer connection.
 struct Client {
     /// Who it is, for the speakers announced to the room.
     peer: PeerId,
     conn: ConnectionId,
     outbox: MediaServerOutbox,
-    /// The server's offer waiting for the browser's answer: its request id
-    /// (the engine pairs them) and when it left (a late answer is worth a
-    /// line in the log: the engine gives up on an offer after 5 s).
-    offer_pending: Option<(RequestId, Instant)>,
+    media: MediaPeer,
     /// The browser's ICE username fragment: a new one means a new peer
     /// connection (the page started over), so a new media connection.
     ufrag: Option<String>,
     /// The SSRCs its last offer announced (`a=ssrc`): its own streams.
     ssrcs: Vec<u32>,
-    /// The id its offer gave the audio level extension: every
-    /// description sent to it accepts that extension (see `audio_level`).
+    /// The id its offer gave the audio level extension (the answer keeps
+    /// it): the level is read off its microphone's packets.
     audio_level_id: Option<u8>,
-    /// The SSRCs its last offer announced for video (camera or screen).
+    /// The SSRCs it publishes video under (camera or screen).
     video_ssrcs: Vec<u32>,
     /// When its last video packet came: a camera that sends takes a place
     /// among the last N.
@@ -96,16 +104,28 @@ struct Client {
     /// Whether its page says the camera (or a shared screen) is on: one
     /// turned off still sends black frames.
     camera_on: bool,
-    /// The SSRC under which the engine resends each stream it forwards to
-    /// this browser (from the descriptions sent to it): paused with it.
-    retransmissions: HashMap<u32, u32>,
     /// The cameras it does not receive now (last-N), as it was told.
     paused_peers: Vec<PeerId>,
-    /// Their streams, held back on the way out (see `paused_video`).
-    paused_video: PausedVideo,
     /// When its browser was last heard (any datagram; at first, when it
     /// offered): see `Engine::drop_silent`.
     heard: Instant,
+}
+
+impl Client {
+    fn tell(&self, message: FromMediaServer) {
+        // A full outbox: that call connection is not reading (it is going
+        // away); its page starts over on resume.
+        if self.outbox.try_send(message).is_err() {
+            tracing::info!("a call connection did not take a media-server message");
+        }
+    }
+
+    fn describe(&self, sdp_type: &str, sdp: String) {
+        self.tell(FromMediaServer::Signal(Signal::Description {
+            sdp_type: sdp_type.to_string(),
+            sdp,
+        }));
+    }
 }
 
 /// The SSRCs a session description announces (`a=ssrc:<n> ...`).
@@ -126,16 +146,27 @@ fn ice_ufrag(sdp: &str) -> Option<&str> {
         .find_map(|line| line.trim_end().strip_prefix("a=ice-ufrag:"))
 }
 
+/// A publisher's packet on its way to the browsers that receive it, with
+/// the audio level it carries (under the publisher's id).
+struct Forwarded {
+    rtp: rtc::rtp::Packet,
+    audio_level: Option<bytes::Bytes>,
+}
+
+/// The packets a room's core had forwarded, kept for NACKs: none here (the
+/// peer connection's own NACK responder keeps what it sent).
+type Kept = ();
+
 struct Engine {
-    sfu: Sfu,
     socket: UdpSocket,
     advertised: SocketAddr,
     /// Room (meeting id) to the engine's room id, while anyone is in it.
     rooms: HashMap<String, RoomId>,
-    clients: HashMap<(RoomId, ClientId), Client>,
-    next_request: RequestId,
+    clients: HashMap<Owner, Client>,
+    /// Each room's forwarding core.
+    forwarding: HashMap<RoomId, ForwardingRoom<ClientId, Kept>>,
     metrics: domain::metrics::Metrics,
-    /// The stand-in addresses the engine sees (see `addresses`).
+    /// Which connection a datagram's address belongs to (see `addresses`).
     addresses: AddressBook,
     /// Who speaks, per room with anyone in it.
     speakers: HashMap<RoomId, SpeakerDetector<ClientId>>,
@@ -145,9 +176,6 @@ struct Engine {
     last_n_limit: usize,
     /// Per room with anyone in it: who spoke last, and who asked for whom.
     last_n: HashMap<RoomId, LastN<ClientId>>,
-    /// Whether any browser has a paused camera: if not, outgoing packets
-    /// are not looked at.
-    any_paused: bool,
     /// A media connection not heard from for this long is dropped.
     silence_limit: Duration,
     /// When media connections were last looked at for silence.
@@ -163,27 +191,26 @@ pub(super) fn run(
     silence_limit: Duration,
 ) {
     let mut engine = Engine {
-        sfu: Sfu::new(rand_id(), advertised),
         socket,
         advertised,
         rooms: HashMap::new(),
         clients: HashMap::new(),
-        next_request: 1,
+        forwarding: HashMap::new(),
         metrics,
         addresses: AddressBook::default(),
         speakers: HashMap::new(),
         speakers_polled: Instant::now(),
         last_n_limit,
         last_n: HashMap::new(),
-        any_paused: false,
         silence_limit,
         silence_checked: Instant::now(),
     };
     let mut buffer = vec![0u8; DATAGRAM_MAX];
     loop {
-        // The engine is third-party code fed by strangers' datagrams and
-        // SDP: should it ever panic, the media server starts over empty
-        // (pages reconnect when their connection fails) instead of dying.
+        // The peer connections are third-party code fed by strangers'
+        // datagrams and SDP: should it ever panic, the media server starts
+        // over empty (pages reconnect when their connection fails) instead
+        // of dying.
         let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             engine.step(&commands, &mut buffer)
         }));
@@ -193,13 +220,17 @@ pub(super) fn run(
             Err(_) => {
                 tracing::error!("the media engine failed; every media connection starts over");
                 engine.metrics.sfu_restarted();
+                for client in engine.clients.values() {
+                    client.tell(FromMediaServer::Dropped(
+                        "the media server restarted; connect again".into(),
+                    ));
+                }
                 engine.clients.clear();
                 engine.rooms.clear();
+                engine.forwarding.clear();
                 engine.addresses.clear();
                 engine.speakers.clear();
                 engine.last_n.clear();
-                engine.any_paused = false;
-                engine.sfu = Sfu::new(rand_id(), engine.advertised);
                 engine.count_size();
             }
         }
@@ -209,10 +240,6 @@ pub(super) fn run(
 enum Step {
     Go,
     Stop,
-}
-
-fn rand_id() -> u64 {
-    uuid::Uuid::new_v4().as_u64_pair().0
 }
 
 impl Engine {
@@ -231,8 +258,7 @@ impl Engine {
         self.flush();
         let now = Instant::now();
         let wait = self
-            .sfu
-            .poll_timeout()
+            .next_timeout()
             .map(|at| at.saturating_duration_since(now))
             .unwrap_or(COMMAND_TICK)
             .min(COMMAND_TICK);
@@ -257,6 +283,15 @@ impl Engine {
         }
         self.tick();
         Step::Go
+    }
+
+    fn next_timeout(&mut self) -> Option<Instant> {
+        let peers = self
+            .clients
+            .values_mut()
+            .filter_map(|client| client.media.poll_timeout());
+        let rooms = self.forwarding.values().filter_map(|room| room.next_due());
+        peers.chain(rooms).min()
     }
 
     fn command(&mut self, command: Command) {
@@ -330,160 +365,270 @@ impl Engine {
             // connectivity checks; trickled candidates are not needed.
             return;
         };
-        // Only an offer may open a media connection (and name a room).
-        let room_id = match (sdp_type.as_str(), self.rooms.get(&room)) {
-            (_, Some(&room_id)) => room_id,
-            ("offer", None) => *self
-                .rooms
-                .entry(room.clone())
-                .or_insert_with(uuid::Uuid::new_v4),
-            (_, None) => return,
-        };
-        let key = (room_id, client);
-        let description = match sdp_type.as_str() {
-            "offer" => {
-                // The media server routes a publisher's packets by their
-                // SSRC: an offer announcing one another connection of the
-                // room already sends under would take that person's
-                // stream over (or stop it). Nobody may.
-                let announced = announced_ssrcs(&sdp);
-                let taken = self.clients.iter().any(|((r, c), other)| {
-                    *r == room_id
-                        && *c != client
-                        && other.ssrcs.iter().any(|s| announced.contains(s))
-                });
-                if taken {
-                    tracing::info!(
-                        "an offer announced an SSRC someone else in the room sends under"
-                    );
-                    let _ = outbox.try_send(FromMediaServer::Refused(
-                        "the offer announces a stream (SSRC) that someone else in the room sends"
-                            .into(),
-                    ));
-                    if !self.clients.keys().any(|(r, _)| *r == room_id) {
-                        self.rooms.remove(&room);
-                    }
-                    return;
-                }
-                let ufrag = ice_ufrag(&sdp).map(str::to_string);
-                let same = self
-                    .clients
-                    .get(&key)
-                    .map(|c| c.conn == conn && c.ufrag == ufrag);
-                if same == Some(false) {
-                    // A resumed page, or one that started its connection
-                    // over: the old media connection goes first.
-                    self.leave(&room, room_id, client, "replaced by a newer connection");
-                    self.rooms.insert(room.clone(), room_id);
-                }
-                if same != Some(true) {
-                    // Who speaks already, so the page need not wait for
-                    // the next change.
-                    let speakers = self.speaker_peers(room_id);
-                    if !speakers.is_empty() {
-                        let _ = outbox.try_send(FromMediaServer::Speakers(speakers));
-                    }
-                    self.clients.insert(
-                        key,
-                        Client {
-                            peer,
-                            conn,
-                            outbox,
-                            offer_pending: None,
-                            ufrag,
-                            ssrcs: Vec::new(),
-                            audio_level_id: None,
-                            video_ssrcs: Vec::new(),
-                            video_seen: None,
-                            camera_on: true,
-                            retransmissions: HashMap::new(),
-                            paused_peers: Vec::new(),
-                            paused_video: PausedVideo::default(),
-                            heard: Instant::now(),
-                        },
-                    );
-                    let limit = self.last_n_limit;
-                    self.last_n
-                        .entry(room_id)
-                        .or_insert_with(|| LastN::new(limit))
-                        .joined(client);
-                    self.count_size();
-                    let request_id = self.request_id();
-                    self.event(SFUEvent::Join {
-                        request_id,
-                        room_id,
-                        client_id: client,
-                    });
-                }
-                if let Some(own) = self.clients.get_mut(&key) {
-                    own.ssrcs = announced;
-                    own.audio_level_id = audio_level::extension_id(&sdp);
-                    own.video_ssrcs = paused_video::video_ssrcs(&sdp);
-                }
-                // Its cameras may have new SSRCs, and a newcomer has
-                // cameras to be paused.
-                self.apply_last_n(room_id);
-                RTCSessionDescription::offer(sdp)
-            }
+        match sdp_type.as_str() {
+            "offer" => self.offer(room, client, peer, conn, outbox, sdp),
             "answer" => {
-                if self.clients.get(&key).is_none_or(|c| c.conn != conn) {
+                let Some(&room_id) = self.rooms.get(&room) else {
+                    return;
+                };
+                let key = (room_id, client);
+                let Some(own) = self.clients.get_mut(&key) else {
+                    return;
+                };
+                if own.conn != conn {
                     return;
                 }
-                RTCSessionDescription::answer(sdp)
+                match own.media.answer(sdp, Instant::now()) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::info!("a browser answered an offer the media server gave up on");
+                    }
+                    Err(err) => {
+                        tracing::info!(error = %err, "the media server could not apply a browser's answer");
+                        own.tell(FromMediaServer::Refused(format!(
+                            "the media server could not apply the answer: {err}"
+                        )));
+                    }
+                }
+                self.offer_if_due(key);
             }
             // Rollbacks and provisional answers: the browser is the polite
             // side and never needs them with the server.
-            _ => return,
+            _ => {}
+        }
+    }
+
+    fn offer(
+        &mut self,
+        room: String,
+        client: ClientId,
+        peer: PeerId,
+        conn: ConnectionId,
+        outbox: MediaServerOutbox,
+        sdp: String,
+    ) {
+        let now = Instant::now();
+        let room_id = *self
+            .rooms
+            .entry(room.clone())
+            .or_insert_with(uuid::Uuid::new_v4);
+        let key = (room_id, client);
+        // The media server routes a publisher's packets by their SSRC: an
+        // offer announcing one another connection of the room already
+        // sends under would take that person's stream over (or stop it).
+        // Nobody may.
+        let announced = announced_ssrcs(&sdp);
+        let taken = self.clients.iter().any(|((r, c), other)| {
+            *r == room_id && *c != client && other.ssrcs.iter().any(|s| announced.contains(s))
+        });
+        if taken {
+            tracing::info!("an offer announced an SSRC someone else in the room sends under");
+            let _ = outbox.try_send(FromMediaServer::Refused(
+                "the offer announces a stream (SSRC) that someone else in the room sends".into(),
+            ));
+            self.forget_room_if_empty(&room, room_id);
+            return;
+        }
+        let ufrag = ice_ufrag(&sdp).map(str::to_string);
+        let same = self
+            .clients
+            .get(&key)
+            .map(|c| c.conn == conn && c.ufrag == ufrag);
+        if same == Some(false) {
+            // A resumed page, or one that started its connection over: the
+            // old media connection goes first.
+            self.leave(&room, room_id, client, "replaced by a newer connection");
+            self.rooms.insert(room.clone(), room_id);
+        }
+        if same != Some(true) {
+            let media = match MediaPeer::new(self.advertised, now) {
+                Ok(media) => media,
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not open a media connection");
+                    let _ = outbox.try_send(FromMediaServer::Refused(
+                        "the media server could not open a connection".into(),
+                    ));
+                    self.forget_room_if_empty(&room, room_id);
+                    return;
+                }
+            };
+            self.addresses.learn_ufrag(media.ufrag(), key);
+            // Who speaks already, so the page need not wait for the next
+            // change.
+            let speakers = self.speaker_peers(room_id);
+            if !speakers.is_empty() {
+                let _ = outbox.try_send(FromMediaServer::Speakers(speakers));
+            }
+            self.clients.insert(
+                key,
+                Client {
+                    peer,
+                    conn,
+                    outbox,
+                    media,
+                    ufrag,
+                    ssrcs: Vec::new(),
+                    audio_level_id: None,
+                    video_ssrcs: Vec::new(),
+                    video_seen: None,
+                    camera_on: true,
+                    paused_peers: Vec::new(),
+                    heard: now,
+                },
+            );
+            let limit = self.last_n_limit;
+            self.last_n
+                .entry(room_id)
+                .or_insert_with(|| LastN::new(limit))
+                .joined(client);
+            self.count_size();
+            let outputs = self
+                .forwarding
+                .entry(room_id)
+                .or_default()
+                .join(client, now);
+            self.carry_out(room_id, outputs, None, now);
+        }
+        let audio_level_id = audio_level::extension_id(&sdp);
+        let Some(own) = self.clients.get_mut(&key) else {
+            return;
         };
-        let description = match description {
-            Ok(description) => description,
+        let before = own.media.published().to_vec();
+        let answer = match own.media.offer(sdp, now) {
+            Ok(answer) => answer,
             Err(err) => {
-                tracing::info!(error = %err, "unreadable session description from a browser");
-                self.refuse(room_id, client, "unreadable session description");
+                tracing::info!(error = %err, "the media server could not answer a browser's offer");
+                own.tell(FromMediaServer::Refused(format!(
+                    "the media server could not answer the offer: {err}"
+                )));
                 return;
             }
         };
-        let request_id = match description.sdp_type {
-            RTCSdpType::Answer => {
-                let pending = self
-                    .clients
-                    .get_mut(&key)
-                    .and_then(|c| c.offer_pending.take());
-                match pending {
-                    Some((request_id, sent)) => {
-                        let waited = sent.elapsed();
-                        if waited > Duration::from_secs(2) {
-                            tracing::warn!(
-                                ?waited,
-                                "a browser answered the media server's offer late"
-                            );
-                        }
-                        request_id
+        let Some(answer) = answer else {
+            // An offer of the server's is out: the browser takes it first
+            // (it is the polite side), then offers again.
+            tracing::debug!("a browser's offer crossed the media server's");
+            return;
+        };
+        own.describe("answer", answer);
+        own.ssrcs = announced;
+        own.audio_level_id = audio_level_id;
+        let published = own.media.published().to_vec();
+        own.video_ssrcs = published
+            .iter()
+            .filter(|t| t.kind == StreamKind::Video)
+            .map(|t| t.ssrc)
+            .collect();
+        // What it stopped publishing goes first, then what is new (a
+        // reconnected camera under a new SSRC replaces the old stream).
+        let mut outputs = Vec::new();
+        if let Some(room) = self.forwarding.get_mut(&room_id) {
+            for gone in before
+                .iter()
+                .filter(|old| !published.iter().any(|new| new.mid == old.mid))
+            {
+                outputs.extend(room.unpublish(&client, &gone.mid, now));
+            }
+            for track in published.iter().filter(|new| !before.contains(new)) {
+                let codec = match track.kind {
+                    StreamKind::Video => VideoCodec::Vp8,
+                    StreamKind::Audio => VideoCodec::Other,
+                };
+                outputs
+                    .extend(room.publish(client, &track.mid, track.kind, codec, track.ssrc, now));
+            }
+        }
+        self.carry_out(room_id, outputs, None, now);
+        // Its cameras may have new SSRCs, and a newcomer has cameras to be
+        // paused.
+        self.apply_last_n(room_id);
+        self.offer_if_due(key);
+    }
+
+    /// Does what a room's forwarding core decided. `packet`: the packet
+    /// its sends are of.
+    fn carry_out(
+        &mut self,
+        room_id: RoomId,
+        outputs: Vec<Output<ClientId, Kept>>,
+        packet: Option<&Forwarded>,
+        now: Instant,
+    ) {
+        let mut renegotiate = Vec::new();
+        for output in outputs {
+            match output {
+                Output::Send { to, slot, header } => {
+                    let (Some(packet), Some(client)) =
+                        (packet, self.clients.get_mut(&(room_id, to)))
+                    else {
+                        continue;
+                    };
+                    let sent = client.media.send(
+                        slot,
+                        header,
+                        &packet.rtp,
+                        packet.audio_level.as_ref(),
+                        now,
+                    );
+                    if let Err(err) = sent {
+                        tracing::debug!(error = %err, "could not forward a packet");
                     }
-                    None => self.request_id(),
+                }
+                Output::Resend { .. } => {}
+                Output::RequestKeyframe { publisher, ssrc } => {
+                    if let Some(client) = self.clients.get_mut(&(room_id, publisher)) {
+                        if let Err(err) = client.media.request_keyframe(ssrc, now) {
+                            tracing::debug!(error = %err, "could not ask for a keyframe");
+                        }
+                    }
+                }
+                Output::Renegotiate { subscriber } => renegotiate.push(subscriber),
+            }
+        }
+        for subscriber in renegotiate {
+            let key = (room_id, subscriber);
+            let slots = match self.forwarding.get(&room_id) {
+                Some(room) => room.slots_of(&subscriber),
+                None => continue,
+            };
+            if let Some(client) = self.clients.get_mut(&key) {
+                if let Err(err) = client.media.sync_slots(&slots) {
+                    tracing::warn!(error = %err, "could not update a browser's m-lines");
                 }
             }
-            _ => self.request_id(),
+            self.offer_if_due(key);
+        }
+    }
+
+    /// Sends `key`'s browser the server's offer, if one is due and may go.
+    fn offer_if_due(&mut self, key: Owner) {
+        let Some(client) = self.clients.get_mut(&key) else {
+            return;
         };
-        self.event(SFUEvent::SessionDescription {
-            request_id,
-            room_id,
-            client_id: client,
-            sdp: description,
-        });
+        match client.media.next_offer(Instant::now()) {
+            Ok(Some(offer)) => client.describe("offer", offer),
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "the media server could not make an offer");
+            }
+        }
     }
 
     /// Tells a connection its last signal was not taken.
-    fn refuse(&mut self, room_id: RoomId, client: ClientId, why: &str) {
-        if let Some(client) = self.clients.get(&(room_id, client)) {
-            let _ = client
-                .outbox
-                .try_send(FromMediaServer::Refused(why.to_string()));
+    fn forget_room_if_empty(&mut self, room: &str, room_id: RoomId) {
+        if !self.clients.keys().any(|(r, _)| *r == room_id) {
+            self.rooms.remove(room);
+            self.forwarding.remove(&room_id);
+            self.speakers.remove(&room_id);
+            self.last_n.remove(&room_id);
         }
     }
 
     fn leave(&mut self, room: &str, room_id: RoomId, client: ClientId, reason: &str) {
-        self.clients.remove(&(room_id, client));
+        if let Some(mut gone) = self.clients.remove(&(room_id, client)) {
+            tracing::debug!(reason, "a media connection closed");
+            gone.media.close();
+        }
         self.addresses.forget((room_id, client));
         if let Some(detector) = self.speakers.get_mut(&room_id) {
             detector.forget(&client);
@@ -491,137 +636,17 @@ impl Engine {
         if let Some(order) = self.last_n.get_mut(&room_id) {
             order.left(&client);
         }
-        let request_id = self.request_id();
-        self.event(SFUEvent::Leave {
-            request_id,
-            room_id,
-            client_id: client,
-            reason: reason.to_string(),
-        });
-        if !self.clients.keys().any(|(r, _)| *r == room_id) {
-            self.rooms.remove(room);
-            self.speakers.remove(&room_id);
-            self.last_n.remove(&room_id);
-        }
+        let now = Instant::now();
+        let outputs = self
+            .forwarding
+            .get_mut(&room_id)
+            .map(|room| room.leave(&client, now))
+            .unwrap_or_default();
+        self.carry_out(room_id, outputs, None, now);
+        self.forget_room_if_empty(room, room_id);
         // Whoever was paused behind them comes in.
         self.apply_last_n(room_id);
         self.count_size();
-        if self.clients.is_empty() {
-            // sfu 0.5 never forgets the addresses it has seen (its
-            // demuxer's TODO): they would pile up and a reused address
-            // (a TURN relay port) would stay tied to a closed connection.
-            // With nobody connected, a fresh engine costs nothing.
-            self.flush();
-            self.addresses.clear();
-            self.sfu = Sfu::new(rand_id(), self.advertised);
-        }
-    }
-
-    fn request_id(&mut self) -> RequestId {
-        self.next_request += 1;
-        self.next_request
-    }
-
-    fn event(&mut self, event: SFUEvent) {
-        // Only a description the engine would not take is the page's to
-        // hear of (a join or leave it refuses is the engine's business).
-        let about = match &event {
-            SFUEvent::SessionDescription {
-                room_id, client_id, ..
-            } => Some((*room_id, *client_id)),
-            _ => None,
-        };
-        let tagged = TaggedSFUEvent {
-            now: Instant::now(),
-            event,
-        };
-        if let Err(err) = self.sfu.handle_event(tagged) {
-            tracing::info!(error = %err, "the media server refused a signal");
-            if let Some((room_id, client)) = about {
-                self.refuse(
-                    room_id,
-                    client,
-                    &format!("the media server refused it: {err}"),
-                );
-            }
-        }
-        self.deliver_events();
-    }
-
-    /// Sends the engine's answers and offers to their call connections.
-    fn deliver_events(&mut self) {
-        let mut rooms_to_apply = Vec::new();
-        while let Some(TaggedSFUEvent { event, .. }) = self.sfu.poll_event() {
-            match event {
-                SFUEvent::SessionDescription {
-                    request_id,
-                    room_id,
-                    client_id,
-                    sdp,
-                } => {
-                    let Some(client) = self.clients.get_mut(&(room_id, client_id)) else {
-                        continue;
-                    };
-                    // The browser's ICE checks will name this fragment.
-                    if let Some(ufrag) = ice_ufrag(&sdp.sdp) {
-                        self.addresses.learn_ufrag(ufrag, (room_id, client_id));
-                    }
-                    let learned = paused_video::retransmission_ssrcs(&sdp.sdp);
-                    if learned
-                        .iter()
-                        .any(|(media, resent)| client.retransmissions.get(media) != Some(resent))
-                    {
-                        client.retransmissions.extend(learned);
-                        // A paused camera's new retransmission stream is
-                        // held back too.
-                        if !rooms_to_apply.contains(&room_id) {
-                            rooms_to_apply.push(room_id);
-                        }
-                    }
-                    let sdp_type = match sdp.sdp_type {
-                        RTCSdpType::Offer => {
-                            client.offer_pending = Some((request_id, Instant::now()));
-                            "offer"
-                        }
-                        RTCSdpType::Answer => "answer",
-                        _ => continue,
-                    };
-                    let sdp = match client.audio_level_id {
-                        Some(id) => audio_level::with_extension(&sdp.sdp, id),
-                        None => sdp.sdp,
-                    };
-                    let signal = Signal::Description {
-                        sdp_type: sdp_type.to_string(),
-                        sdp,
-                    };
-                    // A full outbox: that call connection is not reading
-                    // (it is going away); its page starts over on resume.
-                    if client
-                        .outbox
-                        .try_send(FromMediaServer::Signal(signal))
-                        .is_err()
-                    {
-                        tracing::info!("a call connection did not take a media-server signal");
-                    }
-                }
-                SFUEvent::Err {
-                    reason,
-                    room_id: Some(room_id),
-                    client_id: Some(client_id),
-                    ..
-                } => {
-                    tracing::info!(%reason, "the media server could not carry out a signal");
-                    self.refuse(room_id, client_id, &reason);
-                }
-                SFUEvent::Err { reason, .. } => {
-                    tracing::info!(%reason, "the media server could not carry out a signal");
-                }
-                _ => {}
-            }
-        }
-        for room_id in rooms_to_apply {
-            self.apply_last_n(room_id);
-        }
     }
 
     fn datagram(&mut self, bytes: &[u8], from: SocketAddr) {
@@ -634,42 +659,95 @@ impl Engine {
             tracing::debug!(%from, ?checked, "a datagram from no media connection's address");
             return;
         };
+        let Some(owner) = self.addresses.owner_of(from) else {
+            return;
+        };
         if let Datagram::Rtcp(Some(feedback)) = kind {
             self.metrics.sfu_feedback("in", feedback.label());
         }
         let now = Instant::now();
-        if let Some(owner) = self.addresses.owner_of(from) {
-            if let Some(client) = self.clients.get_mut(&owner) {
-                client.heard = now;
-            }
-            if kind == Datagram::Rtp {
-                self.hear(bytes, owner, now);
-            }
+        if kind == Datagram::Rtp {
+            self.hear(bytes, owner, now);
         }
-        let packet = TaggedBytesMut {
-            now,
-            transport: TransportContext {
-                local_addr: self.advertised,
-                peer_addr: stand_in,
-                transport_protocol: TransportProtocol::UDP,
-                ecn: None,
-            },
-            message: BytesMut::from(bytes),
+        let Some(client) = self.clients.get_mut(&owner) else {
+            return;
         };
-        // A stray or late datagram (a closed connection's, a scanner's)
-        // is dropped; it never stops the others.
-        if let Err(err) = self.sfu.handle_read(packet) {
-            tracing::debug!(error = %err, %from, %stand_in, "dropped a datagram");
+        client.heard = now;
+        let transport = TransportContext {
+            local_addr: self.advertised,
+            peer_addr: stand_in,
+            transport_protocol: TransportProtocol::UDP,
+            ecn: None,
+        };
+        // A stray or broken datagram is dropped; it never stops the others.
+        if let Err(err) = client.media.handle_datagram(bytes, transport, now) {
+            tracing::debug!(error = %err, %from, "dropped a datagram");
+        }
+        let mut messages = Vec::new();
+        while let Some(message) = client.media.poll_message() {
+            messages.push(message);
+        }
+        let (room_id, from_client) = owner;
+        for message in messages {
+            match message {
+                RTCMessage::RtpPacket(_, packet) => {
+                    let Some(room) = self.forwarding.get_mut(&room_id) else {
+                        continue;
+                    };
+                    let incoming = IncomingRtp {
+                        ssrc: packet.header.ssrc,
+                        sequence: packet.header.sequence_number,
+                        timestamp: packet.header.timestamp,
+                        payload: &packet.payload,
+                    };
+                    let outputs = room.rtp(&from_client, incoming, &(), now);
+                    self.metrics.sfu_held_back(room.take_withheld());
+                    let audio_level = self
+                        .clients
+                        .get(&owner)
+                        .and_then(|c| c.audio_level_id)
+                        .and_then(|id| packet.header.get_extension(id));
+                    let forwarded = Forwarded {
+                        rtp: packet,
+                        audio_level,
+                    };
+                    self.carry_out(room_id, outputs, Some(&forwarded), now);
+                }
+                RTCMessage::RtcpPacket(_, packets) => {
+                    let wanted: Vec<u32> = packets
+                        .iter()
+                        .flat_map(|packet| {
+                            let any = packet.as_any();
+                            if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
+                                vec![pli.media_ssrc]
+                            } else if let Some(fir) = any.downcast_ref::<FullIntraRequest>() {
+                                fir.fir.iter().map(|entry| entry.ssrc).collect()
+                            } else {
+                                Vec::new()
+                            }
+                        })
+                        .collect();
+                    for ssrc in wanted {
+                        let Some(room) = self.forwarding.get_mut(&room_id) else {
+                            continue;
+                        };
+                        let outputs = room.keyframe_wanted(&from_client, ssrc, now);
+                        self.carry_out(room_id, outputs, None, now);
+                    }
+                }
+                _ => {}
+            }
         }
     }
 
     /// Feeds the audio level a microphone's packet carries to its room's
-    /// speaker detector, and notes that a camera sends.
+    /// speaker detector, and notes that a camera sends. (SRTP leaves the
+    /// RTP header and its extensions in the clear, RFC 3711 §3.1.)
     fn hear(&mut self, bytes: &[u8], owner: Owner, now: Instant) {
         let Some(client) = self.clients.get_mut(&owner) else {
             return;
         };
-        let ssrc = paused_video::rtp_ssrc_and_sequence(bytes).map(|(ssrc, _)| ssrc);
+        let ssrc = datagram::rtp_ssrc(bytes);
         if ssrc.is_some_and(|ssrc| client.video_ssrcs.contains(&ssrc)) {
             if client.video_seen.replace(now).is_none() {
                 self.update_showing(owner);
@@ -764,59 +842,73 @@ impl Engine {
     }
 
     /// Tells each browser of the room whose camera it does not receive now
-    /// (when that changed), and holds those cameras' packets back from it.
+    /// (when that changed), and has the forwarding core stop and resume
+    /// those cameras for it (a resumed one starts at a keyframe, with no
+    /// gap in its numbers).
     fn apply_last_n(&mut self, room_id: RoomId) {
-        if let Some(order) = self.last_n.get(&room_id) {
-            let members: Vec<ClientId> = self
-                .clients
-                .keys()
-                .filter(|(room, _)| *room == room_id)
-                .map(|(_, client)| *client)
+        let Some(order) = self.last_n.get(&room_id) else {
+            return;
+        };
+        let members: Vec<ClientId> = self
+            .clients
+            .keys()
+            .filter(|(room, _)| *room == room_id)
+            .map(|(_, client)| *client)
+            .collect();
+        let now = Instant::now();
+        let mut outputs = Vec::new();
+        for member in members {
+            let paused = order.paused_for(&member);
+            let peers: Vec<PeerId> = paused
+                .iter()
+                .filter_map(|publisher| self.clients.get(&(room_id, *publisher)))
+                .map(|p| p.peer.clone())
                 .collect();
-            for member in members {
-                let paused = order.paused_for(&member);
-                let publishers: Vec<&Client> = paused
-                    .iter()
-                    .filter_map(|publisher| self.clients.get(&(room_id, *publisher)))
-                    .collect();
-                let mut ssrcs: Vec<u32> = publishers
-                    .iter()
-                    .flat_map(|p| p.video_ssrcs.iter().copied())
-                    .collect();
-                let peers: Vec<PeerId> = publishers.iter().map(|p| p.peer.clone()).collect();
-                let Some(client) = self.clients.get_mut(&(room_id, member)) else {
-                    continue;
-                };
-                // What the engine would resend of them goes too (a browser
-                // asks again for what it missed before the pause).
-                let resent: Vec<u32> = ssrcs
-                    .iter()
-                    .filter_map(|ssrc| client.retransmissions.get(ssrc).copied())
-                    .collect();
-                ssrcs.extend(resent);
-                client.paused_video.set(&ssrcs);
-                if client.paused_peers != peers {
-                    client.paused_peers = peers.clone();
-                    // A full outbox: that connection is going away.
-                    let _ = client.outbox.try_send(FromMediaServer::VideoPaused(peers));
-                }
+            if let Some(room) = self.forwarding.get_mut(&room_id) {
+                outputs.extend(room.pause_video_of(&member, &paused, now));
+            }
+            let Some(client) = self.clients.get_mut(&(room_id, member)) else {
+                continue;
+            };
+            if client.paused_peers != peers {
+                client.paused_peers = peers.clone();
+                client.tell(FromMediaServer::VideoPaused(peers));
             }
         }
-        self.any_paused = self.clients.values().any(|c| !c.paused_video.is_empty());
+        self.carry_out(room_id, outputs, None, now);
     }
 
     fn tick(&mut self) {
         let now = Instant::now();
-        if let Err(err) = self.sfu.handle_timeout(now) {
-            tracing::debug!(error = %err, "media server timer");
+        let mut due = Vec::new();
+        for (owner, client) in &mut self.clients {
+            if client.media.poll_timeout().is_some_and(|at| at <= now) {
+                if let Err(err) = client.media.handle_timeout(now) {
+                    tracing::debug!(error = %err, "media connection timer");
+                }
+                due.push(*owner);
+            }
+        }
+        // An offer given up on is made again.
+        for owner in due {
+            self.offer_if_due(owner);
+        }
+        let rooms: Vec<RoomId> = self
+            .forwarding
+            .iter()
+            .filter(|(_, room)| room.next_due().is_some_and(|at| at <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for room_id in rooms {
+            let outputs = self
+                .forwarding
+                .get_mut(&room_id)
+                .map(|room| room.poll(now))
+                .unwrap_or_default();
+            self.carry_out(room_id, outputs, None, now);
         }
         self.announce_speakers(now);
         self.drop_silent(now);
-        // Draining the read side is what forwards: each room takes its
-        // publishers' packets there and writes them to the subscribers
-        // (nothing comes out above the engine).
-        while self.sfu.poll_read().is_some() {}
-        self.deliver_events();
         self.flush();
     }
 
@@ -873,63 +965,38 @@ impl Engine {
             .set_sfu_size(self.rooms.len(), self.clients.len(), subscriptions);
     }
 
+    /// Sends what every peer connection has to send.
     fn flush(&mut self) {
-        while let Some(transmit) = self.sfu.poll_write() {
-            // To a stand-in whose connection has left: nobody to send to.
-            let Some(to) = self.addresses.real_for(transmit.transport.peer_addr) else {
-                continue;
-            };
-            let kind = datagram::classify(&transmit.message);
-            if self.any_paused && kind == Datagram::Rtp && self.held_back(&transmit.message, to) {
-                self.metrics.sfu_held_back();
-                continue;
-            }
-            match self.socket.send_to(&transmit.message, to) {
-                Ok(sent) => {
-                    self.metrics.sfu_datagram("out", kind.label(), sent);
-                    if let Datagram::Rtcp(Some(feedback)) = kind {
-                        self.metrics.sfu_feedback("out", feedback.label());
+        for client in self.clients.values_mut() {
+            while let Some(transmit) = client.media.poll_transmit() {
+                // To a stand-in whose pairing is gone: nobody to send to.
+                let Some(to) = self.addresses.real_for(transmit.transport.peer_addr) else {
+                    continue;
+                };
+                let kind = datagram::classify(&transmit.message);
+                match self.socket.send_to(&transmit.message, to) {
+                    Ok(sent) => {
+                        self.metrics.sfu_datagram("out", kind.label(), sent);
+                        if let Datagram::Rtcp(Some(feedback)) = kind {
+                            self.metrics.sfu_feedback("out", feedback.label());
+                        }
                     }
+                    Err(err) => tracing::debug!(error = %err, "could not send a datagram"),
                 }
-                Err(err) => tracing::debug!(error = %err, "could not send a datagram"),
             }
         }
-    }
-
-    /// Whether an RTP packet the engine sends to `to` is of a camera paused
-    /// for that browser.
-    fn held_back(&mut self, packet: &[u8], to: SocketAddr) -> bool {
-        let Some((ssrc, sequence)) = paused_video::rtp_ssrc_and_sequence(packet) else {
-            return false;
-        };
-        let Some(owner) = self.addresses.owner_of(to) else {
-            return false;
-        };
-        self.clients
-            .get_mut(&owner)
-            .is_some_and(|client| !client.paused_video.passes(ssrc, sequence))
     }
 
     fn stop(&mut self) {
-        let clients: Vec<(RoomId, ClientId)> = self.clients.keys().copied().collect();
-        for (room_id, client_id) in clients {
-            let request_id = self.request_id();
-            let _ = self.sfu.handle_event(TaggedSFUEvent {
-                now: Instant::now(),
-                event: SFUEvent::Leave {
-                    request_id,
-                    room_id,
-                    client_id,
-                    reason: "server stopping".into(),
-                },
-            });
+        for client in self.clients.values_mut() {
+            client.media.close();
         }
+        self.flush();
         self.clients.clear();
         self.rooms.clear();
+        self.forwarding.clear();
         self.speakers.clear();
         self.last_n.clear();
-        self.any_paused = false;
-        self.flush();
         self.addresses.clear();
     }
 }

@@ -3,12 +3,14 @@
 //! which the browser publishes its microphone and camera and receives
 //! everyone else's; all of them share ONE UDP socket.
 //!
-//! The engine is webrtc-rs's sans-IO `sfu` crate on the sans-IO `rtc` core
-//! (see Cargo.toml): it answers as ICE-lite with a ufrag that names the
-//! room and client, so a datagram finds its peer connection by the STUN
-//! username and then by its address. This module is the I/O around it: the
-//! socket, the clock and the signaling in and out ([`engine`]), behind the
-//! `domain::media::MediaServer` boundary the call sessions see.
+//! Each browser's peer connection is webrtc-rs's sans-IO `rtc` core
+//! ([`peer`]): ICE-lite, so a datagram finds its peer connection by the
+//! STUN username its browser's checks name and then by its address
+//! ([`addresses`]). What is forwarded to whom, under which SSRC and
+//! numbers, is the pure forwarding core's (`domain::media::forward`). This
+//! module is the I/O around them: the socket, the clock and the signaling
+//! in and out ([`engine`]), behind the `domain::media::MediaServer`
+//! boundary the call sessions see.
 //!
 //! The engine runs on its own thread: DTLS and SRTP work never waits behind
 //! the signaling tasks, and they never wait on it (commands are queued).
@@ -17,7 +19,8 @@ mod addresses;
 mod audio_level;
 mod datagram;
 mod engine;
-mod paused_video;
+mod keyframe_to_app;
+mod peer;
 
 use engine::Command;
 

@@ -425,7 +425,13 @@ impl Call {
                 return;
             };
             let track = event.track();
-            call.0.server.tracks.borrow_mut().push((publisher, track));
+            // The server reuses an m-line someone left for someone else
+            // (a new stream id on the same receiver's track): the track
+            // now belongs to its new publisher only.
+            let mut tracks = call.0.server.tracks.borrow_mut();
+            tracks.retain(|(_, known)| known.id() != track.id());
+            tracks.push((publisher, track));
+            drop(tracks);
             call.assign_server_tracks();
         });
         pc.set_ontrack(Some(on_track.as_ref().unchecked_ref()));

@@ -114,6 +114,9 @@ pub struct ForwardingRoom<P, B> {
     /// Outgoing SSRCs, first sequence numbers and timestamps (RFC 3550
     /// wants them random).
     rng: StdRng,
+    /// Video packets not sent to someone because that camera is paused for
+    /// them (last-N), since [`Self::take_withheld`] was last asked.
+    withheld: u64,
 }
 
 impl<P, B> ForwardingRoom<P, B>
@@ -132,6 +135,7 @@ where
             sources: HashMap::new(),
             subscribers: HashMap::new(),
             rng,
+            withheld: 0,
         }
     }
 
@@ -253,6 +257,10 @@ where
             let Some(slot) = subscriber.slots.index_of(&track.key) else {
                 continue;
             };
+            if track.kind == StreamKind::Video && subscriber.paused.contains(&track.key.owner) {
+                self.withheld += 1;
+                continue;
+            }
             let Some(stream) = subscriber.streams.get_mut(slot) else {
                 continue;
             };
@@ -268,6 +276,12 @@ where
             }
         }
         outputs
+    }
+
+    /// How many video packets were not sent because their camera was
+    /// paused for the receiver, since this was last asked.
+    pub fn take_withheld(&mut self) -> u64 {
+        std::mem::take(&mut self.withheld)
     }
 
     /// `subscriber` reports the packets `sequences` of its stream `ssrc`
@@ -742,7 +756,10 @@ mod tests {
 
         assert!(room.pause_video_of(&2, &[1], now).is_empty());
         assert!(room.pause_video_of(&2, &[1], now).is_empty(), "idempotent");
+        assert_eq!(room.take_withheld(), 0);
         assert!(sends(&video(&mut room, 1, CAMERA, 1, KEY, now)).is_empty());
+        assert_eq!(room.take_withheld(), 1, "counted for the operator");
+        assert_eq!(room.take_withheld(), 0);
         let audio = IncomingRtp {
             ssrc: MIC,
             sequence: 9,
