@@ -105,6 +105,37 @@ test("six people through the media server each decode five videos and hear audio
   await closeAll(people);
 });
 
+/** How many transceivers (m-lines) the page's media-server connection has. */
+async function transceivers(p: Person): Promise<number> {
+  return p.page.evaluate(() => ((window as any).__pcs as RTCPeerConnection[]).at(-1)!.getTransceivers().length);
+}
+
+test("someone who comes after another left takes over their m-lines, and their video shows in their own tile", async ({ browser }) => {
+  const people: Person[] = [];
+  for (const label of ["ann", "bob", "cy", "di"]) people.push(await smallPerson(browser, label, sfuURL));
+  const [ann, bob, cy, di] = people;
+  const path = await meetingWith(ann, [bob, cy, di]);
+  for (const p of [ann, bob, cy]) await joinCall(p, path);
+  await expectPlaying(tileOf(ann.page, cy.name));
+  await expectPlaying(tileOf(ann.page, bob.name));
+  const before = await transceivers(ann);
+
+  await cy.page.getByTestId("leave-button").click();
+  await expect(tileOf(ann.page, cy.name)).toHaveCount(0);
+  await joinCall(di, path);
+  await expect(remoteTiles(ann.page)).toHaveCount(2);
+  await expectPlaying(tileOf(ann.page, di.name));
+  await expectPlaying(tileOf(ann.page, bob.name));
+  // Di's microphone and camera went into the m-lines Cy left: Ann's
+  // connection did not grow, and was not started over.
+  expect(await transceivers(ann)).toBe(before);
+  const now = await received(ann);
+  expect(now.connections).toBe(1);
+  expect(now.state).toMatch(/1 connection\(s\) made/);
+  await expect.poll(async () => (await received(ann)).decoding, { timeout: 30_000 }).toBe(2);
+  await closeAll(people);
+});
+
 test("a screen shared through the media server replaces the camera for the others", async ({ browser }) => {
   const ann = await person(browser, "ann", sfuURL);
   const bob = await person(browser, "bob", sfuURL);

@@ -1418,3 +1418,93 @@ async fn across_two_instances_a_removed_participants_media_connection_ends_on_th
     );
     host.leave().await;
 }
+
+/// The m-lines of an offer: (mid, stream id of its `a=msid`, whether it
+/// sends).
+fn m_lines(offer: &str) -> Vec<(String, Option<String>, bool)> {
+    offer
+        .split("\r\nm=")
+        .skip(1)
+        .filter_map(|section| {
+            let mid = section
+                .lines()
+                .find_map(|l| l.strip_prefix("a=mid:"))?
+                .to_string();
+            let stream = section
+                .lines()
+                .find_map(|l| l.strip_prefix("a=msid:"))
+                .and_then(|msid| msid.split_whitespace().next())
+                .map(str::to_string);
+            let sends = section.contains("a=sendonly") || section.contains("a=sendrecv");
+            Some((mid, stream, sends))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_m_line_of_someone_who_left_is_reused_for_the_next_to_come() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let app = spawn_media_server(&[]).await;
+    let people = vec![
+        person(&app, "host").await,
+        person(&app, "gone").await,
+        person(&app, "next").await,
+    ];
+    let code = meeting_with_everyone(&app, &people).await;
+    let microphone = |ssrc| local_track(RtpCodecKind::Audio, MIME_TYPE_OPUS, ssrc, "mic");
+    let (host, _) = Client::join(&app, &people[0], &code, vec![microphone(0x0a0d_7001)]).await;
+    let (gone, _) = Client::join(&app, &people[1], &code, vec![microphone(0x0a0d_7002)]).await;
+    let stream_of = |client: &Client| format!("peer-{}-stream", media_client_id(&client.peer_id));
+    let gone_stream = stream_of(&gone);
+    let carries = |offer: &str, stream: &str| {
+        m_lines(offer)
+            .into_iter()
+            .find(|(_, s, sends)| *sends && s.as_deref() == Some(stream))
+            .map(|(mid, _, _)| mid)
+    };
+    wait_for(
+        "the host offered the microphone of the one to leave",
+        Duration::from_secs(20),
+        || host.seen(|s| s.offers.iter().any(|o| carries(o, &gone_stream).is_some())),
+    )
+    .await;
+    let (gone_mid, size) = host.seen(|s| {
+        let last = s.offers.last().unwrap();
+        (carries(last, &gone_stream).unwrap(), m_lines(last).len())
+    });
+    gone.leave().await;
+    wait_for("an offer without it", Duration::from_secs(20), || {
+        host.seen(|s| {
+            s.offers
+                .last()
+                .is_some_and(|o| carries(o, &gone_stream).is_none())
+        })
+    })
+    .await;
+
+    let (next, _) = Client::join(&app, &people[2], &code, vec![microphone(0x0a0d_7003)]).await;
+    let next_stream = stream_of(&next);
+    wait_for(
+        "the host offered the newcomer's microphone",
+        Duration::from_secs(20),
+        || {
+            host.seen(|s| {
+                s.offers
+                    .last()
+                    .is_some_and(|o| carries(o, &next_stream).is_some())
+            })
+        },
+    )
+    .await;
+    host.seen(|s| {
+        let last = s.offers.last().unwrap();
+        assert_eq!(
+            carries(last, &next_stream),
+            Some(gone_mid.clone()),
+            "the newcomer took the m-line of the one who left:\n{last}"
+        );
+        assert_eq!(m_lines(last).len(), size, "the offer did not grow:\n{last}");
+    });
+    host.leave().await;
+    next.leave().await;
+}

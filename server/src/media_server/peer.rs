@@ -376,15 +376,20 @@ impl MediaPeer {
                     continue;
                 }
                 let (sender, transceiver, kind) = (slot.sender, slot.transceiver, slot.kind);
-                if let Some(mut sender) = self.pc.rtp_sender(sender) {
-                    sender.replace_track(slot_track(kind, view.ssrc, publisher))?;
+                // An inactive transceiver has no sender to change (`rtc`
+                // hands one out only with a send direction): the track is
+                // replaced while it sends.
+                if let Some(mut t) = self.pc.rtp_transceiver(transceiver) {
+                    t.set_direction(RTCRtpTransceiverDirection::Sendonly);
                 }
-                if let Some(mut transceiver) = self.pc.rtp_transceiver(transceiver) {
-                    transceiver.set_direction(if publisher.is_some() {
-                        RTCRtpTransceiverDirection::Sendonly
-                    } else {
-                        RTCRtpTransceiverDirection::Inactive
-                    });
+                self.pc
+                    .rtp_sender(sender)
+                    .ok_or(Error::ErrRTPSenderNotExisted)?
+                    .replace_track(slot_track(kind, view.ssrc, publisher))?;
+                if publisher.is_none() {
+                    if let Some(mut t) = self.pc.rtp_transceiver(transceiver) {
+                        t.set_direction(RTCRtpTransceiverDirection::Inactive);
+                    }
                 }
                 if let Some(slot) = self.slots.get_mut(index) {
                     slot.publisher = publisher;
