@@ -725,6 +725,13 @@ async fn one_publisher_reaches_twenty_subscribers_in_order_without_loss() {
     // The operator sees it all on /metrics: the media forwarded to every
     // subscriber, who receives whom, the keyframe request in from the
     // latecomer and out to the publisher, and a report of lost packets.
+    // The camera stops, so that nothing but what is sent again leaves the
+    // media server as RTP (the microphones are silent); then the latecomer
+    // reports its last three packets lost.
+    writer.abort();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rtp_out = r#"moim_sfu_packets_total{direction="out",kind="rtp"}"#;
+    let quiet = counted(&app.scrape_metrics().await, rtp_out);
     let lost = late
         .seen(|s| s.video.last().map(|&(sequence, _)| sequence))
         .expect("video arrived");
@@ -733,12 +740,25 @@ async fn one_publisher_reaches_twenty_subscribers_in_order_without_loss() {
             sender_ssrc: 0,
             media_ssrc,
             nacks: vec![NackPair {
-                packet_id: lost,
-                lost_packets: 0,
+                packet_id: lost.wrapping_sub(2),
+                // The two packets after `packet_id`.
+                lost_packets: 0b11,
             }],
         })])
         .await
         .expect("send NACK");
+    // The media server sends the three again from what it sent the
+    // latecomer (its browser's SRTP then drops them as replays: they had
+    // arrived; only the server's count can show them).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut resent = 0.0;
+    while resent < 3.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        resent = counted(&app.scrape_metrics().await, rtp_out) - quiet;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    resent = counted(&app.scrape_metrics().await, rtp_out) - quiet;
+    assert_eq!(resent, 3.0, "RTP packets out after the NACK of three");
     // Counted before the scrape, which then has at least these.
     let seen: usize = subscribers
         .iter()
@@ -793,7 +813,6 @@ async fn one_publisher_reaches_twenty_subscribers_in_order_without_loss() {
         "the offers name the publisher's stream {publisher_stream}"
     );
     publisher.leave().await;
-    writer.abort();
     for client in subscribers.iter().chain([&late]) {
         wait_for(
             "an offer without the publisher's camera",

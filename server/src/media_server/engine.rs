@@ -153,10 +153,6 @@ struct Forwarded {
     audio_level: Option<bytes::Bytes>,
 }
 
-/// The packets a room's core had forwarded, kept for NACKs: none here (the
-/// peer connection's own NACK responder keeps what it sent).
-type Kept = ();
-
 struct Engine {
     socket: UdpSocket,
     advertised: SocketAddr,
@@ -164,7 +160,7 @@ struct Engine {
     rooms: HashMap<String, RoomId>,
     clients: HashMap<Owner, Client>,
     /// Each room's forwarding core.
-    forwarding: HashMap<RoomId, ForwardingRoom<ClientId, Kept>>,
+    forwarding: HashMap<RoomId, ForwardingRoom<ClientId>>,
     metrics: domain::metrics::Metrics,
     /// Which connection a datagram's address belongs to (see `addresses`).
     addresses: AddressBook,
@@ -550,7 +546,7 @@ impl Engine {
     fn carry_out(
         &mut self,
         room_id: RoomId,
-        outputs: Vec<Output<ClientId, Kept>>,
+        outputs: Vec<Output<ClientId>>,
         packet: Option<&Forwarded>,
         now: Instant,
     ) {
@@ -574,7 +570,6 @@ impl Engine {
                         tracing::debug!(error = %err, "could not forward a packet");
                     }
                 }
-                Output::Resend { .. } => {}
                 Output::RequestKeyframe { publisher, ssrc } => {
                     if let Some(client) = self.clients.get_mut(&(room_id, publisher)) {
                         if let Err(err) = client.media.request_keyframe(ssrc, now) {
@@ -700,7 +695,7 @@ impl Engine {
                         timestamp: packet.header.timestamp,
                         payload: &packet.payload,
                     };
-                    let outputs = room.rtp(&from_client, incoming, &(), now);
+                    let outputs = room.rtp(&from_client, incoming, now);
                     self.metrics.sfu_held_back(room.take_withheld());
                     let audio_level = self
                         .clients

@@ -13,21 +13,21 @@
 //!   H.264), the only place a receiver can start decoding a new stream.
 //! - [`keyframe_requests`]: keyframe requests (PLI) relayed to a publisher,
 //!   at most one per interval however many receivers ask.
-//! - [`history`]: the packets recently sent to one browser, by the sequence
-//!   number it knows them by, so its NACKs are answered by the server.
 //! - [`slots`]: which publisher track each m-line of a browser carries;
 //!   reconciled against who is in the room, m-lines reused when people
 //!   leave, so the session description stays as large as the room.
 //! - [`room`]: all of the above for one room: tracks published, people
-//!   joining and leaving, last-N pauses, packets, NACKs and keyframe
-//!   requests in; packets to send and resend, keyframe requests for
-//!   publishers and browsers that need a new offer out.
+//!   joining and leaving, last-N pauses, packets and keyframe requests in;
+//!   packets to send, keyframe requests for publishers and browsers that
+//!   need a new offer out.
+//!
+//! NACKs are not the core's: each browser's peer connection answers them
+//! from what it sent on each (rewritten) SSRC, in its interceptor chain.
 //!
 //! Why our own and not the `sfu` crate's: sfu 0.5 forwards every packet
 //! with the publisher's SSRC and numbers, inside the crate, so none of the
 //! above can be added around it (see `server/src/media_server`).
 
-pub mod history;
 pub mod keyframe;
 pub mod keyframe_requests;
 pub mod rewrite;

@@ -4,13 +4,11 @@
 //!
 //! Input: people joining and leaving, tracks published (again, after a
 //! reconnect, under a new SSRC), the cameras each browser is not to
-//! receive (last-N), packets, NACKs and keyframe requests, each with the
-//! time. Output ([`Output`]): packets to send with their new headers,
-//! packets to resend, keyframe requests for publishers, and browsers that
-//! need a new offer. The engine around it owns the peer connections, the
+//! receive (last-N), packets and keyframe requests, each with the time.
+//! Output ([`Output`]): packets to send with their new headers, keyframe
+//! requests for publishers, and browsers that need a new offer. The engine around it owns the peer connections, the
 //! socket and the clock.
 
-use super::history::SentHistory;
 use super::keyframe::{starts_keyframe, VideoCodec};
 use super::keyframe_requests::KeyframeRequests;
 use super::rewrite::{Forwarding, IncomingPacket, OutgoingHeader, OutgoingStream, StreamKind};
@@ -46,21 +44,13 @@ pub struct IncomingRtp<'a> {
 
 /// What the engine is to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output<P, B> {
+pub enum Output<P> {
     /// Send the packet just given to `to`, on its m-line `slot`, with
     /// `header`.
     Send {
         to: P,
         slot: usize,
         header: OutgoingHeader,
-    },
-    /// Send `packet` (as it was sent before, with `header`) to `to` again:
-    /// its browser asked (NACK).
-    Resend {
-        to: P,
-        slot: usize,
-        header: OutgoingHeader,
-        packet: B,
     },
     /// Ask `publisher` for a keyframe of its stream `ssrc` (PLI).
     RequestKeyframe { publisher: P, ssrc: u32 },
@@ -88,29 +78,27 @@ struct Published<P> {
 }
 
 #[derive(Debug)]
-struct Stream<B> {
+struct Stream {
     rewrite: OutgoingStream,
-    history: SentHistory<(OutgoingHeader, B)>,
 }
 
 #[derive(Debug)]
-struct Subscriber<P, B> {
+struct Subscriber<P> {
     slots: Slots<TrackKey<P>>,
     /// One per slot, in the same order.
-    streams: Vec<Stream<B>>,
+    streams: Vec<Stream>,
     /// Publishers whose video this browser is not to receive now.
     paused: HashSet<P>,
 }
 
-/// One room. `P` names a participant (a media connection); `B` is the
-/// engine's packet, kept to answer NACKs (cheap to clone: shared bytes).
+/// One room. `P` names a participant (a media connection).
 #[derive(Debug)]
-pub struct ForwardingRoom<P, B> {
+pub struct ForwardingRoom<P> {
     /// Published tracks by their incoming SSRC.
     tracks: HashMap<u32, Published<P>>,
     /// The incoming SSRC of each published track.
     sources: HashMap<TrackKey<P>, u32>,
-    subscribers: HashMap<P, Subscriber<P, B>>,
+    subscribers: HashMap<P, Subscriber<P>>,
     /// Outgoing SSRCs, first sequence numbers and timestamps (RFC 3550
     /// wants them random).
     rng: StdRng,
@@ -119,10 +107,9 @@ pub struct ForwardingRoom<P, B> {
     withheld: u64,
 }
 
-impl<P, B> ForwardingRoom<P, B>
+impl<P> ForwardingRoom<P>
 where
     P: Clone + Eq + Hash + Ord,
-    B: Clone,
 {
     pub fn new() -> Self {
         Self::with_rng(StdRng::from_entropy())
@@ -140,7 +127,7 @@ where
     }
 
     /// `participant` came: it receives every track published by others.
-    pub fn join(&mut self, participant: P, now: Instant) -> Vec<Output<P, B>> {
+    pub fn join(&mut self, participant: P, now: Instant) -> Vec<Output<P>> {
         self.subscribers
             .entry(participant.clone())
             .or_insert_with(|| Subscriber {
@@ -154,7 +141,7 @@ where
     }
 
     /// `participant` left: its tracks leave everyone's m-lines.
-    pub fn leave(&mut self, participant: &P, now: Instant) -> Vec<Output<P, B>> {
+    pub fn leave(&mut self, participant: &P, now: Instant) -> Vec<Output<P>> {
         self.subscribers.remove(participant);
         self.tracks
             .retain(|_, track| track.key.owner != *participant);
@@ -174,7 +161,7 @@ where
         codec: VideoCodec,
         ssrc: u32,
         now: Instant,
-    ) -> Vec<Output<P, B>> {
+    ) -> Vec<Output<P>> {
         let key = TrackKey {
             owner: participant,
             mid: mid.to_string(),
@@ -199,7 +186,7 @@ where
     }
 
     /// `participant` stopped publishing its m-line `mid`.
-    pub fn unpublish(&mut self, participant: &P, mid: &str, now: Instant) -> Vec<Output<P, B>> {
+    pub fn unpublish(&mut self, participant: &P, mid: &str, now: Instant) -> Vec<Output<P>> {
         let key = TrackKey {
             owner: participant.clone(),
             mid: mid.to_string(),
@@ -217,7 +204,7 @@ where
         subscriber: &P,
         publishers: &[P],
         now: Instant,
-    ) -> Vec<Output<P, B>> {
+    ) -> Vec<Output<P>> {
         let mut outputs = Vec::new();
         if let Some(entry) = self.subscribers.get_mut(subscriber) {
             entry.paused = publishers.iter().cloned().collect();
@@ -228,13 +215,7 @@ where
 
     /// A packet from `from`. Only a participant's own streams are
     /// forwarded: an SSRC published by someone else is dropped.
-    pub fn rtp(
-        &mut self,
-        from: &P,
-        packet: IncomingRtp<'_>,
-        data: &B,
-        now: Instant,
-    ) -> Vec<Output<P, B>> {
+    pub fn rtp(&mut self, from: &P, packet: IncomingRtp<'_>, now: Instant) -> Vec<Output<P>> {
         let Some(track) = self.tracks.get_mut(&packet.ssrc) else {
             return Vec::new();
         };
@@ -265,9 +246,6 @@ where
                 continue;
             };
             if let Forwarding::Send(header) = stream.rewrite.forward(&incoming, now) {
-                stream
-                    .history
-                    .record(header.sequence, (header, data.clone()), now);
                 outputs.push(Output::Send {
                     to: to.clone(),
                     slot,
@@ -284,38 +262,9 @@ where
         std::mem::take(&mut self.withheld)
     }
 
-    /// `subscriber` reports the packets `sequences` of its stream `ssrc`
-    /// lost (NACK): those still kept are sent again.
-    pub fn nack(
-        &self,
-        subscriber: &P,
-        ssrc: u32,
-        sequences: &[u16],
-        now: Instant,
-    ) -> Vec<Output<P, B>> {
-        let Some((slot, stream)) = self.stream_of(subscriber, ssrc) else {
-            return Vec::new();
-        };
-        sequences
-            .iter()
-            .filter_map(|sequence| stream.history.lookup(*sequence, now))
-            .map(|(header, packet)| Output::Resend {
-                to: subscriber.clone(),
-                slot,
-                header: *header,
-                packet: packet.clone(),
-            })
-            .collect()
-    }
-
     /// `subscriber` asks for a keyframe on its stream `ssrc` (PLI, FIR):
     /// relayed to the publisher behind it, at most once per interval.
-    pub fn keyframe_wanted(
-        &mut self,
-        subscriber: &P,
-        ssrc: u32,
-        now: Instant,
-    ) -> Vec<Output<P, B>> {
+    pub fn keyframe_wanted(&mut self, subscriber: &P, ssrc: u32, now: Instant) -> Vec<Output<P>> {
         let source = self
             .stream_of(subscriber, ssrc)
             .and_then(|(_, stream)| stream.rewrite.wanted());
@@ -327,7 +276,7 @@ where
     }
 
     /// Keyframe requests held back that fall due at `now`.
-    pub fn poll(&mut self, now: Instant) -> Vec<Output<P, B>> {
+    pub fn poll(&mut self, now: Instant) -> Vec<Output<P>> {
         self.tracks
             .iter_mut()
             .filter_map(|(ssrc, track)| {
@@ -368,7 +317,7 @@ where
             .collect()
     }
 
-    fn stream_of(&self, subscriber: &P, ssrc: u32) -> Option<(usize, &Stream<B>)> {
+    fn stream_of(&self, subscriber: &P, ssrc: u32) -> Option<(usize, &Stream)> {
         self.subscribers
             .get(subscriber)?
             .streams
@@ -377,7 +326,7 @@ where
             .find(|(_, stream)| stream.rewrite.ssrc() == ssrc)
     }
 
-    fn ask_keyframe(&mut self, source: u32, now: Instant, outputs: &mut Vec<Output<P, B>>) {
+    fn ask_keyframe(&mut self, source: u32, now: Instant, outputs: &mut Vec<Output<P>>) {
         if let Some(track) = self.tracks.get_mut(&source) {
             if track.kind == StreamKind::Video && track.keyframe_requests.ask(now) {
                 outputs.push(Output::RequestKeyframe {
@@ -388,7 +337,7 @@ where
         }
     }
 
-    fn reconcile_all(&mut self, now: Instant) -> Vec<Output<P, B>> {
+    fn reconcile_all(&mut self, now: Instant) -> Vec<Output<P>> {
         let mut everyone: Vec<P> = self.subscribers.keys().cloned().collect();
         everyone.sort();
         let mut outputs = Vec::new();
@@ -402,7 +351,7 @@ where
     /// every track of someone else in an m-line, each stream on its
     /// track's current source unless paused. Changes nothing when nothing
     /// changed.
-    fn reconcile(&mut self, participant: &P, now: Instant, outputs: &mut Vec<Output<P, B>>) {
+    fn reconcile(&mut self, participant: &P, now: Instant, outputs: &mut Vec<Output<P>>) {
         let mut wanted: Vec<(TrackKey<P>, StreamKind)> = self
             .tracks
             .values()
@@ -427,7 +376,6 @@ where
                     self.rng.gen(),
                     self.rng.gen(),
                 ),
-                history: SentHistory::default(),
             });
         }
         let mut keyframes_wanted = Vec::new();
@@ -452,10 +400,9 @@ where
     }
 }
 
-impl<P, B> Default for ForwardingRoom<P, B>
+impl<P> Default for ForwardingRoom<P>
 where
     P: Clone + Eq + Hash + Ord,
-    B: Clone,
 {
     fn default() -> Self {
         Self::new()
@@ -468,7 +415,7 @@ mod tests {
     use std::collections::HashSet;
     use std::time::Duration;
 
-    type Room = ForwardingRoom<u32, u16>;
+    type Room = ForwardingRoom<u32>;
 
     const PUBLISHER: u32 = 1;
     const MIC: u32 = 0x1000;
@@ -496,7 +443,7 @@ mod tests {
         mic: u32,
         camera: u32,
         now: Instant,
-    ) -> Vec<Output<u32, u16>> {
+    ) -> Vec<Output<u32>> {
         let mut outputs = room.publish(who, "0", StreamKind::Audio, VideoCodec::Other, mic, now);
         outputs.extend(room.publish(who, "1", StreamKind::Video, VideoCodec::Vp8, camera, now));
         outputs
@@ -509,17 +456,17 @@ mod tests {
         sequence: u16,
         payload: &[u8],
         now: Instant,
-    ) -> Vec<Output<u32, u16>> {
+    ) -> Vec<Output<u32>> {
         let packet = IncomingRtp {
             ssrc,
             sequence,
             timestamp: u32::from(sequence) * 3_000,
             payload,
         };
-        room.rtp(&from, packet, &sequence, now)
+        room.rtp(&from, packet, now)
     }
 
-    fn sends(outputs: &[Output<u32, u16>]) -> Vec<(u32, OutgoingHeader)> {
+    fn sends(outputs: &[Output<u32>]) -> Vec<(u32, OutgoingHeader)> {
         outputs
             .iter()
             .filter_map(|output| match output {
@@ -529,7 +476,7 @@ mod tests {
             .collect()
     }
 
-    fn keyframe_requests(outputs: &[Output<u32, u16>]) -> usize {
+    fn keyframe_requests(outputs: &[Output<u32>]) -> usize {
         outputs
             .iter()
             .filter(|output| matches!(output, Output::RequestKeyframe { .. }))
@@ -697,38 +644,6 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_packet_is_resent_from_the_history_as_it_was_sent() {
-        let now = Instant::now();
-        let mut room = two_people_one_publishing(now);
-        let mut sent = Vec::new();
-        for sequence in 0..10u16 {
-            let payload = if sequence == 0 { KEY } else { DELTA };
-            sent.extend(sends(&video(&mut room, 1, CAMERA, sequence, payload, now)));
-        }
-        let lost = sent[4].1;
-        let outputs = room.nack(
-            &2,
-            lost.ssrc,
-            &[lost.sequence, lost.sequence.wrapping_add(100)],
-            now,
-        );
-        assert_eq!(
-            outputs,
-            vec![Output::Resend {
-                to: 2,
-                slot: 1,
-                header: lost,
-                packet: 4
-            }],
-            "the one kept, with its payload; not the one never sent"
-        );
-        assert!(
-            room.nack(&1, lost.ssrc, &[lost.sequence], now).is_empty(),
-            "not 1's stream"
-        );
-    }
-
-    #[test]
     fn a_receivers_keyframe_request_reaches_the_publisher_once_per_interval() {
         let now = Instant::now();
         let mut room = two_people_one_publishing(now);
@@ -766,7 +681,7 @@ mod tests {
             timestamp: 0,
             payload: &[1],
         };
-        assert_eq!(sends(&room.rtp(&1, audio, &9, now)).len(), 1, "still heard");
+        assert_eq!(sends(&room.rtp(&1, audio, now)).len(), 1, "still heard");
 
         let later = now + Duration::from_secs(1);
         let outputs = room.pause_video_of(&2, &[], later);
