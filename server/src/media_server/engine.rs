@@ -77,6 +77,11 @@ const SPEAKERS_POLL_EVERY: Duration = Duration::from_millis(50);
 /// the last N (a browser keeps its video sender when the camera is off,
 /// and sends nothing on it).
 const CAMERA_QUIET: Duration = Duration::from_secs(2);
+/// How often every connection's timers and output are looked at whatever
+/// the engine noted: per datagram, only the connections it touched are.
+/// A timer a connection set that the engine did not note runs at most this
+/// late.
+const FULL_PASS_EVERY: Duration = COMMAND_TICK;
 /// How often media connections are looked at for silence.
 const SILENCE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -172,6 +177,15 @@ struct Engine {
     last_n_limit: usize,
     /// Per room with anyone in it: who spoke last, and who asked for whom.
     last_n: HashMap<RoomId, LastN<ClientId>>,
+    /// The earliest timer of any connection or room, as last looked at.
+    deadline: Option<Instant>,
+    /// When every connection was last looked at (see `FULL_PASS_EVERY`).
+    full_pass_at: Instant,
+    /// A command changed something: look at every connection next.
+    full_pass_due: bool,
+    /// The connections that may have something to send since the last
+    /// flush (a datagram came from one, a packet was written to another).
+    touched: Vec<Owner>,
     /// A media connection not heard from for this long is dropped.
     silence_limit: Duration,
     /// When media connections were last looked at for silence.
@@ -198,6 +212,10 @@ pub(super) fn run(
         speakers_polled: Instant::now(),
         last_n_limit,
         last_n: HashMap::new(),
+        deadline: None,
+        full_pass_at: Instant::now(),
+        full_pass_due: true,
+        touched: Vec::new(),
         silence_limit,
         silence_checked: Instant::now(),
     };
@@ -247,16 +265,23 @@ impl Engine {
                     self.stop();
                     return Step::Stop;
                 }
-                Ok(command) => self.command(command),
+                Ok(command) => {
+                    self.command(command);
+                    self.full_pass_due = true;
+                }
                 Err(TryRecvError::Empty) => break,
             }
         }
-        self.flush();
+        if self.full_pass_due {
+            self.tick();
+        }
+        self.flush_touched();
         let now = Instant::now();
+        let full_pass = self.full_pass_at + FULL_PASS_EVERY;
         let wait = self
-            .next_timeout()
-            .map(|at| at.saturating_duration_since(now))
-            .unwrap_or(COMMAND_TICK)
+            .deadline
+            .map_or(full_pass, |at| at.min(full_pass))
+            .saturating_duration_since(now)
             .min(COMMAND_TICK);
         if wait.is_zero() {
             self.tick();
@@ -281,6 +306,7 @@ impl Engine {
         Step::Go
     }
 
+    /// The earliest timer of every connection and room.
     fn next_timeout(&mut self) -> Option<Instant> {
         let peers = self
             .clients
@@ -569,12 +595,14 @@ impl Engine {
                     if let Err(err) = sent {
                         tracing::debug!(error = %err, "could not forward a packet");
                     }
+                    self.touched.push((room_id, to));
                 }
                 Output::RequestKeyframe { publisher, ssrc } => {
                     if let Some(client) = self.clients.get_mut(&(room_id, publisher)) {
                         if let Err(err) = client.media.request_keyframe(ssrc, now) {
                             tracing::debug!(error = %err, "could not ask for a keyframe");
                         }
+                        self.touched.push((room_id, publisher));
                     }
                 }
                 Output::Renegotiate { subscriber } => renegotiate.push(subscriber),
@@ -678,6 +706,12 @@ impl Engine {
         if let Err(err) = client.media.handle_datagram(bytes, transport, now) {
             tracing::debug!(error = %err, %from, "dropped a datagram");
         }
+        // Its answer (an ICE response, a DTLS flight, a report) goes out
+        // with this step's flush, and a timer it set counts.
+        if let Some(at) = client.media.poll_timeout() {
+            self.deadline = Some(self.deadline.map_or(at, |known| known.min(at)));
+        }
+        self.touched.push(owner);
         let mut messages = Vec::new();
         while let Some(message) = client.media.poll_message() {
             messages.push(message);
@@ -873,8 +907,21 @@ impl Engine {
         self.carry_out(room_id, outputs, None, now);
     }
 
+    /// Runs what is due. A full pass (every connection's timers and
+    /// output) when a timer is due, a command came, or `FULL_PASS_EVERY`
+    /// went by; otherwise only the connections touched since the last
+    /// flush send what they have.
     fn tick(&mut self) {
         let now = Instant::now();
+        let full = self.full_pass_due
+            || self.deadline.is_some_and(|at| at <= now)
+            || now >= self.full_pass_at + FULL_PASS_EVERY;
+        if !full {
+            self.flush_touched();
+            return;
+        }
+        self.full_pass_due = false;
+        self.full_pass_at = now;
         let mut due = Vec::new();
         for (owner, client) in &mut self.clients {
             if client.media.poll_timeout().is_some_and(|at| at <= now) {
@@ -905,6 +952,7 @@ impl Engine {
         self.announce_speakers(now);
         self.drop_silent(now);
         self.flush();
+        self.deadline = self.next_timeout();
     }
 
     /// Drops the media connections no datagram came from for the silence
@@ -962,7 +1010,25 @@ impl Engine {
 
     /// Sends what every peer connection has to send.
     fn flush(&mut self) {
-        for client in self.clients.values_mut() {
+        self.touched.clear();
+        let owners: Vec<Owner> = self.clients.keys().copied().collect();
+        for owner in owners {
+            self.flush_one(owner);
+        }
+    }
+
+    /// Sends what the connections touched since the last flush have.
+    fn flush_touched(&mut self) {
+        let mut touched = std::mem::take(&mut self.touched);
+        for owner in touched.drain(..) {
+            self.flush_one(owner);
+        }
+        // The allocation is kept for the next datagram.
+        self.touched = touched;
+    }
+
+    fn flush_one(&mut self, owner: Owner) {
+        if let Some(client) = self.clients.get_mut(&owner) {
             while let Some(transmit) = client.media.poll_transmit() {
                 // To a stand-in whose pairing is gone: nobody to send to.
                 let Some(to) = self.addresses.real_for(transmit.transport.peer_addr) else {

@@ -385,12 +385,17 @@ impl MediaPeer {
             let (Some(mid), Some(direction)) = (mid, direction) else {
                 continue;
             };
-            let ids: Vec<RTCRtpTransceiverId> = self.pc.get_transceivers().collect();
-            for id in ids {
+            // Only a slot that carries someone's track sends again: an idle
+            // one stays inactive whatever the page would take.
+            let carrying: Vec<RTCRtpTransceiverId> = self
+                .slots
+                .iter()
+                .filter(|slot| slot.publisher.is_some())
+                .map(|slot| slot.transceiver)
+                .collect();
+            for id in carrying {
                 if let Some(mut transceiver) = self.pc.rtp_transceiver(id) {
-                    if transceiver.mid().as_deref() == Some(mid)
-                        && self.slots.iter().any(|s| s.transceiver == id)
-                    {
+                    if transceiver.mid().as_deref() == Some(mid) {
                         transceiver.set_direction(direction);
                     }
                 }
