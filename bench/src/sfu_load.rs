@@ -51,13 +51,29 @@ const MEASURE: Duration = Duration::from_secs(6);
 /// Loss above this ends the stepping up.
 const LOSS_LIMIT: f64 = 0.01;
 
-/// The payload: the publisher's number, the packet's index, and when it was
-/// sent (nanoseconds since this process's epoch), then padding.
+/// One packet in this many starts a VP8 keyframe (one a second), the rest
+/// are inter frames: as an encoder sends, and what an SFU that starts a
+/// stream for a receiver only at a keyframe (moim's) needs to see.
+const KEYFRAME_EVERY: u64 = PACKETS_PER_SECOND;
+/// Where the benchmark's fields start: after a VP8 payload descriptor
+/// (start of partition 0) and the first byte of the frame header (its
+/// lowest bit clear on a keyframe).
+const FIELDS: usize = 2;
+
+/// The payload: VP8's descriptor and frame header byte, the publisher's
+/// number, the packet's index, and when it was sent (nanoseconds since
+/// this process's epoch), then padding.
 fn payload(publisher: u8, index: u64) -> Vec<u8> {
     let mut bytes = vec![0u8; PAYLOAD_BYTES];
-    bytes[0] = publisher;
-    bytes[1..9].copy_from_slice(&index.to_be_bytes());
-    bytes[9..17].copy_from_slice(&now_nanos().to_be_bytes());
+    bytes[0] = 0x10;
+    bytes[1] = if index.is_multiple_of(KEYFRAME_EVERY) {
+        0x00
+    } else {
+        0x01
+    };
+    bytes[FIELDS] = publisher;
+    bytes[FIELDS + 1..FIELDS + 9].copy_from_slice(&index.to_be_bytes());
+    bytes[FIELDS + 9..FIELDS + 17].copy_from_slice(&now_nanos().to_be_bytes());
     bytes
 }
 
@@ -105,11 +121,11 @@ struct Tally {
 
 impl Tally {
     fn record(&self, payload: &[u8]) {
-        if !self.measuring.load(Ordering::Relaxed) || payload.len() < 17 {
+        if !self.measuring.load(Ordering::Relaxed) || payload.len() < FIELDS + 17 {
             return;
         }
         let mut sent = [0u8; 8];
-        sent.copy_from_slice(&payload[9..17]);
+        sent.copy_from_slice(&payload[FIELDS + 9..FIELDS + 17]);
         let latency = Duration::from_nanos(now_nanos().saturating_sub(u64::from_be_bytes(sent)));
         self.received.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut latencies) = self.latencies.lock() {

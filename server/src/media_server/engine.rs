@@ -456,11 +456,21 @@ impl Engine {
             .clients
             .get(&key)
             .map(|c| c.conn == conn && c.ufrag == ufrag);
+        // What the connection published before this offer.
+        let mut before = Vec::new();
+        let mut replaced = false;
         if same == Some(false) {
             // A resumed page, or one that started its connection over: the
-            // old media connection goes first.
-            self.leave(&room, room_id, client, "replaced by a newer connection");
-            self.rooms.insert(room.clone(), room_id);
+            // old media connection closes. What it published stays with
+            // the others until the new offer publishes it again, under new
+            // SSRCs on the same slots: they see the next keyframe, not a
+            // renegotiation.
+            if let Some(mut old) = self.clients.remove(&key) {
+                old.media.close();
+                before = old.media.published().to_vec();
+                replaced = true;
+            }
+            self.addresses.forget(key);
         }
         if same != Some(true) {
             let media = match MediaPeer::new(self.advertised, now) {
@@ -470,7 +480,7 @@ impl Engine {
                     let _ = outbox.try_send(FromMediaServer::Refused(
                         "the media server could not open a connection".into(),
                     ));
-                    self.forget_room_if_empty(&room, room_id);
+                    self.leave(&room, room_id, client, "no new media connection");
                     return;
                 }
             };
@@ -504,18 +514,21 @@ impl Engine {
                 .or_insert_with(|| LastN::new(limit))
                 .joined(client);
             self.count_size();
-            let outputs = self
-                .forwarding
-                .entry(room_id)
-                .or_default()
-                .join(client, now);
+            let room = self.forwarding.entry(room_id).or_default();
+            let outputs = if replaced {
+                room.reconnect(client, now)
+            } else {
+                room.join(client, now)
+            };
             self.carry_out(room_id, outputs, None, now);
         }
         let audio_level_id = audio_level::extension_id(&sdp);
         let Some(own) = self.clients.get_mut(&key) else {
             return;
         };
-        let before = own.media.published().to_vec();
+        if same == Some(true) {
+            before = own.media.published().to_vec();
+        }
         let answer = match own.media.offer(sdp, now) {
             Ok(answer) => answer,
             Err(err) => {

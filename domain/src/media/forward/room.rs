@@ -140,6 +140,17 @@ where
         outputs
     }
 
+    /// `participant` connected again on a new peer connection (its page
+    /// started over): it receives every track anew, on the m-lines of the
+    /// new connection, while what it publishes stays where it is for the
+    /// others until its new offer publishes it again under new SSRCs
+    /// ([`Self::publish`]): they keep their m-lines and numbers, and see
+    /// nothing but the next keyframe.
+    pub fn reconnect(&mut self, participant: P, now: Instant) -> Vec<Output<P>> {
+        self.subscribers.remove(&participant);
+        self.join(participant, now)
+    }
+
     /// `participant` left: its tracks leave everyone's m-lines.
     pub fn leave(&mut self, participant: &P, now: Instant) -> Vec<Output<P>> {
         self.subscribers.remove(participant);
@@ -689,5 +700,32 @@ mod tests {
         assert!(sends(&video(&mut room, 1, CAMERA, 500, DELTA, later)).is_empty());
         let back = sends(&video(&mut room, 1, CAMERA, 501, KEY, later))[0].1;
         assert_eq!(back.sequence, before.sequence.wrapping_add(1));
+    }
+
+    #[test]
+    fn a_reconnected_publisher_is_received_anew_and_the_others_notice_only_a_keyframe() {
+        let now = Instant::now();
+        let mut room = two_people_one_publishing(now);
+        let before = sends(&video(&mut room, 1, CAMERA, 10, KEY, now))[0].1;
+        let slots_of_2 = room.slots_of(&2);
+
+        // 1's page starts over: its own m-lines start afresh (a new
+        // connection), 2's do not change.
+        let outputs = room.reconnect(1, now);
+        assert!(outputs
+            .iter()
+            .all(|o| !matches!(o, Output::Renegotiate { subscriber } if *subscriber == 2)));
+        assert_eq!(room.slots_of(&2), slots_of_2);
+        // Its new offer publishes the same m-lines under new SSRCs.
+        let outputs = publish_both(&mut room, 1, MIC + 1, CAMERA + 1, now);
+        assert!(outputs
+            .iter()
+            .all(|o| !matches!(o, Output::Renegotiate { subscriber } if *subscriber == 2)));
+        assert_eq!(room.slots_of(&2)[1].ssrc, slots_of_2[1].ssrc);
+        // 2 gets the new camera from its first keyframe, numbered on.
+        assert!(sends(&video(&mut room, 1, CAMERA + 1, 500, DELTA, now)).is_empty());
+        let after = sends(&video(&mut room, 1, CAMERA + 1, 501, KEY, now))[0].1;
+        assert_eq!(after.ssrc, before.ssrc);
+        assert_eq!(after.sequence, before.sequence.wrapping_add(1));
     }
 }
