@@ -27,8 +27,8 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability,
-    RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -69,6 +69,8 @@ struct Seen {
     video: Vec<(u16, u32)>,
     /// The SSRC the video arrived with.
     video_ssrc: Option<u32>,
+    /// The payload types the video arrived with.
+    video_payload_types: std::collections::BTreeSet<u8>,
     /// Every offer the media server sent this client.
     offers: Vec<String>,
     /// How many remote video tracks opened.
@@ -137,6 +139,7 @@ impl PeerConnectionEventHandler for Handler {
                         .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
                     let mut seen = seen.lock().unwrap();
                     seen.video_ssrc = Some(packet.header.ssrc);
+                    seen.video_payload_types.insert(packet.header.payload_type);
                     // Whose camera: `film` writes its SSRC after the index
                     // (the media server gives each browser SSRCs of its own).
                     let origin = packet
@@ -284,6 +287,17 @@ impl Client {
         code: &str,
         tracks: Vec<Arc<TrackLocalStaticRTP>>,
     ) -> (Self, Vec<Arc<dyn RtpSender>>) {
+        Self::join_offering(app, who, code, tracks, None).await
+    }
+
+    /// `join`, offering VP8 under `vp8_payload_type` (see `Media`).
+    async fn join_offering(
+        app: &TestApp,
+        who: &Person,
+        code: &str,
+        tracks: Vec<Arc<TrackLocalStaticRTP>>,
+        vp8_payload_type: Option<u8>,
+    ) -> (Self, Vec<Arc<dyn RtpSender>>) {
         let (ws, you, welcome) = join_call(app, who, code, None).await;
         let ServerMessage::Welcome { media_path, .. } = welcome else {
             unreachable!()
@@ -300,6 +314,7 @@ impl Client {
             seen: seen.clone(),
             video_track: video_track.clone(),
             tracks,
+            vp8_payload_type,
         };
         let (pc, senders, offer) = media.connect().await;
         let pc = Arc::new(Mutex::new(pc));
@@ -344,6 +359,9 @@ struct Media {
     seen: Arc<Mutex<Seen>>,
     video_track: Arc<Mutex<Option<Arc<dyn TrackRemote>>>>,
     tracks: Vec<Arc<TrackLocalStaticRTP>>,
+    /// Offer VP8 (and Opus) only, VP8 under this payload type, as Firefox
+    /// does (120); `None`: the engine's defaults (VP8 96, as Chrome).
+    vp8_payload_type: Option<u8>,
 }
 
 impl Media {
@@ -356,7 +374,25 @@ impl Media {
         ClientMessage,
     ) {
         let mut media_engine = MediaEngine::default();
-        media_engine.register_default_codecs().expect("codecs");
+        match self.vp8_payload_type {
+            None => media_engine.register_default_codecs().expect("codecs"),
+            Some(payload_type) => {
+                for (mime, payload_type, kind) in [
+                    (MIME_TYPE_OPUS, 109, RtpCodecKind::Audio),
+                    (MIME_TYPE_VP8, payload_type, RtpCodecKind::Video),
+                ] {
+                    media_engine
+                        .register_codec(
+                            RTCRtpCodecParameters {
+                                rtp_codec: codec(mime),
+                                payload_type,
+                            },
+                            kind,
+                        )
+                        .expect("codec");
+                }
+            }
+        }
         // As browsers do: the microphone's packets carry their audio level.
         media_engine
             .register_header_extension(
@@ -557,7 +593,9 @@ async fn one_publisher_reaches_twenty_subscribers_in_order_without_loss() {
     // The publisher: a camera (VP8) it writes RTP to, as a packetizer would.
     let video_ssrc = 0x5eed_0001;
     let camera = local_track(RtpCodecKind::Video, MIME_TYPE_VP8, video_ssrc, "camera");
-    let (publisher, senders) = Client::join(&app, &people[0], &code, vec![camera.clone()]).await;
+    // It offers VP8 under 120, as Firefox does; the subscribers under 96.
+    let (publisher, senders) =
+        Client::join_offering(&app, &people[0], &code, vec![camera.clone()], Some(120)).await;
     let sender = senders[0].clone();
     wait_for(
         "the publisher's connection",
@@ -572,6 +610,7 @@ async fn one_publisher_reaches_twenty_subscribers_in_order_without_loss() {
         .rtp_parameters
         .codecs[0]
         .payload_type;
+    assert_eq!(payload_type, 120, "the publisher's leg has VP8 under 120");
 
     let written = Arc::new(AtomicU32::new(0));
     let writer = film_numbered(
@@ -661,6 +700,11 @@ async fn one_publisher_reaches_twenty_subscribers_in_order_without_loss() {
             // own (the publisher's wrapped around meanwhile): it never
             // learns another browser's SSRC, and a change of publisher
             // behind its m-line would not show as a jump.
+            assert_eq!(
+                s.video_payload_types,
+                std::collections::BTreeSet::from([96]),
+                "subscriber {i} gets VP8 under its own payload type (the publisher's is {payload_type})"
+            );
             let ssrc = s.video_ssrc.expect("video arrived");
             assert_ne!(ssrc, video_ssrc, "subscriber {i} got the publisher's SSRC");
             ssrcs.insert(ssrc);
