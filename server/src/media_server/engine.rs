@@ -650,7 +650,8 @@ impl Engine {
         }
     }
 
-    /// Tells a connection its last signal was not taken.
+    /// Forgets a room nobody is in any more (its forwarding core, speakers
+    /// and last-N order with it).
     fn forget_room_if_empty(&mut self, room: &str, room_id: RoomId) {
         if !self.clients.keys().any(|(r, _)| *r == room_id) {
             self.rooms.remove(room);
