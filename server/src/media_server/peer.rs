@@ -341,11 +341,7 @@ impl MediaPeer {
             self.candidate_added = true;
         }
         let answer = self.pc.create_answer(None)?;
-        self.pc.set_local_description(now, answer)?;
-        let answer = self
-            .pc
-            .local_description()
-            .ok_or(Error::ErrPeerConnLocalDescriptionNil)?;
+        let answer = self.apply_local(answer, now)?;
         self.published = published_tracks(&sdp);
         self.negotiated = true;
         self.pump(now);
@@ -467,6 +463,19 @@ impl MediaPeer {
         Ok(changed)
     }
 
+    /// Sets `description` (an offer or answer of the server's) as the local
+    /// one and gives it back as applied (with the candidate in it).
+    fn apply_local(
+        &mut self,
+        description: RTCSessionDescription,
+        now: Instant,
+    ) -> Result<RTCSessionDescription> {
+        self.pc.set_local_description(now, description)?;
+        self.pc
+            .local_description()
+            .ok_or(Error::ErrPeerConnLocalDescriptionNil)
+    }
+
     /// The server's next offer, if one is due and may go: the browser's
     /// first offer answered, none out, the signaling state stable.
     pub(super) fn next_offer(&mut self, now: Instant) -> Result<Option<String>> {
@@ -479,11 +488,7 @@ impl MediaPeer {
         }
         self.renegotiate = false;
         let offer = self.pc.create_offer(None)?;
-        self.pc.set_local_description(now, offer)?;
-        let offer = self
-            .pc
-            .local_description()
-            .ok_or(Error::ErrPeerConnLocalDescriptionNil)?;
+        let offer = self.apply_local(offer, now)?;
         self.offer_out = Some(now);
         self.pump(now);
         Ok(Some(offer.sdp))
