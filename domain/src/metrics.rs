@@ -137,6 +137,7 @@ struct Families {
     sfu_bytes: Family<DirectionKindLabels, Counter>,
     sfu_feedback: Family<DirectionKindLabels, Counter>,
     sfu_held_back: Counter,
+    sfu_layer_switches: Counter,
     sfu_rooms: Gauge,
     sfu_clients: Gauge,
     sfu_subscriptions: Gauge,
@@ -299,6 +300,12 @@ impl Metrics {
             "Video packets the media server did not send to a browser because that camera is paused for it (past the last N speakers)",
             sfu_held_back.clone(),
         );
+        let sfu_layer_switches = Counter::default();
+        registry.register(
+            "sfu_layer_switches",
+            "Times a browser's stream of a camera moved to another simulcast layer (its tile changed size, its link lost packets or cleared, a layer stopped)",
+            sfu_layer_switches.clone(),
+        );
         let sfu_rooms = Gauge::default();
         registry.register(
             "sfu_rooms",
@@ -377,6 +384,7 @@ impl Metrics {
                 sfu_bytes,
                 sfu_feedback,
                 sfu_held_back,
+                sfu_layer_switches,
                 sfu_rooms,
                 sfu_clients,
                 sfu_subscriptions,
@@ -560,6 +568,13 @@ impl Metrics {
     pub fn sfu_held_back(&self, packets: u64) {
         if packets > 0 {
             self.families.sfu_held_back.inc_by(packets);
+        }
+    }
+
+    /// Receivers' streams moved between simulcast layers.
+    pub fn sfu_layer_switches(&self, switches: u64) {
+        if switches > 0 {
+            self.families.sfu_layer_switches.inc_by(switches);
         }
     }
 

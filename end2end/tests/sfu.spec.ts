@@ -301,6 +301,79 @@ async function expectFramesMoving(viewer: Person, name: string) {
   await expect.poll(() => framesOf(viewer, name), { timeout: 10_000, message: `${name}'s video decodes on ${viewer.name}'s page` }).toBeGreaterThan(before + 3);
 }
 
+/**
+ * Test instrumentation: a 640x360 fake camera, tall enough for two
+ * simulcast layers (320x180 and 640x360), at a low frame rate.
+ */
+const SD_CAMERA = () => {
+  const open = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  navigator.mediaDevices.getUserMedia = (c?: MediaStreamConstraints) =>
+    open({ ...c, video: c?.video ? { ...(typeof c.video === "object" ? c.video : {}), width: 640, height: 360, frameRate: 12 } : c?.video });
+};
+
+/** The height of the frames `viewer` decodes of `name`'s video (its receiver's inbound-rtp), and how tall the tile is. */
+async function receivedHeight(viewer: Person, name: string): Promise<{ frame: number; tile: number }> {
+  return viewer.page.evaluate(async (name) => {
+    const video = document.querySelector<HTMLVideoElement>(`[data-testid="tile"][data-name="${name}"] video`);
+    const track = (video?.srcObject as MediaStream | null)?.getVideoTracks()[0];
+    const pcs = (window as any).__pcs as RTCPeerConnection[];
+    const receiver = pcs.flatMap((pc) => (pc.connectionState === "closed" ? [] : pc.getReceivers())).find((r) => r.track.id === track?.id);
+    let frame = -1;
+    if (receiver) (await receiver.getStats()).forEach((s: any) => {
+      if (s.type === "inbound-rtp" && s.kind === "video") frame = s.frameHeight ?? -1;
+    });
+    return { frame, tile: Math.round((video?.getBoundingClientRect().height ?? 0) * devicePixelRatio) };
+  }, name);
+}
+
+test("the pinned tile gets the camera's full-size simulcast layer and a small tile a smaller one", async ({ browser }) => {
+  const people: Person[] = [];
+  for (const label of ["ann", "bob", "cy"]) {
+    const p = await person(browser, label, sfuURL);
+    await p.context.addInitScript(SD_CAMERA);
+    people.push(p);
+  }
+  const [ann, bob, cy] = people;
+  const path = await meetingWith(ann, [bob, cy]);
+  for (const p of people) await joinCall(p, path);
+  await expect(ann.page.getByTestId("media-path")).toHaveAttribute("data-path", "server");
+  await expectPlaying(tileOf(ann.page, bob.name));
+  await expectPlaying(tileOf(ann.page, cy.name));
+
+  // Bob publishes two layers (the larger once his uplink estimate allows
+  // it): the media server learns both heights from their keyframes.
+  const sent = () => bob.page.evaluate(async () => {
+    const pc = ((window as any).__pcs as RTCPeerConnection[]).at(-1)!;
+    const heights: number[] = [];
+    (await pc.getStats()).forEach((s: any) => {
+      if (s.type === "outbound-rtp" && s.kind === "video" && s.frameHeight) heights.push(s.frameHeight);
+    });
+    return heights.sort((a, b) => a - b);
+  });
+  await expect.poll(sent, { timeout: 30_000, message: "Bob's camera goes in two layers" }).toEqual([180, 360]);
+
+  // Ann pins Bob: his tile is large, Cy's small.
+  await ann.page.getByRole("button", { name: `Pin ${bob.name}` }).click();
+  await expect(tileOf(ann.page, bob.name)).toHaveAttribute("data-featured", "true");
+  const frameHeight = async (of: Person) => (await receivedHeight(ann, of.name)).frame;
+  await expect.poll(() => frameHeight(bob), { timeout: 20_000, message: "the pinned tile gets the full-size layer" }).toBe(360);
+  await expect.poll(() => frameHeight(cy), { timeout: 20_000, message: "a small tile gets the small layer" }).toBe(180);
+  const [large, small] = [await receivedHeight(ann, bob.name), await receivedHeight(ann, cy.name)];
+  expect(large.tile).toBeGreaterThan(small.tile);
+  await expectFramesMoving(ann, bob.name);
+  await expectFramesMoving(ann, cy.name);
+
+  // Pinning Cy instead swaps them over, each at a keyframe, with both
+  // videos going on.
+  await ann.page.getByRole("button", { name: `Pin ${cy.name}` }).click();
+  await expect(tileOf(ann.page, cy.name)).toHaveAttribute("data-featured", "true");
+  await expect.poll(() => frameHeight(cy), { timeout: 20_000, message: "Cy, pinned now, comes in full size" }).toBe(360);
+  await expect.poll(() => frameHeight(bob), { timeout: 20_000, message: "Bob, small now, comes in the small layer" }).toBe(180);
+  await expectFramesMoving(ann, bob.name);
+  await expectFramesMoving(ann, cy.name);
+  await closeAll(people);
+});
+
 test("past the last N speakers a camera pauses, and speaking or pinning brings it back", async ({ browser }) => {
   // This instance sends each browser one camera (--sfu-last-n 1).
   const people = await threeWithTones(browser, lastNURL);

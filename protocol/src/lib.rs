@@ -18,7 +18,7 @@ use crate::ice::IceConfig;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any change that an older peer could not understand.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 /// Largest text frame the server reads; a larger one closes the connection
 /// with 1009 (message too big).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -203,8 +203,14 @@ pub enum ClientMessage {
     MediaServerClose,
     /// For the built-in media server: the peers whose camera this page
     /// wants whatever the last-N order (its pinned tile, shared screens;
-    /// at most `media_server::MAX_WATCHED`). Replaces the earlier list.
-    MediaServerWatch { peers: Vec<PeerId> },
+    /// at most `media_server::MAX_WATCHED`), and how tall it shows each
+    /// camera (which simulcast layer it gets; at most
+    /// `media_server::MAX_TILE_HEIGHTS`). Replaces the earlier wishes.
+    MediaServerWatch {
+        peers: Vec<PeerId>,
+        #[serde(default)]
+        heights: Vec<media_server::TileHeight>,
+    },
     /// My microphone, camera, screen or hand changed.
     Media { media: MediaState },
     /// Keep-alive; answered by `pong`.

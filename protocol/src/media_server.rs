@@ -19,6 +19,29 @@ pub enum MediaPath {
 /// and shared screens): each costs its downlink a camera.
 pub const MAX_WATCHED: usize = 4;
 
+/// The most tile heights a page may give in one `media_server_watch`
+/// (more than a room holds).
+pub const MAX_TILE_HEIGHTS: usize = 256;
+
+/// How tall a page shows one person's camera, in device pixels: the
+/// media server sends the lowest simulcast layer at least that tall. 0:
+/// not at all (the tile is off screen, the page hidden).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TileHeight {
+    pub peer: PeerId,
+    pub height: u16,
+}
+
+/// What a page asks of the media server about the cameras it receives.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CameraWishes {
+    /// Whose camera it wants whatever the last-N order (at most
+    /// [`MAX_WATCHED`]).
+    pub peers: Vec<PeerId>,
+    /// How tall it shows each (a peer left out: the tallest layer).
+    pub heights: Vec<TileHeight>,
+}
+
 /// The number the media server knows a peer by. Derived from the peer id
 /// on both sides (64-bit FNV-1a), so the browser can tell whose a forwarded
 /// track is without another message.

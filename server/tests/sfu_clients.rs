@@ -1165,6 +1165,7 @@ async fn last_n_pauses_the_longest_silent_camera_and_a_speaker_a_pin_or_a_camera
     // The viewer pins the first: both come.
     let _ = viewer.outgoing.send(ClientMessage::MediaServerWatch {
         peers: vec![first_id.clone()],
+        heights: vec![],
     });
     wait_for("nothing paused", Duration::from_secs(5), || {
         viewer.seen(|s| s.paused.last() == Some(&vec![]))
@@ -1174,9 +1175,10 @@ async fn last_n_pauses_the_longest_silent_camera_and_a_speaker_a_pin_or_a_camera
     assert_flowing(&viewer, SECOND_CAMERA, "the speaker's camera stays").await;
 
     // Unpinned: the first pauses again.
-    let _ = viewer
-        .outgoing
-        .send(ClientMessage::MediaServerWatch { peers: vec![] });
+    let _ = viewer.outgoing.send(ClientMessage::MediaServerWatch {
+        peers: vec![],
+        heights: vec![],
+    });
     wait_for("the first paused again", Duration::from_secs(5), || {
         viewer.seen(|s| s.paused.last() == Some(&vec![first_id.clone()]))
     })

@@ -303,10 +303,11 @@ pub enum Effect {
         signal: Signal,
     },
     /// Tell the media server whose camera this connection's page wants
-    /// whatever the last-N order (`media_server_watch`).
+    /// whatever the last-N order, and how tall it shows each
+    /// (`media_server_watch`).
     WatchOnMediaServer {
         peer_id: PeerId,
-        peers: Vec<PeerId>,
+        wishes: protocol::media_server::CameraWishes,
     },
     /// Close this connection's media-server connection, if it has one.
     CloseMediaServer,

@@ -1064,6 +1064,10 @@ fn media_server_offer() -> ClientMessage {
 fn a_page_asks_the_media_server_for_a_few_cameras_by_name() {
     let watch = |peers: &[&str]| ClientMessage::MediaServerWatch {
         peers: peers.iter().map(|p| PeerId::from(*p)).collect(),
+        heights: vec![protocol::media_server::TileHeight {
+            peer: "p1".into(),
+            height: 180,
+        }],
     };
     // With direct media every camera comes: nothing to ask, no error.
     let mut direct = Call::joined_with("bob", PeerRole::Member, vec![]);
@@ -1075,26 +1079,44 @@ fn a_page_asks_the_media_server_for_a_few_cameras_by_name() {
         call.send(&watch(&["p1", "p2"])),
         vec![Effect::WatchOnMediaServer {
             peer_id: FRESH.into(),
-            peers: vec!["p1".into(), "p2".into()],
+            wishes: protocol::media_server::CameraWishes {
+                peers: vec!["p1".into(), "p2".into()],
+                heights: vec![protocol::media_server::TileHeight {
+                    peer: "p1".into(),
+                    height: 180,
+                }],
+            },
         }]
     );
-    // More than a few is refused, not cut short.
+    // More than a few is refused, not cut short; so are more heights than
+    // a room has people.
     let five = ["p1", "p2", "p3", "p4", "p5"];
     assert!(five.len() > protocol::media_server::MAX_WATCHED);
-    let refused = call.send(&watch(&five));
-    assert!(
-        matches!(
-            sent(&refused)[..],
-            [ServerMessage::Error {
-                code: ErrorCode::BadMessage,
-                ..
-            }]
-        ),
-        "{refused:?}"
-    );
-    assert!(!refused
-        .iter()
-        .any(|e| matches!(e, Effect::WatchOnMediaServer { .. })));
+    let too_many_heights = ClientMessage::MediaServerWatch {
+        peers: vec![],
+        heights: (0..=protocol::media_server::MAX_TILE_HEIGHTS)
+            .map(|i| protocol::media_server::TileHeight {
+                peer: format!("p{i}").into(),
+                height: 90,
+            })
+            .collect(),
+    };
+    for message in [watch(&five), too_many_heights] {
+        let refused = call.send(&message);
+        assert!(
+            matches!(
+                sent(&refused)[..],
+                [ServerMessage::Error {
+                    code: ErrorCode::BadMessage,
+                    ..
+                }]
+            ),
+            "{refused:?}"
+        );
+        assert!(!refused
+            .iter()
+            .any(|e| matches!(e, Effect::WatchOnMediaServer { .. })));
+    }
 }
 
 #[test]

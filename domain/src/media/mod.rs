@@ -17,6 +17,7 @@ pub mod speakers;
 use crate::ids::ConnectionId;
 use crate::rooms::bus::RoomEvent;
 use crate::rooms::Rooms;
+use protocol::media_server::CameraWishes;
 use protocol::{PeerId, PeerInfo, ServerMessage, Signal};
 
 pub use relay::FromMediaServer;
@@ -102,9 +103,11 @@ pub trait MediaServer: Send + Sync + 'static {
         signal: Signal,
     );
 
-    /// `peer` (on call connection `conn`) wants the cameras of `watched`
-    /// whatever the last-N order (its pinned tile, shared screens).
-    fn watch(&self, room: &str, peer: &PeerId, conn: &ConnectionId, watched: &[PeerId]);
+    /// `peer` (on call connection `conn`) wants the cameras of
+    /// `wishes.peers` whatever the last-N order (its pinned tile, shared
+    /// screens), each as tall as `wishes.heights` says (the simulcast
+    /// layer it gets).
+    fn watch(&self, room: &str, peer: &PeerId, conn: &ConnectionId, wishes: &CameraWishes);
 
     /// Whether `peer`'s camera (or shared screen) is on: a browser keeps
     /// sending black frames for a camera turned off, so the packets alone

@@ -36,7 +36,7 @@ pub enum FromMediaServer {
 #[serde(rename_all = "snake_case")]
 pub enum MediaRequest {
     Signal(Signal),
-    Watch(Vec<PeerId>),
+    Watch(protocol::media_server::CameraWishes),
     Camera(bool),
     Disconnect,
 }

@@ -29,6 +29,7 @@ use crate::ids::{ConnectionId, InstanceId, PeerId, RoomId};
 use crate::placement::{Claim, Lease, RoomPlacement};
 use crate::rooms::bus::{RoomBus, RoomEvent};
 use futures_util::future::join_all;
+use protocol::media_server::CameraWishes;
 use protocol::Signal;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -179,8 +180,8 @@ impl MediaServer for RoutedMediaServer {
         );
     }
 
-    fn watch(&self, room: &str, peer: &PeerId, conn: &ConnectionId, watched: &[PeerId]) {
-        self.own(room, peer, conn, MediaRequest::Watch(watched.to_vec()));
+    fn watch(&self, room: &str, peer: &PeerId, conn: &ConnectionId, wishes: &CameraWishes) {
+        self.own(room, peer, conn, MediaRequest::Watch(wishes.clone()));
     }
 
     fn camera(&self, room: &str, peer: &PeerId, conn: &ConnectionId, on: bool) {
@@ -524,9 +525,9 @@ impl Router {
                 self.local
                     .signal(room.as_str(), &peer, &member.conn, &outbox, signal);
             }
-            MediaRequest::Watch(watched) => {
+            MediaRequest::Watch(wishes) => {
                 self.local
-                    .watch(room.as_str(), &peer, &member.conn, &watched);
+                    .watch(room.as_str(), &peer, &member.conn, &wishes);
             }
             MediaRequest::Camera(on) => {
                 self.local.camera(room.as_str(), &peer, &member.conn, on);
@@ -702,7 +703,13 @@ mod tests {
                 room: RoomId::from("r"),
                 peer: PeerId::from("p"),
                 conn: ConnectionId::from("c"),
-                request: MediaRequest::Watch(vec![PeerId::from("q")]),
+                request: MediaRequest::Watch(CameraWishes {
+                    peers: vec![PeerId::from("q")],
+                    heights: vec![protocol::media_server::TileHeight {
+                        peer: PeerId::from("q"),
+                        height: 360,
+                    }],
+                }),
             },
             MediaRelay::Reply {
                 room: RoomId::from("r"),

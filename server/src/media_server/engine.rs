@@ -13,12 +13,15 @@
 use super::addresses::{checked_ufrag, AddressBook, ClientId, Owner, RoomId};
 use super::audio_level;
 use super::datagram::{self, Datagram};
+use super::feedback_to_app::highest_loss;
 use super::peer::MediaPeer;
 use app::protocol::{PeerId, Signal};
 use domain::ids::ConnectionId;
 use domain::media::forward::keyframe::VideoCodec;
+use domain::media::forward::layers::Wish;
 use domain::media::forward::rewrite::StreamKind;
 use domain::media::forward::room::{ForwardingRoom, IncomingRtp, Output};
+use domain::media::forward::vp8::{self, Vp8Numbers};
 use domain::media::last_n::LastN;
 use domain::media::speakers::SpeakerDetector;
 use domain::media::{FromMediaServer, MediaServerOutbox};
@@ -48,6 +51,14 @@ pub(super) enum Command {
         client: u64,
         conn: ConnectionId,
         watched: Vec<u64>,
+    },
+    /// How tall a connection's page shows each camera (0: not at all),
+    /// by media client id: the simulcast layer it gets of each.
+    Layers {
+        room: String,
+        client: u64,
+        conn: ConnectionId,
+        heights: Vec<(u64, u16)>,
     },
     /// Whether a connection's camera (or shared screen) is on.
     Camera {
@@ -156,6 +167,9 @@ fn ice_ufrag(sdp: &str) -> Option<&str> {
 struct Forwarded {
     rtp: rtc::rtp::Packet,
     audio_level: Option<bytes::Bytes>,
+    /// Its VP8 picture numbers as they came (a receiver whose numbers
+    /// differ, after a layer switch, gets a copy rewritten).
+    vp8: Vp8Numbers,
 }
 
 struct Engine {
@@ -338,6 +352,32 @@ impl Engine {
                 if let Some(order) = self.last_n.get_mut(&room_id) {
                     order.watch(client, watched);
                     self.apply_last_n(room_id);
+                }
+            }
+            Command::Layers {
+                room,
+                client,
+                conn,
+                heights,
+            } => {
+                let Some(room_id) = self.owned_by(&room, client, &conn) else {
+                    return;
+                };
+                let wishes = heights
+                    .into_iter()
+                    .map(|(publisher, height)| {
+                        let wish = if height == 0 {
+                            Wish::Off
+                        } else {
+                            Wish::UpTo(height)
+                        };
+                        (publisher, wish)
+                    })
+                    .collect();
+                let now = Instant::now();
+                if let Some(room) = self.forwarding.get_mut(&room_id) {
+                    let outputs = room.set_wishes(&client, wishes, now);
+                    self.carry_out(room_id, outputs, None, now);
                 }
             }
             Command::Camera {
@@ -549,10 +589,11 @@ impl Engine {
         own.ssrcs = announced;
         own.audio_level_id = audio_level_id;
         let published = own.media.published().to_vec();
+        // Simulcast layers add theirs as they start (see `datagram`).
         own.video_ssrcs = published
             .iter()
             .filter(|t| t.kind == StreamKind::Video)
-            .map(|t| t.ssrc)
+            .filter_map(|t| t.ssrc)
             .collect();
         // What it stopped publishing goes first, then what is new (a
         // reconnected camera under a new SSRC replaces the old stream).
@@ -569,8 +610,11 @@ impl Engine {
                     StreamKind::Video => VideoCodec::Vp8,
                     StreamKind::Audio => VideoCodec::Other,
                 };
-                outputs
-                    .extend(room.publish(client, &track.mid, track.kind, codec, track.ssrc, now));
+                // A camera in simulcast is published layer by layer, as
+                // each layer's first packet names its SSRC.
+                if let Some(ssrc) = track.ssrc {
+                    outputs.extend(room.publish(client, &track.mid, track.kind, codec, ssrc, now));
+                }
             }
         }
         self.carry_out(room_id, outputs, None, now);
@@ -598,10 +642,19 @@ impl Engine {
                     else {
                         continue;
                     };
+                    // Audio has no VP8 numbers to rewrite.
+                    let renumbered =
+                        header.vp8 != Vp8Numbers::default() && header.vp8 != packet.vp8;
+                    let rewritten = renumbered.then(|| {
+                        let mut payload = bytes::BytesMut::from(&packet.rtp.payload[..]);
+                        vp8::write_numbers(&mut payload, header.vp8);
+                        payload.freeze()
+                    });
                     let sent = client.media.send(
                         slot,
                         header,
                         &packet.rtp,
+                        rewritten,
                         packet.audio_level.as_ref(),
                         now,
                     );
@@ -730,7 +783,28 @@ impl Engine {
         while let Some(message) = client.media.poll_message() {
             messages.push(message);
         }
+        let started = client.media.take_started_layers();
+        client
+            .video_ssrcs
+            .extend(started.iter().map(|layer| layer.ssrc));
         let (room_id, from_client) = owner;
+        if let (false, Some(room)) = (started.is_empty(), self.forwarding.get_mut(&room_id)) {
+            let mut outputs = Vec::new();
+            for layer in started {
+                tracing::debug!(mid = %layer.mid, layer = layer.layer, "a simulcast layer started");
+                outputs.extend(room.publish_layer(
+                    from_client,
+                    &layer.mid,
+                    StreamKind::Video,
+                    VideoCodec::Vp8,
+                    layer.layer,
+                    layer.ssrc,
+                    now,
+                ));
+            }
+            self.carry_out(room_id, outputs, None, now);
+            self.apply_last_n(room_id);
+        }
         for message in messages {
             match message {
                 RTCMessage::RtpPacket(_, packet) => {
@@ -751,12 +825,19 @@ impl Engine {
                         .and_then(|c| c.audio_level_id)
                         .and_then(|id| packet.header.get_extension(id));
                     let forwarded = Forwarded {
+                        vp8: vp8::read_numbers(&packet.payload),
                         rtp: packet,
                         audio_level,
                     };
                     self.carry_out(room_id, outputs, Some(&forwarded), now);
                 }
                 RTCMessage::RtcpPacket(_, packets) => {
+                    if let (Some(loss), Some(room)) =
+                        (highest_loss(&packets), self.forwarding.get_mut(&room_id))
+                    {
+                        let outputs = room.receiver_report(&from_client, loss, now);
+                        self.carry_out(room_id, outputs, None, now);
+                    }
                     let wanted: Vec<u32> = packets
                         .iter()
                         .flat_map(|packet| {
@@ -963,6 +1044,12 @@ impl Engine {
                 .unwrap_or_default();
             self.carry_out(room_id, outputs, None, now);
         }
+        let switches: u64 = self
+            .forwarding
+            .values_mut()
+            .map(|room| room.take_layer_switches())
+            .sum();
+        self.metrics.sfu_layer_switches(switches);
         self.announce_speakers(now);
         self.drop_silent(now);
         self.flush();

@@ -19,12 +19,12 @@ mod addresses;
 mod audio_level;
 mod datagram;
 mod engine;
-mod keyframe_to_app;
+mod feedback_to_app;
 mod peer;
 
 use engine::Command;
 
-use app::protocol::media_server::media_client_id;
+use app::protocol::media_server::{media_client_id, CameraWishes};
 use app::protocol::Signal;
 use domain::ids::{ConnectionId, PeerId};
 use domain::media::{MediaServer, MediaServerOutbox};
@@ -163,12 +163,22 @@ impl MediaServer for LocalMediaServer {
         });
     }
 
-    fn watch(&self, room: &str, peer: &PeerId, conn: &ConnectionId, watched: &[PeerId]) {
+    fn watch(&self, room: &str, peer: &PeerId, conn: &ConnectionId, wishes: &CameraWishes) {
         self.send(Command::Watch {
             room: room.to_string(),
             client: media_client_id(peer),
             conn: conn.clone(),
-            watched: watched.iter().map(media_client_id).collect(),
+            watched: wishes.peers.iter().map(media_client_id).collect(),
+        });
+        self.send(Command::Layers {
+            room: room.to_string(),
+            client: media_client_id(peer),
+            conn: conn.clone(),
+            heights: wishes
+                .heights
+                .iter()
+                .map(|tile| (media_client_id(&tile.peer), tile.height))
+                .collect(),
         });
     }
 

@@ -7,22 +7,24 @@
 //! Datagrams, time and signals go in; datagrams, decrypted packets and
 //! descriptions for the browser come out. The engine owns the socket.
 
-use super::keyframe_to_app::KeyframeRequestsToApplication;
+use super::feedback_to_app::FeedbackToApplication;
 use bytes::BytesMut;
 use domain::media::forward::rewrite::StreamKind;
 use domain::media::forward::room::SlotView;
 use rtc::ice::candidate::CandidateConfig;
 use rtc::ice::rand::{generate_pwd, generate_ufrag};
-use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Registry, Slot};
+use rtc::interceptor::{
+    NackGeneratorBuilder, NackResponderBuilder, Registry, SenderReportBuilder, Slot,
+};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+    configure_simulcast_extension_headers, configure_twcc_receiver_only,
 };
 use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8,
 };
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
-use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::{RTCSdpType, RTCSessionDescription};
 use rtc::peer_connection::state::{RTCPeerConnectionState, RTCSignalingState};
@@ -52,24 +54,42 @@ const OFFER_ANSWER_LIMIT: Duration = Duration::from_secs(5);
 /// The chain slot of the interceptor that hands keyframe requests to the
 /// engine: past every slot of the default chain, so those interceptors
 /// have seen the packet first.
-const KEYFRAME_TO_APP_SLOT: usize = 14_000;
+const FEEDBACK_TO_APP_SLOT: usize = 14_000;
 
 /// Packets kept per outgoing video stream to answer NACKs (see
 /// `interceptors`).
 const NACK_BUFFER: u16 = 256;
 
-/// A track a browser's offer publishes: its m-line and primary SSRC.
+/// The most simulcast layers taken of one camera (a quarter, half and
+/// full size).
+const MAX_LAYERS: u8 = domain::media::forward::layers::HIGHEST_LAYER + 1;
+
+/// A track a browser's offer publishes: its m-line, and either its primary
+/// SSRC or, sent in simulcast, its layers' stream ids (RIDs), lowest
+/// first (the page declares its layers from the smallest up).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct PublishedTrack {
     pub mid: String,
     pub kind: StreamKind,
+    pub ssrc: Option<u32>,
+    pub rids: Vec<String>,
+}
+
+/// A simulcast layer whose first packet came: its m-line, its place among
+/// the m-line's layers (0 the lowest) and its SSRC (a browser names the
+/// layers' SSRCs only in the packets, by their RID header extension).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct StartedLayer {
+    pub mid: String,
+    pub layer: u8,
     pub ssrc: u32,
 }
 
 /// The tracks a browser's description sends (`sendrecv` or `sendonly`
-/// m-lines with an SSRC), in m-line order. The primary SSRC is the first
-/// of a `FID` group (the second is its retransmission stream), else the
-/// first `a=ssrc`.
+/// m-lines with an SSRC or simulcast layers), in m-line order. The primary
+/// SSRC is the first of a `FID` group (the second is its retransmission
+/// stream), else the first `a=ssrc`; the layers are the `a=simulcast:send`
+/// RIDs, in that order.
 pub(super) fn published_tracks(sdp: &str) -> Vec<PublishedTrack> {
     let mut tracks = Vec::new();
     for section in sdp.split("\nm=").skip(1) {
@@ -87,8 +107,22 @@ pub(super) fn published_tracks(sdp: &str) -> Vec<PublishedTrack> {
             continue;
         }
         let (mut mid, mut sends, mut grouped, mut first) = (None, true, None, None);
+        let mut rids: Vec<String> = Vec::new();
         for line in lines.map(str::trim_end) {
-            if let Some(value) = line.strip_prefix("a=mid:") {
+            if let Some(value) = line.strip_prefix("a=simulcast:send ") {
+                // `q;h;f`, or `q;~h` with a paused one; alternatives
+                // (`a,b`) are not offered by browsers: the first is taken.
+                rids = value
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .split(';')
+                    .filter_map(|rid| rid.split(',').next())
+                    .map(|rid| rid.trim_start_matches('~').to_string())
+                    .filter(|rid| !rid.is_empty())
+                    .take(usize::from(MAX_LAYERS))
+                    .collect();
+            } else if let Some(value) = line.strip_prefix("a=mid:") {
                 mid = Some(value.to_string());
             } else if matches!(line, "a=recvonly" | "a=inactive") {
                 sends = false;
@@ -100,8 +134,24 @@ pub(super) fn published_tracks(sdp: &str) -> Vec<PublishedTrack> {
                 }
             }
         }
-        if let (Some(mid), true, Some(ssrc)) = (mid, sends, grouped.or(first)) {
-            tracks.push(PublishedTrack { mid, kind, ssrc });
+        let ssrc = grouped.or(first);
+        let simulcast = kind == StreamKind::Video && !rids.is_empty();
+        if let (Some(mid), true) = (mid, sends) {
+            if simulcast {
+                tracks.push(PublishedTrack {
+                    mid,
+                    kind,
+                    ssrc: None,
+                    rids,
+                });
+            } else if ssrc.is_some() {
+                tracks.push(PublishedTrack {
+                    mid,
+                    kind,
+                    ssrc,
+                    rids: Vec::new(),
+                });
+            }
         }
     }
     tracks
@@ -148,6 +198,9 @@ pub(super) struct MediaPeer {
     slots: Vec<SlotSender>,
     /// What the browser publishes, per its last offer.
     published: Vec<PublishedTrack>,
+    /// Simulcast layers that started sending since the engine last took
+    /// them.
+    started_layers: Vec<StartedLayer>,
 }
 
 fn media_engine() -> Result<MediaEngine> {
@@ -183,12 +236,13 @@ fn media_engine() -> Result<MediaEngine> {
 }
 
 /// The interceptor chain of each browser's connection: `rtc`'s default
-/// one, but with a smaller NACK send buffer, plus the interceptor that
-/// hands keyframe requests to the engine (which relays them, throttled).
+/// one, but with a smaller NACK send buffer and no receiver reports (see
+/// below), plus the interceptor that hands keyframe requests and the
+/// browser's reception reports to the engine.
 ///
 /// The chain answers a browser's NACKs from what it sent on each outgoing
-/// SSRC, asks publishers again for what was lost on the way in, and sends
-/// and reads the reports. Its default send buffer holds 1024 packets per
+/// SSRC, asks publishers again for what was lost on the way in, sends
+/// sender reports and reads the browsers' reports. Its default send buffer holds 1024 packets per
 /// video stream, allocated when the stream starts (about 120 KB of slots);
 /// a media server keeps one stream per publisher per receiver, so in a
 /// 50-person meeting that is 2,450 of them. 256 packets are still one to
@@ -211,10 +265,22 @@ fn interceptors(engine: &mut MediaEngine) -> Result<Registry> {
         .with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
     configure_simulcast_extension_headers(engine)?;
     let registry = configure_twcc_receiver_only(registry, engine)?;
-    Ok(configure_rtcp_reports(registry).with(
-        Slot::Custom(KEYFRAME_TO_APP_SLOT),
-        KeyframeRequestsToApplication::default(),
-    ))
+    // Sender reports only, no receiver reports. A browser sends a
+    // simulcast layer's RID header extension (the only place its SSRC is
+    // named) until a receiver report acknowledges that SSRC; and `rtc`
+    // forgets the SSRCs it learned that way whenever the connection is
+    // negotiated again (`start_rtp` sets every RID-described track afresh),
+    // which the media server does each time someone joins or leaves. With
+    // reports, every camera in simulcast stopped reaching the room at the
+    // next renegotiation; without them the RIDs keep coming and each layer
+    // is bound again at its next packet. Browsers estimate their uplink
+    // from the transport-wide congestion feedback the connection sends.
+    Ok(registry
+        .with(Slot::SenderReport, SenderReportBuilder::new().build())
+        .with(
+            Slot::Custom(FEEDBACK_TO_APP_SLOT),
+            FeedbackToApplication::default(),
+        ))
 }
 
 fn opus() -> RTCRtpCodec {
@@ -302,6 +368,7 @@ impl MediaPeer {
             offer_out: None,
             slots: Vec::new(),
             published: Vec::new(),
+            started_layers: Vec::new(),
         })
     }
 
@@ -311,6 +378,11 @@ impl MediaPeer {
 
     pub(super) fn published(&self) -> &[PublishedTrack] {
         &self.published
+    }
+
+    /// The simulcast layers that started sending since last asked.
+    pub(super) fn take_started_layers(&mut self) -> Vec<StartedLayer> {
+        std::mem::take(&mut self.started_layers)
     }
 
     /// The browser's offer: applied and answered. While an offer of the
@@ -517,15 +589,18 @@ impl MediaPeer {
     }
 
     /// Sends `packet` on the m-line `slot`, with `header`'s numbers and the
-    /// browser's payload type. Of the header extensions only the audio
-    /// level goes on, under this leg's id: the others describe the hop
-    /// from the publisher (transport-wide sequence numbers, send times,
-    /// the publisher's m-line) and mean nothing on this one.
+    /// browser's payload type, and `payload` instead of the packet's own
+    /// if given (its VP8 numbers rewritten). Of the header extensions only
+    /// the audio level goes on, under this leg's id: the others describe
+    /// the hop from the publisher (transport-wide sequence numbers, send
+    /// times, the publisher's m-line and layer) and mean nothing on this
+    /// one.
     pub(super) fn send(
         &mut self,
         slot: usize,
         header: domain::media::forward::rewrite::OutgoingHeader,
         packet: &rtp::Packet,
+        payload: Option<bytes::Bytes>,
         audio_level: Option<&bytes::Bytes>,
         now: Instant,
     ) -> Result<bool> {
@@ -551,7 +626,7 @@ impl MediaPeer {
                 ssrc: header.ssrc,
                 ..Default::default()
             },
-            payload: packet.payload.clone(),
+            payload: payload.unwrap_or_else(|| packet.payload.clone()),
         };
         if let (Some(level), Some(id)) = (audio_level, slot.audio_level_id) {
             packet.header.set_extension(id, level.clone())?;
@@ -567,10 +642,20 @@ impl MediaPeer {
     /// Asks this browser for a keyframe of its stream `ssrc` (PLI).
     pub(super) fn request_keyframe(&mut self, ssrc: u32, now: Instant) -> Result<()> {
         let receivers: Vec<RTCRtpReceiverId> = self.pc.get_receivers().collect();
-        let receiver = receivers.into_iter().find(|id| {
+        let named = receivers.iter().copied().find(|id| {
             self.pc
                 .rtp_receiver(*id)
                 .is_some_and(|r| r.track().ssrcs().any(|s| s == ssrc))
+        });
+        // A simulcast layer's SSRC is learned from its packets and may not
+        // be among its track's: the request goes out on a video receiver
+        // all the same (the SSRC inside it is what the browser reads).
+        let receiver = named.or_else(|| {
+            receivers.into_iter().find(|id| {
+                self.pc
+                    .rtp_receiver(*id)
+                    .is_some_and(|r| r.track().kind() == RtpCodecKind::Video)
+            })
         });
         if let Some(receiver) = receiver {
             if let Some(mut receiver) = self.pc.rtp_receiver(receiver) {
@@ -654,6 +739,32 @@ impl MediaPeer {
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
                     self.connected = state == RTCPeerConnectionState::Connected;
                 }
+                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                    let Some(rid) = init.rid else {
+                        continue;
+                    };
+                    let transceiver = RTCRtpTransceiverId::from(init.receiver_id);
+                    let Some(mid) = self
+                        .pc
+                        .rtp_transceiver(transceiver)
+                        .and_then(|t| t.mid().as_deref().map(str::to_string))
+                    else {
+                        continue;
+                    };
+                    let layer = self
+                        .published
+                        .iter()
+                        .find(|track| track.mid == mid)
+                        .and_then(|track| track.rids.iter().position(|known| *known == rid))
+                        .and_then(|at| u8::try_from(at).ok());
+                    if let Some(layer) = layer {
+                        self.started_layers.push(StartedLayer {
+                            mid,
+                            layer,
+                            ssrc: init.ssrc,
+                        });
+                    }
+                }
                 _ => {}
             }
         }
@@ -680,18 +791,36 @@ m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:4\r\n";
                 PublishedTrack {
                     mid: "0".into(),
                     kind: StreamKind::Audio,
-                    ssrc: 1111
+                    ssrc: Some(1111),
+                    rids: Vec::new(),
                 },
                 // The FID group's first SSRC, not the retransmission one
                 // listed first.
                 PublishedTrack {
                     mid: "1".into(),
                     kind: StreamKind::Video,
-                    ssrc: 2222
+                    ssrc: Some(2222),
+                    rids: Vec::new(),
                 },
             ]
         );
         assert!(published_tracks("v=0\r\n").is_empty());
+    }
+
+    #[test]
+    fn a_camera_sent_in_simulcast_publishes_its_layers_lowest_first() {
+        let offer = "v=0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=sendonly\r\n\
+a=rid:q send\r\na=rid:h send\r\na=rid:f send\r\na=simulcast:send q;~h;f\r\n";
+        assert_eq!(
+            published_tracks(offer),
+            vec![PublishedTrack {
+                mid: "1".into(),
+                kind: StreamKind::Video,
+                ssrc: None,
+                rids: vec!["q".into(), "h".into(), "f".into()],
+            }]
+        );
     }
 
     #[test]

@@ -334,10 +334,10 @@ impl Pump<'_> {
                 }
             }
             Effect::CloseMediaServer => self.disconnect_media(),
-            Effect::WatchOnMediaServer { peer_id, peers } => {
+            Effect::WatchOnMediaServer { peer_id, wishes } => {
                 // Only a page with a media connection has cameras to pick.
                 if let (Some(server), Some(_)) = (&self.state.media_server, &self.media_server) {
-                    server.watch(room, &peer_id, self.session.conn_id(), &peers);
+                    server.watch(room, &peer_id, self.session.conn_id(), &wishes);
                 }
             }
             Effect::ToMediaServer { peer_id, signal } => {

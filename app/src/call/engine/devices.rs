@@ -132,7 +132,7 @@ impl Call {
             });
             track.set_onended(Some(ended.as_ref().unchecked_ref()));
             ended.forget();
-            call.swap_video(Some(&track)).await;
+            call.swap_video(Some(&track), true).await;
             *call.0.local.screen.borrow_mut() = Some(track);
             call.view().local.update(|m| m.screen = true);
             call.send_media();
@@ -159,7 +159,7 @@ impl Call {
         let call = self.clone();
         leptos::task::spawn_local(async move {
             let camera = call.camera_track("video");
-            call.swap_video(camera.as_ref()).await;
+            call.swap_video(camera.as_ref(), false).await;
             call.view().local.update(|m| m.screen = false);
             call.send_media();
         });
@@ -167,7 +167,7 @@ impl Call {
 
     /// Puts `track` (or nothing) where the outgoing video was, on every
     /// connection and in the local preview.
-    pub(super) async fn swap_video(&self, track: Option<&MediaStreamTrack>) {
+    pub(super) async fn swap_video(&self, track: Option<&MediaStreamTrack>, screen: bool) {
         let outgoing = &self.0.local.outgoing;
         for old in outgoing.get_video_tracks().iter() {
             if let Ok(old) = old.dyn_into::<MediaStreamTrack>() {
@@ -180,6 +180,8 @@ impl Call {
         let server_sender = self.0.server.video_sender.borrow().clone();
         if let Some(sender) = server_sender {
             let _ = JsFuture::from(sender.replace_track(track)).await;
+            // A screen goes in one sharp layer, a camera in all of them.
+            super::server_link::set_layers(sender, screen).await;
         }
         let links: Vec<Rc<Link>> = self.0.mesh.links.borrow().values().cloned().collect();
         for link in links {
@@ -231,7 +233,7 @@ impl Call {
             // A shared screen stays on the wire; the new camera comes
             // back when sharing stops.
             if self.0.local.screen.borrow().is_none() {
-                self.swap_video(Some(&new)).await;
+                self.swap_video(Some(&new), false).await;
             }
         } else {
             self.swap_audio(&new).await;

@@ -9,7 +9,7 @@
 
 use super::links::{description_init, local_description, rtc_configuration};
 use super::*;
-use crate::protocol::media_server::{media_client_id, publisher_of_stream};
+use crate::protocol::media_server::{media_client_id, publisher_of_stream, TileHeight};
 use crate::protocol::{MediaPath, PeerInfo};
 use web_sys::{RtcPeerConnectionState, RtcRtpTransceiverDirection, RtcRtpTransceiverInit};
 
@@ -44,7 +44,35 @@ pub(super) struct ServerMedia {
     /// When the grace of the last move ends (ms, `now()`): until then the
     /// old path stays up for the others' sake.
     switch_until: Cell<f64>,
+    /// How tall each tile was when the media server was last told (see
+    /// `ask_for_cameras`).
+    heights: RefCell<Vec<TileHeight>>,
+    /// Looks at the tiles' sizes every moment while connected.
+    heights_timer: RefCell<Option<IntervalHandle>>,
 }
+
+/// The simulcast layers a camera is published in on the media-server
+/// connection, smallest first (the server takes them in this order): a
+/// quarter, half and full size, fewer for a small camera (see
+/// `set_layers`). The smaller ones carry only what a grid tile needs. Bit
+/// rates are ceilings.
+const CAMERA_LAYERS: [(&str, f64, u32); 3] = [
+    ("q", 4.0, 150_000),
+    ("h", 2.0, 500_000),
+    ("f", 1.0, 1_500_000),
+];
+
+/// A shared screen goes as one full-size layer (text must stay sharp),
+/// with this much room.
+const SCREEN_BITRATE: u32 = 2_500_000;
+
+/// How often the tiles' sizes are looked at for the media server's
+/// choice of layers.
+const HEIGHTS_POLL: Duration = Duration::from_secs(1);
+
+/// Tile heights are told in steps of this many device pixels, so a tile
+/// that grows by a pixel sends nothing.
+const HEIGHT_STEP: u16 = 90;
 
 /// How often a moving room looks for the new path's first frames.
 const SWITCH_POLL: Duration = Duration::from_millis(200);
@@ -101,6 +129,9 @@ impl Call {
                 .iter()
                 .filter_map(|t| t.dyn_into::<MediaStreamTrack>().ok())
                 .find(|t| t.kind() == kind);
+            if kind == "video" {
+                init.set_send_encodings(&camera_layers());
+            }
             let transceiver = match &track {
                 Some(track) => link
                     .pc
@@ -108,11 +139,46 @@ impl Call {
                 None => link.pc.add_transceiver_with_str_and_init(kind, &init),
             };
             if kind == "video" {
-                *self.0.server.video_sender.borrow_mut() = Some(transceiver.sender());
+                let sender = transceiver.sender();
+                let screen = self.0.local.screen.borrow().is_some();
+                leptos::task::spawn_local(set_layers(Clone::clone(&sender), screen));
+                *self.0.server.video_sender.borrow_mut() = Some(sender);
             }
         }
         link.sending.set(true);
         self.watch_server_link_come_up(&link);
+        self.poll_tile_heights();
+    }
+
+    /// Tells the media server every moment how tall each tile is, when
+    /// that changed (see `ask_for_cameras`).
+    fn poll_tile_heights(&self) {
+        self.repeat(&self.0.server.heights_timer, HEIGHTS_POLL, |call| {
+            call.ask_for_cameras()
+        });
+    }
+
+    /// Runs `tick` every `period` while the call lives, in place of the
+    /// timer `slot` held.
+    fn repeat(
+        &self,
+        slot: &RefCell<Option<IntervalHandle>>,
+        period: Duration,
+        tick: impl Fn(Call) + 'static,
+    ) {
+        if let Some(old) = slot.borrow_mut().take() {
+            old.clear();
+        }
+        let weak = self.weak();
+        let timer = set_interval_with_handle(
+            move || {
+                if let Some(call) = Call::from_weak(&weak) {
+                    tick(call);
+                }
+            },
+            period,
+        );
+        *slot.borrow_mut() = timer.ok();
     }
 
     /// Starts `link` over if it has not come up within `CONNECT_LIMIT`.
@@ -177,6 +243,10 @@ impl Call {
             link.pc.close();
         }
         let had = old.is_some();
+        if let Some(timer) = self.0.server.heights_timer.borrow_mut().take() {
+            timer.clear();
+        }
+        self.0.server.heights.borrow_mut().clear();
         *self.0.server.video_sender.borrow_mut() = None;
         self.0.server.tracks.borrow_mut().clear();
         self.0.server.speakers.borrow_mut().clear();
@@ -262,19 +332,9 @@ impl Call {
     /// first decoded frames, and moves each tile over once its new video
     /// has one; stops when the move is done.
     fn poll_switch(&self) {
-        if let Some(old) = self.0.server.switch_timer.borrow_mut().take() {
-            old.clear();
-        }
-        let weak = self.weak();
-        let timer = set_interval_with_handle(
-            move || {
-                if let Some(call) = Call::from_weak(&weak) {
-                    leptos::task::spawn_local(async move { call.check_switch().await });
-                }
-            },
-            SWITCH_POLL,
-        );
-        *self.0.server.switch_timer.borrow_mut() = timer.ok();
+        self.repeat(&self.0.server.switch_timer, SWITCH_POLL, |call| {
+            leptos::task::spawn_local(async move { call.check_switch().await })
+        });
     }
 
     async fn check_switch(&self) {
@@ -692,8 +752,10 @@ impl Call {
     }
 
     /// Tells the media server whose camera this page wants whatever the
-    /// last-N order, when that changed: the pinned tile, then whoever
-    /// shares a screen.
+    /// last-N order (the pinned tile, then whoever shares a screen), and
+    /// how tall it shows each (it sends the simulcast layer that fits:
+    /// a grid tile a small one, the pinned or large tile the full one, a
+    /// tile off screen or a hidden page none), when that changed.
     pub(super) fn ask_for_cameras(&self) {
         if !self.server_link_active() || self.media_path() != MediaPath::Server {
             return;
@@ -711,11 +773,17 @@ impl Call {
             }
         }
         wanted.truncate(crate::protocol::media_server::MAX_WATCHED);
-        if self.0.server.watching.borrow().as_ref() == Some(&wanted) {
+        let heights = tile_heights(&peers);
+        let same_heights = *self.0.server.heights.borrow() == heights;
+        if self.0.server.watching.borrow().as_ref() == Some(&wanted) && same_heights {
             return;
         }
         *self.0.server.watching.borrow_mut() = Some(wanted.clone());
-        self.send(&ClientMessage::MediaServerWatch { peers: wanted });
+        *self.0.server.heights.borrow_mut() = heights.clone();
+        self.send(&ClientMessage::MediaServerWatch {
+            peers: wanted,
+            heights,
+        });
     }
 
     /// A peer left: its stream goes.
@@ -730,6 +798,148 @@ impl Call {
             l.remove(peer_id);
         });
     }
+}
+
+/// The `sendEncodings` of a camera on the media-server connection (see
+/// `CAMERA_LAYERS`).
+fn camera_layers() -> js_sys::Array {
+    CAMERA_LAYERS
+        .iter()
+        .map(|(rid, scale, bitrate)| {
+            let encoding = js_sys::Object::new();
+            let set = |key: &str, value: JsValue| {
+                let _ = js_sys::Reflect::set(&encoding, &key.into(), &value);
+            };
+            set("rid", (*rid).into());
+            set("scaleResolutionDownBy", (*scale).into());
+            set("maxBitrate", (*bitrate).into());
+            JsValue::from(encoding)
+        })
+        .collect()
+}
+
+/// Fits the layers the video goes in to what `sender` sends now: a
+/// camera in as many as its picture is tall enough for (three from 540
+/// lines, two from 270, else one), each half the size of the next; a
+/// shared screen (`screen`) in one full-size layer at a higher bit rate,
+/// so text stays sharp.
+///
+/// The first layers carry them and the rest are turned off, because that
+/// is how Chrome limits a small capture: it keeps only the first
+/// encodings, whatever their scale (a 640x360 camera sent as a quarter
+/// and a half would never reach anyone at full size).
+pub(super) async fn set_layers(sender: RtcRtpSender, screen: bool) {
+    // Through JavaScript: web-sys's typed parameters would pull in a
+    // dictionary binding per field for three fields.
+    let call = |target: &JsValue, name: &str, argument: Option<&JsValue>| {
+        let method = js_sys::Reflect::get(target, &name.into())
+            .ok()?
+            .dyn_into::<js_sys::Function>()
+            .ok()?;
+        match argument {
+            Some(argument) => method.call1(target, argument).ok(),
+            None => method.call0(target).ok(),
+        }
+    };
+    let height = sender
+        .track()
+        .and_then(|track| call(&track, "getSettings", None))
+        .and_then(|settings| js_sys::Reflect::get(&settings, &"height".into()).ok())
+        .and_then(|height| height.as_f64());
+    let Some(height) = height else {
+        // No video yet: the defaults stand until a track comes.
+        return;
+    };
+    let layers: usize = match (screen, height) {
+        (true, _) => 1,
+        (false, h) if h >= 540.0 => 3,
+        (false, h) if h >= 270.0 => 2,
+        _ => 1,
+    };
+    let sender_value = JsValue::from(sender.clone());
+    let Some(parameters) = call(&sender_value, "getParameters", None) else {
+        return;
+    };
+    let Ok(encodings) = js_sys::Reflect::get(&parameters, &"encodings".into()) else {
+        return;
+    };
+    let encodings = js_sys::Array::from(&encodings);
+    for (index, encoding) in encodings.iter().enumerate() {
+        let active = index < layers;
+        // The top layer is full size, each one below half the next.
+        let scale = if active {
+            f64::from(1u32 << (layers - 1 - index))
+        } else {
+            1.0
+        };
+        let bitrate = if screen {
+            SCREEN_BITRATE
+        } else {
+            let at = (CAMERA_LAYERS.len() - layers + index).min(CAMERA_LAYERS.len() - 1);
+            CAMERA_LAYERS[at].2
+        };
+        let set = |key: &str, value: JsValue| {
+            let _ = js_sys::Reflect::set(&encoding, &key.into(), &value);
+        };
+        set("active", active.into());
+        set("scaleResolutionDownBy", scale.into());
+        set("maxBitrate", bitrate.into());
+    }
+    let applied = match call(&sender_value, "setParameters", Some(&parameters)) {
+        Some(promise) => match promise.dyn_into::<js_sys::Promise>() {
+            Ok(promise) => JsFuture::from(promise).await.is_ok(),
+            Err(_) => false,
+        },
+        None => false,
+    };
+    if !applied {
+        log("moim: could not change the layers the video is sent in");
+    }
+}
+
+/// How tall this page shows each peer's video, in device pixels, rounded
+/// up to `HEIGHT_STEP`: 0 for a tile off screen, or every tile while the
+/// page is hidden.
+fn tile_heights(peers: &[PeerInfo]) -> Vec<TileHeight> {
+    let window = web_sys::window();
+    let document = window.as_ref().and_then(|w| w.document());
+    let hidden = document.as_ref().is_none_or(|d| d.hidden());
+    let ratio = window.as_ref().map_or(1.0, |w| w.device_pixel_ratio());
+    let viewport = window
+        .as_ref()
+        .and_then(|w| w.inner_height().ok())
+        .and_then(|h| h.as_f64())
+        .unwrap_or(0.0);
+    peers
+        .iter()
+        .map(|peer| {
+            let selector = format!(
+                "figure[data-peer=\"{}\"] video",
+                peer.peer_id.as_str().replace(['"', '\\'], "")
+            );
+            let video = document
+                .as_ref()
+                .and_then(|d| d.query_selector(&selector).ok().flatten());
+            let height = match (hidden, video) {
+                (false, Some(video)) => {
+                    let rect = video.get_bounding_client_rect();
+                    let on_screen = rect.bottom() > 0.0 && rect.top() < viewport;
+                    if on_screen {
+                        rect.height() * ratio
+                    } else {
+                        0.0
+                    }
+                }
+                _ => 0.0,
+            };
+            let step = f64::from(HEIGHT_STEP);
+            let rounded = ((height / step).ceil() * step).min(f64::from(u16::MAX));
+            TileHeight {
+                peer: peer.peer_id.clone(),
+                height: rounded as u16,
+            }
+        })
+        .collect()
 }
 
 /// Whether `pc` has decoded a frame of `track` (its receiver's stats).

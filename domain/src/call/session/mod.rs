@@ -18,7 +18,7 @@ use crate::ids::ConnectionId;
 use crate::media::FromMediaServer;
 use crate::rooms::bus::{RoomEvent, SharedEvent};
 use crate::rooms::{PeerChange, RoomSettings};
-use protocol::media_server::MAX_WATCHED;
+use protocol::media_server::{CameraWishes, MAX_TILE_HEIGHTS, MAX_WATCHED};
 use protocol::{
     close, parse_client_message, ClientMessage, ErrorCode, LeaveReason, MediaPath, MediaState,
     PeerId, PeerInfo, ServerMessage, Signal, MAX_MEDIA_SIGNAL_BYTES, MAX_MESSAGE_BYTES,
@@ -365,14 +365,18 @@ impl CallSession {
                 signal,
             })),
             ClientMessage::MediaServerClose => out.push(Effect::CloseMediaServer),
-            ClientMessage::MediaServerWatch { peers } => {
+            ClientMessage::MediaServerWatch { peers, heights } => {
                 if peers.len() > MAX_WATCHED {
                     let text = format!("media_server_watch names at most {MAX_WATCHED} peers");
+                    self.reply(bad_message(&text), out);
+                } else if heights.len() > MAX_TILE_HEIGHTS {
+                    let text =
+                        format!("media_server_watch gives at most {MAX_TILE_HEIGHTS} heights");
                     self.reply(bad_message(&text), out);
                 } else if media_path == MediaPath::Server {
                     out.push(Effect::WatchOnMediaServer {
                         peer_id: me.peer_id.clone(),
-                        peers,
+                        wishes: CameraWishes { peers, heights },
                     });
                 }
                 // With direct media every camera comes anyway: nothing to

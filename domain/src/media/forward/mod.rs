@@ -13,6 +13,10 @@
 //!   H.264), the only place a receiver can start decoding a new stream.
 //! - [`keyframe_requests`]: keyframe requests (PLI) relayed to a publisher,
 //!   at most one per interval however many receivers ask.
+//! - [`vp8`]: the VP8 picture numbering rewritten alongside, and the
+//!   frame height a keyframe carries (how tall each simulcast layer is).
+//! - [`layers`]: which simulcast layer of a camera each browser receives
+//!   (what its tile needs, held down while its link loses packets).
 //! - [`slots`]: which publisher track each m-line of a browser carries;
 //!   reconciled against who is in the room, m-lines reused when people
 //!   leave, so the session description stays as large as the room.
@@ -30,6 +34,8 @@
 
 pub mod keyframe;
 pub mod keyframe_requests;
+pub mod layers;
 pub mod rewrite;
 pub mod room;
 pub mod slots;
+pub mod vp8;

@@ -16,6 +16,7 @@
 //! cannot decode anything before it); until then the old source, if it
 //! still sends, goes on being forwarded (make before break).
 
+use super::vp8::Vp8Numbers;
 use std::time::Instant;
 
 /// Whether a stream is audio (any packet can start it) or video (only a
@@ -35,6 +36,8 @@ pub struct IncomingPacket {
     /// Whether the packet is the first of a keyframe (see
     /// [`super::keyframe`]); audio packets may say anything.
     pub starts_keyframe: bool,
+    /// Its VP8 picture id and TL0PICIDX, if it has them.
+    pub vp8: Vp8Numbers,
 }
 
 /// The header fields the packet goes out with to this browser.
@@ -43,6 +46,9 @@ pub struct OutgoingHeader {
     pub ssrc: u32,
     pub sequence: u16,
     pub timestamp: u32,
+    /// The VP8 numbers to write into the payload's descriptor: the
+    /// packet's own unless the stream changed source (or layer) before.
+    pub vp8: Vp8Numbers,
 }
 
 /// 16-bit sequence numbers unrolled to 64 bits, so that order survives the
@@ -83,6 +89,9 @@ struct Mapping {
     first: u64,
     sequence_shift: u16,
     timestamp_shift: u32,
+    /// Added to VP8 picture ids (modulo their length) and TL0PICIDX.
+    picture_shift: u16,
+    tl0_shift: u8,
 }
 
 /// The newest packet sent on the stream.
@@ -90,6 +99,7 @@ struct Mapping {
 struct LastSent {
     sequence: u16,
     timestamp: u32,
+    vp8: Vp8Numbers,
     at: Instant,
 }
 
@@ -170,6 +180,12 @@ impl OutgoingStream {
         self.waiting_for_keyframe()
     }
 
+    /// The source whose packets the stream sends now (`None`: nothing
+    /// yet, or stopped).
+    pub fn carried(&self) -> Option<u32> {
+        self.current.as_ref().map(|mapping| mapping.source)
+    }
+
     /// Whether the stream waits for a keyframe of the wanted source.
     pub fn waiting_for_keyframe(&self) -> bool {
         self.kind == StreamKind::Video
@@ -204,6 +220,16 @@ impl OutgoingStream {
             ssrc: self.ssrc,
             sequence: packet.sequence.wrapping_add(mapping.sequence_shift),
             timestamp: packet.timestamp.wrapping_add(mapping.timestamp_shift),
+            vp8: Vp8Numbers {
+                picture_id: packet.vp8.picture_id.map(|(id, long)| {
+                    let mask = if long { 0x7fff } else { 0x7f };
+                    (id.wrapping_add(mapping.picture_shift) & mask, long)
+                }),
+                tl0_index: packet
+                    .vp8
+                    .tl0_index
+                    .map(|index| index.wrapping_add(mapping.tl0_shift)),
+            },
         };
         let newest = self
             .last
@@ -212,6 +238,7 @@ impl OutgoingStream {
             self.last = Some(LastSent {
                 sequence: header.sequence,
                 timestamp: header.timestamp,
+                vp8: header.vp8,
                 at: now,
             });
         }
@@ -234,6 +261,17 @@ impl OutgoingStream {
                 )
             }
         };
+        // The new source's pictures follow the last one sent (its first is
+        // a keyframe, which starts a new TL0 picture).
+        let last_vp8 = self.last.map(|last| last.vp8).unwrap_or_default();
+        let picture_shift = match (last_vp8.picture_id, packet.vp8.picture_id) {
+            (Some((last, _)), Some((first, _))) => last.wrapping_add(1).wrapping_sub(first),
+            _ => 0,
+        };
+        let tl0_shift = match (last_vp8.tl0_index, packet.vp8.tl0_index) {
+            (Some(last), Some(first)) => last.wrapping_add(1).wrapping_sub(first),
+            _ => 0,
+        };
         let mut unroller = SequenceUnroller::default();
         let first = unroller.unroll(packet.sequence);
         Mapping {
@@ -242,6 +280,8 @@ impl OutgoingStream {
             first,
             sequence_shift: sequence.wrapping_sub(packet.sequence),
             timestamp_shift: timestamp.wrapping_sub(packet.timestamp),
+            picture_shift,
+            tl0_shift,
         }
     }
 }
@@ -266,6 +306,7 @@ mod tests {
             sequence,
             timestamp,
             starts_keyframe: keyframe,
+            vp8: Vp8Numbers::default(),
         }
     }
 
@@ -430,6 +471,41 @@ mod tests {
         let back = sent(stream.forward(&packet(A, 2_100, 0, true), at));
         assert_eq!(back.sequence, 1, "one after the last sent before the pause");
         assert_eq!(back.timestamp, 900_000, "ten seconds on");
+    }
+
+    #[test]
+    fn a_layer_switch_numbers_the_new_layers_pictures_on_from_the_old_ones() {
+        let start = Instant::now();
+        let mut stream = OutgoingStream::new(OUT, StreamKind::Video, 90_000, 0, 0);
+        let with = |mut packet: IncomingPacket, picture: u16, tl0: u8| {
+            packet.vp8 = Vp8Numbers {
+                picture_id: Some((picture, true)),
+                tl0_index: Some(tl0),
+            };
+            packet
+        };
+        stream.select(Some(A));
+        let first = sent(stream.forward(&with(packet(A, 1, 0, true), 20_000, 7), start));
+        assert_eq!(
+            first.vp8.picture_id,
+            Some((20_000, true)),
+            "the first source keeps its own"
+        );
+        sent(stream.forward(&with(packet(A, 2, 3_000, false), 20_001, 7), start));
+        // The low layer (B) numbers its pictures far behind, near the wrap.
+        stream.select(Some(B));
+        let at = start + Duration::from_millis(33);
+        let switched = sent(stream.forward(&with(packet(B, 900, 50, true), 32_767, 250), at));
+        assert_eq!(switched.vp8.picture_id, Some((20_002, true)));
+        assert_eq!(switched.vp8.tl0_index, Some(8));
+        let next = sent(stream.forward(&with(packet(B, 901, 3_050, false), 0, 250), at));
+        assert_eq!(
+            next.vp8.picture_id,
+            Some((20_003, true)),
+            "across the 15-bit wrap"
+        );
+        assert_eq!(next.sequence, switched.sequence + 1);
+        assert!(next.timestamp > switched.timestamp);
     }
 
     #[test]

@@ -11,17 +11,24 @@
 
 use super::keyframe::{starts_keyframe, VideoCodec};
 use super::keyframe_requests::KeyframeRequests;
+use super::layers::{self, Congestion, Layer, Wish};
 use super::rewrite::{Forwarding, IncomingPacket, OutgoingHeader, OutgoingStream, StreamKind};
 use super::slots::Slots;
+use super::vp8::{self, Vp8Numbers};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::Hash;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// RTP clock rates: Opus runs at 48 kHz, every video codec at 90 kHz.
 const AUDIO_CLOCK_RATE: u32 = 48_000;
 const VIDEO_CLOCK_RATE: u32 = 90_000;
+
+/// A simulcast layer with no packet for this long has stopped (the
+/// browser drops its top layers when its own uplink or CPU is short):
+/// receivers move to one that sends.
+const LAYER_QUIET: Duration = Duration::from_millis(1_500);
 
 /// A published track: whose, and which of their m-lines (a reconnected
 /// browser publishes its camera again under a new SSRC, and the receivers
@@ -74,6 +81,14 @@ struct Published<P> {
     key: TrackKey<P>,
     kind: StreamKind,
     codec: VideoCodec,
+    /// Its simulcast layer (0, the lowest, for a track sent in one).
+    layer: u8,
+    /// The picture height of its last keyframe.
+    height: Option<u16>,
+    /// When its last packet came.
+    seen: Option<Instant>,
+    /// No packet for `LAYER_QUIET`: receivers get another layer.
+    quiet: bool,
     keyframe_requests: KeyframeRequests,
 }
 
@@ -89,15 +104,20 @@ struct Subscriber<P> {
     streams: Vec<Stream>,
     /// Publishers whose video this browser is not to receive now.
     paused: HashSet<P>,
+    /// How tall it shows each publisher's camera (none: the tallest).
+    wishes: HashMap<P, Wish>,
+    /// How far its loss holds its layers down.
+    congestion: Congestion,
 }
 
 /// One room. `P` names a participant (a media connection).
 #[derive(Debug)]
 pub struct ForwardingRoom<P> {
-    /// Published tracks by their incoming SSRC.
+    /// Published tracks (each simulcast layer its own) by their incoming
+    /// SSRC.
     tracks: HashMap<u32, Published<P>>,
-    /// The incoming SSRC of each published track.
-    sources: HashMap<TrackKey<P>, u32>,
+    /// The incoming SSRC of each published track, by layer.
+    sources: HashMap<TrackKey<P>, BTreeMap<u8, u32>>,
     subscribers: HashMap<P, Subscriber<P>>,
     /// Outgoing SSRCs, first sequence numbers and timestamps (RFC 3550
     /// wants them random).
@@ -105,6 +125,9 @@ pub struct ForwardingRoom<P> {
     /// Video packets not sent to someone because that camera is paused for
     /// them (last-N), since [`Self::take_withheld`] was last asked.
     withheld: u64,
+    /// Receivers' streams moved from one layer of a camera to another,
+    /// since [`Self::take_layer_switches`] was last asked.
+    layer_switches: u64,
 }
 
 impl<P> ForwardingRoom<P>
@@ -123,6 +146,7 @@ where
             subscribers: HashMap::new(),
             rng,
             withheld: 0,
+            layer_switches: 0,
         }
     }
 
@@ -134,6 +158,8 @@ where
                 slots: Slots::default(),
                 streams: Vec::new(),
                 paused: HashSet::new(),
+                wishes: HashMap::new(),
+                congestion: Congestion::default(),
             });
         let mut outputs = Vec::new();
         self.reconcile(&participant, now, &mut outputs);
@@ -173,16 +199,43 @@ where
         ssrc: u32,
         now: Instant,
     ) -> Vec<Output<P>> {
+        self.publish_layer(participant, mid, kind, codec, 0, ssrc, now)
+    }
+
+    /// `participant` publishes simulcast layer `layer` (0 the lowest) of
+    /// its m-line `mid` under `ssrc`. Each receiver gets one layer of the
+    /// m-line (see [`layers`]); a layer published again under a new SSRC
+    /// replaces the old stream, as in [`Self::publish`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn publish_layer(
+        &mut self,
+        participant: P,
+        mid: &str,
+        kind: StreamKind,
+        codec: VideoCodec,
+        layer: u8,
+        ssrc: u32,
+        now: Instant,
+    ) -> Vec<Output<P>> {
         let key = TrackKey {
             owner: participant,
             mid: mid.to_string(),
         };
-        if self.tracks.get(&ssrc).is_some_and(|track| track.key != key) {
+        if self
+            .tracks
+            .get(&ssrc)
+            .is_some_and(|track| track.key != key || track.layer != layer)
+        {
             // Someone else's SSRC (or another m-line's): the older claim
             // stands, and the claimant's own streams stay as they were.
             return Vec::new();
         }
-        if let Some(old) = self.sources.insert(key.clone(), ssrc) {
+        if let Some(old) = self
+            .sources
+            .entry(key.clone())
+            .or_default()
+            .insert(layer, ssrc)
+        {
             if old != ssrc {
                 self.tracks.remove(&old);
             }
@@ -191,6 +244,10 @@ where
             key,
             kind,
             codec,
+            layer,
+            height: None,
+            seen: None,
+            quiet: false,
             keyframe_requests: KeyframeRequests::default(),
         });
         self.reconcile_all(now)
@@ -202,10 +259,72 @@ where
             owner: participant.clone(),
             mid: mid.to_string(),
         };
-        if let Some(ssrc) = self.sources.remove(&key) {
-            self.tracks.remove(&ssrc);
+        if let Some(layers) = self.sources.remove(&key) {
+            for ssrc in layers.values() {
+                self.tracks.remove(ssrc);
+            }
         }
         self.reconcile_all(now)
+    }
+
+    /// How tall `subscriber` shows each publisher's camera now (a
+    /// publisher left out: the tallest layer).
+    pub fn set_wishes(
+        &mut self,
+        subscriber: &P,
+        wishes: HashMap<P, Wish>,
+        now: Instant,
+    ) -> Vec<Output<P>> {
+        let mut outputs = Vec::new();
+        if let Some(entry) = self.subscribers.get_mut(subscriber) {
+            if entry.wishes != wishes {
+                entry.wishes = wishes;
+                self.reconcile(subscriber, now, &mut outputs);
+            }
+        }
+        outputs
+    }
+
+    /// A receiver report of `subscriber`'s: the highest fraction lost (out
+    /// of 256) among the streams it reports on. Its layers step down while
+    /// it loses packets and back up once that has cleared.
+    pub fn receiver_report(
+        &mut self,
+        subscriber: &P,
+        fraction_lost: u8,
+        now: Instant,
+    ) -> Vec<Output<P>> {
+        let mut outputs = Vec::new();
+        let Some(entry) = self.subscribers.get_mut(subscriber) else {
+            return outputs;
+        };
+        let receiving_top = entry
+            .streams
+            .iter()
+            .filter_map(|stream| stream.rewrite.wanted())
+            .filter_map(|ssrc| self.tracks.get(&ssrc))
+            .filter(|track| track.kind == StreamKind::Video)
+            .map(|track| track.layer)
+            .max()
+            .unwrap_or(0);
+        if entry.congestion.report(fraction_lost, receiving_top, now) {
+            self.reconcile(subscriber, now, &mut outputs);
+        }
+        outputs
+    }
+
+    /// The highest layer index `subscriber`'s loss lets it get now
+    /// (`None`: any).
+    pub fn layer_cap(&self, subscriber: &P) -> Option<u8> {
+        self.subscribers
+            .get(subscriber)
+            .and_then(|entry| entry.congestion.cap())
+    }
+
+    /// How many times a receiver's stream moved from one layer of a
+    /// camera to another, since this was last asked.
+    pub fn take_layer_switches(&mut self) -> u64 {
+        std::mem::take(&mut self.layer_switches)
     }
 
     /// `subscriber` is not to receive the video of `publishers` now
@@ -233,24 +352,52 @@ where
         if track.key.owner != *from {
             return Vec::new();
         }
-        let keyframe =
-            track.kind == StreamKind::Video && starts_keyframe(track.codec, packet.payload);
-        if keyframe {
-            track.keyframe_requests.keyframe_arrived();
+        let video = track.kind == StreamKind::Video;
+        let keyframe = video && starts_keyframe(track.codec, packet.payload);
+        let mut outputs = Vec::new();
+        if video {
+            track.seen = Some(now);
+            // A layer that sends again, or a new picture size: the
+            // receivers' choices are made again, before this packet goes
+            // (it may be the keyframe a switch waits for).
+            let mut choose_again = std::mem::replace(&mut track.quiet, false);
+            if keyframe {
+                track.keyframe_requests.keyframe_arrived();
+                if track.codec == VideoCodec::Vp8 {
+                    let height = vp8::keyframe_height(packet.payload);
+                    if height.is_some() && height != track.height {
+                        track.height = height;
+                        choose_again = true;
+                    }
+                }
+            }
+            if choose_again {
+                outputs = self.reconcile_all(now);
+            }
         }
+        let Some(track) = self.tracks.get(&packet.ssrc) else {
+            return outputs;
+        };
         let incoming = IncomingPacket {
             ssrc: packet.ssrc,
             sequence: packet.sequence,
             timestamp: packet.timestamp,
             starts_keyframe: keyframe,
+            vp8: if track.codec == VideoCodec::Vp8 {
+                vp8::read_numbers(packet.payload)
+            } else {
+                Vp8Numbers::default()
+            },
         };
-        let mut outputs = Vec::new();
         for (to, subscriber) in &mut self.subscribers {
             let Some(slot) = subscriber.slots.index_of(&track.key) else {
                 continue;
             };
-            if track.kind == StreamKind::Video && subscriber.paused.contains(&track.key.owner) {
-                self.withheld += 1;
+            if video && subscriber.paused.contains(&track.key.owner) {
+                // Counted once per picture sent, whatever its layers.
+                if track.layer == 0 {
+                    self.withheld += 1;
+                }
                 continue;
             }
             let Some(stream) = subscriber.streams.get_mut(slot) else {
@@ -286,9 +433,24 @@ where
         outputs
     }
 
-    /// Keyframe requests held back that fall due at `now`.
+    /// Keyframe requests held back that fall due at `now`, and layers
+    /// that stopped sending (their receivers move to one that sends).
     pub fn poll(&mut self, now: Instant) -> Vec<Output<P>> {
-        self.tracks
+        let mut went_quiet = false;
+        for track in self.tracks.values_mut() {
+            let quiet = track
+                .seen
+                .is_some_and(|seen| now.saturating_duration_since(seen) >= LAYER_QUIET);
+            if quiet && !track.quiet {
+                track.quiet = true;
+                went_quiet |= self
+                    .sources
+                    .get(&track.key)
+                    .is_some_and(|layers| layers.len() > 1);
+            }
+        }
+        let mut outputs: Vec<Output<P>> = self
+            .tracks
             .iter_mut()
             .filter_map(|(ssrc, track)| {
                 track
@@ -299,15 +461,31 @@ where
                         ssrc: *ssrc,
                     })
             })
-            .collect()
+            .collect();
+        if went_quiet {
+            outputs.extend(self.reconcile_all(now));
+        }
+        outputs
     }
 
     /// When [`Self::poll`] is next due.
     pub fn next_due(&self) -> Option<Instant> {
-        self.tracks
+        let requests = self
+            .tracks
             .values()
-            .filter_map(|track| track.keyframe_requests.next_due())
-            .min()
+            .filter_map(|track| track.keyframe_requests.next_due());
+        // Only a camera in several layers has another to move to.
+        let quiet = self
+            .tracks
+            .values()
+            .filter(|track| !track.quiet && self.layered(&track.key))
+            .filter_map(|track| track.seen.map(|seen| seen + LAYER_QUIET));
+        requests.chain(quiet).min()
+    }
+
+    /// Whether `key` is published in several simulcast layers.
+    fn layered(&self, key: &TrackKey<P>) -> bool {
+        self.sources.get(key).is_some_and(|layers| layers.len() > 1)
     }
 
     /// `subscriber`'s m-lines, in order, for its next offer.
@@ -370,6 +548,8 @@ where
             .map(|track| (track.key.clone(), track.kind))
             .collect();
         wanted.sort_by(|a, b| a.0.cmp(&b.0));
+        // A camera in several layers takes one m-line.
+        wanted.dedup_by(|a, b| a.0 == b.0);
         let Some(subscriber) = self.subscribers.get_mut(participant) else {
             return;
         };
@@ -390,13 +570,58 @@ where
             });
         }
         let mut keyframes_wanted = Vec::new();
+        let cap = subscriber.congestion.cap();
         for (slot, stream) in subscriber.slots.slots().iter().zip(&mut subscriber.streams) {
             let source = slot.track.as_ref().and_then(|key| {
-                let paused =
-                    slot.kind == StreamKind::Video && subscriber.paused.contains(&key.owner);
-                (!paused).then(|| self.sources.get(key).copied()).flatten()
+                let by_layer = self.sources.get(key)?;
+                if slot.kind == StreamKind::Audio {
+                    return by_layer.values().next().copied();
+                }
+                if subscriber.paused.contains(&key.owner) {
+                    return None;
+                }
+                let wish = subscriber.wishes.get(&key.owner).copied();
+                let known: Vec<(Layer, bool)> = by_layer
+                    .iter()
+                    .filter_map(|(index, ssrc)| {
+                        let track = self.tracks.get(ssrc)?;
+                        let layer = Layer {
+                            index: *index,
+                            height: track.height,
+                        };
+                        Some((layer, track.quiet))
+                    })
+                    .collect();
+                let sending: Vec<Layer> = known
+                    .iter()
+                    .filter(|(_, quiet)| !quiet)
+                    .map(|(layer, _)| *layer)
+                    .collect();
+                // None sends (the camera is off): the choice stands for
+                // when it is back.
+                let candidates = if sending.is_empty() {
+                    known.iter().map(|(layer, _)| *layer).collect()
+                } else {
+                    sending
+                };
+                let chosen = layers::choose(&candidates, wish, cap)?;
+                by_layer.get(&chosen.index).copied()
             });
-            if stream.rewrite.wanted() != source && stream.rewrite.select(source) {
+            let before = stream.rewrite.wanted();
+            if before == source {
+                continue;
+            }
+            let same_camera = |ssrc: Option<u32>| {
+                ssrc.and_then(|ssrc| self.tracks.get(&ssrc))
+                    .map(|track| &track.key)
+            };
+            // A switch is from a layer that was being sent.
+            let carried = stream.rewrite.carried();
+            if carried.is_some() && source.is_some() && same_camera(carried) == same_camera(source)
+            {
+                self.layer_switches += 1;
+            }
+            if stream.rewrite.select(source) {
                 keyframes_wanted.extend(source);
             }
         }
@@ -700,6 +925,254 @@ mod tests {
         assert!(sends(&video(&mut room, 1, CAMERA, 500, DELTA, later)).is_empty());
         let back = sends(&video(&mut room, 1, CAMERA, 501, KEY, later))[0].1;
         assert_eq!(back.sequence, before.sequence.wrapping_add(1));
+    }
+
+    /// Simulcast: 1 publishes its camera in three layers; 2 receives.
+    const LAYERS: [u32; 3] = [0x10, 0x11, 0x12];
+    const HEIGHTS: [u16; 3] = [180, 360, 720];
+
+    /// A VP8 packet of layer `layer` with its own picture id: a keyframe's
+    /// first packet (with the layer's height) or a delta.
+    fn layer_payload(layer: usize, picture_id: u16, key: bool) -> Vec<u8> {
+        let [high, low] = picture_id.to_be_bytes();
+        let mut payload = vec![0x90, 0x80, 0x80 | high, low];
+        if key {
+            payload.extend([0x50, 0x2a, 0x01, 0x9d, 0x01, 0x2a]);
+            payload.extend((HEIGHTS[layer] * 16 / 9).to_le_bytes());
+            payload.extend(HEIGHTS[layer].to_le_bytes());
+        } else {
+            payload.extend([0x51, 0x2a, 0x01, 0, 0, 0]);
+        }
+        payload
+    }
+
+    fn simulcast_room(now: Instant) -> Room {
+        let mut room = room();
+        room.join(1, now);
+        room.join(2, now);
+        room.publish(1, "0", StreamKind::Audio, VideoCodec::Other, MIC, now);
+        for (layer, ssrc) in LAYERS.iter().enumerate() {
+            room.publish_layer(
+                1,
+                "1",
+                StreamKind::Video,
+                VideoCodec::Vp8,
+                layer as u8,
+                *ssrc,
+                now,
+            );
+        }
+        room
+    }
+
+    /// One frame of every layer (a keyframe each if `key`), as a camera in
+    /// simulcast sends them; what 2 gets of it.
+    fn frame_of_all_layers(
+        room: &mut Room,
+        frame: u16,
+        key: bool,
+        now: Instant,
+    ) -> Vec<Output<u32>> {
+        let mut outputs = Vec::new();
+        for (layer, ssrc) in LAYERS.iter().enumerate() {
+            // Each layer numbers its packets and pictures on its own.
+            let sequence = frame.wrapping_add(1_000 * layer as u16);
+            let payload = layer_payload(layer, frame.wrapping_add(7_000 * layer as u16), key);
+            let packet = IncomingRtp {
+                ssrc: *ssrc,
+                sequence,
+                timestamp: u32::from(frame) * 3_000 + 50_000 * layer as u32,
+                payload: &payload,
+            };
+            outputs.extend(room.rtp(&1, packet, now));
+        }
+        outputs
+    }
+
+    fn keyframe_requests_for(outputs: &[Output<u32>], ssrc: u32) -> usize {
+        outputs
+            .iter()
+            .filter(|o| matches!(o, Output::RequestKeyframe { ssrc: s, .. } if *s == ssrc))
+            .count()
+    }
+
+    #[test]
+    fn each_receiver_gets_the_lowest_layer_as_tall_as_its_tile() {
+        let now = Instant::now();
+        let mut room = simulcast_room(now);
+        assert_eq!(
+            room.slots_of(&2).len(),
+            2,
+            "one m-line for the microphone, one for all the camera's layers"
+        );
+        let camera = room.slots_of(&2)[1].ssrc;
+        // With no wish, the top layer.
+        let first = frame_of_all_layers(&mut room, 1, true, now);
+        assert_eq!(sends(&first).len(), 1, "one layer");
+        assert_eq!(room.take_layer_switches(), 0);
+        let wishes = |height| HashMap::from([(1u32, Wish::UpTo(height))]);
+        let now = now + Duration::from_secs(1);
+        let outputs = room.set_wishes(&2, wishes(200), now);
+        assert_eq!(
+            keyframe_requests_for(&outputs, LAYERS[1]),
+            1,
+            "a PLI for the switch"
+        );
+        assert_eq!(room.take_layer_switches(), 1);
+        // Until the 360 layer's keyframe, the 720 one goes on.
+        let delta = frame_of_all_layers(&mut room, 2, false, now);
+        assert_eq!(sends(&delta).len(), 1);
+        let key = frame_of_all_layers(&mut room, 3, true, now);
+        let sent = sends(&key);
+        assert_eq!(sent.len(), 1, "one layer only, never two");
+        assert_eq!(sent[0].1.ssrc, camera);
+        // Off: nothing of that camera.
+        room.set_wishes(&2, HashMap::from([(1u32, Wish::Off)]), now);
+        assert!(sends(&frame_of_all_layers(&mut room, 4, true, now)).is_empty());
+        // Back to a small tile: the 180 layer.
+        room.set_wishes(&2, wishes(90), now);
+        let small = sends(&frame_of_all_layers(&mut room, 5, true, now));
+        assert_eq!(small.len(), 1);
+        assert_eq!(small[0].1.ssrc, camera);
+    }
+
+    #[test]
+    fn a_layer_switch_keeps_the_receivers_numbers_running_on_and_asks_a_keyframe_each_time() {
+        let start = Instant::now();
+        let mut room = simulcast_room(start);
+        let mut seen: Vec<OutgoingHeader> = Vec::new();
+        let mut requests = 0;
+        let mut frame = 0u16;
+        // Down and up again, several times, a frame every 33 ms.
+        for height in [720, 180, 360, 720, 180, 720] {
+            let now = start + Duration::from_millis(33 * u64::from(frame));
+            let outputs = room.set_wishes(&2, HashMap::from([(1u32, Wish::UpTo(height))]), now);
+            requests += keyframe_requests(&outputs);
+            for _ in 0..30 {
+                frame += 1;
+                let now = start + Duration::from_millis(33 * u64::from(frame));
+                // A keyframe every 10 frames on each layer.
+                let outputs = frame_of_all_layers(&mut room, frame, frame.is_multiple_of(10), now);
+                requests += keyframe_requests(&outputs);
+                seen.extend(
+                    sends(&outputs)
+                        .into_iter()
+                        .map(|(_, h)| h)
+                        .filter(|h| h.vp8.picture_id.is_some()),
+                );
+            }
+        }
+        assert_eq!(room.take_layer_switches(), 5);
+        assert!(
+            requests >= 5,
+            "a keyframe asked for on every switch: {requests}"
+        );
+        let camera = room.slots_of(&2)[1].ssrc;
+        assert!(seen.len() > 150);
+        for pair in seen.windows(2) {
+            assert_eq!(pair[1].ssrc, camera);
+            assert_eq!(
+                pair[1].sequence,
+                pair[0].sequence.wrapping_add(1),
+                "no gap, no repeat"
+            );
+            let advance = pair[1].timestamp.wrapping_sub(pair[0].timestamp);
+            assert!(
+                advance > 0 && advance < 90_000,
+                "timestamps move on: {advance}"
+            );
+            let (Some((a, _)), Some((b, _))) = (pair[0].vp8.picture_id, pair[1].vp8.picture_id)
+            else {
+                panic!("picture ids kept");
+            };
+            assert_eq!(b, (a + 1) & 0x7fff, "one picture after the other");
+        }
+    }
+
+    #[test]
+    fn a_receiver_that_loses_packets_steps_down_and_comes_back_up_when_it_clears() {
+        let start = Instant::now();
+        let mut room = simulcast_room(start);
+        frame_of_all_layers(&mut room, 1, true, start);
+        let top = |room: &mut Room, frame: u16, now: Instant| {
+            let outputs = frame_of_all_layers(room, frame, true, now);
+            let sent = sends(&outputs);
+            assert_eq!(sent.len(), 1);
+            sent[0].1
+        };
+        top(&mut room, 2, start);
+        let first_loss = start + Duration::from_secs(1);
+        assert!(room.receiver_report(&2, 0, first_loss).is_empty());
+        let outputs = room.receiver_report(&2, 60, first_loss);
+        assert_eq!(keyframe_requests_for(&outputs, LAYERS[1]), 1);
+        assert_eq!(room.layer_cap(&2), Some(1));
+        let later = start + Duration::from_secs(3);
+        room.receiver_report(&2, 60, later);
+        assert_eq!(room.layer_cap(&2), Some(0), "down to the lowest");
+        // 2 gets the lowest layer now; another receiver, with no loss,
+        // still gets the top one.
+        room.join(3, later);
+        assert_eq!(room.layer_cap(&3), None);
+        let one = |room: &mut Room, layer: usize| {
+            let payload = layer_payload(layer, 9, true);
+            let packet = IncomingRtp {
+                ssrc: LAYERS[layer],
+                sequence: 9,
+                timestamp: 27_000,
+                payload: &payload,
+            };
+            let receivers: Vec<u32> = sends(&room.rtp(&1, packet, later))
+                .into_iter()
+                .map(|(to, _)| to)
+                .collect();
+            receivers
+        };
+        assert_eq!(one(&mut room, 0), vec![2]);
+        assert!(one(&mut room, 1).is_empty());
+        assert_eq!(one(&mut room, 2), vec![3]);
+        // Clear for long enough: back up one step at a time.
+        let mut now = later;
+        for _ in 0..4 {
+            now += Duration::from_secs(3);
+            room.receiver_report(&2, 0, now);
+        }
+        assert_eq!(room.layer_cap(&2), Some(1));
+        for _ in 0..4 {
+            now += Duration::from_secs(3);
+            room.receiver_report(&2, 0, now);
+        }
+        assert_eq!(room.layer_cap(&2), None);
+    }
+
+    #[test]
+    fn a_layer_that_stops_sending_is_left_for_one_that_sends() {
+        let start = Instant::now();
+        let mut room = simulcast_room(start);
+        frame_of_all_layers(&mut room, 1, true, start);
+        // The browser drops its top layer (short of uplink): only the two
+        // lower ones send from now on.
+        let mut now = start;
+        let mut got = 0;
+        for frame in 2..80u16 {
+            now = start + Duration::from_millis(33 * u64::from(frame));
+            if room.next_due().is_some_and(|due| due <= now) {
+                let outputs = room.poll(now);
+                assert!(keyframe_requests_for(&outputs, LAYERS[1]) <= 1);
+            }
+            for (layer, ssrc) in LAYERS.iter().enumerate().take(2) {
+                let payload = layer_payload(layer, frame, frame.is_multiple_of(10));
+                let packet = IncomingRtp {
+                    ssrc: *ssrc,
+                    sequence: frame,
+                    timestamp: u32::from(frame) * 3_000,
+                    payload: &payload,
+                };
+                got += sends(&room.rtp(&1, packet, now)).len();
+            }
+        }
+        assert!(now - start > LAYER_QUIET);
+        assert!(got > 20, "the 360 layer took over: {got}");
+        assert_eq!(room.take_layer_switches(), 1);
     }
 
     #[test]

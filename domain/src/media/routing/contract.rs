@@ -9,6 +9,7 @@ use crate::ids::{ConnectionId, InstanceId, PeerId};
 use crate::media::{FromMediaServer, MediaServer, MediaServerOutbox};
 use crate::placement::RoomPlacement;
 use crate::rooms::bus::RoomBus;
+use protocol::media_server::CameraWishes;
 use protocol::Signal;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -68,9 +69,18 @@ impl MediaServer for StandIn {
         let _ = outbox.try_send(answer(&self.name));
     }
 
-    fn watch(&self, room: &str, peer: &PeerId, _conn: &ConnectionId, watched: &[PeerId]) {
-        let watched: Vec<&str> = watched.iter().map(|p| p.as_str()).collect();
-        self.note(format!("watch {room} {peer} {}", watched.join(",")));
+    fn watch(&self, room: &str, peer: &PeerId, _conn: &ConnectionId, wishes: &CameraWishes) {
+        let watched: Vec<&str> = wishes.peers.iter().map(|p| p.as_str()).collect();
+        let heights: Vec<String> = wishes
+            .heights
+            .iter()
+            .map(|h| format!("{}:{}", h.peer, h.height))
+            .collect();
+        self.note(format!(
+            "watch {room} {peer} {} {}",
+            watched.join(","),
+            heights.join(",")
+        ));
     }
 
     fn camera(&self, room: &str, peer: &PeerId, _conn: &ConnectionId, on: bool) {
@@ -198,12 +208,19 @@ pub async fn relay_contract(instances: Instances) {
     let (bob_outbox, mut bob_page) = page();
     b.signal(&room, &bob, &bob_conn, &bob_outbox, offer());
     assert_eq!(next(&mut bob_page, "bob's answer").await, answer("a"));
-    b.watch(&room, &bob, &bob_conn, std::slice::from_ref(&ann));
+    let wishes = CameraWishes {
+        peers: vec![ann.clone()],
+        heights: vec![protocol::media_server::TileHeight {
+            peer: ann.clone(),
+            height: 180,
+        }],
+    };
+    b.watch(&room, &bob, &bob_conn, &wishes);
     b.camera(&room, &bob, &bob_conn, false);
     let before_leaving = [
         format!("signal {room} ann"),
         format!("signal {room} bob"),
-        format!("watch {room} bob ann"),
+        format!("watch {room} bob ann ann:180"),
         format!("camera {room} bob false"),
     ];
     eventually("bob's watch and camera reach a", || {
