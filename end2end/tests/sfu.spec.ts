@@ -371,6 +371,21 @@ test("the pinned tile gets the camera's full-size simulcast layer and a small ti
   await expect.poll(() => frameHeight(bob), { timeout: 20_000, message: "Bob, small now, comes in the small layer" }).toBe(180);
   await expectFramesMoving(ann, bob.name);
   await expectFramesMoving(ann, cy.name);
+
+  // Ann's page goes to the background (as a minimised window's does): no
+  // video comes to it at all until it is shown again.
+  const setHidden = (hidden: boolean) => ann.page.evaluate((hidden) => {
+    Object.defineProperty(document, "hidden", { configurable: true, get: () => hidden });
+    document.dispatchEvent(new Event("visibilitychange"));
+  }, hidden);
+  await setHidden(true);
+  await ann.page.waitForTimeout(3_000);
+  const stopped = [await framesOf(ann, bob.name), await framesOf(ann, cy.name)];
+  await ann.page.waitForTimeout(2_000);
+  expect([await framesOf(ann, bob.name), await framesOf(ann, cy.name)], "nothing decoded while hidden").toEqual(stopped);
+  await setHidden(false);
+  await expectFramesMoving(ann, bob.name);
+  await expectFramesMoving(ann, cy.name);
   await closeAll(people);
 });
 
