@@ -783,10 +783,14 @@ impl Engine {
         while let Some(message) = client.media.poll_message() {
             messages.push(message);
         }
+        // A layer starts again, under the same SSRC, after each
+        // renegotiation (see `peer::interceptors`): noted once.
         let started = client.media.take_started_layers();
-        client
-            .video_ssrcs
-            .extend(started.iter().map(|layer| layer.ssrc));
+        for layer in &started {
+            if !client.video_ssrcs.contains(&layer.ssrc) {
+                client.video_ssrcs.push(layer.ssrc);
+            }
+        }
         let (room_id, from_client) = owner;
         if let (false, Some(room)) = (started.is_empty(), self.forwarding.get_mut(&room_id)) {
             let mut outputs = Vec::new();
