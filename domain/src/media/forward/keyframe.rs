@@ -45,36 +45,7 @@ pub fn starts_keyframe(codec: VideoCodec, payload: &[u8]) -> bool {
 /// VP8 (RFC 7741 §4.2-4.3): the payload descriptor, then, at the start of
 /// partition 0, the frame header whose lowest bit is 0 for a key frame.
 fn vp8_starts_keyframe(payload: &[u8]) -> bool {
-    let Some(&first) = payload.first() else {
-        return false;
-    };
-    let extended = first & 0x80 != 0;
-    let start_of_partition = first & 0x10 != 0;
-    let partition_index = first & 0x07;
-    if !start_of_partition || partition_index != 0 {
-        return false;
-    }
-    let mut at = 1;
-    if extended {
-        let Some(&flags) = payload.get(at) else {
-            return false;
-        };
-        at += 1;
-        if flags & 0x80 != 0 {
-            // PictureID: one byte, or two when its M bit is set.
-            let Some(&picture) = payload.get(at) else {
-                return false;
-            };
-            at += if picture & 0x80 != 0 { 2 } else { 1 };
-        }
-        if flags & 0x40 != 0 {
-            at += 1; // TL0PICIDX
-        }
-        if flags & 0x30 != 0 {
-            at += 1; // TID / Y / KEYIDX
-        }
-    }
-    payload.get(at).is_some_and(|header| header & 0x01 == 0)
+    super::vp8::frame_start(payload).is_some_and(super::vp8::is_key_frame)
 }
 
 /// VP9 (RFC 9628 §4.2): the descriptor's P bit is clear on a frame that

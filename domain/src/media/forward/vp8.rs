@@ -100,17 +100,30 @@ pub fn write_numbers(payload: &mut [u8], numbers: Vp8Numbers) {
     }
 }
 
-/// The height of the picture a keyframe's first packet starts (the frame
-/// header's 14-bit height, RFC 6386 §9.1), or `None` for any other packet.
-pub fn keyframe_height(payload: &[u8]) -> Option<u16> {
+/// The frame bytes after the descriptor, if `payload` starts partition 0
+/// of a frame (where the frame header is); `None` for any other packet,
+/// or one too short for its descriptor.
+pub(super) fn frame_start(payload: &[u8]) -> Option<&[u8]> {
     let first = *payload.first()?;
-    // The start of partition 0 of a frame.
+    // S set and partition index 0.
     if first & 0x10 == 0 || first & 0x07 != 0 {
         return None;
     }
-    let frame = payload.get(layout(payload)?.frame_at..)?;
-    // A key frame: the tag's lowest bit 0, then the start code.
-    if frame.len() < 10 || frame[0] & 0x01 != 0 || frame[3..6] != [0x9d, 0x01, 0x2a] {
+    payload.get(layout(payload)?.frame_at..)
+}
+
+/// Whether `frame` (from [`frame_start`]) begins a key frame: the frame
+/// tag's lowest bit is 0 (RFC 6386 §9.1).
+pub(super) fn is_key_frame(frame: &[u8]) -> bool {
+    frame.first().is_some_and(|tag| tag & 0x01 == 0)
+}
+
+/// The height of the picture a keyframe's first packet starts (the frame
+/// header's 14-bit height, RFC 6386 §9.1), or `None` for any other packet.
+pub fn keyframe_height(payload: &[u8]) -> Option<u16> {
+    let frame = frame_start(payload)?;
+    // A key frame, then the start code.
+    if !is_key_frame(frame) || frame.len() < 10 || frame[3..6] != [0x9d, 0x01, 0x2a] {
         return None;
     }
     Some(u16::from_le_bytes([frame[8], frame[9]]) & 0x3fff)
