@@ -21,7 +21,7 @@ use domain::media::forward::keyframe::VideoCodec;
 use domain::media::forward::layers::Wish;
 use domain::media::forward::rewrite::StreamKind;
 use domain::media::forward::room::{ForwardingRoom, IncomingRtp, Output};
-use domain::media::forward::vp8::{self, Vp8Numbers};
+use domain::media::forward::vp8;
 use domain::media::last_n::LastN;
 use domain::media::speakers::SpeakerDetector;
 use domain::media::{FromMediaServer, MediaServerOutbox};
@@ -45,19 +45,14 @@ pub(super) enum Command {
         outbox: MediaServerOutbox,
         signal: Signal,
     },
-    /// The cameras a connection's page wants whatever the last-N order.
+    /// The cameras a connection's page wants whatever the last-N order,
+    /// and how tall it shows each camera (0: not at all), by media client
+    /// id: the simulcast layer it gets of each.
     Watch {
         room: String,
         client: u64,
         conn: ConnectionId,
         watched: Vec<u64>,
-    },
-    /// How tall a connection's page shows each camera (0: not at all),
-    /// by media client id: the simulcast layer it gets of each.
-    Layers {
-        room: String,
-        client: u64,
-        conn: ConnectionId,
         heights: Vec<(u64, u16)>,
     },
     /// Whether a connection's camera (or shared screen) is on.
@@ -167,9 +162,6 @@ fn ice_ufrag(sdp: &str) -> Option<&str> {
 struct Forwarded {
     rtp: rtc::rtp::Packet,
     audio_level: Option<bytes::Bytes>,
-    /// Its VP8 picture numbers as they came (a receiver whose numbers
-    /// differ, after a layer switch, gets a copy rewritten).
-    vp8: Vp8Numbers,
 }
 
 struct Engine {
@@ -345,6 +337,7 @@ impl Engine {
                 client,
                 conn,
                 watched,
+                heights,
             } => {
                 let Some(room_id) = self.owned_by(&room, client, &conn) else {
                     return;
@@ -353,16 +346,6 @@ impl Engine {
                     order.watch(client, watched);
                     self.apply_last_n(room_id);
                 }
-            }
-            Command::Layers {
-                room,
-                client,
-                conn,
-                heights,
-            } => {
-                let Some(room_id) = self.owned_by(&room, client, &conn) else {
-                    return;
-                };
                 let wishes = heights
                     .into_iter()
                     .map(|(publisher, height)| {
@@ -642,10 +625,9 @@ impl Engine {
                     else {
                         continue;
                     };
-                    // Audio has no VP8 numbers to rewrite.
-                    let renumbered =
-                        header.vp8 != Vp8Numbers::default() && header.vp8 != packet.vp8;
-                    let rewritten = renumbered.then(|| {
+                    // A receiver whose VP8 numbers differ (after a layer
+                    // switch) gets a copy rewritten.
+                    let rewritten = header.renumbered.then(|| {
                         let mut payload = bytes::BytesMut::from(&packet.rtp.payload[..]);
                         vp8::write_numbers(&mut payload, header.vp8);
                         payload.freeze()
@@ -829,7 +811,6 @@ impl Engine {
                         .and_then(|c| c.audio_level_id)
                         .and_then(|id| packet.header.get_extension(id));
                     let forwarded = Forwarded {
-                        vp8: vp8::read_numbers(&packet.payload),
                         rtp: packet,
                         audio_level,
                     };

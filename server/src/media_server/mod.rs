@@ -169,11 +169,6 @@ impl MediaServer for LocalMediaServer {
             client: media_client_id(peer),
             conn: conn.clone(),
             watched: wishes.peers.iter().map(media_client_id).collect(),
-        });
-        self.send(Command::Layers {
-            room: room.to_string(),
-            client: media_client_id(peer),
-            conn: conn.clone(),
             heights: wishes
                 .heights
                 .iter()

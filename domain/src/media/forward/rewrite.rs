@@ -49,6 +49,9 @@ pub struct OutgoingHeader {
     /// The VP8 numbers to write into the payload's descriptor: the
     /// packet's own unless the stream changed source (or layer) before.
     pub vp8: Vp8Numbers,
+    /// Whether `vp8` differs from the packet's own numbers (the payload
+    /// must be rewritten for this browser).
+    pub renumbered: bool,
 }
 
 /// 16-bit sequence numbers unrolled to 64 bits, so that order survives the
@@ -230,6 +233,8 @@ impl OutgoingStream {
                     .tl0_index
                     .map(|index| index.wrapping_add(mapping.tl0_shift)),
             },
+            renumbered: (packet.vp8.picture_id.is_some() && mapping.picture_shift != 0)
+                || (packet.vp8.tl0_index.is_some() && mapping.tl0_shift != 0),
         };
         let newest = self
             .last
@@ -491,12 +496,14 @@ mod tests {
             Some((20_000, true)),
             "the first source keeps its own"
         );
+        assert!(!first.renumbered);
         sent(stream.forward(&with(packet(A, 2, 3_000, false), 20_001, 7), start));
         // The low layer (B) numbers its pictures far behind, near the wrap.
         stream.select(Some(B));
         let at = start + Duration::from_millis(33);
         let switched = sent(stream.forward(&with(packet(B, 900, 50, true), 32_767, 250), at));
         assert_eq!(switched.vp8.picture_id, Some((20_002, true)));
+        assert!(switched.renumbered);
         assert_eq!(switched.vp8.tl0_index, Some(8));
         let next = sent(stream.forward(&with(packet(B, 901, 3_050, false), 0, 250), at));
         assert_eq!(
