@@ -27,20 +27,27 @@ pub(super) struct FeedbackToApplication {
     outbound: VecDeque<TaggedPacket>,
 }
 
+/// The reception report blocks of one RTCP packet (a receiver's or a
+/// sender's report; none for anything else).
+fn reception_reports(packet: &dyn rtc::rtcp::Packet) -> &[ReceptionReport] {
+    let any = packet.as_any();
+    if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+        &rr.reports
+    } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
+        &sr.reports
+    } else {
+        &[]
+    }
+}
+
 /// Whether a compound RTCP packet carries a keyframe request or a
 /// reception report.
 fn for_the_engine(packets: &[Box<dyn rtc::rtcp::Packet>]) -> bool {
-    packets.iter().any(|packet| {
+    let asks_for_keyframe = packets.iter().any(|packet| {
         let any = packet.as_any();
-        any.is::<PictureLossIndication>()
-            || any.is::<FullIntraRequest>()
-            || any
-                .downcast_ref::<ReceiverReport>()
-                .is_some_and(|report| !report.reports.is_empty())
-            || any
-                .downcast_ref::<SenderReport>()
-                .is_some_and(|report| !report.reports.is_empty())
-    })
+        any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+    });
+    asks_for_keyframe || highest_loss(packets).is_some()
 }
 
 /// The highest fraction lost (out of 256) any reception report of
@@ -48,18 +55,8 @@ fn for_the_engine(packets: &[Box<dyn rtc::rtcp::Packet>]) -> bool {
 pub(super) fn highest_loss(packets: &[Box<dyn rtc::rtcp::Packet>]) -> Option<u8> {
     packets
         .iter()
-        .flat_map(|packet| {
-            let any = packet.as_any();
-            let blocks: &[ReceptionReport] = if let Some(rr) = any.downcast_ref::<ReceiverReport>()
-            {
-                &rr.reports
-            } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
-                &sr.reports
-            } else {
-                &[]
-            };
-            blocks.iter().map(|block| block.fraction_lost)
-        })
+        .flat_map(|packet| reception_reports(packet.as_ref()))
+        .map(|block| block.fraction_lost)
         .max()
 }
 

@@ -51,9 +51,9 @@ use std::time::{Duration, Instant};
 /// going away, or its page starts over).
 const OFFER_ANSWER_LIMIT: Duration = Duration::from_secs(5);
 
-/// The chain slot of the interceptor that hands keyframe requests to the
-/// engine: past every slot of the default chain, so those interceptors
-/// have seen the packet first.
+/// The chain slot of the interceptor that hands keyframe requests and
+/// reception reports to the engine: past every slot of the default chain,
+/// so those interceptors have seen the packet first.
 const FEEDBACK_TO_APP_SLOT: usize = 14_000;
 
 /// Packets kept per outgoing video stream to answer NACKs (see

@@ -315,6 +315,7 @@ where
 
     /// The highest layer index `subscriber`'s loss lets it get now
     /// (`None`: any).
+    #[cfg(test)]
     pub fn layer_cap(&self, subscriber: &P) -> Option<u8> {
         self.subscribers
             .get(subscriber)
@@ -443,10 +444,7 @@ where
                 .is_some_and(|seen| now.saturating_duration_since(seen) >= LAYER_QUIET);
             if quiet && !track.quiet {
                 track.quiet = true;
-                went_quiet |= self
-                    .sources
-                    .get(&track.key)
-                    .is_some_and(|layers| layers.len() > 1);
+                went_quiet |= layered(&self.sources, &track.key);
             }
         }
         let mut outputs: Vec<Output<P>> = self
@@ -474,18 +472,12 @@ where
             .tracks
             .values()
             .filter_map(|track| track.keyframe_requests.next_due());
-        // Only a camera in several layers has another to move to.
         let quiet = self
             .tracks
             .values()
-            .filter(|track| !track.quiet && self.layered(&track.key))
+            .filter(|track| !track.quiet && layered(&self.sources, &track.key))
             .filter_map(|track| track.seen.map(|seen| seen + LAYER_QUIET));
         requests.chain(quiet).min()
-    }
-
-    /// Whether `key` is published in several simulcast layers.
-    fn layered(&self, key: &TrackKey<P>) -> bool {
-        self.sources.get(key).is_some_and(|layers| layers.len() > 1)
     }
 
     /// `subscriber`'s m-lines, in order, for its next offer.
@@ -634,6 +626,15 @@ where
             self.ask_keyframe(source, now, outputs);
         }
     }
+}
+
+/// Whether `key` is published in several simulcast layers (only such a
+/// camera has another layer to move to).
+fn layered<P: Eq + Hash>(
+    sources: &HashMap<TrackKey<P>, BTreeMap<u8, u32>>,
+    key: &TrackKey<P>,
+) -> bool {
+    sources.get(key).is_some_and(|layers| layers.len() > 1)
 }
 
 impl<P> Default for ForwardingRoom<P>
