@@ -16,7 +16,9 @@ pub(super) struct QualityState {
     sampling: Cell<bool>,
 }
 
-fn number(stat: &JsValue, name: &str) -> Option<f64> {
+/// The number field `name` of a JavaScript object (a stats entry, a
+/// track's settings).
+pub(super) fn number(stat: &JsValue, name: &str) -> Option<f64> {
     js_sys::Reflect::get(stat, &name.into())
         .ok()
         .and_then(|v| v.as_f64())

@@ -806,16 +806,18 @@ fn camera_layers() -> js_sys::Array {
     CAMERA_LAYERS
         .iter()
         .map(|(rid, scale, bitrate)| {
-            let encoding = js_sys::Object::new();
-            let set = |key: &str, value: JsValue| {
-                let _ = js_sys::Reflect::set(&encoding, &key.into(), &value);
-            };
-            set("rid", (*rid).into());
-            set("scaleResolutionDownBy", (*scale).into());
-            set("maxBitrate", (*bitrate).into());
-            JsValue::from(encoding)
+            let encoding = JsValue::from(js_sys::Object::new());
+            set_field(&encoding, "rid", (*rid).into());
+            set_field(&encoding, "scaleResolutionDownBy", (*scale).into());
+            set_field(&encoding, "maxBitrate", (*bitrate).into());
+            encoding
         })
         .collect()
+}
+
+/// Sets field `key` of a JavaScript object (an encoding's parameters).
+fn set_field(object: &JsValue, key: &str, value: JsValue) {
+    let _ = js_sys::Reflect::set(object, &key.into(), &value);
 }
 
 /// Fits the layers the video goes in to what `sender` sends now: a
@@ -844,8 +846,7 @@ pub(super) async fn set_layers(sender: RtcRtpSender, screen: bool) {
     let height = sender
         .track()
         .and_then(|track| call(&track, "getSettings", None))
-        .and_then(|settings| js_sys::Reflect::get(&settings, &"height".into()).ok())
-        .and_then(|height| height.as_f64());
+        .and_then(|settings| super::quality::number(&settings, "height"));
     let Some(height) = height else {
         // No video yet: the defaults stand until a track comes.
         return;
@@ -878,12 +879,9 @@ pub(super) async fn set_layers(sender: RtcRtpSender, screen: bool) {
             let at = (CAMERA_LAYERS.len() - layers + index).min(CAMERA_LAYERS.len() - 1);
             CAMERA_LAYERS[at].2
         };
-        let set = |key: &str, value: JsValue| {
-            let _ = js_sys::Reflect::set(&encoding, &key.into(), &value);
-        };
-        set("active", active.into());
-        set("scaleResolutionDownBy", scale.into());
-        set("maxBitrate", bitrate.into());
+        set_field(&encoding, "active", active.into());
+        set_field(&encoding, "scaleResolutionDownBy", scale.into());
+        set_field(&encoding, "maxBitrate", bitrate.into());
     }
     let applied = match call(&sender_value, "setParameters", Some(&parameters)) {
         Some(promise) => match promise.dyn_into::<js_sys::Promise>() {
