@@ -627,6 +627,19 @@ fn every_client_message(peer: &str) -> Vec<ClientMessage> {
         },
         ClientMessage::ChatSync { after: 0 },
         ClientMessage::ChatHistory { before: 100 },
+        ClientMessage::LowerHand { peer: peer.into() },
+        ClientMessage::React {
+            reaction: app::protocol::Reaction::Clap,
+        },
+        ClientMessage::MediaServerSignal { signal: offer() },
+        ClientMessage::MediaServerClose,
+        ClientMessage::MediaServerWatch {
+            peers: vec![peer.into()],
+            heights: vec![app::protocol::media_server::TileHeight {
+                peer: peer.into(),
+                height: 720,
+            }],
+        },
     ]
 }
 
@@ -638,8 +651,8 @@ async fn messages_every_client_message_is_refused_before_join(backend: Backend) 
     let messages = every_client_message(&ann_peer.peer_id);
     assert_eq!(
         messages.len() + 1,
-        11,
-        "join plus ten: update when the protocol grows"
+        16,
+        "join plus fifteen: update when the protocol grows"
     );
     for message in messages {
         ws.send(&message).await;
