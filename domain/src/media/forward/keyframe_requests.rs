@@ -7,6 +7,12 @@
 //! relayed at most once per interval; one that arrives inside the interval
 //! is kept and relayed when the interval is over, unless a keyframe came
 //! in the meantime (it answers every request made before it).
+//!
+//! A request, or the keyframe answering it, can be lost (RTCP and RTP go
+//! over UDP, and a browser ignores a request for a layer it has not
+//! started yet). A receiver that waits for a keyframe gets nothing until
+//! one comes, so an unanswered request is relayed again after
+//! [`RETRY_AFTER`] for as long as someone still waits.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +21,11 @@ use std::time::{Duration, Instant};
 /// while its answer is on the way.
 pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_millis(500);
 
+/// How long after a relayed request with no keyframe since it is taken
+/// for lost: a keyframe is on the wire well within a round trip and an
+/// encoder's frame interval.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// One publisher stream's requests.
 #[derive(Debug, Clone)]
 pub struct KeyframeRequests {
@@ -22,6 +33,8 @@ pub struct KeyframeRequests {
     last_relayed: Option<Instant>,
     /// A receiver asked since the last relay and no keyframe has come.
     waiting: bool,
+    /// A request was relayed and no keyframe has come since.
+    unanswered: bool,
 }
 
 impl KeyframeRequests {
@@ -30,6 +43,7 @@ impl KeyframeRequests {
             min_interval,
             last_relayed: None,
             waiting: false,
+            unanswered: false,
         }
     }
 
@@ -37,8 +51,7 @@ impl KeyframeRequests {
     /// publisher now.
     pub fn ask(&mut self, now: Instant) -> bool {
         if self.may_relay(now) {
-            self.last_relayed = Some(now);
-            self.waiting = false;
+            self.relay(now);
             true
         } else {
             self.waiting = true;
@@ -50,18 +63,49 @@ impl KeyframeRequests {
     /// made so far.
     pub fn keyframe_arrived(&mut self) {
         self.waiting = false;
+        self.unanswered = false;
     }
 
     /// Called at [`Self::next_due`]: whether a held-back request is to be
     /// relayed now.
     pub fn poll(&mut self, now: Instant) -> bool {
         if self.waiting && self.may_relay(now) {
-            self.last_relayed = Some(now);
-            self.waiting = false;
+            self.relay(now);
             true
         } else {
             false
         }
+    }
+
+    /// Called at [`Self::retry_due`] while a receiver still waits for a
+    /// keyframe: whether to relay the request again, the last one having
+    /// gone unanswered for [`RETRY_AFTER`].
+    pub fn retry(&mut self, now: Instant) -> bool {
+        if self.retry_due().is_some_and(|due| now >= due) {
+            self.relay(now);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// When the last relayed request counts as lost, if no keyframe has
+    /// come since it.
+    pub fn retry_due(&self) -> Option<Instant> {
+        self.last_relayed
+            .filter(|_| self.unanswered)
+            .map(|at| at + RETRY_AFTER)
+    }
+
+    /// Nobody waits for the answer to the last request any more.
+    pub fn give_up(&mut self) {
+        self.unanswered = false;
+    }
+
+    fn relay(&mut self, now: Instant) {
+        self.last_relayed = Some(now);
+        self.waiting = false;
+        self.unanswered = true;
     }
 
     /// When a held-back request falls due, if one is waiting.
@@ -113,6 +157,21 @@ mod tests {
         requests.keyframe_arrived();
         assert_eq!(requests.next_due(), None);
         assert!(!requests.poll(start + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn an_unanswered_request_is_relayed_again_until_a_keyframe_comes() {
+        let start = Instant::now();
+        let mut requests = KeyframeRequests::default();
+        assert!(requests.ask(start));
+        assert_eq!(requests.retry_due(), Some(start + RETRY_AFTER));
+        assert!(!requests.retry(start + RETRY_AFTER - Duration::from_millis(1)));
+        assert!(requests.retry(start + RETRY_AFTER), "the request was lost");
+        let again = start + RETRY_AFTER * 2;
+        assert_eq!(requests.retry_due(), Some(again));
+        requests.keyframe_arrived();
+        assert_eq!(requests.retry_due(), None);
+        assert!(!requests.retry(again), "answered");
     }
 
     #[test]

@@ -460,10 +460,49 @@ where
                     })
             })
             .collect();
+        // A request that went unanswered is asked again while a receiver
+        // still waits and the layer sends (a quiet one is asked when it
+        // sends again).
+        let unanswered: Vec<u32> = self
+            .tracks
+            .iter()
+            .filter(|(_, track)| !track.quiet)
+            .filter(|(_, track)| {
+                track
+                    .keyframe_requests
+                    .retry_due()
+                    .is_some_and(|due| due <= now)
+            })
+            .map(|(ssrc, _)| *ssrc)
+            .collect();
+        for ssrc in unanswered {
+            let awaited = self.awaited(ssrc);
+            let Some(track) = self.tracks.get_mut(&ssrc) else {
+                continue;
+            };
+            if !awaited {
+                track.keyframe_requests.give_up();
+            } else if track.keyframe_requests.retry(now) {
+                outputs.push(Output::RequestKeyframe {
+                    publisher: track.key.owner.clone(),
+                    ssrc,
+                });
+            }
+        }
         if went_quiet {
             outputs.extend(self.reconcile_all(now));
         }
         outputs
+    }
+
+    /// Whether some receiver's stream waits for a keyframe of `source`.
+    fn awaited(&self, source: u32) -> bool {
+        self.subscribers
+            .values()
+            .flat_map(|subscriber| &subscriber.streams)
+            .any(|stream| {
+                stream.rewrite.waiting_for_keyframe() && stream.rewrite.wanted() == Some(source)
+            })
     }
 
     /// When [`Self::poll`] is next due.
@@ -472,12 +511,18 @@ where
             .tracks
             .values()
             .filter_map(|track| track.keyframe_requests.next_due());
+        // Whether someone still waits is looked at when it is due.
+        let retries = self
+            .tracks
+            .values()
+            .filter(|track| !track.quiet)
+            .filter_map(|track| track.keyframe_requests.retry_due());
         let quiet = self
             .tracks
             .values()
             .filter(|track| !track.quiet && layered(&self.sources, &track.key))
             .filter_map(|track| track.seen.map(|seen| seen + LAYER_QUIET));
-        requests.chain(quiet).min()
+        requests.chain(retries).chain(quiet).min()
     }
 
     /// `subscriber`'s m-lines, in order, for its next offer.
@@ -794,6 +839,58 @@ mod tests {
         // A keyframe answers them; nothing is due any more.
         video(&mut room, PUBLISHER, CAMERA, 1, KEY, now);
         assert_eq!(room.next_due(), None);
+    }
+
+    #[test]
+    fn a_lost_keyframe_request_is_asked_again_while_a_receiver_waits() {
+        use super::super::keyframe_requests::RETRY_AFTER;
+        let now = Instant::now();
+        let mut room = room();
+        room.join(PUBLISHER, now);
+        publish_both(&mut room, PUBLISHER, MIC, CAMERA, now);
+        video(&mut room, PUBLISHER, CAMERA, 1, DELTA, now);
+        assert_eq!(keyframe_requests(&room.join(2, now)), 1);
+        // The camera goes on sending deltas: the request was lost.
+        let mut at = now;
+        let mut asked = Vec::new();
+        for sequence in 2..100u16 {
+            at += Duration::from_millis(33);
+            video(&mut room, PUBLISHER, CAMERA, sequence, DELTA, at);
+            if room.next_due().is_some_and(|due| due <= at) {
+                asked.extend(
+                    room.poll(at)
+                        .into_iter()
+                        .filter(|output| matches!(output, Output::RequestKeyframe { .. }))
+                        .map(|_| at),
+                );
+            }
+        }
+        // 98 frames of 33 ms: about three seconds, so asked thrice more,
+        // a second apart.
+        assert_eq!(asked.len(), 3, "asked again at {asked:?}");
+        for pair in [now].iter().chain(&asked).collect::<Vec<_>>().windows(2) {
+            let gap = pair[1].saturating_duration_since(*pair[0]);
+            assert!(gap >= RETRY_AFTER && gap < RETRY_AFTER + Duration::from_millis(40));
+        }
+        // The keyframe answers; the receiver leaving would too.
+        assert_eq!(
+            sends(&video(&mut room, PUBLISHER, CAMERA, 100, KEY, at)).len(),
+            1
+        );
+        assert_eq!(room.next_due(), None);
+        assert!(room.poll(at + RETRY_AFTER * 2).is_empty());
+    }
+
+    #[test]
+    fn nobody_waiting_means_no_request_is_asked_again() {
+        let now = Instant::now();
+        let mut room = room();
+        room.join(PUBLISHER, now);
+        publish_both(&mut room, PUBLISHER, MIC, CAMERA, now);
+        assert_eq!(keyframe_requests(&room.join(2, now)), 1);
+        room.leave(&2, now);
+        assert!(room.poll(now + Duration::from_secs(5)).is_empty());
+        assert_eq!(room.next_due(), None, "given up");
     }
 
     #[test]
