@@ -166,6 +166,10 @@ pub fn app(
             AppState,
             _,
         >(provide_state, shell))
+        // A page (or the "not found" page) the browser leaves mid-stream
+        // is still rendered to its end, so no part of the render outlives
+        // its reactive owner.
+        .layer(middleware::from_fn(crate::page_render::finish_page_renders))
         // Until the response starts: a stalled database or a slow body
         // cannot hold a request forever. Added before the WebSocket route,
         // which it must not cover.

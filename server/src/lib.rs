@@ -15,6 +15,7 @@ pub mod mail;
 pub mod media_server;
 pub mod metrics;
 pub mod ops;
+pub mod page_render;
 pub use domain::rooms;
 pub mod security;
 pub mod session_store;
