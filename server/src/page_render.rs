@@ -42,7 +42,7 @@ pub async fn finish_page_renders(request: Request, next: Next) -> Response {
     if !is_page {
         return response;
     }
-    response.map(|body| Body::new(FinishOnDrop { body: Some(body) }))
+    response.map(|body| Body::new(FinishOnDrop::new(body)))
 }
 
 /// A response body that, dropped before its end, is read to the end by a

@@ -710,6 +710,15 @@ mod tests {
         Room::with_rng(StdRng::seed_from_u64(7))
     }
 
+    /// The publisher in a room of its own, with a microphone and a
+    /// camera; nobody receives them yet.
+    fn publishing(now: Instant) -> Room {
+        let mut room = room();
+        room.join(PUBLISHER, now);
+        publish_both(&mut room, PUBLISHER, MIC, CAMERA, now);
+        room
+    }
+
     /// 1 publishes a microphone and a camera; 2 receives them.
     fn two_people_one_publishing(now: Instant) -> Room {
         let mut room = room();
@@ -804,9 +813,7 @@ mod tests {
     #[test]
     fn newcomers_keyframe_requests_reach_the_publisher_once_per_interval() {
         let now = Instant::now();
-        let mut room = room();
-        room.join(PUBLISHER, now);
-        publish_both(&mut room, PUBLISHER, MIC, CAMERA, now);
+        let mut room = publishing(now);
         let outputs = room.join(2, now);
         assert_eq!(
             outputs
@@ -845,9 +852,7 @@ mod tests {
     fn a_lost_keyframe_request_is_asked_again_while_a_receiver_waits() {
         use super::super::keyframe_requests::RETRY_AFTER;
         let now = Instant::now();
-        let mut room = room();
-        room.join(PUBLISHER, now);
-        publish_both(&mut room, PUBLISHER, MIC, CAMERA, now);
+        let mut room = publishing(now);
         video(&mut room, PUBLISHER, CAMERA, 1, DELTA, now);
         assert_eq!(keyframe_requests(&room.join(2, now)), 1);
         // The camera goes on sending deltas: the request was lost.
@@ -884,9 +889,7 @@ mod tests {
     #[test]
     fn nobody_waiting_means_no_request_is_asked_again() {
         let now = Instant::now();
-        let mut room = room();
-        room.join(PUBLISHER, now);
-        publish_both(&mut room, PUBLISHER, MIC, CAMERA, now);
+        let mut room = publishing(now);
         assert_eq!(keyframe_requests(&room.join(2, now)), 1);
         room.leave(&2, now);
         assert!(room.poll(now + Duration::from_secs(5)).is_empty());
@@ -896,9 +899,7 @@ mod tests {
     #[test]
     fn nothing_before_the_keyframe_reaches_a_newcomer() {
         let now = Instant::now();
-        let mut room = room();
-        room.join(PUBLISHER, now);
-        publish_both(&mut room, PUBLISHER, MIC, CAMERA, now);
+        let mut room = publishing(now);
         room.join(2, now);
         assert!(sends(&video(&mut room, PUBLISHER, CAMERA, 10, DELTA, now)).is_empty());
         assert_eq!(
