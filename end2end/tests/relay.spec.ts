@@ -25,7 +25,7 @@ test("a call relayed through coturn uses relay candidates on both sides", async 
     expect(config.policy).toBe("relay");
     expect(JSON.stringify(config.urls)).toContain("turn:127.0.0.1");
     // The pair media actually flows over: relay at both ends.
-    const pair = await p.page.evaluate(async () => {
+    const selectedPair = () => p.page.evaluate(async () => {
       const pc = (window as any).__pcs.at(-1) as RTCPeerConnection;
       const stats = await pc.getStats();
       let pairId: string | undefined;
@@ -42,6 +42,11 @@ test("a call relayed through coturn uses relay candidates on both sides", async 
           }
         : null;
     });
+    // Chrome reports the selected pair "in-progress" while one of its
+    // periodic checks is out, even with media flowing: its state is read
+    // until that check has come back.
+    await expect.poll(async () => (await selectedPair())?.state, { timeout: 10_000 }).toBe("succeeded");
+    const pair = await selectedPair();
     expect(pair).not.toBeNull();
     expect(pair!.state).toBe("succeeded");
     expect(pair!.local).toBe("relay");
