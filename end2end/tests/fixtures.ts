@@ -35,9 +35,13 @@ export const test = base.extend<{ consoleErrors: string[] }>({
 
 export { expect };
 
-/** Waits until the wasm has hydrated the page. */
-export async function hydrated(page: Page): Promise<void> {
-  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
+/**
+ * Waits until the wasm has hydrated the page. `timeout` is for pages opened
+ * while other browsers on the same small machine are in a call: compiling
+ * the bundle then competes with their encoders and decoders.
+ */
+export async function hydrated(page: Page, timeout?: number): Promise<void> {
+  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true", { timeout });
 }
 
 export function uniqueName(prefix: string): string {
