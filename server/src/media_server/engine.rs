@@ -423,7 +423,8 @@ impl Engine {
                 if own.conn != conn {
                     return;
                 }
-                match own.media.answer(sdp, Instant::now()) {
+                let now = Instant::now();
+                match own.media.answer(sdp, now) {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::info!("a browser answered an offer the media server gave up on");
@@ -435,6 +436,7 @@ impl Engine {
                         )));
                     }
                 }
+                self.follow_receiving(key, now);
                 self.offer_if_due(key);
             }
             // Rollbacks and provisional answers: the browser is the polite
@@ -601,10 +603,31 @@ impl Engine {
             }
         }
         self.carry_out(room_id, outputs, None, now);
+        self.follow_receiving(key, now);
         // Its cameras may have new SSRCs, and a newcomer has cameras to be
         // paused.
         self.apply_last_n(room_id);
         self.offer_if_due(key);
+    }
+
+    /// Tells `owner`'s room when its connection starts (or stops) carrying
+    /// media to its browser: a newcomer's keyframes are asked for then,
+    /// not when it joined (see `ForwardingRoom::set_receiving`).
+    fn follow_receiving(&mut self, owner: Owner, now: Instant) {
+        let Some(receiving) = self
+            .clients
+            .get_mut(&owner)
+            .and_then(|client| client.media.take_receiving_change())
+        else {
+            return;
+        };
+        let (room_id, client) = owner;
+        let Some(room) = self.forwarding.get_mut(&room_id) else {
+            return;
+        };
+        tracing::debug!(receiving, "a media connection's receiving changed");
+        let outputs = room.set_receiving(&client, receiving, now);
+        self.carry_out(room_id, outputs, None, now);
     }
 
     /// Does what a room's forwarding core decided. `packet`: the packet
@@ -847,6 +870,7 @@ impl Engine {
                 _ => {}
             }
         }
+        self.follow_receiving(owner, now);
     }
 
     /// Feeds the audio level a microphone's packet carries to its room's
@@ -1013,6 +1037,7 @@ impl Engine {
         }
         // An offer given up on is made again.
         for owner in due {
+            self.follow_receiving(owner, now);
             self.offer_if_due(owner);
         }
         let rooms: Vec<RoomId> = self

@@ -188,6 +188,11 @@ pub(super) struct MediaPeer {
     ufrag: String,
     signaling: RTCSignalingState,
     connected: bool,
+    /// The connection carries media to the browser (see
+    /// [`Self::follow_receiving`]), and whether that changed since the
+    /// engine last asked.
+    receiving: bool,
+    receiving_changed: bool,
     /// The browser's first offer was answered: the server may offer.
     negotiated: bool,
     candidate_added: bool,
@@ -362,6 +367,8 @@ impl MediaPeer {
             ufrag,
             signaling: RTCSignalingState::Stable,
             connected: false,
+            receiving: false,
+            receiving_changed: false,
             negotiated: false,
             candidate_added: false,
             renegotiate: false,
@@ -566,6 +573,32 @@ impl MediaPeer {
         Ok(Some(offer.sdp))
     }
 
+    /// Whether the connection carries media to the browser changed since
+    /// last asked: `Some(now)` if so.
+    pub(super) fn take_receiving_change(&mut self) -> Option<bool> {
+        std::mem::take(&mut self.receiving_changed).then_some(self.receiving)
+    }
+
+    /// The connection starts carrying media to the browser once DTLS is
+    /// up and every m-line carrying someone's track has its payload type
+    /// negotiated (the browser was told of it): what is forwarded before
+    /// is lost, a newcomer's first keyframe with it. Once it carries, only
+    /// the connection going down stops it: an m-line added later is told
+    /// of in the next offer while the others go on.
+    fn follow_receiving(&mut self) {
+        let receiving = self.connected
+            && (self.receiving
+                || self
+                    .slots
+                    .iter()
+                    .filter(|slot| slot.publisher.is_some())
+                    .all(|slot| slot.payload_type.is_some()));
+        if receiving != self.receiving {
+            self.receiving = receiving;
+            self.receiving_changed = true;
+        }
+    }
+
     /// The payload type and audio level id each slot has on this leg, once
     /// negotiated (looked up once, not per packet).
     fn learn_payload_types(&mut self) {
@@ -586,6 +619,7 @@ impl MediaPeer {
                 .find(|e| e.uri == rtc::sdp::extmap::AUDIO_LEVEL_URI)
                 .and_then(|e| u8::try_from(e.id).ok());
         }
+        self.follow_receiving();
     }
 
     /// Sends `packet` on the m-line `slot`, with `header`'s numbers and the
@@ -738,6 +772,7 @@ impl MediaPeer {
                 }
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
                     self.connected = state == RTCPeerConnectionState::Connected;
+                    self.follow_receiving();
                 }
                 RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
                     let Some(rid) = init.rid else {

@@ -183,6 +183,17 @@ impl OutgoingStream {
         self.waiting_for_keyframe()
     }
 
+    /// The browser stopped receiving (its connection went down): a video
+    /// stream goes on at the wanted source's next keyframe, since the
+    /// pictures in between are lost and the next delta would be decoded
+    /// against the wrong picture. Its numbers go on with no gap, as after
+    /// a switch. Audio goes on as it is.
+    pub fn restart_at_keyframe(&mut self) {
+        if self.kind == StreamKind::Video {
+            self.current = None;
+        }
+    }
+
     /// The source whose packets the stream sends now (`None`: nothing
     /// yet, or stopped).
     pub fn carried(&self) -> Option<u32> {

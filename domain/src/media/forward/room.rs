@@ -2,7 +2,8 @@
 //! which track under which SSRC, which m-line of each receiving browser
 //! carries it, and what each incoming packet or RTCP request turns into.
 //!
-//! Input: people joining and leaving, tracks published (again, after a
+//! Input: people joining and leaving, their connections becoming able to
+//! carry media (or no longer), tracks published (again, after a
 //! reconnect, under a new SSRC), the cameras each browser is not to
 //! receive (last-N), packets and keyframe requests, each with the time.
 //! Output ([`Output`]): packets to send with their new headers, keyframe
@@ -108,6 +109,8 @@ struct Subscriber<P> {
     wishes: HashMap<P, Wish>,
     /// How far its loss holds its layers down.
     congestion: Congestion,
+    /// Its connection carries media ([`ForwardingRoom::set_receiving`]).
+    receiving: bool,
 }
 
 /// One room. `P` names a participant (a media connection).
@@ -150,7 +153,8 @@ where
         }
     }
 
-    /// `participant` came: it receives every track published by others.
+    /// `participant` came: it receives every track published by others,
+    /// once its connection can carry them ([`Self::set_receiving`]).
     pub fn join(&mut self, participant: P, now: Instant) -> Vec<Output<P>> {
         self.subscribers
             .entry(participant.clone())
@@ -160,6 +164,7 @@ where
                 paused: HashSet::new(),
                 wishes: HashMap::new(),
                 congestion: Congestion::default(),
+                receiving: false,
             });
         let mut outputs = Vec::new();
         self.reconcile(&participant, now, &mut outputs);
@@ -175,6 +180,48 @@ where
     pub fn reconnect(&mut self, participant: P, now: Instant) -> Vec<Output<P>> {
         self.subscribers.remove(&participant);
         self.join(participant, now)
+    }
+
+    /// `participant`'s connection can carry media to it from now on
+    /// (`true`: ICE and DTLS are done and its browser knows its m-lines),
+    /// or no longer (`false`). Nothing is forwarded to a connection that
+    /// cannot carry it, and no keyframe is asked for it: a keyframe sent
+    /// into a connection still being set up is lost, and its receiver
+    /// would wait for the next (a second or more). So a newcomer's
+    /// keyframes are asked for when its connection is up, and every video
+    /// stream of a connection that went down starts again at a keyframe
+    /// when it is back (with no gap in its numbers, as after a pause).
+    pub fn set_receiving(
+        &mut self,
+        participant: &P,
+        receiving: bool,
+        now: Instant,
+    ) -> Vec<Output<P>> {
+        let mut outputs = Vec::new();
+        let Some(subscriber) = self.subscribers.get_mut(participant) else {
+            return outputs;
+        };
+        if subscriber.receiving == receiving {
+            return outputs;
+        }
+        subscriber.receiving = receiving;
+        let waiting: Vec<u32> = if receiving {
+            subscriber
+                .streams
+                .iter()
+                .filter(|stream| stream.rewrite.waiting_for_keyframe())
+                .filter_map(|stream| stream.rewrite.wanted())
+                .collect()
+        } else {
+            for stream in &mut subscriber.streams {
+                stream.rewrite.restart_at_keyframe();
+            }
+            Vec::new()
+        };
+        for source in waiting {
+            self.ask_keyframe(source, now, &mut outputs);
+        }
+        outputs
     }
 
     /// `participant` left: its tracks leave everyone's m-lines.
@@ -391,6 +438,9 @@ where
             },
         };
         for (to, subscriber) in &mut self.subscribers {
+            if !subscriber.receiving {
+                continue;
+            }
             let Some(slot) = subscriber.slots.index_of(&track.key) else {
                 continue;
             };
@@ -499,6 +549,7 @@ where
     fn awaited(&self, source: u32) -> bool {
         self.subscribers
             .values()
+            .filter(|subscriber| subscriber.receiving)
             .flat_map(|subscriber| &subscriber.streams)
             .any(|stream| {
                 stream.rewrite.waiting_for_keyframe() && stream.rewrite.wanted() == Some(source)
@@ -667,6 +718,10 @@ where
                 subscriber: participant.clone(),
             });
         }
+        if !subscriber.receiving {
+            // Asked for when its connection is up.
+            keyframes_wanted.clear();
+        }
         for source in keyframes_wanted {
             self.ask_keyframe(source, now, outputs);
         }
@@ -710,11 +765,25 @@ mod tests {
         Room::with_rng(StdRng::seed_from_u64(7))
     }
 
+    /// `who` joins and its connection is up at once.
+    fn joined(room: &mut Room, who: u32, now: Instant) -> Vec<Output<u32>> {
+        let mut outputs = room.join(who, now);
+        outputs.extend(room.set_receiving(&who, true, now));
+        outputs
+    }
+
+    /// `who` starts over on a new connection, which is up at once.
+    fn reconnected(room: &mut Room, who: u32, now: Instant) -> Vec<Output<u32>> {
+        let mut outputs = room.reconnect(who, now);
+        outputs.extend(room.set_receiving(&who, true, now));
+        outputs
+    }
+
     /// The publisher in a room of its own, with a microphone and a
     /// camera; nobody receives them yet.
     fn publishing(now: Instant) -> Room {
         let mut room = room();
-        room.join(PUBLISHER, now);
+        joined(&mut room, PUBLISHER, now);
         publish_both(&mut room, PUBLISHER, MIC, CAMERA, now);
         room
     }
@@ -722,8 +791,8 @@ mod tests {
     /// 1 publishes a microphone and a camera; 2 receives them.
     fn two_people_one_publishing(now: Instant) -> Room {
         let mut room = room();
-        room.join(1, now);
-        room.join(2, now);
+        joined(&mut room, 1, now);
+        joined(&mut room, 2, now);
         publish_both(&mut room, 1, MIC, CAMERA, now);
         room
     }
@@ -778,9 +847,9 @@ mod tests {
     fn one_publisher_reaches_twenty_subscribers_each_under_its_own_ssrc_in_order() {
         let now = Instant::now();
         let mut room = room();
-        room.join(PUBLISHER, now);
+        joined(&mut room, PUBLISHER, now);
         for subscriber in 2..22 {
-            room.join(subscriber, now);
+            joined(&mut room, subscriber, now);
         }
         publish_both(&mut room, PUBLISHER, MIC, CAMERA, now);
         let mut seen: HashMap<u32, Vec<OutgoingHeader>> = HashMap::new();
@@ -814,7 +883,7 @@ mod tests {
     fn newcomers_keyframe_requests_reach_the_publisher_once_per_interval() {
         let now = Instant::now();
         let mut room = publishing(now);
-        let outputs = room.join(2, now);
+        let outputs = joined(&mut room, 2, now);
         assert_eq!(
             outputs
                 .iter()
@@ -831,7 +900,7 @@ mod tests {
         assert!(outputs.contains(&Output::Renegotiate { subscriber: 2 }));
         // Four more at once: held back, then relayed once.
         let more: usize = (3..7)
-            .map(|who| keyframe_requests(&room.join(who, now)))
+            .map(|who| keyframe_requests(&joined(&mut room, who, now)))
             .sum();
         assert_eq!(more, 0);
         assert_eq!(room.next_due(), Some(now + Duration::from_millis(500)));
@@ -854,7 +923,7 @@ mod tests {
         let now = Instant::now();
         let mut room = publishing(now);
         video(&mut room, PUBLISHER, CAMERA, 1, DELTA, now);
-        assert_eq!(keyframe_requests(&room.join(2, now)), 1);
+        assert_eq!(keyframe_requests(&joined(&mut room, 2, now)), 1);
         // The camera goes on sending deltas: the request was lost.
         let mut at = now;
         let mut asked = Vec::new();
@@ -887,10 +956,58 @@ mod tests {
     }
 
     #[test]
+    fn a_newcomers_keyframe_is_asked_for_once_its_connection_is_up() {
+        let now = Instant::now();
+        let mut room = publishing(now);
+        let outputs = room.join(2, now);
+        assert!(outputs.contains(&Output::Renegotiate { subscriber: 2 }));
+        assert_eq!(keyframe_requests(&outputs), 0, "its connection is not up");
+        assert!(
+            sends(&video(&mut room, PUBLISHER, CAMERA, 1, KEY, now)).is_empty(),
+            "a keyframe it could not receive"
+        );
+        assert_eq!(room.next_due(), None, "nobody waits yet");
+        let up = now + Duration::from_millis(200);
+        assert_eq!(
+            room.set_receiving(&2, true, up),
+            vec![Output::RequestKeyframe {
+                publisher: PUBLISHER,
+                ssrc: CAMERA
+            }]
+        );
+        assert!(room.set_receiving(&2, true, up).is_empty(), "no change");
+        assert!(sends(&video(&mut room, PUBLISHER, CAMERA, 2, DELTA, up)).is_empty());
+        assert_eq!(
+            sends(&video(&mut room, PUBLISHER, CAMERA, 3, KEY, up)).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_connection_that_went_down_starts_again_at_a_keyframe_with_no_gap() {
+        let now = Instant::now();
+        let mut room = two_people_one_publishing(now);
+        let first = sends(&video(&mut room, 1, CAMERA, 10, KEY, now))[0].1;
+        assert_eq!(sends(&video(&mut room, 1, CAMERA, 11, DELTA, now)).len(), 1);
+        assert!(room.set_receiving(&2, false, now).is_empty());
+        assert!(sends(&video(&mut room, 1, CAMERA, 12, DELTA, now)).is_empty());
+        assert!(sends(&video(&mut room, 1, CAMERA, 13, KEY, now)).is_empty());
+        let back = now + Duration::from_secs(1);
+        assert_eq!(keyframe_requests(&room.set_receiving(&2, true, back)), 1);
+        assert!(
+            sends(&video(&mut room, 1, CAMERA, 14, DELTA, back)).is_empty(),
+            "a delta after the gap would be decoded against the wrong picture"
+        );
+        let again = sends(&video(&mut room, 1, CAMERA, 15, KEY, back))[0].1;
+        assert_eq!(again.ssrc, first.ssrc);
+        assert_eq!(again.sequence, first.sequence.wrapping_add(2), "no gap");
+    }
+
+    #[test]
     fn nobody_waiting_means_no_request_is_asked_again() {
         let now = Instant::now();
         let mut room = publishing(now);
-        assert_eq!(keyframe_requests(&room.join(2, now)), 1);
+        assert_eq!(keyframe_requests(&joined(&mut room, 2, now)), 1);
         room.leave(&2, now);
         assert!(room.poll(now + Duration::from_secs(5)).is_empty());
         assert_eq!(room.next_due(), None, "given up");
@@ -900,7 +1017,7 @@ mod tests {
     fn nothing_before_the_keyframe_reaches_a_newcomer() {
         let now = Instant::now();
         let mut room = publishing(now);
-        room.join(2, now);
+        joined(&mut room, 2, now);
         assert!(sends(&video(&mut room, PUBLISHER, CAMERA, 10, DELTA, now)).is_empty());
         assert_eq!(
             sends(&video(&mut room, PUBLISHER, CAMERA, 11, KEY, now)).len(),
@@ -913,7 +1030,7 @@ mod tests {
         let now = Instant::now();
         let mut room = room();
         for who in [1, 2, 3] {
-            room.join(who, now);
+            joined(&mut room, who, now);
         }
         publish_both(&mut room, 2, 0x21, 0x22, now);
         let before = room.slots_of(&1);
@@ -927,7 +1044,7 @@ mod tests {
             "gone"
         );
 
-        room.join(4, now);
+        joined(&mut room, 4, now);
         publish_both(&mut room, 4, 0x41, 0x42, now);
         let after = room.slots_of(&1);
         assert_eq!(after.len(), 2, "no new m-line");
@@ -943,7 +1060,7 @@ mod tests {
         let now = Instant::now();
         let mut room = room();
         for who in [1, 2, 3] {
-            room.join(who, now);
+            joined(&mut room, who, now);
         }
         publish_both(&mut room, 1, MIC, CAMERA, now);
         assert!(video(&mut room, 2, CAMERA, 1, KEY, now).is_empty());
@@ -1047,8 +1164,8 @@ mod tests {
 
     fn simulcast_room(now: Instant) -> Room {
         let mut room = room();
-        room.join(1, now);
-        room.join(2, now);
+        joined(&mut room, 1, now);
+        joined(&mut room, 2, now);
         room.publish(1, "0", StreamKind::Audio, VideoCodec::Other, MIC, now);
         for (layer, ssrc) in LAYERS.iter().enumerate() {
             room.publish_layer(
@@ -1210,7 +1327,7 @@ mod tests {
         assert_eq!(room.layer_cap(&2), Some(0), "down to the lowest");
         // 2 gets the lowest layer now; another receiver, with no loss,
         // still gets the top one.
-        room.join(3, later);
+        joined(&mut room, 3, later);
         assert_eq!(room.layer_cap(&3), None);
         let one = |room: &mut Room, layer: usize| {
             let payload = layer_payload(layer, 9, true);
@@ -1283,7 +1400,7 @@ mod tests {
 
         // 1's page starts over: its own m-lines start afresh (a new
         // connection), 2's do not change.
-        let outputs = room.reconnect(1, now);
+        let outputs = reconnected(&mut room, 1, now);
         assert!(outputs
             .iter()
             .all(|o| !matches!(o, Output::Renegotiate { subscriber } if *subscriber == 2)));
