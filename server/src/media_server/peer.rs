@@ -573,8 +573,8 @@ impl MediaPeer {
         Ok(Some(offer.sdp))
     }
 
-    /// Whether the connection carries media to the browser changed since
-    /// last asked: `Some(now)` if so.
+    /// Whether the connection carries media to the browser, if that
+    /// changed since last asked (`None`: no change).
     pub(super) fn take_receiving_change(&mut self) -> Option<bool> {
         std::mem::take(&mut self.receiving_changed).then_some(self.receiving)
     }
