@@ -135,6 +135,9 @@ outage_pid=$!
 
 step "building the site (cargo leptos build --split; first time: about 5 minutes)"
 cargo leptos build --split
+# gzip copies made once, so the servers do not compress the debug bundle
+# (about 10 MB for the call page) again for every browser of every test.
+node scripts/precompress.mjs --quick target/site/pkg
 
 step "waiting for the Redis outage test"
 outage_status=0
