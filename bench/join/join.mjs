@@ -6,9 +6,12 @@
 // call (requestVideoFrameCallback on the remote tile), over N joins (each
 // in a fresh browser context, leaving the call after). Printed: p50, p90,
 // min and max, and the same split at the moment the call page is live
-// (signaling joined) so the media part is visible on its own; once for a
-// meeting whose media goes directly between the browsers (mesh) and once
-// for one set to "media server always" (SFU), in the same run.
+// (signaling joined) so the media part is visible on its own, and the time
+// from the click to the joiner's first frame painted in the host's call
+// (the other direction: a stream that comes to a browser already in the
+// call); once for a meeting whose media goes directly between the browsers
+// (mesh) and once for one set to "media server always" (SFU), in the same
+// run.
 //
 // Usage: node bench/join/join.mjs MOIM_BINARY SITE_ROOT [joins]
 
@@ -38,6 +41,26 @@ const STAMP_FIRST_FRAME = () => {
       });
     }
     if (!w.__firstFrameAt) setTimeout(watch, 5);
+  };
+  watch();
+};
+
+/**
+ * The host's side: stamps the first frame each newcomer's tile paints (the
+ * bench clears the stamp before each join).
+ */
+const STAMP_NEWCOMER_FRAME = () => {
+  const w = window;
+  const watch = () => {
+    for (const video of document.querySelectorAll('[data-testid="tile"][data-local="false"] video')) {
+      if (!video.__watched && "requestVideoFrameCallback" in video) {
+        video.__watched = true;
+        video.requestVideoFrameCallback(() => {
+          w.__newcomerFrameAt ??= Date.now();
+        });
+      }
+    }
+    setTimeout(watch, 5);
   };
   watch();
 };
@@ -73,6 +96,7 @@ async function measureJoins(host, guestName, guestCookies, mediaMode) {
 
   const toFrame = [];
   const toLive = [];
+  const toHostFrame = [];
   for (let i = 0; i < JOINS; i++) {
     const context = await browser.newContext();
     await context.addCookies(guestCookies);
@@ -82,12 +106,17 @@ async function measureJoins(host, guestName, guestCookies, mediaMode) {
     await page.waitForSelector('body[data-hydrated="true"]');
     // The lobby's own camera preview is up, as when a person clicks.
     await page.waitForFunction(() => [...document.querySelectorAll("video")].some((v) => v.videoWidth > 0), null, { timeout: 20_000 });
+    await host.evaluate(() => {
+      window.__newcomerFrameAt = undefined;
+    });
     const clicked = Date.now();
     await page.getByTestId("lobby-enter").click();
     await page.waitForFunction(() => window.__firstFrameAt, null, { timeout: 30_000, polling: 50 });
     const { live, frame } = await page.evaluate(() => ({ live: window.__liveAt, frame: window.__firstFrameAt }));
     toFrame.push(frame - clicked);
     toLive.push(live - clicked);
+    await host.waitForFunction(() => window.__newcomerFrameAt, null, { timeout: 30_000, polling: 50 });
+    toHostFrame.push((await host.evaluate(() => window.__newcomerFrameAt)) - clicked);
     process.stderr.write(`join (${mediaMode}) ${i + 1}/${JOINS}: ${frame - clicked} ms\n`);
     await page.getByTestId("leave-button").click();
     await context.close();
@@ -95,7 +124,7 @@ async function measureJoins(host, guestName, guestCookies, mediaMode) {
     await host.waitForFunction(() => !document.querySelector('[data-testid="tile"][data-local="false"]'), null, { timeout: 20_000 });
   }
   await host.getByTestId("leave-button").click();
-  return { toLive, toFrame };
+  return { toLive, toFrame, toHostFrame };
 }
 
 const server = await startMoim(moim, siteRoot);
@@ -103,6 +132,7 @@ const browser = await launchChromium();
 try {
   const stamp = Date.now().toString(36);
   const hostContext = await browser.newContext();
+  await hostContext.addInitScript(STAMP_NEWCOMER_FRAME);
   const host = await signUp(hostContext, server.base, `host${stamp}`);
   const guestName = `guest${stamp}`;
   const guestSetup = await browser.newContext();
@@ -114,10 +144,14 @@ try {
   for (const [label, mediaMode] of [["1:1 mesh", "direct"], ["1:1 through the media server (SFU)", "server"]]) {
     results.push([label, await measureJoins(host, guestName, guestCookies, mediaMode)]);
   }
-  for (const [label, { toLive, toFrame }] of results) {
+  for (const [label, { toLive, toFrame, toHostFrame }] of results) {
     console.log(`\njoin time, ${label} on loopback, ${JOINS} joins ("Join now" click to ...)`);
     console.log(["to", "p50 ms", "p90 ms", "min ms", "max ms"].map((h, i) => (i === 0 ? h.padEnd(28) : h.padStart(8))).join(" "));
-    for (const [name, values] of [["call live (signaling)", toLive], ["first remote frame painted", toFrame]]) {
+    for (const [name, values] of [
+      ["call live (signaling)", toLive],
+      ["first remote frame painted", toFrame],
+      ["joiner's frame at the host", toHostFrame],
+    ]) {
       console.log(
         [name.padEnd(28), ...[50, 90].map((p) => String(percentile(values, p)).padStart(8)), String(Math.min(...values)).padStart(8), String(Math.max(...values)).padStart(8)].join(" "),
       );

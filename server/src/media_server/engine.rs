@@ -425,7 +425,16 @@ impl Engine {
                 }
                 let now = Instant::now();
                 match own.media.answer(sdp, now) {
-                    Ok(true) => {}
+                    Ok(true) => {
+                        let negotiated = own.media.negotiated_slots();
+                        if let Some(room) = self.forwarding.get_mut(&room_id) {
+                            let mut outputs = Vec::new();
+                            for slot in negotiated {
+                                outputs.extend(room.set_negotiated(&client, slot, now));
+                            }
+                            self.carry_out(room_id, outputs, None, now);
+                        }
+                    }
                     Ok(false) => {
                         tracing::info!("a browser answered an offer the media server gave up on");
                     }
@@ -685,10 +694,23 @@ impl Engine {
                 Some(room) => room.slots_of(&subscriber),
                 None => continue,
             };
+            let mut unchanged = Vec::new();
             if let Some(client) = self.clients.get_mut(&key) {
                 if let Err(err) = client.media.sync_slots(&slots) {
                     tracing::warn!(error = %err, "could not update a browser's m-lines");
                 }
+                // A track that took an m-line over from another of the same
+                // person's changes nothing the browser sees: no offer is
+                // made for it, and it may go at once.
+                unchanged = client.media.negotiated_slots();
+            }
+            if let Some(room) = self.forwarding.get_mut(&room_id) {
+                let mut outputs = Vec::new();
+                for slot in unchanged {
+                    outputs.extend(room.set_negotiated(&subscriber, slot, now));
+                }
+                // Keyframe requests only: nothing here renegotiates again.
+                self.carry_out(room_id, outputs, None, now);
             }
             self.offer_if_due(key);
         }

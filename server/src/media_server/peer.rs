@@ -178,6 +178,13 @@ struct SlotSender {
     /// The id this browser's leg gives the audio level extension, if it
     /// took it.
     audio_level_id: Option<u8>,
+    /// Counts the changes of what it carries (publisher, SSRC): which
+    /// state the browser was last told of in an answered offer.
+    version: u64,
+    /// The version the offer out describes.
+    offered: Option<u64>,
+    /// The version the browser answered last.
+    answered: u64,
 }
 
 pub(super) struct MediaPeer {
@@ -437,9 +444,31 @@ impl MediaPeer {
         let answer = RTCSessionDescription::answer(sdp)?;
         self.offer_out = None;
         self.pc.set_remote_description(now, answer)?;
+        for slot in &mut self.slots {
+            if let Some(offered) = slot.offered.take() {
+                slot.answered = offered;
+            }
+        }
         self.pump(now);
         self.learn_payload_types();
         Ok(true)
+    }
+
+    /// The m-lines carrying someone's track that the browser knows as they
+    /// are now: described so in the last offer it answered, and with a
+    /// payload type. Forwarding on one waits for this
+    /// (`ForwardingRoom::set_negotiated`).
+    pub(super) fn negotiated_slots(&self) -> Vec<usize> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| {
+                slot.publisher.is_some()
+                    && slot.payload_type.is_some()
+                    && slot.answered == slot.version
+            })
+            .map(|(index, _)| index)
+            .collect()
     }
 
     /// A browser's offer describes the server's sendonly m-lines from its
@@ -509,6 +538,7 @@ impl MediaPeer {
                 if let Some(slot) = self.slots.get_mut(index) {
                     slot.publisher = publisher;
                     slot.ssrc = view.ssrc;
+                    slot.version += 1;
                 }
             } else {
                 let transceiver = self.pc.add_transceiver_from_track(
@@ -532,6 +562,9 @@ impl MediaPeer {
                     publisher,
                     payload_type: None,
                     audio_level_id: None,
+                    version: 1,
+                    offered: None,
+                    answered: 0,
                 });
             }
             changed = true;
@@ -569,6 +602,9 @@ impl MediaPeer {
         let offer = self.pc.create_offer(None)?;
         let offer = self.apply_local(offer, now)?;
         self.offer_out = Some(now);
+        for slot in &mut self.slots {
+            slot.offered = Some(slot.version);
+        }
         self.pump(now);
         Ok(Some(offer.sdp))
     }
@@ -745,6 +781,9 @@ impl MediaPeer {
             }
             self.offer_out = None;
             self.renegotiate = true;
+            for slot in &mut self.slots {
+                slot.offered = None;
+            }
         }
         self.pump(now);
         result

@@ -96,6 +96,9 @@ struct Published<P> {
 #[derive(Debug)]
 struct Stream {
     rewrite: OutgoingStream,
+    /// The browser has answered an offer that describes this m-line with
+    /// the track it carries now ([`ForwardingRoom::set_negotiated`]).
+    negotiated: bool,
 }
 
 #[derive(Debug)]
@@ -188,9 +191,11 @@ where
     /// cannot carry it, and no keyframe is asked for it: a keyframe sent
     /// into a connection still being set up is lost, and its receiver
     /// would wait for the next (a second or more). So a newcomer's
-    /// keyframes are asked for when its connection is up, and every video
-    /// stream of a connection that went down starts again at a keyframe
-    /// when it is back (with no gap in its numbers, as after a pause).
+    /// keyframes are asked for when its connection is up and its browser
+    /// has answered the offer of its m-lines ([`Self::set_negotiated`]),
+    /// whichever comes last, and every video stream of a connection that
+    /// went down starts again at a keyframe when it is back (with no gap
+    /// in its numbers, as after a pause).
     pub fn set_receiving(
         &mut self,
         participant: &P,
@@ -209,7 +214,7 @@ where
             subscriber
                 .streams
                 .iter()
-                .filter(|stream| stream.rewrite.waiting_for_keyframe())
+                .filter(|stream| stream.negotiated && stream.rewrite.waiting_for_keyframe())
                 .filter_map(|stream| stream.rewrite.wanted())
                 .collect()
         } else {
@@ -219,6 +224,38 @@ where
             Vec::new()
         };
         for source in waiting {
+            self.ask_keyframe(source, now, &mut outputs);
+        }
+        outputs
+    }
+
+    /// `participant`'s browser answered an offer describing its m-line
+    /// `slot` as it is now: what is sent on it from now on is taken, so
+    /// its keyframe is asked for now. Before, a new m-line (someone began
+    /// publishing after this browser was receiving) or one handed over
+    /// from someone who left is unknown to the browser or inactive in it,
+    /// and a keyframe sent there is lost: the stream would wait for the
+    /// browser's own request, which the request just made holds back for
+    /// an interval. A change to the m-line after the offer went out waits
+    /// for the next answer (the caller says which answer described what).
+    pub fn set_negotiated(&mut self, participant: &P, slot: usize, now: Instant) -> Vec<Output<P>> {
+        let mut outputs = Vec::new();
+        let Some(subscriber) = self.subscribers.get_mut(participant) else {
+            return outputs;
+        };
+        let receiving = subscriber.receiving;
+        let Some(stream) = subscriber.streams.get_mut(slot) else {
+            return outputs;
+        };
+        if stream.negotiated {
+            return outputs;
+        }
+        stream.negotiated = true;
+        let waiting = stream
+            .rewrite
+            .wanted()
+            .filter(|_| receiving && stream.rewrite.waiting_for_keyframe());
+        if let Some(source) = waiting {
             self.ask_keyframe(source, now, &mut outputs);
         }
         outputs
@@ -454,6 +491,10 @@ where
             let Some(stream) = subscriber.streams.get_mut(slot) else {
                 continue;
             };
+            if !stream.negotiated {
+                // Lost in a browser that does not know the m-line yet.
+                continue;
+            }
             if let Forwarding::Send(header) = stream.rewrite.forward(&incoming, now) {
                 outputs.push(Output::Send {
                     to: to.clone(),
@@ -552,7 +593,9 @@ where
             .filter(|subscriber| subscriber.receiving)
             .flat_map(|subscriber| &subscriber.streams)
             .any(|stream| {
-                stream.rewrite.waiting_for_keyframe() && stream.rewrite.wanted() == Some(source)
+                stream.negotiated
+                    && stream.rewrite.waiting_for_keyframe()
+                    && stream.rewrite.wanted() == Some(source)
             })
     }
 
@@ -655,7 +698,13 @@ where
                     self.rng.gen(),
                     self.rng.gen(),
                 ),
+                negotiated: false,
             });
+        }
+        for (index, _) in &changes.assigned {
+            if let Some(stream) = subscriber.streams.get_mut(*index) {
+                stream.negotiated = false;
+            }
         }
         let mut keyframes_wanted = Vec::new();
         let cap = subscriber.congestion.cap();
@@ -709,7 +758,9 @@ where
             {
                 self.layer_switches += 1;
             }
-            if stream.rewrite.select(source) {
+            // An m-line the browser does not know yet as it is has its
+            // keyframe asked for when it does (`set_negotiated`).
+            if stream.rewrite.select(source) && stream.negotiated {
                 keyframes_wanted.extend(source);
             }
         }
@@ -765,9 +816,11 @@ mod tests {
         Room::with_rng(StdRng::seed_from_u64(7))
     }
 
-    /// `who` joins and its connection is up at once.
+    /// `who` joins, its browser answers the offer of its m-lines, and its
+    /// connection is up, at once.
     fn joined(room: &mut Room, who: u32, now: Instant) -> Vec<Output<u32>> {
         let mut outputs = room.join(who, now);
+        outputs.extend(answered(room, who, now));
         outputs.extend(room.set_receiving(&who, true, now));
         outputs
     }
@@ -775,7 +828,29 @@ mod tests {
     /// `who` starts over on a new connection, which is up at once.
     fn reconnected(room: &mut Room, who: u32, now: Instant) -> Vec<Output<u32>> {
         let mut outputs = room.reconnect(who, now);
+        outputs.extend(answered(room, who, now));
         outputs.extend(room.set_receiving(&who, true, now));
+        outputs
+    }
+
+    /// `who`'s browser answered an offer describing its m-lines as they
+    /// are now.
+    fn answered(room: &mut Room, who: u32, now: Instant) -> Vec<Output<u32>> {
+        let mut outputs = Vec::new();
+        for slot in 0..room.slots_of(&who).len() {
+            outputs.extend(room.set_negotiated(&who, slot, now));
+        }
+        outputs
+    }
+
+    /// Every browser answered the offer its m-lines' changes asked for.
+    fn all_answered(room: &mut Room, now: Instant) -> Vec<Output<u32>> {
+        let mut everyone: Vec<u32> = room.subscribers.keys().copied().collect();
+        everyone.sort();
+        let mut outputs = Vec::new();
+        for who in everyone {
+            outputs.extend(answered(room, who, now));
+        }
         outputs
     }
 
@@ -798,6 +873,19 @@ mod tests {
     }
 
     fn publish_both(
+        room: &mut Room,
+        who: u32,
+        mic: u32,
+        camera: u32,
+        now: Instant,
+    ) -> Vec<Output<u32>> {
+        let mut outputs = publish_unanswered(room, who, mic, camera, now);
+        outputs.extend(all_answered(room, now));
+        outputs
+    }
+
+    /// `who` publishes; nobody has answered the offers that asks for yet.
+    fn publish_unanswered(
         room: &mut Room,
         who: u32,
         mic: u32,
@@ -963,6 +1051,10 @@ mod tests {
         assert!(outputs.contains(&Output::Renegotiate { subscriber: 2 }));
         assert_eq!(keyframe_requests(&outputs), 0, "its connection is not up");
         assert!(
+            answered(&mut room, 2, now).is_empty(),
+            "answered, still not up"
+        );
+        assert!(
             sends(&video(&mut room, PUBLISHER, CAMERA, 1, KEY, now)).is_empty(),
             "a keyframe it could not receive"
         );
@@ -981,6 +1073,75 @@ mod tests {
             sends(&video(&mut room, PUBLISHER, CAMERA, 3, KEY, up)).len(),
             1
         );
+    }
+
+    #[test]
+    fn a_stream_added_to_a_receiving_browser_waits_for_its_answer() {
+        let now = Instant::now();
+        let mut room = room();
+        joined(&mut room, 1, now);
+        joined(&mut room, 2, now);
+        let outputs = publish_unanswered(&mut room, 1, MIC, CAMERA, now);
+        assert!(outputs.contains(&Output::Renegotiate { subscriber: 2 }));
+        assert_eq!(
+            keyframe_requests(&outputs),
+            0,
+            "2's browser has no such m-line yet: the keyframe would be lost"
+        );
+        assert!(sends(&video(&mut room, 1, CAMERA, 1, KEY, now)).is_empty());
+        let later = now + Duration::from_secs(2);
+        assert_eq!(keyframe_requests(&room.poll(later)), 0, "nobody waits yet");
+        let camera = room
+            .slots_of(&2)
+            .iter()
+            .position(|slot| slot.kind == StreamKind::Video)
+            .expect("a video m-line for 1's camera");
+        assert_eq!(
+            room.set_negotiated(&2, camera, later),
+            vec![Output::RequestKeyframe {
+                publisher: 1,
+                ssrc: CAMERA
+            }]
+        );
+        assert!(
+            room.set_negotiated(&2, camera, later).is_empty(),
+            "no change"
+        );
+        assert!(sends(&video(&mut room, 1, CAMERA, 2, DELTA, later)).is_empty());
+        assert_eq!(sends(&video(&mut room, 1, CAMERA, 3, KEY, later)).len(), 1);
+    }
+
+    #[test]
+    fn an_m_line_handed_to_a_new_publisher_waits_for_its_answer() {
+        let now = Instant::now();
+        let mut room = room();
+        for who in [1, 2, 3] {
+            joined(&mut room, who, now);
+        }
+        publish_both(&mut room, 2, 0x21, 0x22, now);
+        assert_eq!(sends(&video(&mut room, 2, 0x22, 1, KEY, now)).len(), 2);
+        room.leave(&2, now);
+        all_answered(&mut room, now);
+        let outputs = publish_unanswered(&mut room, 3, 0x31, 0x32, now);
+        let camera = room
+            .slots_of(&1)
+            .iter()
+            .position(|slot| slot.kind == StreamKind::Video)
+            .expect("1's video m-line");
+        assert_eq!(room.slots_of(&1).len(), 2, "2's m-lines, handed over");
+        assert_eq!(
+            keyframe_requests(&outputs),
+            0,
+            "inactive in 1's browser yet"
+        );
+        assert!(
+            sends(&video(&mut room, 3, 0x32, 1, KEY, now)).is_empty(),
+            "a keyframe its browser would drop"
+        );
+        assert_eq!(keyframe_requests(&room.set_negotiated(&1, camera, now)), 1);
+        let to_one = sends(&video(&mut room, 3, 0x32, 2, KEY, now));
+        assert_eq!(to_one.len(), 1);
+        assert_eq!(to_one[0].0, 1);
     }
 
     #[test]
@@ -1178,6 +1339,7 @@ mod tests {
                 now,
             );
         }
+        all_answered(&mut room, now);
         room
     }
 
