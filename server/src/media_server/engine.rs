@@ -425,16 +425,7 @@ impl Engine {
                 }
                 let now = Instant::now();
                 match own.media.answer(sdp, now) {
-                    Ok(true) => {
-                        let negotiated = own.media.negotiated_slots();
-                        if let Some(room) = self.forwarding.get_mut(&room_id) {
-                            let mut outputs = Vec::new();
-                            for slot in negotiated {
-                                outputs.extend(room.set_negotiated(&client, slot, now));
-                            }
-                            self.carry_out(room_id, outputs, None, now);
-                        }
-                    }
+                    Ok(true) => self.follow_negotiated(key, now),
                     Ok(false) => {
                         tracing::info!("a browser answered an offer the media server gave up on");
                     }
@@ -639,6 +630,29 @@ impl Engine {
         self.carry_out(room_id, outputs, None, now);
     }
 
+    /// Tells `owner`'s room which of its m-lines its browser knows as they
+    /// are now (see `ForwardingRoom::set_negotiated`): their keyframes are
+    /// asked for then. Only keyframe requests come of it, so the
+    /// `carry_out` here renegotiates nothing.
+    fn follow_negotiated(&mut self, owner: Owner, now: Instant) {
+        let Some(slots) = self
+            .clients
+            .get(&owner)
+            .map(|client| client.media.negotiated_slots())
+        else {
+            return;
+        };
+        let (room_id, client) = owner;
+        let Some(room) = self.forwarding.get_mut(&room_id) else {
+            return;
+        };
+        let mut outputs = Vec::new();
+        for slot in slots {
+            outputs.extend(room.set_negotiated(&client, slot, now));
+        }
+        self.carry_out(room_id, outputs, None, now);
+    }
+
     /// Does what a room's forwarding core decided. `packet`: the packet
     /// its sends are of.
     fn carry_out(
@@ -694,24 +708,15 @@ impl Engine {
                 Some(room) => room.slots_of(&subscriber),
                 None => continue,
             };
-            let mut unchanged = Vec::new();
             if let Some(client) = self.clients.get_mut(&key) {
                 if let Err(err) = client.media.sync_slots(&slots) {
                     tracing::warn!(error = %err, "could not update a browser's m-lines");
                 }
-                // A track that took an m-line over from another of the same
-                // person's changes nothing the browser sees: no offer is
-                // made for it, and it may go at once.
-                unchanged = client.media.negotiated_slots();
             }
-            if let Some(room) = self.forwarding.get_mut(&room_id) {
-                let mut outputs = Vec::new();
-                for slot in unchanged {
-                    outputs.extend(room.set_negotiated(&subscriber, slot, now));
-                }
-                // Keyframe requests only: nothing here renegotiates again.
-                self.carry_out(room_id, outputs, None, now);
-            }
+            // A track that took an m-line over from another of the same
+            // person's changes nothing the browser sees: no offer is made
+            // for it, and it may go at once.
+            self.follow_negotiated(key, now);
             self.offer_if_due(key);
         }
     }

@@ -101,6 +101,14 @@ struct Stream {
     negotiated: bool,
 }
 
+impl Stream {
+    /// Whether a keyframe of its source is what it waits for, on an
+    /// m-line its browser knows: one asked for now would be taken.
+    fn awaits_keyframe(&self) -> bool {
+        self.negotiated && self.rewrite.waiting_for_keyframe()
+    }
+}
+
 #[derive(Debug)]
 struct Subscriber<P> {
     slots: Slots<TrackKey<P>>,
@@ -214,7 +222,7 @@ where
             subscriber
                 .streams
                 .iter()
-                .filter(|stream| stream.negotiated && stream.rewrite.waiting_for_keyframe())
+                .filter(|stream| stream.awaits_keyframe())
                 .filter_map(|stream| stream.rewrite.wanted())
                 .collect()
         } else {
@@ -254,7 +262,7 @@ where
         let waiting = stream
             .rewrite
             .wanted()
-            .filter(|_| receiving && stream.rewrite.waiting_for_keyframe());
+            .filter(|_| receiving && stream.awaits_keyframe());
         if let Some(source) = waiting {
             self.ask_keyframe(source, now, &mut outputs);
         }
@@ -592,11 +600,7 @@ where
             .values()
             .filter(|subscriber| subscriber.receiving)
             .flat_map(|subscriber| &subscriber.streams)
-            .any(|stream| {
-                stream.negotiated
-                    && stream.rewrite.waiting_for_keyframe()
-                    && stream.rewrite.wanted() == Some(source)
-            })
+            .any(|stream| stream.awaits_keyframe() && stream.rewrite.wanted() == Some(source))
     }
 
     /// When [`Self::poll`] is next due.
