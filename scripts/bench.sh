@@ -25,16 +25,13 @@ done
 [ $# -eq 0 ] && pages=true && joins=true
 
 printf '\033[1m==> building moim and the benchmarks (release)\033[0m\n' >&2
-# moim under the LEPTOS_* variables cargo-leptos 0.3.10 sets for this
-# workspace (as scripts/run.sh builds it ahead of the tools), so the site
-# build below finds it built: leptos reads LEPTOS_OUTPUT_NAME at compile
-# time, and a plain build compiled the leptos crates a second time (about
-# 10 minutes on two cores). The benchmarks apart: built with moim, their
-# features would unify with its and make yet another build of it.
-env LEPTOS_OUTPUT_NAME=moim LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg \
-  LEPTOS_SITE_ADDR=127.0.0.1:3000 LEPTOS_RELOAD_PORT=3001 LEPTOS_LIB_DIR=frontend \
-  LEPTOS_BIN_DIR=server LEPTOS_JS_MINIFY=true LEPTOS_HASH_FILES=false \
-  cargo build --locked --release --package=moim-server --bin=moim >&2
+# moim under the LEPTOS_* variables cargo-leptos sets (scripts/leptos-env.sh),
+# so the site build below finds it built; a plain build compiled the leptos
+# crates a second time (about 10 minutes on two cores). The benchmarks
+# apart: built with moim, their features would unify with its and make yet
+# another build of it.
+source scripts/leptos-env.sh
+env "${leptos_env[@]}" cargo build --locked --release --package=moim-server --bin=moim >&2
 cargo build --locked --release -p moim-bench >&2
 
 # The fan-out baseline: Socket.IO 4.8 from npm, once.

@@ -17,17 +17,12 @@ if ! scripts/setup.sh --run --ready; then
   # (5-10 minutes on two cores) before they can build anything. moim's own
   # dependencies need neither, so they compile meanwhile, into the cache
   # the build below then finds filled: the same commands, profiles, flags
-  # and LEPTOS_* variables cargo-leptos 0.3.10 uses for this workspace
-  # (leptos reads LEPTOS_OUTPUT_NAME at compile time; a variable set
-  # differently here only costs the crates that read it a second compile).
+  # and LEPTOS_* variables (scripts/leptos-env.sh) cargo-leptos 0.3.10
+  # uses for this workspace.
   step "installing the build tools, and meanwhile compiling moim (first time: 20-30 minutes)"
   scripts/setup.sh --run &
   setup_pid=$!
-  leptos_env=(
-    LEPTOS_OUTPUT_NAME=moim LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg
-    LEPTOS_SITE_ADDR=127.0.0.1:3000 LEPTOS_RELOAD_PORT=3001 LEPTOS_LIB_DIR=frontend
-    LEPTOS_BIN_DIR=server LEPTOS_JS_MINIFY=true LEPTOS_HASH_FILES=false
-  )
+  source scripts/leptos-env.sh
   env "${leptos_env[@]}" RUSTFLAGS="-Clink-args=--emit-relocs" \
     cargo build --locked --package=frontend --lib --target-dir="$CARGO_TARGET_DIR/front" \
     --target=wasm32-unknown-unknown --profile=wasm-release &
