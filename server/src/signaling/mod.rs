@@ -99,8 +99,7 @@ pub async fn upgrade(
         // Room for a media-server offer (up to `MAX_MEDIA_SIGNAL_BYTES`)
         // with a batch of ordinary frames queued beside it.
         .max_write_buffer_size(MAX_MEDIA_SIGNAL_BYTES + MAX_MESSAGE_BYTES * 8)
-        .on_upgrade(move |socket| async move {
-            connection::run(socket, state, caller, credentials).await;
-            drop(slot);
-        })
+        // The connection's future itself, not one wrapped in another
+        // block that would hold its own copies of what it moves on.
+        .on_upgrade(move |socket| connection::run(socket, state, caller, credentials, slot))
 }
