@@ -198,31 +198,15 @@ impl Pump<'_> {
                 _ = draining.wait_for(|draining| *draining), if live => Some(Input::Draining),
                 Some(signal) = from_media_server(&mut self.media_server) => Some(Input::FromMediaServer(signal)),
             };
-            let mut room_events: u32 = 0;
-            match woke {
-                Some(input) => {
-                    if matches!(input, Input::Event(_) | Input::FellBehind(_)) {
-                        room_events += 1;
-                    }
-                    self.drive(input).await;
-                }
-                None => hold_events_until = None,
+            if woke.is_none() {
+                hold_events_until = None;
             }
-            // Room events already waiting are handled now and their frames
-            // go out in one write: in a busy room a connection wakes once
-            // for many deliveries instead of once (and one syscall) each.
-            // While holding, they are left for when the hold is over.
-            let all_read = match hold_events_until {
-                None => {
-                    self.handle_waiting_events(&mut events, &mut room_events)
-                        .await
-                }
-                Some(_) => false,
-            };
-            let _ = self.wire.flush().await;
-            if self.wire.take_broken() && !self.session.is_over() {
-                self.drive(Input::SocketGone).await;
-            }
+            // Boxed, one allocation per wake-up: what handling an input
+            // may await (the stores, the socket) would otherwise be room
+            // every idle socket's task keeps for its whole life.
+            let holding = hold_events_until.is_some();
+            let (room_events, all_read) =
+                Box::pin(self.handle_wake(woke, &mut events, holding)).await;
             if room_events > 0 && all_read {
                 let now = tokio::time::Instant::now();
                 hold_events_until = pace
@@ -230,6 +214,35 @@ impl Pump<'_> {
                     .map(tokio::time::Instant::from_std);
             }
         }
+    }
+
+    /// Handles what woke the connection (`None`: a hold on room events is
+    /// over) and the room events already waiting unless `holding`, then
+    /// flushes their frames: how many room events it handled, and whether
+    /// that emptied the queue.
+    async fn handle_wake(
+        &mut self,
+        woke: Option<Input>,
+        events: &mut broadcast::Receiver<std::sync::Arc<domain::rooms::bus::SharedEvent>>,
+        holding: bool,
+    ) -> (u32, bool) {
+        let mut room_events: u32 = 0;
+        if let Some(input) = woke {
+            if matches!(input, Input::Event(_) | Input::FellBehind(_)) {
+                room_events += 1;
+            }
+            self.drive(input).await;
+        }
+        // Room events already waiting are handled now and their frames
+        // go out in one write: in a busy room a connection wakes once
+        // for many deliveries instead of once (and one syscall) each.
+        // While holding, they are left for when the hold is over.
+        let all_read = !holding && self.handle_waiting_events(events, &mut room_events).await;
+        let _ = self.wire.flush().await;
+        if self.wire.take_broken() && !self.session.is_over() {
+            self.drive(Input::SocketGone).await;
+        }
+        (room_events, all_read)
     }
 
     /// Handles up to `EVENT_BATCH` room events that are already waiting,
@@ -368,12 +381,10 @@ impl Pump<'_> {
                 });
                 server.signal(room, &peer_id, self.session.conn_id(), &link.outbox, signal);
             }
-            // Boxed: a task holds room for the largest future it may
-            // await, and the stores' answers (a rights re-check, a chat
-            // message stored) are most of this connection's (about 10 KiB
-            // of its 11.5). Awaited now and then, they cost an allocation
-            // each time rather than that room in every idle socket for its
-            // whole life.
+            // Boxed: a future holds room for the largest one it may await,
+            // and the stores' answers (a rights re-check, a chat message
+            // stored: about 6 KiB) are awaited now and then; the box every
+            // wake-up takes (see `Pump::run`) stays small without them.
             Effect::Ask(ask) => return Some(Box::pin(self.ask(room, ask)).await),
         }
         None
