@@ -128,10 +128,28 @@ pub fn App() -> impl IntoView {
         <Link rel="icon" type_="image/svg+xml" href="/favicon.svg" />
         <Meta name="description" content="moim: self-hosted video meetings" />
         <Title formatter=|text: String| title_markup(&text) />
-        <I18nContextProvider>
+        <I18nContextProvider cookie_options=language_cookie_options()>
             <AppBody />
         </I18nContextProvider>
     }
+}
+
+/// A year, in the milliseconds leptos-use counts a cookie's age in.
+const LANGUAGE_COOKIE_MAX_AGE_MS: i64 = 365 * 24 * 3600 * 1000;
+
+/// The cookie the reader's choice of language is kept in: for the whole
+/// site and a year, so a language chosen on any page (the lobby, at
+/// `/m/{code}/join`) holds on every page; without a path the browser keeps
+/// a cookie for the directory of the page that set it only. The server
+/// only reads it: left to itself, it would set one from Accept-Language on
+/// a first visit (for that page's directory too), pinning the browser's
+/// language of that day.
+fn language_cookie_options() -> leptos_i18n::context::CookieOptions<Locale> {
+    leptos_i18n::context::CookieOptions::default()
+        .path("/".to_string())
+        .max_age(LANGUAGE_COOKIE_MAX_AGE_MS)
+        .same_site(leptos_use::SameSite::Lax)
+        .readonly(cfg!(feature = "ssr"))
 }
 
 #[component]

@@ -62,20 +62,23 @@ test("a guest previews, knocks, is admitted by the host and reaches the room", a
   await expect(knock).toContainText("Guest <script>x</script> Lee");
   await expect(knock).toContainText("guest");
   // The decision is pushed to the waiting page (Server-Sent Events): once
-  // the push is connected it does not ask again in between, and moves on
-  // within a second.
+  // the push is connected it stops asking every 1.5 s, and moves on within
+  // a second. Watched over more than two of those intervals: a page still
+  // polling asks at least twice, while the 15 s safety net may ask once
+  // (on a slow machine the first one can fall in any window).
   await expect(guest.page.getByTestId("lobby-waiting")).toHaveAttribute("data-push", "live");
   const doorPolls: string[] = [];
   guest.page.on("request", (request) => {
     if (request.url().includes("/api/door_state")) doorPolls.push(request.url());
   });
+  await guest.page.waitForTimeout(3_200);
   const clicked = Date.now();
   await knock.getByTestId("admit").click();
 
   await guest.page.waitForURL(new RegExp(`${meetingPath}/room\\?mic=1&cam=1$`), { timeout: 5000 });
   const admittedAfter = Date.now() - clicked;
   expect(admittedAfter, `admitted ${admittedAfter} ms after the click`).toBeLessThan(1000);
-  expect(doorPolls, "no polling while the push is connected").toEqual([]);
+  expect(doorPolls.length, "no polling while the push is connected (the safety net aside)").toBeLessThanOrEqual(1);
   await expect(guest.page.getByTestId("call")).toHaveAttribute("data-phase", "live");
   await expect(panel).toContainText("Nobody is waiting.");
   expect(guest.errors).toEqual([]);

@@ -26,6 +26,33 @@ test("the landing page is server-rendered, hydrates and switches language", asyn
   await expect(page.getByTestId("home-title")).toHaveText("Meet face to face, on your own server");
 });
 
+test("the language chosen on any page holds on every page, for a year", async ({ page }) => {
+  // Chosen on a page deep in the site, not the home page.
+  const deep = await page.goto("/no/such/page");
+  expect(deep?.status()).toBe(404);
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText("Page not found");
+  await hydrated(page);
+  await page.getByTestId("lang-switch").click();
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText("페이지를 찾을 수 없습니다");
+
+  // One cookie for the whole site, kept after the browser closes; the
+  // server never set one of its own from the browser's language.
+  const cookies = (await page.context().cookies()).filter((c) => c.name === "i18n_pref_locale");
+  expect(cookies).toHaveLength(1);
+  expect(cookies[0]).toMatchObject({ value: "ko", path: "/", sameSite: "Lax" });
+  expect(cookies[0].expires * 1000).toBeGreaterThan(Date.now() + 300 * 24 * 3600 * 1000);
+
+  // The server renders the other pages in it.
+  await page.goto("/");
+  await expect(page.getByTestId("home-title")).toHaveText("내 서버에서, 얼굴을 보며 만나세요");
+  await expect(page.locator("html")).toHaveAttribute("lang", "ko");
+  await hydrated(page);
+  await page.getByTestId("lang-switch").click();
+  await expect(page.getByTestId("home-title")).toHaveText("Meet face to face, on your own server");
+  await page.goto("/no/such/page");
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText("Page not found");
+});
+
 test("Korean is chosen from the browser's language", async ({ browser }) => {
   const context = await browser.newContext({ locale: "ko-KR" });
   const page = await context.newPage();
