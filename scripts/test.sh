@@ -48,23 +48,54 @@ rm -rf "$CARGO_TARGET_DIR"/debug/incremental "$CARGO_TARGET_DIR"/front/*/debug/i
 
 step "rustfmt"
 cargo fmt --all -- --check
-
-step "clippy: server and shared app (ssr)"
-cargo clippy --locked -p protocol -p domain -p moim-server -p app -p moim-bench --all-targets -- -D warnings
 step "no import cycles between the modules of any crate"
 for crate in protocol domain app server; do
   python3 scripts/module-cycles.py "$crate/src"
 done
 
-step "clippy: browser bundle (wasm32, hydrate)"
-cargo clippy --locked -p frontend --target wasm32-unknown-unknown -- -D warnings
+# clippy runs inside the builds the tests need, not as builds of its own:
+# `cargo clippy` is a `cargo check`, whose artifacts (metadata only) no
+# later build can use, so every dependency was compiled twice on a fresh
+# machine, once checked for clippy and once built for the tests (and the
+# browser bundle's twice again). clippy-driver as cargo's wrapper for the
+# workspace's own crates is what `cargo clippy` runs, here in a build that
+# also makes the code; the dependencies compile once, with plain rustc.
+# CLIPPY_ARGS carries `-D warnings` as `cargo clippy -- -D warnings` hands
+# it to clippy-driver (its encoding of one argument per field).
+# Every cargo build of the workspace below runs under it, so none rebuilds
+# the workspace's crates for want of it.
+# They also run under the LEPTOS_* variables cargo-leptos builds the
+# server with (scripts/leptos-env.sh), since the end-to-end tests run the
+# server the Rust tests are built with: leptos names the bundle in its
+# pages from LEPTOS_OUTPUT_NAME at compile time (`moim_bg.wasm` without
+# it, where cargo-leptos writes `moim.wasm`). Their values are leptos's
+# own defaults at run time.
+source scripts/leptos-env.sh
+clippy_driver="$(rustup which clippy-driver)"
+lint=(env "${leptos_env[@]}" RUSTC_WORKSPACE_WRAPPER="$clippy_driver" CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__")
+# The packages the tests are built, linted and run for: one set for every
+# command, since another set resolves the dependencies' features otherwise
+# and would compile them again.
+packages=(-p protocol -p domain -p app -p moim-server -p moim-bench)
 
-step "compiling the Rust tests (first time: about 8 minutes)"
-cargo test --locked -p protocol -p domain -p app -p moim-server --no-run
+# The Redis outage test keeps a call going through five minutes without
+# Redis and mostly waits meanwhile, so it runs while the rest compiles
+# (not beside other tests: its Redis port stays free for those minutes,
+# and a test binding a port could take it). Its test binary is built
+# first, then run directly (a second `cargo` would wait for the build
+# directory's lock), in the package directory, as `cargo test` runs it.
+step "compiling the Redis outage test, with clippy (first time: about 8 minutes, beside the tools)"
+outage_test=redis_down_for_minutes_keeps_same_instance_calls_and_recovers_by_itself
+faults_bin="$("${lint[@]}" cargo test --locked "${packages[@]}" --no-run --test faults --message-format=json-render-diagnostics \
+  | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "faults" and m.get("executable"):
+        print(m["executable"])')"
+[ -x "$faults_bin" ] || { echo "the faults test binary was not built" >&2; exit 1; }
 
-# The tests share the two cores with nothing: several of them measure a
-# real call (packets lost, a peer silent for seconds), which a compiler
-# beside them can upset.
+# The Rust tests, the outage test among them, need PostgreSQL and Redis
+# (Debian packages scripts/setup.sh installs when missing).
 step "waiting for the tools"
 wait "$setup_pid" || { echo "installing the tools failed (scripts/setup.sh --test)" >&2; exit 1; }
 
@@ -108,33 +139,19 @@ else
 fi
 echo "PostgreSQL for tests: $MOIM_TEST_POSTGRES_URL"
 
-step "Rust unit and integration tests (SQLite and PostgreSQL)"
-# All but the Redis outage test, which runs next, beside the site build.
-outage_test=redis_down_for_minutes_keeps_same_instance_calls_and_recovers_by_itself
-cargo test --locked -p protocol -p domain -p app -p moim-server -- --skip "$outage_test"
-
-# The outage test keeps a call going through five minutes without Redis
-# and mostly waits meanwhile, so it runs while the site compiles (not
-# beside other tests: its Redis port stays free for those minutes, and a
-# test binding a port could take it). It runs from its compiled test
-# binary (a second `cargo` would wait for the build directory's lock), in
-# the package directory, as `cargo test` runs it. Asked of the same
-# packages as above, so it is the binary just built (another package set
-# resolves features differently and would compile another).
-faults_bin="$(cargo test --locked -p protocol -p domain -p app -p moim-server --no-run --message-format=json 2>/dev/null \
-  | python3 -c 'import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "faults" and m.get("executable"):
-        print(m["executable"])')"
-[ -x "$faults_bin" ] || { echo "the faults test binary was not found" >&2; exit 1; }
 outage_log="$(mktemp /tmp/moim-outage-test.XXXXXX)"
-step "Redis outage test (five minutes, beside the site build; output in $outage_log)"
+step "Redis outage test (five minutes, beside the builds below; output in $outage_log)"
 (cd server && CARGO_MANIFEST_DIR="$PWD" exec "$faults_bin" --exact "$outage_test" >"$outage_log" 2>&1) &
 outage_pid=$!
 
-step "building the site (cargo leptos build --split; first time: about 5 minutes)"
-cargo leptos build --split
+step "compiling the other Rust tests, with clippy"
+"${lint[@]}" cargo test --locked "${packages[@]}" --no-run
+
+# The end-to-end tests run the server binary just built for the Rust
+# tests (target/debug/moim, the same sources): cargo-leptos builds the
+# browser bundle only, with clippy on the browser's code (`hydrate`).
+step "building the site, with clippy (cargo leptos build --split --frontend-only; first time: about 4 minutes)"
+"${lint[@]}" cargo leptos build --split --frontend-only
 # gzip copies made once, so the servers do not compress the debug bundle
 # (about 10 MB for the call page) again for every browser of every test.
 node scripts/precompress.mjs --quick target/site/pkg
@@ -142,8 +159,15 @@ node scripts/precompress.mjs --quick target/site/pkg
 step "waiting for the Redis outage test"
 outage_status=0
 wait "$outage_pid" || outage_status=$?
+outage_pid=""
 cat "$outage_log"
 [ "$outage_status" -eq 0 ] || { echo "the Redis outage test failed" >&2; exit "$outage_status"; }
+
+# The tests share the two cores with nothing: several of them measure a
+# real call (packets lost, a peer silent for seconds), which a compiler
+# beside them can upset.
+step "Rust unit and integration tests (SQLite and PostgreSQL)"
+"${lint[@]}" cargo test --locked "${packages[@]}" -- --skip "$outage_test"
 
 # Two moim instances for the scale-out end-to-end test share a fresh
 # PostgreSQL database and a throwaway Redis (the Rust tests start their own).
