@@ -84,7 +84,7 @@ packages=(-p protocol -p domain -p app -p moim-server -p moim-bench)
 # and a test binding a port could take it). Its test binary is built
 # first, then run directly (a second `cargo` would wait for the build
 # directory's lock), in the package directory, as `cargo test` runs it.
-step "compiling the Redis outage test, with clippy (first time: about 8 minutes, beside the tools)"
+step "compiling the Redis outage test, with clippy (first time: about 10 minutes, beside the tools)"
 outage_test=redis_down_for_minutes_keeps_same_instance_calls_and_recovers_by_itself
 faults_bin="$("${lint[@]}" cargo test --locked "${packages[@]}" --no-run --test faults --message-format=json-render-diagnostics \
   | python3 -c 'import json, sys
