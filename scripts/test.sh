@@ -73,6 +73,17 @@ done
 source scripts/leptos-env.sh
 clippy_driver="$(rustup which clippy-driver)"
 lint=(env "${leptos_env[@]}" RUSTC_WORKSPACE_WRAPPER="$clippy_driver" CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__")
+# That encoding is clippy's own, not a documented interface: should a
+# toolchain stop reading it, warnings would pass unseen. A file with one
+# clippy warning must fail under it, or the run stops here.
+lint_probe="$(mktemp -d /tmp/moim-lint-probe.XXXXXX)"
+printf 'fn main() {\n    let v = vec![1, 2];\n    println!("{}", v.len());\n}\n' >"$lint_probe/probe.rs"
+if "${lint[@]}" "$clippy_driver" --edition 2021 --crate-type bin --emit=metadata \
+    -o "$lint_probe/probe.rmeta" "$lint_probe/probe.rs" >/dev/null 2>&1; then
+  echo "clippy-driver let a warning through with -D warnings in CLIPPY_ARGS: scripts/test.sh must hand it over another way" >&2
+  exit 1
+fi
+rm -rf "$lint_probe"
 # The packages the tests are built, linted and run for: one set for every
 # command, since another set resolves the dependencies' features otherwise
 # and would compile them again.
