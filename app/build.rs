@@ -1,6 +1,10 @@
-//! Generates the `i18n` module (typed translation keys) from `locales/*.json`.
-use leptos_i18n_build::{Config, ParseOptions, TranslationsInfos};
+//! Generates the `i18n` module (typed translation keys) from `locales/*.json`,
+//! as `leptos_i18n_build` does it (its `TranslationsInfos::parse` and
+//! `generate_i18n_module`), through the two crates it wraps; see
+//! `Cargo.toml` for why not through it.
+use leptos_i18n_parser::parse_locales::options::{Config, ParseOptions};
 use std::error::Error;
+use std::fs;
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -13,9 +17,21 @@ fn main() -> Result<(), Box<dyn Error>> {
     let config = Config::new("en")?
         .add_locale("ko")?
         .parse_options(ParseOptions::default().interpolate_display(true));
-    let translations = TranslationsInfos::parse(config)?;
-    translations.emit_diagnostics();
-    translations.rerun_if_locales_changed();
-    translations.generate_i18n_module(i18n_mod_directory)?;
+    let translations = leptos_i18n_parser::parse_locales::parse_locales(None, config)?;
+    for warning in translations.diag.warnings().iter() {
+        println!("cargo::warning={warning}");
+    }
+    for error in translations.diag.errors().iter() {
+        println!("cargo::error={error}");
+    }
+    for path in translations.tracked_files.iter().flatten() {
+        println!("cargo::rerun-if-changed={path}");
+    }
+    // No crate path (`leptos_i18n` is a direct dependency), no diagnostics
+    // emitted from the generated code (printed above), no extra attributes,
+    // documentation on the generated keys: leptos_i18n_build's defaults.
+    let module = leptos_i18n_codegen::gen_code(&translations, None, false, None, true)?;
+    fs::create_dir_all(&i18n_mod_directory)?;
+    fs::write(i18n_mod_directory.join("mod.rs"), module.to_string())?;
     Ok(())
 }
