@@ -115,14 +115,29 @@ impl Server {
 
     /// A browser: a client with its own cookie jar, sending our Origin.
     pub fn browser(&self) -> Result<Browser, Error> {
+        self.browser_keeping_connections(true)
+    }
+
+    /// A browser that closes each HTTP connection after its request, so
+    /// that none stays open on the server beside its call socket (a real
+    /// browser's close when the server's idle timeout ends them, 10 s
+    /// later; `connections` measures the sockets alone).
+    pub fn browser_closing_connections(&self) -> Result<Browser, Error> {
+        self.browser_keeping_connections(false)
+    }
+
+    fn browser_keeping_connections(&self, keep_alive: bool) -> Result<Browser, Error> {
         let jar = Arc::new(reqwest::cookie::Jar::default());
         let mut headers = HeaderMap::new();
         headers.insert(ORIGIN, HeaderValue::from_str(&self.base)?);
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .cookie_provider(jar.clone())
             .default_headers(headers)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+            .redirect(reqwest::redirect::Policy::none());
+        if !keep_alive {
+            client = client.pool_max_idle_per_host(0);
+        }
+        let client = client.build()?;
         Ok(Browser {
             client,
             jar,

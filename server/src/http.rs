@@ -103,6 +103,9 @@ pub fn app(
     settings: HttpSettings,
 ) -> Router {
     let routes = page_routes();
+    // One state for every call connection, shared: each connection's task
+    // holds it for the connection's whole life (see `signaling::connection::run`).
+    let signaling = std::sync::Arc::new(signaling);
     let context_state = state.clone();
     let chunk_preloads = settings.bundle.chunk_preloads();
     let provide_state = move || {

@@ -13,6 +13,7 @@ pub mod health;
 pub mod http;
 pub mod mail;
 pub mod media_server;
+pub mod memory;
 pub mod metrics;
 pub mod ops;
 pub mod page_render;

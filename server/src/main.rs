@@ -23,6 +23,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    moim_server::memory::spawn_trimmer(moim_server::memory::TRIM_EVERY);
     // Listening for SIGTERM before saying it is up: see shutdown_signal.
     let shutdown = shutdown_signal();
     tracing::info!(address = %app.local_addr(), "moim is listening on http://{}", app.local_addr());

@@ -24,6 +24,7 @@ use domain::ids::{ConnectionId, PeerId};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
@@ -43,12 +44,13 @@ type Stream = SplitStream<WebSocket>;
 ///
 /// An `async` block rather than an `async fn`: an async fn copies its
 /// arguments into locals, and the task then holds both copies for its
-/// whole life (the state alone is most of a KiB); a block's captures are
-/// used in place. Every idle socket pays for the size of this future.
+/// whole life; a block's captures are used in place. Every idle socket
+/// pays for the size of this future, which is why the state comes shared
+/// (`Arc`): by value it was most of a KiB in every connection's task.
 #[allow(clippy::manual_async_fn)]
 pub fn run(
     socket: WebSocket,
-    state: SignalingState,
+    state: Arc<SignalingState>,
     caller: Caller,
     credentials: Credentials,
     slot: SocketSlot,

@@ -21,6 +21,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tower_sessions::Session;
@@ -120,7 +121,7 @@ impl Watch {
 }
 
 pub async fn door_events(
-    State(state): State<SignalingState>,
+    State(state): State<Arc<SignalingState>>,
     Path(code): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     session: Session,

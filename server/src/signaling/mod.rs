@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use state::admitted_caller;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tower_sessions::Session;
 
 pub use census::{CallCensus, PathCount};
@@ -29,14 +30,19 @@ pub use door_events::door_events;
 pub use sockets::SocketCounts;
 pub use state::{Credentials, SignalingState};
 
-/// The initial read buffer of a call socket.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// The initial read buffer of a call socket, and how much one read takes
+/// from the kernel. What a browser sends is mostly a few hundred bytes (a
+/// media toggle, an ICE candidate, a chat line); the buffer grows to fit a
+/// larger frame (a session description) when one comes, so this is what a
+/// socket that only listens keeps: 4 KiB was a fifth of an idle joined
+/// socket's memory (`scripts/bench.sh connections`, 2026-11-30).
+const READ_BUFFER_BYTES: usize = 1024;
 /// How much a call socket's written frames may collect before they go out
 /// without waiting for the flush at the end of a batch.
 const WRITE_BATCH_BYTES: usize = 16 * 1024;
 
 pub async fn upgrade(
-    State(state): State<SignalingState>,
+    State(state): State<Arc<SignalingState>>,
     Path(code): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     session: Session,
@@ -87,8 +93,9 @@ pub async fn upgrade(
         .max_frame_size(MAX_MEDIA_SIGNAL_BYTES * 2)
         // tungstenite reserves a 128 KiB read buffer per socket up front;
         // signaling frames are small, and the buffer grows for a large one
-        // anyway. 4 KiB here took an idle joined socket from ~140 KiB to
-        // the figure `scripts/bench.sh connections` prints.
+        // anyway (see READ_BUFFER_BYTES). A smaller one took an idle joined
+        // socket from ~140 KiB to the figure `scripts/bench.sh connections`
+        // prints.
         .read_buffer_size(READ_BUFFER_BYTES)
         // Frames collect until the pump flushes after a batch of room
         // events (see `connection::EVENT_BATCH` and `pace`), so a
