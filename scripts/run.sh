@@ -24,7 +24,9 @@ compile_bundle() {
 compile_server() {
   env "${leptos_env[@]}" cargo build --locked --package=moim-server --bin=moim --release
 }
-if ! scripts/setup.sh --run --ready; then
+first_time=false
+scripts/setup.sh --run --ready || first_time=true
+if $first_time; then
   # The first time, cargo-leptos and wasm-bindgen compile from crates.io
   # (5-10 minutes on two cores) before they can build anything. moim's own
   # dependencies need neither, so they compile meanwhile, into the cache
@@ -32,19 +34,17 @@ if ! scripts/setup.sh --run --ready; then
   step "installing the build tools, and meanwhile compiling moim (first time: 20-30 minutes)"
   scripts/setup.sh --run &
   setup_pid=$!
-  compile_bundle &
-  wasm_pid=$!
-  compile_server || echo "compiling ahead of the tools failed; the build below says why" >&2
-  wait "$wasm_pid" || echo "compiling the browser bundle ahead of the tools failed; the build below says why" >&2
-  step "waiting for the build tools"
-  wait "$setup_pid" || { echo "installing the build tools failed (scripts/setup.sh --run)" >&2; exit 1; }
 else
   # Seconds when nothing changed; otherwise what changed compiles here.
   step "compiling what changed in moim"
-  compile_bundle &
-  wasm_pid=$!
-  compile_server || echo "compiling moim failed; the build below says why" >&2
-  wait "$wasm_pid" || echo "compiling the browser bundle failed; the build below says why" >&2
+fi
+compile_bundle &
+wasm_pid=$!
+compile_server || echo "compiling moim failed; the build below says why" >&2
+wait "$wasm_pid" || echo "compiling the browser bundle failed; the build below says why" >&2
+if $first_time; then
+  step "waiting for the build tools"
+  wait "$setup_pid" || { echo "installing the build tools failed (scripts/setup.sh --run)" >&2; exit 1; }
 fi
 # wasm-opt from npm (scripts/setup.sh), where cargo-leptos looks for it.
 export PATH="${MOIM_TOOLS_DIR:-$HOME/.cache/moim/tools}/node_modules/.bin:$PATH"

@@ -48,9 +48,9 @@ pub fn spawn_trimmer(every: Duration) {
             // (a millisecond or so for a heap of tens of MiB): off the
             // runtime's workers, so no connection's task waits behind it.
             match tokio::task::spawn_blocking(trim).await {
-                Ok(Some(released)) => {
+                Ok(Some(took)) => {
                     tracing::debug!(
-                        took_us = released.took.as_micros() as u64,
+                        took_us = took.as_micros() as u64,
                         "returned freed memory to the system"
                     );
                 }
@@ -61,31 +61,23 @@ pub fn spawn_trimmer(every: Duration) {
     });
 }
 
-/// What one trim did.
-#[derive(Debug, Clone, Copy)]
-pub struct Trimmed {
-    pub took: Duration,
-}
-
 /// Whether this build can trim (glibc on Linux).
 pub const SUPPORTED: bool = cfg!(all(target_os = "linux", target_env = "gnu"));
 
-/// Returns the allocator's whole free pages to the system; `Some` when
-/// some were returned.
+/// Returns the allocator's whole free pages to the system; when some were
+/// returned, how long it took.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn trim() -> Option<Trimmed> {
+pub fn trim() -> Option<Duration> {
     let started = std::time::Instant::now();
     // SAFETY: malloc_trim takes no pointers and only touches the
     // allocator's own state, under its own locks; it is safe to call from
     // any thread at any time (glibc's manual, `malloc_trim`: MT-Safe).
     let released = unsafe { libc::malloc_trim(0) } == 1;
-    released.then(|| Trimmed {
-        took: started.elapsed(),
-    })
+    released.then(|| started.elapsed())
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn trim() -> Option<Trimmed> {
+pub fn trim() -> Option<Duration> {
     None
 }
 
@@ -93,15 +85,15 @@ pub fn trim() -> Option<Trimmed> {
 mod tests {
     use super::*;
 
-    /// Resident pages of this process, from /proc (Linux).
+    /// This process's resident size (`VmRSS`, in KiB whatever the page
+    /// size), from /proc (Linux).
     fn resident_kib() -> u64 {
-        let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
-        let pages: u64 = statm
-            .split_whitespace()
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .expect("resident pages");
-        pages * 4
+        let status = std::fs::read_to_string("/proc/self/status").expect("status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
     }
 
     /// Memory freed in the middle of an arena (pinned by a live block
